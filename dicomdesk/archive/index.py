@@ -1,0 +1,706 @@
+"""The SQLite index of the archive and the C-FIND/C-MOVE/C-GET SCP queries over it (PS3.4 C.4.1-C.4.3).
+
+Schema: one table per level of the PS3.4 C.6 information model (``patient``, ``study``, ``series``,
+``instance``) rather than one denormalised table.  Why: PS3.4 C.4.1.2 answers are *per entity*
+(one response per study, not per instance), its counts (NumberOfStudyRelatedInstances, ...) and
+ModalitiesInStudy are aggregates, and a study's attributes must not depend on which instance
+arrived last with an empty StudyDescription.  With normalised tables a STUDY query is a scan of the
+study table (thousands of rows, not hundreds of thousands), and the aggregates are indexed
+correlated sub-queries.  ``instance`` also carries ``study_uid`` so that study counts need no join.
+
+Patients are keyed by PatientID alone (the Patient Root unique key, C.6.1.1.2); instances without
+a PatientID share the patient with an empty ID.  Study/series attributes are updated by each new
+instance, but an empty value never overwrites a non-empty one.
+
+Each key with a DA/TM/DT/PN VR has a second column ``<column>_m`` holding its matching form
+(see ``matching.stored_form``); originals are returned unchanged in responses.
+
+The database runs in WAL mode so that a second process (the GUI, ``dicomdesk index``) can read
+while the server writes; readers open their own connection per query so that a slow C-FIND peer
+never holds the writer's lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+
+from . import matching
+from .matching import QueryError, STATUS_IDENTIFIER_DOES_NOT_MATCH
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+_RANK = {lvl: i for i, lvl in enumerate(LEVELS)}
+_MATCH_FORM_VRS = frozenset({"PN", "DA", "TM", "DT"})
+_TABLES = {"PATIENT": ("patient", "p"), "STUDY": ("study", "s"), "SERIES": ("series", "se"),
+           "IMAGE": ("instance", "i")}
+#: PS3.4 C.6.1.1 / C.6.2.1: the unique key of each level.
+UNIQUE_KEYS = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
+               "IMAGE": "SOPInstanceUID"}
+
+
+@dataclass(frozen=True)
+class Key:
+    """An attribute held in the index: its level in the Patient Root model and its column."""
+
+    keyword: str
+    vr: str
+    level: str
+    column: str
+
+    @property
+    def alias(self) -> str:
+        return _TABLES[self.level][1]
+
+    @property
+    def match_column(self) -> str:
+        return self.column + "_m" if self.vr in _MATCH_FORM_VRS else self.column
+
+
+KEYS: dict[str, Key] = {k.keyword: k for k in (
+    Key("PatientName", "PN", "PATIENT", "patient_name"),
+    Key("PatientID", "LO", "PATIENT", "patient_id"),
+    Key("IssuerOfPatientID", "LO", "PATIENT", "issuer_of_patient_id"),
+    Key("PatientBirthDate", "DA", "PATIENT", "patient_birth_date"),
+    Key("PatientSex", "CS", "PATIENT", "patient_sex"),
+    Key("StudyInstanceUID", "UI", "STUDY", "study_uid"),
+    Key("StudyDate", "DA", "STUDY", "study_date"),
+    Key("StudyTime", "TM", "STUDY", "study_time"),
+    Key("AccessionNumber", "SH", "STUDY", "accession_number"),
+    Key("StudyID", "SH", "STUDY", "study_id"),
+    Key("StudyDescription", "LO", "STUDY", "study_description"),
+    Key("ReferringPhysicianName", "PN", "STUDY", "referring_physician_name"),
+    Key("SeriesInstanceUID", "UI", "SERIES", "series_uid"),
+    Key("Modality", "CS", "SERIES", "modality"),
+    Key("SeriesNumber", "IS", "SERIES", "series_number"),
+    Key("SeriesDescription", "LO", "SERIES", "series_description"),
+    Key("SeriesDate", "DA", "SERIES", "series_date"),
+    Key("SeriesTime", "TM", "SERIES", "series_time"),
+    Key("SOPInstanceUID", "UI", "IMAGE", "sop_instance_uid"),
+    Key("SOPClassUID", "UI", "IMAGE", "sop_class_uid"),
+    Key("InstanceNumber", "IS", "IMAGE", "instance_number"),
+)}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """An attribute computed from the index (PS3.4 C.6.1.1.x "Number of ...", ModalitiesInStudy)."""
+
+    keyword: str
+    vr: str
+    level: str
+    select: str              # SQL expression over the aliases p/s/se
+    exists: str | None = None  # for multi-valued keys: sub-query used for matching, with {cond}
+    column: str = ""          # the column the {cond} matches inside ``exists``
+
+
+DERIVED: dict[str, Derived] = {d.keyword: d for d in (
+    Derived("NumberOfPatientRelatedStudies", "IS", "PATIENT",
+            "(SELECT COUNT(*) FROM study x WHERE x.patient_pk = p.pk)"),
+    Derived("NumberOfPatientRelatedSeries", "IS", "PATIENT",
+            "(SELECT COUNT(*) FROM series x JOIN study y ON x.study_uid = y.study_uid"
+            " WHERE y.patient_pk = p.pk)"),
+    Derived("NumberOfPatientRelatedInstances", "IS", "PATIENT",
+            "(SELECT COUNT(*) FROM instance x JOIN study y ON x.study_uid = y.study_uid"
+            " WHERE y.patient_pk = p.pk)"),
+    Derived("NumberOfStudyRelatedSeries", "IS", "STUDY",
+            "(SELECT COUNT(*) FROM series x WHERE x.study_uid = s.study_uid)"),
+    Derived("NumberOfStudyRelatedInstances", "IS", "STUDY",
+            "(SELECT COUNT(*) FROM instance x WHERE x.study_uid = s.study_uid)"),
+    Derived("NumberOfSeriesRelatedInstances", "IS", "SERIES",
+            "(SELECT COUNT(*) FROM instance x WHERE x.series_uid = se.series_uid)"),
+    Derived("ModalitiesInStudy", "CS", "STUDY",
+            "(SELECT group_concat(DISTINCT x.modality) FROM series x"
+            " WHERE x.study_uid = s.study_uid AND x.modality <> '')",
+            "EXISTS (SELECT 1 FROM series x WHERE x.study_uid = s.study_uid AND {cond})", "x.modality"),
+    Derived("SOPClassesInStudy", "UI", "STUDY",
+            "(SELECT group_concat(DISTINCT x.sop_class_uid) FROM instance x"
+            " WHERE x.study_uid = s.study_uid)",
+            "EXISTS (SELECT 1 FROM instance x WHERE x.study_uid = s.study_uid AND {cond})",
+            "x.sop_class_uid"),
+)}
+
+_FILE_COLUMNS = ("transfer_syntax", "file_size", "path", "received_at", "calling_aet")
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """What C-GET/C-MOVE/commitment need about one stored instance (``path`` is absolute)."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One row to index: the key values read from the file header plus the file facts."""
+
+    values: dict[str, object]
+    transfer_syntax: str
+    file_size: int
+    path: str               # relative to the archive root, POSIX separators
+    received_at: str
+    calling_aet: str = ""
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, **facts: object) -> InstanceRecord:
+        values = {kw: _element_text(ds.get(kw)) for kw in KEYS}
+        return cls(values=values, **facts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ForwardItem:
+    """A row of the forward queue (forwarding received objects to other nodes, later feature)."""
+
+    id: int
+    sop_instance_uid: str
+    destination: str
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str
+
+
+def _element_text(value: object) -> str:
+    """The text of a data element value (None/empty → ''; multi-values joined with backslash)."""
+    if value is None:
+        return ""
+    if isinstance(value, (MultiValue, list, tuple)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _columns_of(level: str) -> list[Key]:
+    return [k for k in KEYS.values() if k.level == level]
+
+
+def _column_defs(level: str) -> list[str]:
+    defs = []
+    for k in _columns_of(level):
+        if k.vr == "IS":
+            defs.append(f"{k.column} INTEGER")
+        else:
+            defs.append(f"{k.column} TEXT NOT NULL DEFAULT ''")
+        if k.vr in _MATCH_FORM_VRS:
+            defs.append(f"{k.match_column} TEXT NOT NULL DEFAULT ''")
+    return defs
+
+
+def _schema() -> str:
+    def cols(level: str, skip: str) -> str:
+        return ",\n  ".join(d for d in _column_defs(level) if not d.startswith(skip + " "))
+
+    return f"""
+CREATE TABLE IF NOT EXISTS patient (
+  pk INTEGER PRIMARY KEY,
+  patient_id TEXT NOT NULL UNIQUE,
+  {cols("PATIENT", "patient_id")}
+);
+CREATE TABLE IF NOT EXISTS study (
+  study_uid TEXT PRIMARY KEY,
+  patient_pk INTEGER NOT NULL,
+  {cols("STUDY", "study_uid")}
+);
+CREATE TABLE IF NOT EXISTS series (
+  series_uid TEXT PRIMARY KEY,
+  study_uid TEXT NOT NULL,
+  {cols("SERIES", "series_uid")}
+);
+CREATE TABLE IF NOT EXISTS instance (
+  sop_instance_uid TEXT PRIMARY KEY,
+  series_uid TEXT NOT NULL,
+  study_uid TEXT NOT NULL,
+  {cols("IMAGE", "sop_instance_uid")},
+  transfer_syntax TEXT NOT NULL DEFAULT '',
+  file_size INTEGER NOT NULL DEFAULT 0,
+  path TEXT NOT NULL,
+  received_at TEXT NOT NULL DEFAULT '',
+  calling_aet TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS patient_name_idx ON patient(patient_name_m);
+CREATE INDEX IF NOT EXISTS study_patient_idx ON study(patient_pk);
+CREATE INDEX IF NOT EXISTS study_date_idx ON study(study_date_m);
+CREATE INDEX IF NOT EXISTS study_accession_idx ON study(accession_number);
+CREATE INDEX IF NOT EXISTS series_study_idx ON series(study_uid);
+CREATE INDEX IF NOT EXISTS instance_series_idx ON instance(series_uid);
+CREATE INDEX IF NOT EXISTS instance_study_idx ON instance(study_uid);
+CREATE TABLE IF NOT EXISTS forward_queue (
+  id INTEGER PRIMARY KEY,
+  sop_instance_uid TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX IF NOT EXISTS forward_due_idx ON forward_queue(state, next_attempt_at);
+"""
+
+
+class Index:
+    """The archive's SQLite database (``index.sqlite3``): upserts, queries, forward queue."""
+
+    def __init__(self, path: Path, *, read_only: bool = False, durable: bool = True,
+                 busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self._durable = durable
+        self._busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn = self.connect()
+        if not read_only:
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.executescript(_schema())
+                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection configured for this index (readers use one per query)."""
+        if self.read_only:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                   timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        else:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def _write(self) -> _Transaction:
+        if self.read_only:
+            raise PermissionError("the archive index is open read-only")
+        return _Transaction(self._conn, self._lock)
+
+    def upsert(self, rec: InstanceRecord) -> str | None:
+        """Index one instance in one transaction; returns the previous relative path if the
+        SOP Instance UID was already indexed (the caller removes that file if it differs)."""
+        v = rec.values
+        with self._write() as c:
+            old = c.execute("SELECT path, series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
+                            (v["SOPInstanceUID"],)).fetchone()
+            old_patient = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?",
+                                    (v["StudyInstanceUID"],)).fetchone()
+            patient_pk = self._upsert_level(c, "PATIENT", v, {})
+            self._upsert_level(c, "STUDY", v, {"patient_pk": patient_pk})
+            self._upsert_level(c, "SERIES", v, {"study_uid": v["StudyInstanceUID"]})
+            inst = {"series_uid": v["SeriesInstanceUID"], "study_uid": v["StudyInstanceUID"],
+                    "transfer_syntax": rec.transfer_syntax, "file_size": rec.file_size,
+                    "path": rec.path, "received_at": rec.received_at, "calling_aet": rec.calling_aet}
+            self._upsert_level(c, "IMAGE", v, inst, replace=True)
+            if old is not None:
+                self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
+            if old_patient is not None and old_patient["patient_pk"] != patient_pk:
+                self._prune(c, [], [], [old_patient["patient_pk"]])
+        return old["path"] if old is not None else None
+
+    @staticmethod
+    def _upsert_level(c: sqlite3.Connection, level: str, v: dict[str, object],
+                      extra: dict[str, object], replace: bool = False) -> int | None:
+        table = _TABLES[level][0]
+        row: dict[str, object] = {}
+        for k in _columns_of(level):
+            raw = v.get(k.keyword, "")
+            row[k.column] = matching.stored_form("IS", raw) if k.vr == "IS" else str(raw or "").strip()
+            if k.vr in _MATCH_FORM_VRS:
+                row[k.match_column] = matching.stored_form(k.vr, raw)
+        row.update(extra)
+        names = list(row)
+        key = {"PATIENT": "patient_id", "STUDY": "study_uid", "SERIES": "series_uid",
+               "IMAGE": "sop_instance_uid"}[level]
+        if replace:
+            updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+        else:  # an empty value never overwrites a known one
+            updates = ", ".join(
+                f"{n} = CASE WHEN excluded.{n} IS NULL OR excluded.{n} = '' THEN {table}.{n} "
+                f"ELSE excluded.{n} END" if n not in extra else f"{n} = excluded.{n}"
+                for n in names if n != key)
+        sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+               f"ON CONFLICT({key}) DO UPDATE SET {updates}")
+        if level == "PATIENT":
+            return c.execute(sql + " RETURNING pk", [row[n] for n in names]).fetchone()[0]
+        c.execute(sql, [row[n] for n in names])
+        return None
+
+    @staticmethod
+    def _prune(c: sqlite3.Connection, series: list[str], studies: list[str], patients: list[int]) -> None:
+        """Drop series/studies/patients left without children (after a delete or a move)."""
+        for uid in series:
+            c.execute("DELETE FROM series WHERE series_uid = ? AND NOT EXISTS "
+                      "(SELECT 1 FROM instance WHERE series_uid = ?)", (uid, uid))
+        for uid in studies:
+            row = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?", (uid,)).fetchone()
+            c.execute("DELETE FROM study WHERE study_uid = ? AND NOT EXISTS "
+                      "(SELECT 1 FROM series WHERE study_uid = ?)", (uid, uid))
+            if row is not None:
+                patients = [*patients, row["patient_pk"]]
+        for pk in patients:
+            c.execute("DELETE FROM patient WHERE pk = ? AND NOT EXISTS "
+                      "(SELECT 1 FROM study WHERE patient_pk = ?)", (pk, pk))
+
+    def remove_instance(self, sop_instance_uid: str) -> bool:
+        with self._write() as c:
+            old = c.execute("SELECT series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
+                            (sop_instance_uid,)).fetchone()
+            if old is None:
+                return False
+            c.execute("DELETE FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,))
+            self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
+        return True
+
+    def clear(self, path_prefix: str = "") -> None:
+        """Remove every instance (or those whose relative path starts with ``path_prefix``)."""
+        with self._write() as c:
+            if not path_prefix:
+                for table in ("instance", "series", "study", "patient"):
+                    c.execute(f"DELETE FROM {table}")
+                return
+            pattern = matching.glob_pattern(path_prefix.rstrip("/")) + "/*"
+            rows = c.execute("SELECT DISTINCT series_uid, study_uid FROM instance WHERE path GLOB ?",
+                             (pattern,)).fetchall()
+            c.execute("DELETE FROM instance WHERE path GLOB ?", (pattern,))
+            self._prune(c, [r["series_uid"] for r in rows], [r["study_uid"] for r in rows], [])
+
+    # ---------------------------------------------------------------- reading
+
+    def instance(self, sop_instance_uid: str) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute("SELECT * FROM instance WHERE sop_instance_uid = ?",
+                                      (sop_instance_uid,)).fetchone()
+
+    def instances(self, sop_instance_uids: Iterable[str]) -> dict[str, sqlite3.Row]:
+        uids = list(sop_instance_uids)
+        out: dict[str, sqlite3.Row] = {}
+        with self._lock:
+            for start in range(0, len(uids), 500):
+                chunk = uids[start:start + 500]
+                for row in self._conn.execute(
+                        "SELECT sop_instance_uid, sop_class_uid, transfer_syntax, file_size, path "
+                        f"FROM instance WHERE sop_instance_uid IN ({', '.join('?' * len(chunk))})", chunk):
+                    out[row["sop_instance_uid"]] = row
+        return out
+
+    def all_files(self) -> dict[str, tuple[str, int]]:
+        """``{sop_instance_uid: (relative path, size)}`` for reconciliation."""
+        with self._lock:
+            return {r[0]: (r[1], r[2]) for r in
+                    self._conn.execute("SELECT sop_instance_uid, path, file_size FROM instance")}
+
+    def count(self) -> int:
+        with self._lock:
+            return self._conn.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
+
+    def find(self, level: str, identifier: Dataset, model: str = "study", *,
+             combined_datetime: bool = False, retrieve_ae_title: str = "",
+             batch: int = 256) -> Iterator[Dataset]:
+        """C-FIND SCP matching (PS3.4 C.4.1.3.1) in SQL; see ``build_find`` for the rules."""
+        query = build_find(level, identifier, model, combined_datetime=combined_datetime,
+                           retrieve_ae_title=retrieve_ae_title)
+        conn = self.connect()
+        try:
+            cur = conn.execute(query.sql, query.params)
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                for row in rows:
+                    yield query.response(row)
+        finally:
+            conn.close()
+
+    def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
+        """C-MOVE/C-GET SCP (PS3.4 C.4.2.2.1/C.4.3.2.1): the instances selected by unique keys."""
+        level = _check_level(level, model)
+        conds: list[str] = []
+        params: list[object] = []
+        for lvl in LEVELS[: _RANK[level] + 1]:
+            keyword = UNIQUE_KEYS[lvl]
+            value = _element_text(identifier.get(keyword))
+            if matching.is_universal(value):
+                if lvl == level:
+                    raise QueryError(STATUS_IDENTIFIER_DOES_NOT_MATCH,
+                                     f"{keyword} is required for a {level} level retrieve")
+                continue
+            key = KEYS[keyword]
+            cond = matching.condition(f"{key.alias}.{key.column}", "UI", value)
+            if cond:
+                conds.append(cond[0])
+                params.extend(cond[1])
+        sql = ("SELECT i.sop_class_uid, i.sop_instance_uid, i.transfer_syntax, i.path, i.file_size "
+               "FROM instance i JOIN series se ON i.series_uid = se.series_uid "
+               "JOIN study s ON se.study_uid = s.study_uid JOIN patient p ON s.patient_pk = p.pk "
+               f"WHERE {' AND '.join(conds)} "
+               "ORDER BY s.rowid, se.series_number, se.rowid, i.instance_number, i.rowid")
+        root = self.path.parent
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [InstanceRef(r[0], r[1], r[2], root / r[3], r[4]) for r in rows]
+
+    # ---------------------------------------------------------------- forward queue
+
+    def enqueue_forward(self, sop_instance_uid: str, destination: str, now: float) -> None:
+        """Queue (or re-arm) forwarding of an instance to a node of the address book."""
+        with self._write() as c:
+            c.execute("INSERT INTO forward_queue (sop_instance_uid, destination, next_attempt_at) "
+                      "VALUES (?, ?, ?) ON CONFLICT(sop_instance_uid, destination) DO UPDATE SET "
+                      "state = 'pending', next_attempt_at = excluded.next_attempt_at",
+                      (sop_instance_uid, destination, now))
+
+    def due_forwards(self, now: float, limit: int = 100) -> list[ForwardItem]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, sop_instance_uid, destination, state, attempts, next_attempt_at, last_error "
+                "FROM forward_queue WHERE state = 'pending' AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall()
+        return [ForwardItem(*r) for r in rows]
+
+    def mark_forward(self, item_id: int, *, state: str, error: str = "",
+                     next_attempt_at: float | None = None) -> None:
+        """Record an attempt: ``state`` is "done", "failed" (given up) or "pending" (retry at
+        ``next_attempt_at``)."""
+        if state not in ("done", "failed", "pending"):
+            raise ValueError(f"unknown forward state {state!r}")
+        with self._write() as c:
+            c.execute("UPDATE forward_queue SET state = ?, attempts = attempts + 1, last_error = ?, "
+                      "next_attempt_at = COALESCE(?, next_attempt_at) WHERE id = ?",
+                      (state, error, next_attempt_at, item_id))
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` under the writer lock (rollback on error)."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+        self._conn = conn
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()
+
+
+# -------------------------------------------------------------------- C-FIND query building
+
+
+def _check_level(level: str, model: str) -> str:
+    level = (level or "").strip().upper()
+    if model not in ("patient", "study"):
+        raise QueryError(STATUS_IDENTIFIER_DOES_NOT_MATCH, f"unknown information model {model!r}")
+    if level not in LEVELS or (model == "study" and level == "PATIENT"):
+        raise QueryError(STATUS_IDENTIFIER_DOES_NOT_MATCH,
+                         f"invalid Query/Retrieve Level {level!r} for the {model} root model")
+    return level
+
+
+def _effective_level(level: str, model: str) -> str:
+    """In the Study Root model patient attributes are study attributes (PS3.4 C.6.2.1)."""
+    return "STUDY" if model == "study" and level == "PATIENT" else level
+
+
+_SKIPPED_TAGS = {Tag("QueryRetrieveLevel"), Tag("SpecificCharacterSet")}
+
+
+@dataclass
+class _Out:
+    tag: int
+    vr: str
+    kind: str          # "col", "derived", "const", "empty"
+    index: int = -1    # position in the SELECT list
+    const: object = None
+    multi: bool = False
+
+
+class FindQuery:
+    """A compiled C-FIND: SQL, parameters and the recipe for each response data set."""
+
+    def __init__(self, level: str, sql: str, params: list[object], outs: list[_Out],
+                 charset_requested: bool, unsupported: list[int]) -> None:
+        self.level = level
+        self.sql = sql
+        self.params = params
+        self.outs = outs
+        self.charset_requested = charset_requested
+        #: tags returned empty because the index does not hold them (status FF01 material)
+        self.unsupported = unsupported
+
+    def response(self, row: sqlite3.Row | tuple) -> Dataset:
+        ds = Dataset()
+        non_ascii = False
+        for out in self.outs:
+            value: object
+            if out.kind == "empty":
+                value = None
+            elif out.kind == "const":
+                value = out.const
+            else:
+                value = row[out.index]
+                if out.multi:
+                    value = [v for v in str(value).split(",") if v] if value else None
+                    if value and len(value) == 1:
+                        value = value[0]
+                elif value == "":
+                    value = None
+            if isinstance(value, str) and not value.isascii():
+                non_ascii = True
+            ds.add_new(out.tag, out.vr, value)
+        ds.QueryRetrieveLevel = self.level
+        if non_ascii:
+            ds.SpecificCharacterSet = "ISO_IR 192"
+        elif self.charset_requested:
+            ds.add_new(0x00080005, "CS", None)
+        return ds
+
+
+def build_find(level: str, identifier: Dataset, model: str = "study", *,
+               combined_datetime: bool = False, retrieve_ae_title: str = "") -> FindQuery:
+    """Compile a C-FIND identifier (PS3.4 C.4.1.2, C.4.1.3.1).
+
+    - Keys of a level below the Query/Retrieve Level → ``QueryError(0xA900)`` (hierarchical search).
+    - Keys at or above the level are matched and returned; the Study Root model treats patient keys
+      as study keys.  Missing unique keys of upper levels are accepted (a relational-style
+      convenience most SCUs rely on).
+    - Keys the index does not hold, and sequences, are returned empty (PS3.4 C.4.1.2.3: optional
+      keys an SCP does not support); ``FindQuery.unsupported`` lists them so that the SCP can send
+      status 0xFF01.  Private and group-length elements are ignored.
+    - The level's unique key is always returned; SpecificCharacterSet is returned when asked, and
+      set to ISO_IR 192 whenever a returned value is not ASCII.
+    """
+    level = _check_level(level, model)
+    rank = _RANK[level]
+    selects: list[str] = []
+    outs: list[_Out] = []
+    conds: list[str] = []
+    params: list[object] = []
+    unsupported: list[int] = []
+    seen: set[str] = set()
+    charset_requested = "SpecificCharacterSet" in identifier
+
+    for elem in identifier:
+        tag = elem.tag
+        if tag in _SKIPPED_TAGS or tag.element == 0 or tag.is_private or tag.group == 2:
+            continue
+        keyword = elem.keyword
+        vr = elem.VR if elem.VR not in ("UN", None) else (_dictionary_vr(tag) or "UN")
+        if vr == "SQ":
+            outs.append(_Out(tag, "SQ", "empty"))
+            unsupported.append(tag)
+            continue
+        value = _element_text(elem.value)
+        if keyword in KEYS:
+            key = KEYS[keyword]
+            _check_key_level(keyword, _effective_level(key.level, model), rank)
+            seen.add(keyword)
+            outs.append(_Out(tag, vr, "col", len(selects)))
+            selects.append(f"{key.alias}.{key.column}")
+            if combined_datetime and keyword in ("StudyDate", "StudyTime"):
+                continue  # matched together below
+            cond = matching.condition(f"{key.alias}.{key.match_column}", key.vr, value)
+            if cond:
+                conds.append(cond[0])
+                params.extend(cond[1])
+        elif keyword in DERIVED:
+            d = DERIVED[keyword]
+            _check_key_level(keyword, _effective_level(d.level, model), rank)
+            outs.append(_Out(tag, vr, "derived", len(selects), multi=d.exists is not None))
+            selects.append(d.select)
+            if d.exists is not None:
+                cond = matching.any_of(d.column, d.vr, value)
+                if cond:
+                    conds.append(d.exists.format(cond=cond[0]))
+                    params.extend(cond[1])
+            else:
+                cond = matching.condition(d.select, "IS", value)
+                if cond:
+                    conds.append(cond[0])
+                    params.extend(cond[1])
+        elif keyword == "InstanceAvailability":
+            outs.append(_Out(tag, vr, "const", const="ONLINE"))
+        elif keyword == "RetrieveAETitle":
+            outs.append(_Out(tag, vr, "const", const=retrieve_ae_title or None))
+        else:
+            outs.append(_Out(tag, vr, "empty"))
+            unsupported.append(tag)
+
+    if combined_datetime:
+        cond = matching.combined_datetime_condition(
+            "s.study_date_m", "s.study_time_m", _element_text(identifier.get("StudyDate")),
+            _element_text(identifier.get("StudyTime")))
+        if cond is None:  # one of them universal: match separately
+            for kw in ("StudyDate", "StudyTime"):
+                if kw in identifier:
+                    key = KEYS[kw]
+                    c = matching.condition(f"s.{key.match_column}", key.vr,
+                                           _element_text(identifier.get(kw)))
+                    if c:
+                        conds.append(c[0])
+                        params.extend(c[1])
+        else:
+            conds.append(cond[0])
+            params.extend(cond[1])
+
+    unique = UNIQUE_KEYS[level]
+    if unique not in seen:
+        key = KEYS[unique]
+        outs.append(_Out(tag_for_keyword(unique), key.vr, "col", len(selects)))
+        selects.append(f"{key.alias}.{key.column}")
+
+    table, alias = _TABLES[level]
+    joins = {
+        "PATIENT": "patient p",
+        "STUDY": "study s JOIN patient p ON s.patient_pk = p.pk",
+        "SERIES": "series se JOIN study s ON se.study_uid = s.study_uid "
+                  "JOIN patient p ON s.patient_pk = p.pk",
+        "IMAGE": "instance i JOIN series se ON i.series_uid = se.series_uid "
+                 "JOIN study s ON se.study_uid = s.study_uid JOIN patient p ON s.patient_pk = p.pk",
+    }[level]
+    sql = f"SELECT {', '.join(selects)} FROM {joins}"
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    sql += f" ORDER BY {alias}.rowid"
+    return FindQuery(level, sql, params, outs, charset_requested, unsupported)
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _check_key_level(keyword: str, key_level: str, rank: int) -> None:
+    if _RANK[key_level] > rank:
+        raise QueryError(STATUS_IDENTIFIER_DOES_NOT_MATCH,
+                         f"{keyword} is a {key_level} key, below the Query/Retrieve Level "
+                         f"{LEVELS[rank]} (hierarchical query)")

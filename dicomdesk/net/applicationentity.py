@@ -1,0 +1,336 @@
+"""Application entities: the public entry to the network stack (reference chapter 3).
+
+* ``ClientAE``: SCU only; ``request_association(remote_ae)`` returns an established
+  ``AssociationRequester`` (a context manager).
+* ``AE``: also listens (a ``socketserver.ThreadingTCPServer``); each connection is served in
+  its own association thread, at most ``max_associations`` at once; a connection over the
+  limit is answered with A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 Table 9-21) instead of
+  hanging. The accept loop waits on the listening socket and a wake-up pipe, never polls.
+
+Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import socketserver
+import tempfile
+import threading
+from typing import Any, Iterable, Mapping
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomFileLike
+from pydicom.filewriter import write_file_meta_info
+
+from . import uids
+from .asceprovider import AssociationAcceptor, AssociationRequester, PContextDef
+from .exceptions import EventHandlingError
+from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
+
+logger = logging.getLogger(__name__)
+
+
+def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
+    """Write the Part-10 preamble and File Meta Information for a received C-STORE.
+
+    Used by ``get_file`` so that the data set fragments written after it make a complete
+    DICOM file (PS3.10 7.1) without the data set ever being held in memory.
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
+    meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID
+    meta.TransferSyntaxUID = ts
+    meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
+    fp.write(b"\x00" * 128 + b"DICM")
+    writer = DicomFileLike(fp)
+    writer.is_little_endian = True
+    writer.is_implicit_VR = False
+    write_file_meta_info(writer, meta, enforce_standard=True)
+
+
+class AEBase:
+    """What every application entity has: transfer syntaxes, contexts, services, hooks.
+
+    Variables: ``supported_ts``, ``timeout`` (connection and ACSE, s), ``max_pdu_length``,
+    ``supported_scu`` and ``supported_scp`` (SOP class UID → service callable).
+    """
+
+    default_ts = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
+                  uids.EXPLICIT_VR_BIG_ENDIAN]
+
+    def __init__(self, supported_ts: Iterable[str] | None, max_pdu_length: int):
+        self.supported_ts = list(supported_ts) if supported_ts else list(self.default_ts)
+        self.timeout: float | None = 15
+        self.dimse_timeout: float | None = 120
+        self.network_timeout: float | None = None
+        self.artim_timeout: float | None = 30
+        self.max_pdu_length = max_pdu_length
+        self.supported_scu: dict[str, Any] = {}
+        self.supported_scp: dict[str, Any] = {}
+        self.store_in_file: set[str] = set()
+        self.scp_role_classes: set[str] = set()
+        self.context_def_list: dict[int, PContextDef] = {}
+        self._context_lock = threading.Lock()
+        self.ae_title = ""
+
+    # -- services and contexts
+    def add_scu(self, service: Any, sop_classes: Iterable[str] | None = None) -> "AEBase":
+        """Use ``service`` as SCU for its SOP classes (or ``sop_classes``); chainable."""
+        classes = list(sop_classes if sop_classes is not None else getattr(service, "sop_classes", []))
+        for uid in classes:
+            self.supported_scu[uid] = service
+        self.update_context_def_list(classes, getattr(service, "store_in_file", False))
+        return self
+
+    def update_context_def_list(self, sop_classes: Iterable[str], store_in_file: bool = False, *,
+                                transfer_syntaxes: Iterable[str] | None = None,
+                                scp_role: bool = False) -> None:
+        """Add a presentation context per SOP class (odd IDs, PS3.8 9.3.2.2).
+
+        Extensions: ``transfer_syntaxes`` overrides the AE's list for these contexts (a storage
+        SCU proposes each file's own syntax); ``scp_role`` proposes the SCP role for them
+        (SCP/SCU role selection, needed to receive C-GET's C-STORE sub-operations).
+        """
+        ts_list = list(transfer_syntaxes) if transfer_syntaxes is not None else list(self.supported_ts)
+        with self._context_lock:
+            for uid in sop_classes:
+                if store_in_file:
+                    self.store_in_file.add(uid)
+                if scp_role:
+                    self.scp_role_classes.add(uid)
+                if any(c.sop_class == uid and list(c.supported_ts) == ts_list
+                       for c in self.context_def_list.values()):
+                    continue
+                pc_id = 2 * len(self.context_def_list) + 1
+                if pc_id > 255:
+                    raise ValueError("more than 128 presentation contexts (PS3.8 9.3.2.2)")
+                self.context_def_list[pc_id] = PContextDef(pc_id, uid, ts_list)
+
+    def copy_context_def_list(self) -> dict[int, PContextDef]:
+        """A shallow copy of the presentation context definitions (thread-safe)."""
+        with self._context_lock:
+            return dict(self.context_def_list)
+
+    def scp_transfer_syntaxes(self) -> dict[str, list[str]]:
+        """SOP classes we serve as SCP → transfer syntaxes we accept (negotiation input)."""
+        return {uid: self.supported_ts for uid in self.supported_scp}
+
+    def scu_transfer_syntaxes(self) -> dict[str, list[str]]:
+        """SOP classes we may use as SCU when a requestor asks to be SCP (C-GET sub-ops)."""
+        return {uid: self.supported_ts for uid in self.supported_scu}
+
+    def request_association(self, remote_ae: Mapping[str, Any]) -> AssociationRequester:
+        """Open an association to ``remote_ae`` (keys: aet, address, port, username, password)."""
+        assoc = AssociationRequester(self, self.max_pdu_length, remote_ae)
+        try:
+            assoc.request()
+        except BaseException:
+            assoc.kill()
+            raise
+        return assoc
+
+    # -- storage of received data sets
+    def get_file(self, context: PContextDef, command_set: Dataset) -> tuple[Any, int]:
+        """File object for a received data set of a ``store_in_file`` SOP class, and the
+        offset where the Part-10 file starts. Default: a temporary file (the service closes it).
+        """
+        fp = tempfile.TemporaryFile()
+        start = fp.tell()
+        write_meta(fp, command_set, context.supported_ts)
+        return fp, start
+
+    # -- hooks (override in a subclass)
+    def on_association_request(self, asce: Any, assoc: Any) -> None:
+        """Extra checks of an A-ASSOCIATE-RQ; raise AssociationRejectedError to refuse."""
+
+    def on_association_response(self, response: Any) -> None:
+        """Called with the A-ASSOCIATE-AC after a request was accepted."""
+
+    def on_association_accepted(self, asce: Any) -> None:
+        """Extension: an incoming association was accepted."""
+
+    def on_association_rejected(self, asce: Any, error: Any) -> None:
+        """Extension: an incoming association was rejected (``error`` has the RJ fields)."""
+
+    def on_association_released(self, asce: Any) -> None:
+        """Extension: an incoming association ended by release."""
+
+    def on_association_aborted(self, asce: Any, error: Any) -> None:
+        """Extension: an incoming association ended by abort or connection loss."""
+
+    def on_receive_echo(self, context: PContextDef) -> Any:
+        """C-ECHO: answer Success."""
+        return SUCCESS
+
+    def on_receive_store(self, context: PContextDef, ds: Any) -> Any:
+        """C-STORE: the default discards the data set (B006 Elements Discarded)."""
+        return C_STORE_ELEMENTS_DISCARDED
+
+    def on_receive_find(self, context: PContextDef, ds: Dataset) -> Iterable:
+        """C-FIND: iterator of (result data set, status); the default finds nothing."""
+        return iter(())
+
+    def on_receive_get(self, context: PContextDef, ds: Dataset) -> tuple[int, Iterable]:
+        """C-GET (extension of the reference): (number of sub-operations, iterator of data sets
+        or file names to send back on the same association)."""
+        return 0, iter(())
+
+    def on_receive_move(self, context: PContextDef, ds: Dataset, destination: str) -> tuple:
+        """C-MOVE: (remote AE dict or None if unknown, number of sub-operations, iterator)."""
+        return None, 0, iter(())
+
+    def on_commitment_request(self, remote_ae: str, uids: Iterable) -> tuple:
+        """Storage commitment request: (remote AE dict, committed UIDs, failed UIDs)."""
+        raise EventHandlingError("storage commitment is not provided by this AE")
+
+    def on_commitment_response(self, transaction_uid: str, success: Iterable, failure: Iterable) -> None:
+        """Storage commitment result (N-EVENT-REPORT) received."""
+        raise EventHandlingError("storage commitment results are not handled by this AE")
+
+
+class ClientAE(AEBase):
+    """SCU-only application entity: it never listens."""
+
+    def __init__(self, ae_title: str, supported_ts: Iterable[str] | None = None,
+                 max_pdu_length: int = 65536):
+        super().__init__(supported_ts, max_pdu_length)
+        self.ae_title = ae_title
+
+
+class AE(AEBase, socketserver.ThreadingTCPServer):
+    """Application entity in both roles, listening on ``(address, port)``.
+
+    ``port`` 0 asks the OS for a free port (read it back from ``.port``). Extensions:
+    ``address`` (default 127.0.0.1: open it wider on purpose), ``max_associations``,
+    ``require_called_aet`` (refuse a called AE title other than ours).
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, ae_title: str, port: int, supported_ts: Iterable[str] | None = None,
+                 max_pdu_length: int = 65536, bind_and_activate: bool = True, *,
+                 address: str = "127.0.0.1", max_associations: int = 32,
+                 require_called_aet: bool = False):
+        AEBase.__init__(self, supported_ts, max_pdu_length)
+        self.ae_title = ae_title
+        self.max_associations = max_associations
+        self.require_called_aet = require_called_aet
+        self.network_timeout = 60
+        self._active = 0
+        self._overflow = 0
+        self._count_lock = threading.Lock()
+        self._assoc_threads: set[threading.Thread] = set()
+        self._serve_thread: threading.Thread | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        socketserver.ThreadingTCPServer.__init__(self, (address, port), None, bind_and_activate)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def add_scp(self, service: Any, sop_classes: Iterable[str] | None = None) -> "AE":
+        """Provide ``service`` as SCP for its SOP classes; chainable."""
+        classes = list(sop_classes if sop_classes is not None else getattr(service, "sop_classes", []))
+        for uid in classes:
+            self.supported_scp[uid] = service
+            if getattr(service, "store_in_file", False):
+                self.store_in_file.add(uid)
+        return self
+
+    # -- accept loop without polling
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Accept connections until ``quit``; waits on the socket and a wake-up pipe only."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r:
+                        return
+                    self._handle_request_noblock()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        if self._serve_thread is not None and self._serve_thread is not threading.current_thread():
+            self._serve_thread.join(timeout=5)
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        """One thread per connection, bounded; over the bound the RQ is answered with RJ."""
+        with self._count_lock:
+            over_limit = self._active >= self.max_associations
+            if over_limit and self._overflow >= self.max_associations:
+                request.close()  # even the refusal budget is spent: drop at once
+                logger.warning("connection from %s dropped: too many connections", client_address)
+                return
+            if over_limit:
+                self._overflow += 1
+            else:
+                self._active += 1
+        thread = threading.Thread(target=self._serve_association,
+                                  args=(request, client_address, over_limit),
+                                  name=f"assoc-{client_address[0]}:{client_address[1]}", daemon=True)
+        self._assoc_threads.add(thread)
+        thread.start()
+
+    def _serve_association(self, request: socket.socket, client_address: Any, over_limit: bool) -> None:
+        refuse = (2, 3, 2) if over_limit else None  # rejected-transient, presentation, local limit
+        try:
+            acceptor = AssociationAcceptor(request, client_address, self, self.max_pdu_length,
+                                           refuse_reason=refuse)
+            acceptor.serve()
+        except Exception:
+            logger.exception("association thread for %s failed", client_address)
+        finally:
+            try:
+                request.close()
+            except OSError:
+                pass
+            with self._count_lock:
+                if over_limit:
+                    self._overflow -= 1
+                else:
+                    self._active -= 1
+            self._assoc_threads.discard(threading.current_thread())
+
+    @property
+    def active_associations(self) -> int:
+        return self._active
+
+    def start(self) -> "AE":
+        """Serve in a background thread (what ``with ae:`` does)."""
+        if self._serve_thread is None:
+            self._serve_thread = threading.Thread(target=self.serve_forever, name=f"ae-{self.ae_title}",
+                                                  daemon=True)
+            self._serve_thread.start()
+        return self
+
+    def quit(self) -> None:
+        """Stop accepting connections and close the listening socket."""
+        self.shutdown()
+        self.server_close()
+        for sock in (self._wake_r, self._wake_w):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def __enter__(self) -> "AE":
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.quit()
+
+
+def _unused(*_: Any) -> None:  # keep os imported for platforms without socketpair fallbacks
+    os.getpid()

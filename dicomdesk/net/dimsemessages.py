@@ -1,0 +1,527 @@
+"""DIMSE-C and DIMSE-N messages (PS3.7 Sections 9.3 and 10.3) and their fragmentation.
+
+A message is a Command Set (a pydicom ``Dataset`` of group 0000, PS3.7 6.3.1)
+and an optional Data Set.  ``encode`` turns it into P-DATA-TF PDUs, one
+Presentation Data Value each (PS3.8 9.3.5, Annex E): first the command
+fragments, then the data set fragments, each no larger than the peer's
+Maximum Length Received allows (PS3.8 D.1).  A data set may be bytes or a
+binary file object; a file is streamed in bounded reads, never loaded whole.
+
+As in the reference, messages do not validate required and conditional fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import IO, Any, ClassVar
+
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from dicomdesk.net.commandset import COMMAND_VRS, encode_command
+from dicomdesk.net.exceptions import DIMSEProcessingError
+from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
+from dicomdesk.net.statuses import Status
+
+logger = logging.getLogger(__name__)
+
+# Message Control Header values (PS3.8 E.2): bit 0 command/data, bit 1 last fragment.
+DATA_FRAGMENT = 0x00
+COMMAND_FRAGMENT = 0x01
+LAST_DATA_FRAGMENT = 0x02
+LAST_COMMAND_FRAGMENT = 0x03
+
+# Command Data Set Type (0000,0800), PS3.7 Table E.1-1: 0101H means "no data set";
+# any other value means a data set follows.
+NO_DATA_SET = 0x0101
+DATA_SET_PRESENT = 0x0001
+
+# A PDV item costs 4 (item length) + 1 (context ID) + 1 (message control header)
+# bytes of the P-DATA-TF variable field that Maximum Length Received bounds (PS3.8
+# 9.3.5.1, D.1), so a fragment holds at most max_pdu_length - 6 bytes.
+PDV_OVERHEAD = 6
+# Fragment size when the peer set no limit (Maximum Length Received 0, PS3.8 D.1).
+UNLIMITED_FRAGMENT_SIZE = 1024 * 1024
+
+# Priority (0000,0700), PS3.7 9.1.1.1.3 / Table E.1-1.
+PRIORITY_LOW = 0x0002
+PRIORITY_MEDIUM = 0x0000
+PRIORITY_HIGH = 0x0001
+
+
+def value_or_none(elem: Any) -> Any:
+    """The element's value, or ``None`` when the element is absent."""
+    return None if elem is None else elem.value
+
+
+def _fragment_size(max_pdu_length: int) -> int:
+    """Largest fragment a peer with this Maximum Length Received accepts (PS3.8 D.1)."""
+    if not max_pdu_length:
+        return UNLIMITED_FRAGMENT_SIZE
+    size = max_pdu_length - PDV_OVERHEAD
+    if size < 1:
+        raise ValueError(f'maximum PDU length {max_pdu_length} leaves no room for data')
+    return size
+
+
+def chunks(seq: bytes | bytearray | memoryview, size: int) -> Iterator[tuple[memoryview, bool]]:
+    """Split ``seq`` into memoryview chunks of ``size`` bytes (no copies).
+
+    Yields ``(chunk, is_last)``; an empty ``seq`` yields one empty last chunk,
+    so an empty value is still sent as one (last) fragment.
+    """
+    view = memoryview(seq).cast('B') if not isinstance(seq, memoryview) else seq.cast('B')
+    total = len(view)
+    if total == 0:
+        yield view, True
+        return
+    for start in range(0, total, size):
+        end = start + size
+        yield view[start:end], end >= total
+
+
+def fragment(data_set: bytes | bytearray | memoryview, max_pdu_length: int, normal: int,
+             last: int) -> Iterator[tuple[memoryview, int]]:
+    """Fragment an encoded command or data set into PDV-sized chunks (PS3.8 E.1).
+
+    Yields ``(fragment, code)`` where ``code`` is ``normal`` or, for the final
+    fragment, ``last`` (the message control header of PS3.8 E.2).
+    """
+    size = _fragment_size(max_pdu_length)
+    for chunk, is_last in chunks(data_set, size):
+        yield chunk, last if is_last else normal
+
+
+def _read_full(fp: IO[bytes], view: memoryview) -> int:
+    """Fill ``view`` from ``fp`` (short reads are retried); return the bytes read."""
+    readinto = getattr(fp, 'readinto', None)
+    filled = 0
+    wanted = len(view)
+    while filled < wanted:
+        if readinto is not None:
+            count = readinto(view[filled:])
+        else:
+            data = fp.read(wanted - filled)
+            count = len(data)
+            view[filled:filled + count] = data
+        if not count:
+            break
+        filled += count
+    return filled
+
+
+def _file_values(fp: IO[bytes], max_pdu_length: int, normal: int,
+                 last: int) -> Iterator[memoryview]:
+    """Stream a file as complete PDV values: header byte + fragment, read in place.
+
+    Each value is read straight into a fresh buffer after a one-byte slot for the
+    message control header, so nothing is copied after the read; one fragment
+    is read ahead to know which one is last.  Memory stays bounded by two fragments.
+    """
+    size = _fragment_size(max_pdu_length)
+    buf = bytearray(size + 1)
+    count = _read_full(fp, memoryview(buf)[1:])
+    while True:
+        if count < size:  # short read: end of file
+            buf[0] = last
+            yield memoryview(buf)[:count + 1]
+            return
+        following = bytearray(size + 1)
+        next_count = _read_full(fp, memoryview(following)[1:])
+        if next_count == 0:
+            buf[0] = last
+            yield memoryview(buf)
+            return
+        buf[0] = normal
+        yield memoryview(buf)
+        buf, count = following, next_count
+
+
+def fragment_file(fp: IO[bytes], max_pdu_length: int, normal: int,
+                  last: int) -> Iterator[tuple[memoryview, int]]:
+    """Fragment a data set read from a binary file object, from its current position.
+
+    Reads are bounded by the fragment size (``readinto`` when available); the
+    file is never loaded whole.  Yields ``(fragment, code)`` like ``fragment``.
+    """
+    for value in _file_values(fp, max_pdu_length, normal, last):
+        yield value[1:], value[0]
+
+
+def dimse_property(tag: tuple[int, int] | int) -> property:
+    """A property that reads and writes one command element (PS3.7 Annex E).
+
+    Setting ``None`` removes the element, so optional fields stay absent.
+    """
+    tag = Tag(tag)
+    vr = COMMAND_VRS.get(tag & 0xFFFF, 'UN')
+
+    def getter(self: DIMSEMessage) -> Any:
+        return value_or_none(self.command_set.get(tag))
+
+    def setter(self: DIMSEMessage, value: Any) -> None:
+        if value is None:
+            if tag in self.command_set:
+                del self.command_set[tag]
+        else:
+            self.command_set.add_new(tag, vr, value)
+
+    return property(getter, setter, doc=f'Command element {tag} ({vr}).')
+
+
+class StatusMixin:
+    """The Status (0000,0900) of a response (PS3.7 9.1.1.1.x, Annex C).
+
+    Read as a ``statuses.Status`` that knows the command it answers, so
+    0xA700 reads as the C-STORE or C-FIND meaning as appropriate.
+    """
+
+    command_set: Dataset
+    command_field: ClassVar[int]
+
+    @property
+    def status(self) -> Status | None:
+        value = value_or_none(self.command_set.get(0x00000900))
+        if value is None:
+            return None
+        return Status(value, command=self.command_field)
+
+    @status.setter
+    def status(self, value: int | None) -> None:
+        if value is None:
+            if 0x00000900 in self.command_set:
+                del self.command_set[0x00000900]
+        else:
+            self.command_set.add_new(0x00000900, 'US', int(value))
+
+    # Error reporting fields of failure/warning responses (PS3.7 Annex C).
+    offending_element = dimse_property((0x0000, 0x0901))
+    error_comment = dimse_property((0x0000, 0x0902))
+    error_id = dimse_property((0x0000, 0x0903))
+
+
+class PriorityMixin:
+    """The Priority (0000,0700) of a C-STORE/C-FIND/C-GET/C-MOVE request (PS3.7 9.1.1.1.3)."""
+
+    priority = dimse_property((0x0000, 0x0700))
+
+
+class DIMSEMessage:
+    """Base of the DIMSE messages: a command set and an optional data set.
+
+    ``data_set`` is ``None``, encoded ``bytes``, a pydicom ``Dataset`` (decoded
+    by the receiver; a sender's association must encode it first, as only it
+    knows the transfer syntax) or a binary file object positioned at the data
+    set.  ``data_set_error`` is set by the decoder when a received data set
+    could not be decoded or stored, so a service can answer with a failure
+    status instead of aborting.
+    """
+
+    command_field: ClassVar[int | None] = None
+    # Default command elements of a fresh message, in addition to Command Field.
+    _defaults: ClassVar[dict[int, tuple[str, Any]]] = {}
+
+    sop_class_uid = dimse_property((0x0000, 0x0002))
+    affected_sop_class_uid = dimse_property((0x0000, 0x0002))
+    requested_sop_class_uid = dimse_property((0x0000, 0x0003))
+
+    def __init__(self, command_set: Dataset | None = None):
+        if command_set is None:
+            command_set = Dataset()
+            command_set.add_new(0x00000000, 'UL', 0)
+            command_set.add_new(0x00000100, 'US', self.command_field)
+            command_set.add_new(0x00000800, 'US', NO_DATA_SET)
+            for tag, (vr, value) in self._defaults.items():
+                command_set.add_new(tag, vr, value)
+        self.command_set = command_set
+        self.data_set: Any = None
+        self.data_set_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f'<{type(self).__name__} data_set={type(self.data_set).__name__}>'
+
+    @property
+    def command_data_set_type(self) -> int | None:
+        """Command Data Set Type (0000,0800): 0101H when there is no data set."""
+        return value_or_none(self.command_set.get(0x00000800))
+
+    @property
+    def has_data_set(self) -> bool:
+        """True when the command announces a data set (PS3.7 Table E.1-1)."""
+        value = self.command_data_set_type
+        return value is not None and value != NO_DATA_SET
+
+    def set_length(self) -> bytes:
+        """Set Command Group Length (0000,0000) and return the encoded command set."""
+        self._set_data_set_type()
+        encoded = encode_command(self.command_set)
+        self.command_set.add_new(0x00000000, 'UL', len(encoded) - 12)
+        return encoded
+
+    def _set_data_set_type(self) -> None:
+        # PS3.7 Table E.1-1: 0101H means no data set; keep a peer's "present" value.
+        if self.data_set is None:
+            self.command_set.add_new(0x00000800, 'US', NO_DATA_SET)
+        elif self.command_data_set_type in (None, NO_DATA_SET):
+            self.command_set.add_new(0x00000800, 'US', DATA_SET_PRESENT)
+
+    def encode(self, pc_id: int, max_pdu_length: int) -> Iterator[PDataTfPDU]:
+        """Yield the message as P-DATA-TF PDUs, one PDV each (PS3.8 9.3.5, Annex E).
+
+        Command fragments come first, then data fragments; a fragment holds at
+        most ``max_pdu_length - 6`` bytes (1 MiB when ``max_pdu_length`` is 0).
+        """
+        data_set = self.data_set
+        if isinstance(data_set, Dataset):
+            raise TypeError('encode the data set in the transfer syntax of the '
+                            'presentation context before encoding the message')
+        command = self.set_length()
+        for chunk, code in fragment(command, max_pdu_length, COMMAND_FRAGMENT,
+                                    LAST_COMMAND_FRAGMENT):
+            yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
+        if data_set is None:
+            return
+        if isinstance(data_set, (bytes, bytearray, memoryview)):
+            for chunk, code in fragment(data_set, max_pdu_length, DATA_FRAGMENT,
+                                        LAST_DATA_FRAGMENT):
+                yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
+        else:
+            for value in _file_values(data_set, max_pdu_length, DATA_FRAGMENT,
+                                      LAST_DATA_FRAGMENT):
+                yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])
+
+
+class DIMSERequestMessage(DIMSEMessage):
+    """Base of the request messages: they carry a Message ID (PS3.7 9.1.1.1.1)."""
+
+    message_id = dimse_property((0x0000, 0x0110))
+
+
+class DIMSEResponseMessage(DIMSEMessage):
+    """Base of the response messages: they answer a Message ID (PS3.7 9.1.1.1.2)."""
+
+    message_id_being_responded_to = dimse_property((0x0000, 0x0120))
+
+
+class CEchoRQMessage(DIMSERequestMessage):
+    """C-ECHO-RQ (PS3.7 9.3.5.1)."""
+
+    command_field = 0x0030
+
+
+class CEchoRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """C-ECHO-RSP (PS3.7 9.3.5.2)."""
+
+    command_field = 0x8030
+
+
+class CStoreRQMessage(PriorityMixin, DIMSERequestMessage):
+    """C-STORE-RQ (PS3.7 9.3.1.1)."""
+
+    command_field = 0x0001
+    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+    move_originator_aet = dimse_property((0x0000, 0x1030))
+    move_originator_message_id = dimse_property((0x0000, 0x1031))
+
+
+class CStoreRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """C-STORE-RSP (PS3.7 9.3.1.2)."""
+
+    command_field = 0x8001
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+class CFindRQMessage(PriorityMixin, DIMSERequestMessage):
+    """C-FIND-RQ (PS3.7 9.3.2.1)."""
+
+    command_field = 0x0020
+    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+
+
+class CFindRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """C-FIND-RSP (PS3.7 9.3.2.2)."""
+
+    command_field = 0x8020
+
+
+class _SubOperationsMixin:
+    """Sub-operation counters of C-GET/C-MOVE responses (PS3.7 9.3.3.2, 9.3.4.2)."""
+
+    num_of_remaining_sub_ops = dimse_property((0x0000, 0x1020))
+    num_of_completed_sub_ops = dimse_property((0x0000, 0x1021))
+    num_of_failed_sub_ops = dimse_property((0x0000, 0x1022))
+    num_of_warning_sub_ops = dimse_property((0x0000, 0x1023))
+
+
+class CGetRQMessage(PriorityMixin, DIMSERequestMessage):
+    """C-GET-RQ (PS3.7 9.3.3.1)."""
+
+    command_field = 0x0010
+    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+
+
+class CGetRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
+    """C-GET-RSP (PS3.7 9.3.3.2)."""
+
+    command_field = 0x8010
+
+
+class CMoveRQMessage(PriorityMixin, DIMSERequestMessage):
+    """C-MOVE-RQ (PS3.7 9.3.4.1)."""
+
+    command_field = 0x0021
+    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+
+    move_destination = dimse_property((0x0000, 0x0600))
+
+
+class CMoveRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
+    """C-MOVE-RSP (PS3.7 9.3.4.2)."""
+
+    command_field = 0x8021
+
+
+class CCancelRQMessage(DIMSERequestMessage):
+    """C-CANCEL-FIND/GET/MOVE-RQ (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3).
+
+    It identifies the operation to cancel by Message ID Being Responded To.
+    """
+
+    command_field = 0x0FFF
+
+    message_id_being_responded_to = dimse_property((0x0000, 0x0120))
+
+
+class NEventReportRQMessage(DIMSERequestMessage):
+    """N-EVENT-REPORT-RQ (PS3.7 10.3.1.1)."""
+
+    command_field = 0x0100
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+    event_type_id = dimse_property((0x0000, 0x1002))
+
+
+class NEventReportRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-EVENT-REPORT-RSP (PS3.7 10.3.1.2)."""
+
+    command_field = 0x8100
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+    event_type_id = dimse_property((0x0000, 0x1002))
+
+
+class NGetRQMessage(DIMSERequestMessage):
+    """N-GET-RQ (PS3.7 10.3.2.1); its SOP class is the Requested SOP Class UID."""
+
+    command_field = 0x0110
+
+    sop_class_uid = dimse_property((0x0000, 0x0003))
+    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
+    attribute_identifier_list = dimse_property((0x0000, 0x1005))
+
+
+class NGetRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-GET-RSP (PS3.7 10.3.2.2)."""
+
+    command_field = 0x8110
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+class NSetRQMessage(DIMSERequestMessage):
+    """N-SET-RQ (PS3.7 10.3.3.1); its SOP class is the Requested SOP Class UID."""
+
+    command_field = 0x0120
+
+    sop_class_uid = dimse_property((0x0000, 0x0003))
+    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
+
+
+class NSetRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-SET-RSP (PS3.7 10.3.3.2)."""
+
+    command_field = 0x8120
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+class NActionRQMessage(DIMSERequestMessage):
+    """N-ACTION-RQ (PS3.7 10.3.4.1); its SOP class is the Requested SOP Class UID."""
+
+    command_field = 0x0130
+
+    sop_class_uid = dimse_property((0x0000, 0x0003))
+    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
+    action_type_id = dimse_property((0x0000, 0x1008))
+
+
+class NActionRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-ACTION-RSP (PS3.7 10.3.4.2)."""
+
+    command_field = 0x8130
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+    action_type_id = dimse_property((0x0000, 0x1008))
+
+
+class NCreateRQMessage(DIMSERequestMessage):
+    """N-CREATE-RQ (PS3.7 10.3.5.1)."""
+
+    command_field = 0x0140
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+class NCreateRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-CREATE-RSP (PS3.7 10.3.5.2)."""
+
+    command_field = 0x8140
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+class NDeleteRQMessage(DIMSERequestMessage):
+    """N-DELETE-RQ (PS3.7 10.3.6.1); its SOP class is the Requested SOP Class UID."""
+
+    command_field = 0x0150
+
+    sop_class_uid = dimse_property((0x0000, 0x0003))
+    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
+
+
+class NDeleteRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """N-DELETE-RSP (PS3.7 10.3.6.2)."""
+
+    command_field = 0x8150
+
+    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+
+
+MESSAGE_TYPES: dict[int, type[DIMSEMessage]] = {
+    cls.command_field: cls for cls in (
+        CEchoRQMessage, CEchoRSPMessage, CStoreRQMessage, CStoreRSPMessage,
+        CFindRQMessage, CFindRSPMessage, CGetRQMessage, CGetRSPMessage,
+        CMoveRQMessage, CMoveRSPMessage, CCancelRQMessage,
+        NEventReportRQMessage, NEventReportRSPMessage, NGetRQMessage, NGetRSPMessage,
+        NSetRQMessage, NSetRSPMessage, NActionRQMessage, NActionRSPMessage,
+        NCreateRQMessage, NCreateRSPMessage, NDeleteRQMessage, NDeleteRSPMessage,
+    )
+}
+"""Message classes by Command Field (PS3.7 Table E.1-1)."""
+
+
+def message_from_command(ds: Dataset) -> DIMSEMessage:
+    """Wrap a received command set in the message class its Command Field names.
+
+    Raises ``DIMSEProcessingError`` for a missing or unknown Command Field: the
+    peer sent something that is not a DIMSE message (PS3.7 Table E.1-1).
+    """
+    command_field = value_or_none(ds.get(0x00000100))
+    cls = MESSAGE_TYPES.get(command_field) if isinstance(command_field, int) else None
+    if cls is None:
+        raise DIMSEProcessingError(f'unknown DIMSE Command Field {command_field!r}')
+    return cls(ds)

@@ -1,0 +1,459 @@
+"""DUL service provider: the only module that touches a socket (PS3.8 section 7 and 9.2).
+
+One ``DULServiceProvider`` drives one association's state machine (``fsm.StateMachine``)
+over one TCP connection:
+
+* a reader thread (``run``) waits on the socket with a deadline (the ARTIM timer while it
+  runs, else the idle timeout), frames whole PDUs, refuses a length field above the local
+  maximum before reading the body, feeds each PDU to the state machine and, in data
+  transfer, to the ``DIMSEDecoder``; only *complete* DIMSE messages and indications are
+  handed to the service user (one hand-off per message, none per PDU);
+* the service user's own thread sends: ``send`` runs the P-DATA / release / abort event
+  through the state machine and writes the PDU at once, header and payload gathered into
+  one ``sendmsg`` call, so nothing waits on a queue or a poll loop.
+
+TCP_NODELAY is set on every socket: without it each message waits ~40 ms for a delayed ACK.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from . import fsm, pdu
+from .exceptions import (
+    ABORT_REASON_NOT_SPECIFIED,
+    ABORT_SOURCE_SERVICE_PROVIDER,
+    DCMTimeoutError,
+    DIMSEProcessingError,
+    NetDICOMError,
+    PDUProcessingError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Bytes asked of the kernel per recv() when no large body is pending.
+RECV_CHUNK = 256 * 1024
+
+
+class Timer:
+    """ARTIM-style timer on the monotonic clock (PS3.8 9.1.5).
+
+    It never sleeps or wakes anything: the reader turns ``deadline()`` into the timeout of
+    its next blocking socket wait.
+    """
+
+    def __init__(self, max_seconds: float | None):
+        self.max_seconds = max_seconds
+        self._started_at: float | None = None
+
+    def start(self) -> None:
+        """Set the timer (a no-op when no timeout is configured)."""
+        self._started_at = time.monotonic() if self.max_seconds is not None else None
+
+    def stop(self) -> None:
+        """Stop the timer."""
+        self._started_at = None
+
+    def restart(self) -> None:
+        """Start again from now."""
+        self.start()
+
+    def check(self) -> bool:
+        """True while the timer has not expired (or is not running)."""
+        deadline = self.deadline()
+        return deadline is None or time.monotonic() < deadline
+
+    def deadline(self) -> float | None:
+        """Monotonic time at which the timer expires, or None when it is not running."""
+        if self._started_at is None or self.max_seconds is None:
+            return None
+        return self._started_at + self.max_seconds
+
+    @property
+    def running(self) -> bool:
+        return self._started_at is not None
+
+
+class ConnectionClosed:
+    """Indication that the transport connection closed (EVT_17) without a PDU saying why."""
+
+    def __repr__(self) -> str:
+        return "ConnectionClosed()"
+
+
+def _tune_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY on every DICOM socket: each PDU is one write, so Nagle only adds delay."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # not a TCP socket (tests with socketpair)
+        pass
+
+
+class DULServiceProvider(threading.Thread):
+    """Upper-layer service for one association (reference: ``dulprovider.DULServiceProvider``).
+
+    ``store_in_file`` and ``get_file_cb`` go to the DIMSE decoder so that data sets of those
+    SOP classes are written straight into a file as fragments arrive. ``dul_socket`` is the
+    accepted socket on the acceptor side; on the requestor side it is None and the
+    connection is opened when the A-ASSOCIATE-RQ is sent (``connect``).
+    ``max_pdu_length`` is our Maximum Length Received for P-DATA-TF PDUs.
+    """
+
+    def __init__(self, store_in_file: Iterable[str] = (), get_file_cb: Callable | None = None,
+                 dul_socket: socket.socket | None = None, max_pdu_length: int = 65536, *,
+                 artim_timeout: float | None = 30.0, idle_timeout: float | None = None,
+                 name: str = "dul"):
+        super().__init__(name=name, daemon=True)
+        self.store_in_file = set(store_in_file)
+        self.get_file_cb = get_file_cb
+        self.dul_socket = dul_socket
+        self.max_pdu_length = max_pdu_length
+        self.idle_timeout = idle_timeout
+        self.timer = Timer(artim_timeout)
+        self.state_machine = fsm.StateMachine(self, self.timer, self.store_in_file, get_file_cb)
+        self.to_service_user: queue.SimpleQueue = queue.SimpleQueue()
+        self.is_killed = False
+        self.primitive: Any = None
+        self.event: Any = None
+        self.dimse_decoder: Any = None
+        self._accepted_contexts: dict = {}
+        self._fsm_lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._rbuf = bytearray()
+        self.peer_address: tuple | None = None
+        if dul_socket is not None:
+            _tune_socket(dul_socket)
+            try:
+                self.peer_address = dul_socket.getpeername()
+            except OSError:
+                self.peer_address = None
+            # EVT_5: a transport connection indication starts the acceptor in Sta2 with ARTIM running.
+            self._handle(fsm.Events.EVT_5, None)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def accepted_contexts(self) -> dict:
+        """Accepted presentation contexts (pc_id -> PContextDef) of the current association."""
+        return self._accepted_contexts
+
+    @accepted_contexts.setter
+    def accepted_contexts(self, contexts: dict) -> None:
+        self._accepted_contexts = dict(contexts)
+        from .dimsedecoder import DIMSEDecoder  # late: decoder needs the contexts first
+        self.dimse_decoder = DIMSEDecoder(self._accepted_contexts, self.store_in_file, self.get_file_cb)
+
+    @property
+    def state(self) -> fsm.States:
+        return self.state_machine.current_state
+
+    def connect(self, address: tuple[str, int], rq_pdu: Any, timeout: float | None) -> None:
+        """Requestor: EVT_1 (A-ASSOCIATE request) → open the connection → EVT_2 sends the RQ.
+
+        Raises OSError (refused, unreachable, timed out) before any thread is started.
+        """
+        self.state_machine.is_requestor = True
+        with self._fsm_lock:
+            effects = self.state_machine.action(fsm.Events.EVT_1, rq_pdu)
+        for effect in effects:
+            if not isinstance(effect, fsm.OpenTransport):
+                self._apply(effect)
+        sock = socket.create_connection(address, timeout=timeout)
+        _tune_socket(sock)
+        self.dul_socket = sock
+        self.peer_address = address
+        self._handle(fsm.Events.EVT_2, rq_pdu)
+        self.start()
+
+    def send(self, primitive: Any) -> None:
+        """Send a PDU now, in the caller's thread, through the state machine.
+
+        Unlike the reference's queue, the write happens before ``send`` returns: one
+        ``sendmsg`` per PDU and no hand-off to another thread.
+        """
+        event = _local_event_for(primitive, self.state_machine)
+        self._handle(event, primitive)
+
+    def receive(self, timeout: float | None) -> Any:
+        """Next item for the service user: a ``(DIMSEMessage, pc_id)`` tuple or an indication
+        (A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, A-ABORT PDU, ``fsm.APAbortIndication`` or
+        ``ConnectionClosed``). Raises DCMTimeoutError when nothing arrives in ``timeout`` s.
+        """
+        try:
+            return self.to_service_user.get(timeout=timeout)
+        except queue.Empty:
+            raise DCMTimeoutError(f"no message from the peer within {timeout} s") from None
+
+    def receive_nowait(self) -> Any | None:
+        """The next item if one is already there, else None (never blocks)."""
+        try:
+            return self.to_service_user.get_nowait()
+        except queue.Empty:
+            return None
+
+    def stop(self) -> bool:
+        """Stop an idle service (Sta1 or Sta13); False when an association is still active."""
+        if self.state_machine.current_state in (fsm.States.STA_1, fsm.States.STA_13):
+            self.kill()
+            return True
+        return False
+
+    def kill(self) -> None:
+        """Close the transport and wait for the reader thread to end."""
+        self.is_killed = True
+        self._close_socket()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+    def wait_closed(self, timeout: float | None) -> bool:
+        """Wait until the transport is closed (after a release or abort)."""
+        return self._closed.wait(timeout)
+
+    # ------------------------------------------------------------------ reader thread
+    def run(self) -> None:
+        """Reader loop: one whole PDU at a time, until the transport closes."""
+        try:
+            while not self.is_killed and self.dul_socket is not None:
+                try:
+                    raw = self._read_pdu()
+                except PDUProcessingError as exc:
+                    logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
+                    self._handle(fsm.Events.EVT_19, exc)
+                    continue
+                except _ArtimExpired:
+                    self._handle(fsm.Events.EVT_18, None)
+                    continue
+                except _IdleTimeout:
+                    logger.warning("peer %s: no data for %s s, aborting", self._peer(), self.idle_timeout)
+                    self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
+                    break
+                if raw is None:  # EOF or connection error
+                    self._handle(fsm.Events.EVT_17, None)
+                    break
+                try:
+                    pdu_obj = pdu.decode_pdu(raw)
+                except PDUProcessingError as exc:
+                    logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
+                    self._handle(fsm.Events.EVT_19, exc)
+                    continue
+                self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
+        except Exception:  # never let a reader thread die silently with an open socket
+            logger.exception("DUL reader for %s failed", self._peer())
+            self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
+        finally:
+            self._close_socket()
+            self.to_service_user.put(ConnectionClosed())
+
+    def _read_pdu(self) -> bytes | None:
+        """One whole PDU (header and body) or None at EOF; the length is checked first."""
+        header = self._read_exact_into_buffer(6)
+        if header is None:
+            return None
+        pdu_type, length = pdu.parse_pdu_header(bytes(self._rbuf[:6]))
+        pdu.check_pdu_length(pdu_type, length, self.max_pdu_length)
+        total = 6 + length
+        if len(self._rbuf) >= total:
+            raw = bytes(self._rbuf[:total])
+            del self._rbuf[:total]
+            return raw
+        body = bytearray(total)
+        have = len(self._rbuf)
+        body[:have] = self._rbuf
+        self._rbuf.clear()
+        view = memoryview(body)
+        while have < total:
+            n = self._recv_into(view[have:])
+            if n == 0:
+                return None
+            have += n
+        return bytes(body) if total < 65536 else body  # type: ignore[return-value]
+
+    def _read_exact_into_buffer(self, size: int) -> bool | None:
+        while len(self._rbuf) < size:
+            chunk = self._recv(RECV_CHUNK)
+            if not chunk:
+                return None
+            self._rbuf += chunk
+        return True
+
+    def _wait_timeout(self) -> tuple[float | None, type | None]:
+        artim = self.timer.deadline()
+        if artim is not None:
+            return max(0.0, artim - time.monotonic()), _ArtimExpired
+        if self.idle_timeout is not None:
+            return self.idle_timeout, _IdleTimeout
+        return None, None
+
+    def _recv(self, size: int) -> bytes:
+        sock = self.dul_socket
+        if sock is None:
+            return b""
+        timeout, on_timeout = self._wait_timeout()
+        try:
+            sock.settimeout(timeout)
+            return sock.recv(size)
+        except socket.timeout:
+            raise on_timeout() from None
+        except OSError:
+            return b""
+
+    def _recv_into(self, view: memoryview) -> int:
+        sock = self.dul_socket
+        if sock is None:
+            return 0
+        timeout, on_timeout = self._wait_timeout()
+        try:
+            sock.settimeout(timeout)
+            return sock.recv_into(view)
+        except socket.timeout:
+            raise on_timeout() from None
+        except OSError:
+            return 0
+
+    # ------------------------------------------------------------------ state machine driver
+    def _handle(self, event: fsm.Events, primitive: Any) -> None:
+        """Run one event through the state machine and carry out its effects in order."""
+        with self._fsm_lock:
+            self.event, self.primitive = event, primitive
+            effects = self.state_machine.action(event, primitive)
+            writes = []
+            for effect in effects:
+                if isinstance(effect, fsm.SendPDU):
+                    writes.append(effect.pdu)
+                else:
+                    if writes:
+                        self._write_all(writes)
+                        writes = []
+                    self._apply(effect)
+            if writes:
+                self._write_all(writes)
+
+    def _apply(self, effect: Any) -> None:
+        if isinstance(effect, fsm.Indicate):
+            self._indicate(effect.primitive)
+        elif isinstance(effect, fsm.CloseTransport):
+            self._close_socket()
+        elif isinstance(effect, fsm.StartARTIM):
+            self.timer.start()
+        elif isinstance(effect, fsm.StopARTIM):
+            self.timer.stop()
+        elif isinstance(effect, fsm.SendPDU):
+            self._write_all([effect.pdu])
+        elif isinstance(effect, fsm.OpenTransport):
+            pass  # the requestor connects in connect(); nothing to do here
+        else:  # pragma: no cover - a new effect type without a driver is a programming error
+            raise NetDICOMError(f"unknown state machine effect {effect!r}")
+
+    def _indicate(self, primitive: Any) -> None:
+        """Hand an indication to the service user; P-DATA goes through the DIMSE decoder."""
+        if getattr(primitive, "pdu_type", None) == 4:
+            if self.dimse_decoder is None:
+                raise PDUProcessingError("P-DATA-TF before any presentation context was accepted")
+            try:
+                completed = self.dimse_decoder.process(primitive)
+            except DIMSEProcessingError as exc:
+                logger.warning("peer %s sent an invalid DIMSE message: %s", self._peer(), exc)
+                # Treat like an invalid PDU (EVT_19 → AA-8): A-ABORT to the peer, A-P-ABORT
+                # to the user. The lock is re-entrant and the P-DATA action already ran.
+                self._handle(fsm.Events.EVT_19, exc)
+                return
+            for item in completed:
+                self.to_service_user.put(item)
+            return
+        self.to_service_user.put(primitive)
+
+    def _write_all(self, pdus: list) -> None:
+        sock = self.dul_socket
+        if sock is None:
+            return
+        with self._write_lock:
+            for item in pdus:
+                parts = item.encode_parts() if hasattr(item, "encode_parts") else [item.encode()]
+                try:
+                    sock.settimeout(None if self.idle_timeout is None else self.idle_timeout)
+                    _sendmsg_all(sock, parts)
+                except OSError as exc:
+                    logger.info("write to %s failed: %s", self._peer(), exc)
+                    self._close_socket()
+                    return
+
+    def _abort_locally(self, reason: int) -> None:
+        """Send an A-ABORT (service-provider) if possible and indicate A-P-ABORT."""
+        try:
+            if self.dul_socket is not None:
+                self._write_all([pdu.AAbortPDU(ABORT_SOURCE_SERVICE_PROVIDER, reason)])
+        finally:
+            self.to_service_user.put(fsm.APAbortIndication(ABORT_SOURCE_SERVICE_PROVIDER, reason))
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        sock = self.dul_socket
+        if sock is None:
+            self._closed.set()
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self._closed.set()
+
+    def _peer(self) -> str:
+        if self.peer_address:
+            return f"{self.peer_address[0]}:{self.peer_address[1]}"
+        return "?"
+
+
+class _ArtimExpired(Exception):
+    """The ARTIM timer ran out while waiting for the socket (EVT_18)."""
+
+
+class _IdleTimeout(Exception):
+    """No byte arrived within the idle (network) timeout."""
+
+
+def _sendmsg_all(sock: socket.socket, parts: list) -> None:
+    """Write all buffers, gathered, with as few syscalls as the kernel allows."""
+    if len(parts) == 1:
+        sock.sendall(parts[0])
+        return
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        sent = sock.sendmsg(views)
+        while sent and views:
+            first = views[0]
+            if sent >= len(first):
+                sent -= len(first)
+                views.pop(0)
+            else:
+                views[0] = first[sent:]
+                sent = 0
+
+
+_LOCAL_EVENTS = {
+    1: fsm.Events.EVT_1,   # A-ASSOCIATE-RQ → A-ASSOCIATE request primitive
+    2: fsm.Events.EVT_7,   # A-ASSOCIATE-AC → response (accept)
+    3: fsm.Events.EVT_8,   # A-ASSOCIATE-RJ → response (reject)
+    4: fsm.Events.EVT_9,   # P-DATA-TF → P-DATA request
+    7: fsm.Events.EVT_15,  # A-ABORT → A-ABORT request
+}
+
+
+def _local_event_for(primitive: Any, machine: fsm.StateMachine) -> fsm.Events:
+    """Map a PDU the service user sends to its request/response primitive event (PS3.8 9.2)."""
+    pdu_type = getattr(primitive, "pdu_type", None)
+    if pdu_type in _LOCAL_EVENTS:
+        return _LOCAL_EVENTS[pdu_type]
+    if pdu_type == 5:
+        return fsm.Events.EVT_11  # A-RELEASE request
+    if pdu_type == 6:
+        return fsm.Events.EVT_14  # A-RELEASE response
+    raise NetDICOMError(f"cannot send {primitive!r}: not a PDU")

@@ -1,0 +1,204 @@
+"""The UI's only seam to ``dicomdesk.operations``: callables that a worker thread runs.
+
+Each factory takes plain values (captured on the GUI thread) and returns a callable for
+:class:`dicomdesk.ui.workers.OperationWorker`. ``operations`` is imported inside those callables,
+on the worker thread, so that the window opens even before every operation exists and so that the
+network stack's import cost is never paid on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dicomdesk.ui.workers import WorkerContext
+
+__all__ = [
+    "RetrieveItem",
+    "RetrieveStep",
+    "Target",
+    "echo_call",
+    "find_call",
+    "retrieve_call",
+    "scan_call",
+    "send_call",
+    "target_from_node",
+]
+
+_log = logging.getLogger(__name__)
+
+WorkerCall = Callable[[WorkerContext], Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Association parameters for one remote node (PS3.8 7.1.1: calling/called AE titles)."""
+
+    name: str
+    host: str
+    port: int
+    called_aet: str
+    calling_aet: str
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+
+
+def target_from_node(node: Any, calling_aet: str, timeout: float = 30.0) -> Target:
+    """A config ``Node`` (its ``aet`` is the peer's, i.e. the Called AE title) as a Target."""
+    return Target(
+        name=node.name,
+        host=node.host,
+        port=int(node.port),
+        called_aet=node.aet,
+        calling_aet=calling_aet,
+        username=getattr(node, "username", None),
+        password=getattr(node, "password", None),
+        timeout=timeout,
+    )
+
+
+def _peer(target: Target) -> Any:
+    from dicomdesk import operations
+
+    return operations.Peer(
+        host=target.host,
+        port=target.port,
+        called_aet=target.called_aet,
+        calling_aet=target.calling_aet,
+        timeout=target.timeout,
+        username=target.username,
+        password=target.password,
+    )
+
+
+def echo_call(target: Target) -> WorkerCall:
+    """C-ECHO (PS3.4 Annex A) to one node; returns ``operations.EchoResult``."""
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk import operations
+
+        return operations.echo(_peer(target), cancel=ctx.cancel)
+
+    return call
+
+
+def scan_call(paths: Sequence[str]) -> WorkerCall:
+    """Read the headers of dropped files/folders; each FileInfo also goes out as a row."""
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk import operations
+
+        return operations.scan_paths(list(paths), on_file=ctx.emit_row, cancel=ctx.cancel)
+
+    return call
+
+
+def send_call(target: Target, files: Sequence[str]) -> WorkerCall:
+    """C-STORE (PS3.4 Annex B) of ``files``; every final per-file state is also a row."""
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk import operations
+
+        def progress(p: Any) -> None:
+            ctx.report_progress(p)
+            if getattr(p, "state", None) in ("stored", "failed", "skipped"):
+                ctx.emit_row(p)
+
+        return operations.send(
+            _peer(target), [Path(f) for f in files], progress=progress, cancel=ctx.cancel
+        )
+
+    return call
+
+
+def find_call(
+    target: Target,
+    level: str,
+    keys: Mapping[str, str],
+    model: str | None,
+    to_row: Callable[[Any], Any],
+) -> WorkerCall:
+    """C-FIND (PS3.4 C.4.1): each Pending response's identifier becomes a row via ``to_row``.
+
+    ``to_row`` runs on the worker thread and must turn the pydicom Dataset into an immutable value.
+    """
+    keys = dict(keys)
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk import operations
+
+        def on_match(ds: Any) -> None:
+            ctx.emit_row(to_row(ds))
+
+        return operations.find(
+            _peer(target), level, keys, model=model, on_match=on_match, cancel=ctx.cancel
+        )
+
+    return call
+
+
+@dataclass(frozen=True)
+class RetrieveItem:
+    """One selected tree row to retrieve: its level and unique keys (PS3.4 C.4.2.1.4)."""
+
+    level: str
+    keys: tuple[tuple[str, str], ...]
+
+    def key_dict(self) -> dict[str, str]:
+        return dict(self.keys)
+
+
+@dataclass(frozen=True)
+class RetrieveStep:
+    """Progress of a multi-item retrieve: which item, and that item's pending counts."""
+
+    index: int
+    total: int
+    progress: Any
+
+
+def retrieve_call(
+    target: Target,
+    method: str,
+    items: Iterable[RetrieveItem],
+    model: str | None,
+    destination_aet: str = "",
+    out_dir: str = "",
+) -> WorkerCall:
+    """C-MOVE to ``destination_aet`` (C.4.2) or C-GET into ``out_dir`` (C.4.3), item by item.
+
+    Returns the list of ``operations.RetrieveResult``, one per item retrieved before a cancel.
+    """
+    items = tuple(items)
+
+    def call(ctx: WorkerContext) -> list[Any]:
+        from dicomdesk import operations
+
+        peer = _peer(target)
+        results = []
+        for index, item in enumerate(items):
+            if ctx.cancel.is_set():
+                break
+
+            def progress(p: Any, index: int = index) -> None:
+                ctx.report_progress(RetrieveStep(index, len(items), p))
+
+            if method == "get":
+                result = operations.get(
+                    peer, item.level, item.key_dict(), out_dir, model=model,
+                    progress=progress, cancel=ctx.cancel,
+                )
+            else:
+                result = operations.move(
+                    peer, destination_aet, item.level, item.key_dict(), model=model,
+                    progress=progress, cancel=ctx.cancel,
+                )
+            results.append(result)
+            ctx.emit_row(result)
+        return results
+
+    return call

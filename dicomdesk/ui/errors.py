@@ -1,0 +1,81 @@
+"""The one place where the window turns failures into sentences for a user (ARCHITECTURE "Errors").
+
+``operations`` already returns ``error`` as a sentence for network and peer failures; this module
+adds the few DIMSE statuses that deserve their own explanation (PS3.4 C.4.2.1.5, C.4.3.1.4) and a
+last-resort wording for an unexpected exception, so that no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+__all__ = ["describe_exception", "retrieve_outcome", "status_sentence"]
+
+_log = logging.getLogger(__name__)
+
+#: C-MOVE "Refused: Move Destination unknown" (PS3.4 C.4.2.1.5, Table C.4-2).
+MOVE_DESTINATION_UNKNOWN = 0xA801
+
+
+def status_sentence(status: int | None, destination_aet: str = "") -> str:
+    """Words for a final C-MOVE / C-GET / C-FIND status (PS3.4 C.4.x, PS3.7 Annex C)."""
+    if status is None:
+        return "The peer gave no final status."
+    code = int(status)
+    if code == MOVE_DESTINATION_UNKNOWN:
+        who = f"our AE title {destination_aet!r}" if destination_aet else "our AE title"
+        return (
+            f"The peer does not know {who} as a move destination: add it (with this computer's "
+            "address and the local server's port) to the peer's list of known AEs."
+        )
+    if code == 0x0000:
+        return "Success."
+    if code == 0xFE00:
+        return "Cancelled."
+    if code in (0xA701, 0xA702, 0xA700):
+        return "The peer is out of resources (it refused the request)."
+    if code == 0xA900:
+        return "The peer says the identifier does not match the SOP class."
+    if code == 0xB000:
+        return "Finished with one or more failures or warnings."
+    if 0xC000 <= code <= 0xCFFF:
+        return f"The peer could not process the request (status 0x{code:04X})."
+    if code == 0x0122:
+        return "The peer does not support this query/retrieve model."
+    described = str(status)
+    return described if not described.isdigit() else f"Status 0x{code:04X}."
+
+
+def retrieve_outcome(result: object, destination_aet: str = "") -> str:
+    """Summary line of a RetrieveResult: counts, then the error or the status in words."""
+    completed = getattr(result, "completed", 0) or 0
+    failed = getattr(result, "failed", 0) or 0
+    warning = getattr(result, "warning", 0) or 0
+    counts = f"{completed} completed, {failed} failed, {warning} warning"
+    status = getattr(result, "status", None)
+    if status is not None and int(status) == MOVE_DESTINATION_UNKNOWN:
+        return f"{status_sentence(status, destination_aet)} ({counts})"
+    error = getattr(result, "error", None)
+    if error:
+        return f"{error} ({counts})"
+    if status is not None and int(status) not in (0x0000,):
+        return f"{status_sentence(status, destination_aet)} ({counts})"
+    return f"Done: {counts}."
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A sentence for an exception that escaped an operation (a bug or a local OS error)."""
+    _log.debug("turning exception into a sentence", exc_info=exc)
+    if isinstance(exc, OSError):
+        if exc.errno == errno.EADDRINUSE:
+            return "The port is already used by another program."
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"Permission denied: {exc.strerror or exc}."
+        if exc.errno == errno.ENOENT:
+            return f"File or folder not found: {exc.filename or exc}."
+        return f"System error: {exc.strerror or exc}."
+    if isinstance(exc, ImportError):
+        return "This function is not available in this build of dicomdesk yet."
+    text = str(exc).strip()
+    return f"Unexpected error: {text}" if text else f"Unexpected error ({type(exc).__name__})."

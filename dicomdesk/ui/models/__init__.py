@@ -1,0 +1,1 @@
+"""Qt item models of the window: query results tree, transfer queue, association log, archive."""

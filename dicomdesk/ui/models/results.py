@@ -1,0 +1,307 @@
+"""Query results as a tree: study -> series (fetched on expand) -> images (PS3.4 C.6.2 levels).
+
+The tree mirrors the Study Root hierarchy (PS3.4 C.6.2.1): the panel asks the STUDY level first,
+and the model requests a SERIES / IMAGE level C-FIND only when the user expands a row
+(``canFetchMore``/``fetchMore``), so a search costs one association until the user drills down.
+Rows are appended in batches; sorting is left to a QSortFilterProxyModel so that rows arriving
+after a sort land in place (``SORT_ROLE`` gives numbers for numeric columns).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+
+__all__ = ["COLUMNS", "Match", "QueryResultsModel", "SORT_ROLE", "match_from_dataset"]
+
+_log = logging.getLogger(__name__)
+
+SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+COLUMNS = ("Patient / Series / Image", "Patient ID", "Date", "Modality", "Description",
+           "Accession", "Count", "UID")
+
+#: Keywords kept from each C-FIND response identifier (PS3.4 C.6.2.1.2-4).
+_KEPT = (
+    "PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyTime", "AccessionNumber",
+    "StudyDescription", "ModalitiesInStudy", "StudyInstanceUID", "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances", "SeriesInstanceUID", "SeriesNumber", "Modality",
+    "SeriesDescription", "NumberOfSeriesRelatedInstances", "SOPInstanceUID", "SOPClassUID",
+    "InstanceNumber", "QueryRetrieveLevel", "RetrieveAETitle",
+)
+
+
+@dataclass(frozen=True)
+class Match:
+    """One C-FIND identifier as immutable strings (safe to pass from the worker thread)."""
+
+    level: str
+    values: tuple[tuple[str, str], ...]
+
+    def get(self, keyword: str, default: str = "") -> str:
+        for key, value in self.values:
+            if key == keyword:
+                return value
+        return default
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def match_from_dataset(ds: Any, level: str) -> Match:
+    """Copy the kept attributes out of a pydicom Dataset (called on the worker thread)."""
+    values = []
+    for keyword in _KEPT:
+        try:
+            element = ds.get(keyword)
+        except Exception:  # a malformed value must not lose the whole response
+            _log.debug("unreadable %s in C-FIND response", keyword)
+            continue
+        if element is not None:
+            values.append((keyword, _text(element)))
+    return Match(level.upper(), tuple(values))
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1
+
+
+def _format_date(text: str) -> str:
+    if len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return text
+
+
+def _sop_class_name(uid: str) -> str:
+    try:
+        from pydicom.uid import UID
+
+        name = UID(uid).name
+        return name.replace(" Storage", "") if name != uid else uid
+    except Exception:
+        return uid
+
+
+class _Item:
+    __slots__ = ("kind", "match", "parent", "children", "row", "fetch", "error")
+
+    def __init__(self, kind: str, match: Match | None, parent: _Item | None) -> None:
+        self.kind = kind
+        self.match = match
+        self.parent = parent
+        self.children: list[_Item] = []
+        self.row = 0
+        self.fetch = "done" if kind in ("image", "root") else "none"  # none|fetching|done
+        self.error = ""
+
+    def key(self) -> tuple[str, ...]:
+        m = self.match
+        assert m is not None
+        if self.kind == "study":
+            return (m.get("StudyInstanceUID"),)
+        if self.kind == "series":
+            return (m.get("StudyInstanceUID"), m.get("SeriesInstanceUID"))
+        return (m.get("StudyInstanceUID"), m.get("SeriesInstanceUID"), m.get("SOPInstanceUID"))
+
+    def cells(self) -> tuple[str, ...]:
+        m = self.match
+        assert m is not None
+        if self.kind == "study":
+            series = m.get("NumberOfStudyRelatedSeries")
+            images = m.get("NumberOfStudyRelatedInstances")
+            count = "/".join(x for x in (series, images) if x)
+            return (m.get("PatientName").replace("^", " ").strip(), m.get("PatientID"),
+                    _format_date(m.get("StudyDate")), m.get("ModalitiesInStudy"),
+                    m.get("StudyDescription"), m.get("AccessionNumber"), count,
+                    m.get("StudyInstanceUID"))
+        if self.kind == "series":
+            return (f"Series {m.get('SeriesNumber')}".strip(), "", "", m.get("Modality"),
+                    m.get("SeriesDescription"), "", m.get("NumberOfSeriesRelatedInstances"),
+                    m.get("SeriesInstanceUID"))
+        return (f"Image {m.get('InstanceNumber')}".strip(), "", "",
+                _sop_class_name(m.get("SOPClassUID")), "", "", "", m.get("SOPInstanceUID"))
+
+
+_CHILD_KIND = {"study": "series", "series": "image"}
+
+
+class QueryResultsModel(QAbstractItemModel):
+    """Study/series/image tree; emits ``children_requested`` when a row is first expanded."""
+
+    #: (kind of the parent row, its key tuple, its Match) -> the panel runs the next-level C-FIND
+    children_requested = Signal(str, tuple, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._root = _Item("root", None, None)
+        self._index: dict[tuple[str, ...], _Item] = {}
+
+    # -- feeding ---------------------------------------------------------------------------
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._root = _Item("root", None, None)
+        self._index.clear()
+        self.endResetModel()
+
+    def study_count(self) -> int:
+        return len(self._root.children)
+
+    def add_studies(self, matches: list[Match]) -> None:
+        """Append a batch of STUDY-level matches (one insert for the batch)."""
+        self._append(self._root, QModelIndex(), "study", matches)
+
+    def add_children(self, parent_key: tuple[str, ...], matches: list[Match]) -> None:
+        """Append a batch of SERIES (or IMAGE) matches under the row with ``parent_key``."""
+        parent = self._index.get(tuple(parent_key))
+        if parent is None:
+            return
+        self._append(parent, self._index_of(parent), _CHILD_KIND[parent.kind], matches)
+
+    def finish_children(self, parent_key: tuple[str, ...], error: str = "") -> None:
+        """The sub-level C-FIND ended: an empty row then shows no expander."""
+        parent = self._index.get(tuple(parent_key))
+        if parent is None:
+            return
+        parent.fetch = "done"
+        parent.error = error
+        index = self._index_of(parent)
+        self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
+        if not parent.children:
+            # hasChildren() changed from True to False: let views drop the expander.
+            self.layoutChanged.emit()
+
+    def _append(self, parent: _Item, parent_index: QModelIndex, kind: str,
+                matches: list[Match]) -> None:
+        new = []
+        for match in matches:
+            item = _Item(kind, match, parent)
+            key = item.key()
+            if key in self._index or not key[-1]:
+                continue  # duplicate response or no unique key: cannot be retrieved anyway
+            self._index[key] = item
+            new.append(item)
+        if not new:
+            return
+        first = len(parent.children)
+        self.beginInsertRows(parent_index, first, first + len(new) - 1)
+        for offset, item in enumerate(new):
+            item.row = first + offset
+        parent.children.extend(new)
+        self.endInsertRows()
+
+    # -- reading ---------------------------------------------------------------------------
+    def item_at(self, index: QModelIndex) -> tuple[str, Match] | None:
+        """(kind, Match) of a row, for retrieve and details."""
+        item = self._item(index)
+        if item is None or item.match is None:
+            return None
+        return item.kind, item.match
+
+    def ancestors(self, index: QModelIndex) -> list[Match]:
+        """Matches from the study down to ``index`` (for the retrieve identifier)."""
+        item = self._item(index)
+        chain = []
+        while item is not None and item.match is not None:
+            chain.append(item.match)
+            item = item.parent
+        return list(reversed(chain))
+
+    def _item(self, index: QModelIndex) -> _Item | None:
+        if not index.isValid():
+            return None
+        return index.internalPointer()
+
+    def _index_of(self, item: _Item) -> QModelIndex:
+        if item is self._root:
+            return QModelIndex()
+        return self.createIndex(item.row, 0, item)
+
+    # -- QAbstractItemModel ----------------------------------------------------------------
+    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
+        owner = self._item(parent) if parent.isValid() else self._root
+        if owner is None or not (0 <= row < len(owner.children)) or not (0 <= column < len(COLUMNS)):
+            return QModelIndex()
+        return self.createIndex(row, column, owner.children[row])
+
+    def parent(self, index: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+        item = self._item(index)
+        if item is None or item.parent is None or item.parent is self._root:
+            return QModelIndex()
+        return self.createIndex(item.parent.row, 0, item.parent)
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        if parent.column() > 0:
+            return 0
+        owner = self._item(parent) if parent.isValid() else self._root
+        return len(owner.children) if owner is not None else 0
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
+        owner = self._item(parent) if parent.isValid() else self._root
+        if owner is None:
+            return False
+        if owner.fetch != "done":
+            return True
+        return bool(owner.children)
+
+    def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:
+        item = self._item(parent)
+        return item is not None and item.fetch == "none"
+
+    def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
+        item = self._item(parent)
+        if item is None or item.fetch != "none" or item.match is None:
+            return
+        item.fetch = "fetching"
+        self.children_requested.emit(item.kind, item.key(), item.match)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        item = self._item(index)
+        if item is None or item.match is None:
+            return None
+        column = index.column()
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
+            text = item.cells()[column]
+            if role == Qt.ItemDataRole.ToolTipRole and item.error and column == 0:
+                return item.error
+            if column == 0 and item.fetch == "fetching":
+                return f"{text}  (searching…)"
+            return text
+        if role == SORT_ROLE:
+            text = item.cells()[column]
+            if column == 6:
+                return _int(text.split("/")[-1]) if text else -1
+            if column == 0 and item.kind != "study":
+                m = item.match
+                return _int(m.get("SeriesNumber") if item.kind == "series" else m.get("InstanceNumber"))
+            return text.lower()
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable

@@ -1,0 +1,164 @@
+"""The send queue: one row per dropped file, its header summary and its C-STORE state.
+
+Rows come from ``operations.scan_paths`` FileInfo values (read on a worker thread); states follow
+the ``SendProgress.state`` values of internals.md plus "queued" before a send. Non-DICOM files
+are listed as "skipped" with the reason, so the user sees what was ignored and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+__all__ = ["QueueRow", "TransferQueueModel", "human_size"]
+
+COLUMNS = ("File", "Patient", "Study", "SOP class", "Transfer syntax", "Size", "State")
+
+_STATE_COLOURS = {
+    "stored": QColor("#1e7d32"),
+    "failed": QColor("#c62828"),
+    "skipped": QColor("#8a8a8a"),
+    "sending": QColor("#1565c0"),
+}
+
+
+def human_size(size: int | float) -> str:
+    """Bytes in the unit a person reads at a glance."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _uid_name(uid: str) -> str:
+    if not uid:
+        return ""
+    try:
+        from pydicom.uid import UID
+
+        return UID(uid).name
+    except Exception:
+        return uid
+
+
+@dataclass
+class QueueRow:
+    """A queue row; owned and mutated by the model on the GUI thread only."""
+
+    path: str
+    is_dicom: bool
+    patient: str = ""
+    study: str = ""
+    sop_class: str = ""
+    transfer_syntax: str = ""
+    size: int = 0
+    state: str = "queued"
+    message: str = ""
+
+
+def row_from_file_info(info: Any) -> QueueRow:
+    """A FileInfo (internals.md scan_paths) as a queue row; non-DICOM files start as skipped."""
+    is_dicom = bool(getattr(info, "is_dicom", False))
+    name = str(getattr(info, "patient_name", "") or "").replace("^", " ").strip()
+    pid = str(getattr(info, "patient_id", "") or "")
+    patient = f"{name} ({pid})" if name and pid else (name or pid)
+    study = str(getattr(info, "study_description", "") or getattr(info, "study_uid", "") or "")
+    return QueueRow(
+        path=str(getattr(info, "path", "")),
+        is_dicom=is_dicom,
+        patient=patient,
+        study=study,
+        sop_class=_uid_name(str(getattr(info, "sop_class_uid", "") or "")),
+        transfer_syntax=_uid_name(str(getattr(info, "transfer_syntax", "") or "")),
+        size=int(getattr(info, "size", 0) or 0),
+        state="queued" if is_dicom else "skipped",
+        message="" if is_dicom else str(getattr(info, "reason", "") or "not a DICOM file"),
+    )
+
+
+class TransferQueueModel(QAbstractTableModel):
+    """Table of QueueRow; rows are looked up by path to apply per-file progress."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[QueueRow] = []
+        self._by_path: dict[str, int] = {}
+
+    def add_file_infos(self, infos: list[Any]) -> int:
+        """Append FileInfos not yet queued (by path); returns how many were added."""
+        new = []
+        for info in infos:
+            row = row_from_file_info(info)
+            if row.path in self._by_path or any(r.path == row.path for r in new):
+                continue
+            new.append(row)
+        if not new:
+            return 0
+        first = len(self._rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        for offset, row in enumerate(new):
+            self._by_path[row.path] = first + offset
+            self._rows.append(row)
+        self.endInsertRows()
+        return len(new)
+
+    def set_state(self, path: str, state: str, message: str = "") -> None:
+        row = self._by_path.get(str(path))
+        if row is None:
+            return
+        self._rows[row].state = state
+        self._rows[row].message = message
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._rows.clear()
+        self._by_path.clear()
+        self.endResetModel()
+
+    def rows(self) -> list[QueueRow]:
+        return list(self._rows)
+
+    def paths(self, states: tuple[str, ...]) -> list[str]:
+        return [r.path for r in self._rows if r.is_dicom and r.state in states]
+
+    def count(self, state: str) -> int:
+        return sum(1 for r in self._rows if r.state == state)
+
+    def total_size(self, paths: list[str]) -> int:
+        return sum(self._rows[self._by_path[p]].size for p in paths if p in self._by_path)
+
+    # -- Qt --------------------------------------------------------------------------------
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if column == 0:
+                return row.path.rsplit("/", 1)[-1]
+            if column == 6:
+                return f"{row.state}: {row.message}" if row.message else row.state
+            return (None, row.patient, row.study, row.sop_class, row.transfer_syntax,
+                    human_size(row.size))[column]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.path if column == 0 else (row.message or None)
+        if role == Qt.ItemDataRole.ForegroundRole and column == 6 and row.state in _STATE_COLOURS:
+            return QBrush(_STATE_COLOURS[row.state])
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None

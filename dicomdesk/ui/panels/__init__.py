@@ -1,0 +1,1 @@
+"""The window's panels, one per thing a user does (ARCHITECTURE "ui/")."""

@@ -1,0 +1,236 @@
+"""Echo panel: the Verification service (PS3.4 Annex A, C-ECHO) against one node or all.
+
+Each node shows a green or red state, the round-trip time, the failure reason in words, and on
+demand what was negotiated (the peer's Implementation Class UID / Version Name, PS3.7 D.3.3.2-3,
+and its Maximum Length Received, PS3.8 D.1).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dicomdesk.ui import calls, commands
+from dicomdesk.ui.context import UiContext
+from dicomdesk.ui.widgets import copy_to_clipboard
+from dicomdesk.ui.workers import OperationWorker
+
+__all__ = ["EchoPanel"]
+
+_log = logging.getLogger(__name__)
+
+_GREEN = QColor("#1e7d32")
+_RED = QColor("#c62828")
+COL_NAME, COL_ADDRESS, COL_STATE, COL_RTT, COL_MESSAGE = range(5)
+
+
+class EchoPanel(QWidget):
+    """One row per address-book node; results are kept per node name until the next echo."""
+
+    def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self._results: dict[str, Any] = {}
+        self._workers: dict[str, OperationWorker] = {}
+
+        self.table = QTableWidget(0, 5, self)
+        self.table.setHorizontalHeaderLabels(["Node", "Address", "State", "Round trip", "Result"])
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(COL_MESSAGE, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._show_details)
+        self.table.itemDoubleClicked.connect(lambda _item: self.echo_selected())
+
+        self.echo_button = QPushButton("Echo", self)
+        self.echo_button.setToolTip("Send a C-ECHO to the selected node")
+        self.echo_all_button = QPushButton("Echo all", self)
+        self.details_button = QPushButton("Details", self)
+        self.details_button.setCheckable(True)
+        self.copy_button = QPushButton("Copy as command", self)
+        self.echo_button.clicked.connect(self.echo_selected)
+        self.echo_all_button.clicked.connect(self.echo_all)
+        self.copy_button.clicked.connect(self.copy_command)
+        self.details_button.toggled.connect(self._show_details)
+
+        self.details = QPlainTextEdit(self)
+        self.details.setReadOnly(True)
+        self.details.setVisible(False)
+        self.details.setMaximumHeight(140)
+
+        buttons = QHBoxLayout()
+        for button in (self.echo_button, self.echo_all_button, self.details_button, self.copy_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        title = QLabel("<b>Verification (C-ECHO)</b> — is each node reachable and willing to talk to us?")
+        layout.addWidget(title)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
+        ctx.book.changed.connect(self._refill)
+        self._refill(ctx.book.nodes)
+
+    # -- table -----------------------------------------------------------------------------
+    def _refill(self, nodes: list[Any]) -> None:
+        selected = self.selected_name()
+        self.table.setRowCount(len(nodes))
+        for row, node in enumerate(nodes):
+            self.table.setItem(row, COL_NAME, QTableWidgetItem(node.name))
+            self.table.setItem(row, COL_ADDRESS,
+                               QTableWidgetItem(f"{node.aet}@{node.host}:{node.port}"))
+            for column in (COL_STATE, COL_RTT, COL_MESSAGE):
+                self.table.setItem(row, column, QTableWidgetItem(""))
+            if node.name in self._results:
+                self._paint(row, self._results[node.name])
+            elif node.name in self._workers:
+                self._paint_running(row)
+        if selected:
+            self.select(selected)
+        elif nodes:
+            self.table.selectRow(0)
+
+    def row_of(self, name: str) -> int:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, COL_NAME)
+            if item is not None and item.text() == name:
+                return row
+        return -1
+
+    def select(self, name: str) -> None:
+        row = self.row_of(name)
+        if row >= 0:
+            self.table.selectRow(row)
+
+    def selected_name(self) -> str:
+        rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        if not rows:
+            return ""
+        item = self.table.item(rows[0].row(), COL_NAME)
+        return item.text() if item else ""
+
+    def state_text(self, name: str) -> str:
+        row = self.row_of(name)
+        return self.table.item(row, COL_STATE).text() if row >= 0 else ""
+
+    def message_text(self, name: str) -> str:
+        row = self.row_of(name)
+        return self.table.item(row, COL_MESSAGE).text() if row >= 0 else ""
+
+    def _paint_running(self, row: int) -> None:
+        self.table.item(row, COL_STATE).setText("…")
+        self.table.item(row, COL_STATE).setForeground(QBrush())
+        self.table.item(row, COL_RTT).setText("")
+        self.table.item(row, COL_MESSAGE).setText("Echoing…")
+
+    def _paint(self, row: int, result: Any) -> None:
+        state = self.table.item(row, COL_STATE)
+        if getattr(result, "ok", False):
+            state.setText("● OK")
+            state.setForeground(QBrush(_GREEN))
+            message = str(getattr(result, "status", "") or "Success")
+        else:
+            state.setText("● Failed")
+            state.setForeground(QBrush(_RED))
+            message = getattr(result, "error", None) or str(getattr(result, "status", "")) \
+                or "The peer did not answer the echo."
+        rtt = getattr(result, "rtt_ms", None)
+        self.table.item(row, COL_RTT).setText(f"{rtt:.0f} ms" if rtt is not None else "")
+        self.table.item(row, COL_MESSAGE).setText(message)
+        self.table.item(row, COL_MESSAGE).setToolTip(message)
+
+    # -- actions ---------------------------------------------------------------------------
+    def echo_selected(self) -> None:
+        name = self.selected_name()
+        if name:
+            self.echo(name)
+
+    def echo_all(self) -> None:
+        for node in self.ctx.book.nodes:
+            self.echo(node.name)
+
+    def echo(self, name: str) -> OperationWorker | None:
+        """Start a C-ECHO to the node ``name``; the row turns green or red when it ends."""
+        node = self.ctx.book.find(name)
+        if node is None or name in self._workers:
+            return self._workers.get(name)
+        target = calls.target_from_node(node, self.ctx.local_aet())
+        worker = OperationWorker(calls.echo_call(target), label=f"echo {name}")
+        self._workers[name] = worker
+        self._results.pop(name, None)
+        row = self.row_of(name)
+        if row >= 0:
+            self._paint_running(row)
+
+        def finished(result: Any) -> None:
+            self._results[name] = result
+            r = self.row_of(name)
+            if r >= 0:
+                self._paint(r, result)
+            self._show_details()
+
+        def failed(sentence: str) -> None:
+            finished(_Failure(sentence))
+
+        worker.signals.finished.connect(finished)
+        worker.signals.failed.connect(failed)
+        worker.signals.done.connect(lambda: self._workers.pop(name, None))
+        self.ctx.tracker.start(worker, transfer=False)
+        return worker
+
+    def copy_command(self) -> str:
+        node = self.ctx.book.find(self.selected_name())
+        if node is None:
+            return ""
+        text = commands.echo_command(node.host, node.port, self.ctx.local_aet(), node.aet)
+        copy_to_clipboard(text)
+        return text
+
+    def _show_details(self, *_: Any) -> None:
+        show = self.details_button.isChecked()
+        self.details.setVisible(show)
+        if not show:
+            return
+        name = self.selected_name()
+        result = self._results.get(name)
+        if result is None:
+            self.details.setPlainText("No echo yet for this node.")
+            return
+        lines = [
+            f"Node: {name}",
+            f"Result: {'success' if getattr(result, 'ok', False) else 'failure'}",
+            f"Status: {getattr(result, 'status', None)}",
+            f"Round trip: {getattr(result, 'rtt_ms', None)} ms",
+            f"Peer implementation class UID: {getattr(result, 'peer_implementation_uid', None)}",
+            f"Peer implementation version: {getattr(result, 'peer_implementation_version', None)}",
+            f"Peer maximum PDU length: {getattr(result, 'peer_max_pdu', None)}",
+        ]
+        if getattr(result, "error", None):
+            lines.append(f"Reason: {result.error}")
+        self.details.setPlainText("\n".join(lines))
+
+
+class _Failure:
+    """Stand-in result when the echo callable itself raised (shown as a red row)."""
+
+    ok = False
+    status = None
+    rtt_ms = None
+
+    def __init__(self, error: str) -> None:
+        self.error = error

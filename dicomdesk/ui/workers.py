@@ -1,0 +1,202 @@
+"""Run one ``operations`` call in a QThreadPool and re-emit its callbacks as Qt signals.
+
+``operations`` functions block and report through plain callbacks called on the worker thread
+(docs/internals.md "operations.py"). Widgets may only be touched on the GUI thread, so the worker
+never emits per callback: it puts values in a lock-protected buffer, and a QTimer on the GUI thread
+drains it every 50 ms. Two consequences the panels rely on:
+
+* ``rows`` arrive in batches (one model insert per batch), so a burst of thousands of C-FIND
+  responses (PS3.4 C.4.1.2: one Pending response per match) never blocks the event loop;
+* ``progress`` carries only the latest value, at most ~15 times a second; values that must not be
+  lost (a file's final state) go through ``rows``.
+
+Every value crossing the thread boundary is immutable (frozen dataclasses, tuples, str), and
+cancellation is a ``threading.Event`` that the operation polls (internals.md: ``cancel``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
+
+from dicomdesk.ui.errors import describe_exception
+
+__all__ = ["OperationWorker", "TaskTracker", "WorkerContext", "WorkerSignals"]
+
+_log = logging.getLogger(__name__)
+
+#: GUI-side drain period: the longest a batch waits, and the budget per batch.
+DRAIN_INTERVAL_MS = 50
+#: Minimum seconds between two progress signals (~15 updates a second).
+PROGRESS_PERIOD_S = 1.0 / 15.0
+
+
+class WorkerContext:
+    """What the operation's callable receives on the worker thread.
+
+    It only touches plain Python state under a lock: no Qt object is used from the worker thread.
+    """
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self._lock = threading.Lock()
+        self._rows: list[Any] = []
+        self._progress: Any = None
+        self._progress_seq = 0
+
+    def report_progress(self, value: Any) -> None:
+        """Remember the latest progress value; older ones not yet shown are dropped on purpose."""
+        with self._lock:
+            self._progress = value
+            self._progress_seq += 1
+
+    def emit_row(self, value: Any) -> None:
+        """Queue a value that must reach the GUI (a match, a file's outcome)."""
+        with self._lock:
+            self._rows.append(value)
+
+    def _take(self) -> tuple[list[Any], Any, int]:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            return rows, self._progress, self._progress_seq
+
+
+class WorkerSignals(QObject):
+    """Signals of one worker; lives on the GUI thread, so its slots and timer run there."""
+
+    #: latest progress value (coalesced)
+    progress = Signal(object)
+    #: list of row values, in the order the operation produced them
+    rows = Signal(list)
+    #: the operation's return value
+    finished = Signal(object)
+    #: a sentence, when the callable raised (operations themselves report errors in the result)
+    failed = Signal(str)
+    #: always emitted last, after ``finished`` or ``failed``
+    done = Signal()
+    _worker_done = Signal()
+
+
+class OperationWorker(QRunnable):
+    """A QRunnable calling ``call(context)`` once; construct and start it on the GUI thread.
+
+    ``call`` typically imports ``dicomdesk.operations`` lazily and passes ``context.cancel``,
+    ``context.report_progress`` and ``context.emit_row`` as the operation's callbacks.
+    """
+
+    def __init__(self, call: Callable[[WorkerContext], Any], label: str = "") -> None:
+        super().__init__()
+        self.setAutoDelete(False)
+        self.label = label
+        self.signals = WorkerSignals()
+        self._call = call
+        self._cancel = threading.Event()
+        self._context = WorkerContext(self._cancel)
+        self._result: Any = None
+        self._error: str | None = None
+        self._emitted_seq = 0
+        self._last_progress_at = 0.0
+        self._timer = QTimer(self.signals)
+        self._timer.setInterval(DRAIN_INTERVAL_MS)
+        self._timer.timeout.connect(self._drain)
+        self.signals._worker_done.connect(self._on_worker_done)
+        self.is_running = False
+        self.is_done = False
+
+    # -- GUI thread -------------------------------------------------------------------------
+    def start(self, pool: QThreadPool | None = None) -> None:
+        """Queue the call on ``pool`` (default: the global pool) and start draining."""
+        self.is_running = True
+        self._timer.start()
+        (pool or QThreadPool.globalInstance()).start(self)
+
+    def cancel(self) -> None:
+        """Ask the operation to stop; it ends at its next cancellation point (PS3.7 9.3.2.3)."""
+        self._cancel.set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel.is_set()
+
+    def _drain(self, final: bool = False) -> None:
+        rows, progress, seq = self._context._take()
+        if rows:
+            self.signals.rows.emit(rows)
+        now = time.monotonic()
+        if seq != self._emitted_seq and (final or now - self._last_progress_at >= PROGRESS_PERIOD_S):
+            self._emitted_seq = seq
+            self._last_progress_at = now
+            self.signals.progress.emit(progress)
+
+    def _on_worker_done(self) -> None:
+        self._timer.stop()
+        self._drain(final=True)
+        self.is_running = False
+        self.is_done = True
+        if self._error is not None:
+            self.signals.failed.emit(self._error)
+        else:
+            self.signals.finished.emit(self._result)
+        self.signals.done.emit()
+
+    # -- worker thread ----------------------------------------------------------------------
+    def run(self) -> None:  # noqa: D401 - QRunnable API
+        try:
+            self._result = self._call(self._context)
+        except Exception as exc:  # the UI's promise: no traceback reaches a user
+            _log.exception("operation %r raised", self.label)
+            self._error = describe_exception(exc)
+        finally:
+            self.signals._worker_done.emit()
+
+
+class TaskTracker(QObject):
+    """The window's running operations: one pool, a count for the status bar, cancel-all on close.
+
+    A dedicated pool (not the global one) so a slow peer's 30 s timeout in one echo cannot starve
+    the others on a 2-core machine (QThreadPool sizes itself by cores).
+    """
+
+    #: number of running transfers (operations started with ``transfer=True``)
+    changed = Signal(int)
+
+    def __init__(self, parent: QObject | None = None, max_threads: int = 8) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self._workers: dict[int, tuple[OperationWorker, bool]] = {}
+
+    def start(self, worker: OperationWorker, transfer: bool = True) -> OperationWorker:
+        """Run ``worker``; transfers are counted in the status bar and confirmed before quit."""
+        key = id(worker)
+        self._workers[key] = (worker, transfer)
+        worker.signals.done.connect(lambda: self._forget(key))
+        worker.start(self.pool)
+        self.changed.emit(self.transfer_count())
+        return worker
+
+    def _forget(self, key: int) -> None:
+        self._workers.pop(key, None)
+        self.changed.emit(self.transfer_count())
+
+    def transfer_count(self) -> int:
+        return sum(1 for _, transfer in self._workers.values() if transfer)
+
+    def active_count(self) -> int:
+        return len(self._workers)
+
+    def labels(self) -> list[str]:
+        return [w.label for w, transfer in self._workers.values() if transfer]
+
+    def cancel_all(self) -> None:
+        for worker, _ in list(self._workers.values()):
+            worker.cancel()
+
+    def wait(self, msecs: int) -> bool:
+        """Block until the pool is idle; only for tests and for the last moment of shutdown."""
+        return self.pool.waitForDone(msecs)
