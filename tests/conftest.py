@@ -55,7 +55,7 @@ def dcmtk_dcmqrscp(tmp_path: Path) -> Iterator[Callable[..., DcmtkProcess]]:
 @pytest.fixture
 def dcmtk_wlmscpfs(tmp_path: Path) -> Iterator[DcmtkProcess]:
     """A running DCMTK worklist SCP (AE title WLMSCP) over an empty ``.worklist_dir``."""
-    proc = start_wlmscpfs(tmp_path / "wlmscpfs")
+    proc = start_wlmscpfs(tmp_path / "wlmscpfs", "-v")
     try:
         yield proc
     finally:

@@ -293,6 +293,8 @@ def start_wlmscpfs(directory: Path, *extra: str, aet: str = "WLMSCP") -> DcmtkPr
     directory = Path(directory)
     worklist_dir = directory / "worklists" / aet
     worklist_dir.mkdir(parents=True, exist_ok=True)
+    # wlmscpfs locks this file before reading *.wl and answers A700 without it.
+    (worklist_dir / "lockfile").touch()
     proc = DcmtkProcess(
         "wlmscpfs", "-dfp", worklist_dir.parent, *extra, log_dir=directory / "logs"
     )
@@ -360,3 +362,27 @@ def start_pynetdicom_scp(
     # test's handlers as an extra EVT_CONN_OPEN.
     server = ae.start_server((LOCALHOST, 0), block=False, evt_handlers=list(handlers))
     return PynetdicomSCP(ae, server)
+
+
+def write_worklist_file(worklist_dir: Path, dataset: Any, name: str = "item") -> Path:
+    """Save a worklist item (PS3.4 K.6 attributes) as ``worklist_dir/<name>.wl`` for wlmscpfs.
+
+    ``dataset`` is a pydicom Dataset; it is written as a DICOM file in Explicit VR Little Endian.
+    wlmscpfs ignores an item it finds incomplete: give at least PatientName, PatientID,
+    AccessionNumber, RequestedProcedureID, RequestedProcedureDescription, StudyInstanceUID and one
+    ScheduledProcedureStepSequence item with Modality, ScheduledStationAETitle,
+    ScheduledProcedureStepStartDate/-Time, ScheduledProcedureStepID,
+    ScheduledProcedureStepDescription and ScheduledPerformingPhysicianName (may be empty).
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"  # Modality Worklist Information Model - FIND
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = dataset.copy()
+    dataset.file_meta = meta
+    path = Path(worklist_dir) / f"{name}.wl"
+    dataset.save_as(path, enforce_file_format=True)
+    return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from peers import free_port, run_dcmtk, wait_for_port, write_dcmqrscp_config
+from peers import free_port, run_dcmtk, wait_for_port, write_dcmqrscp_config, write_worklist_file
 
 pytestmark = pytest.mark.interop
 
@@ -59,7 +59,7 @@ def test_write_dcmqrscp_config_creates_the_storage_area(tmp_path):
 
 
 def test_wlmscpfs_answers_echoscu_with_an_empty_worklist(dcmtk_wlmscpfs):
-    assert list(dcmtk_wlmscpfs.worklist_dir.iterdir()) == []
+    assert list(dcmtk_wlmscpfs.worklist_dir.glob("*.wl")) == []
     echoscu(dcmtk_wlmscpfs.port, "WLMSCP")
 
 
@@ -86,3 +86,33 @@ def test_pydicom_test_files_include_sub_folders(pydicom_test_files):
 def test_a_missing_dcmtk_tool_fails_loudly_instead_of_skipping():
     with pytest.raises(pytest.fail.Exception, match="DCMTK nosuchscu not found: run ./scripts/test"):
         run_dcmtk("nosuchscu")
+
+
+def test_wlmscpfs_returns_a_worklist_item_written_by_the_helper(dcmtk_wlmscpfs):
+    from pydicom.dataset import Dataset
+
+    step = Dataset()
+    step.Modality = "CT"
+    step.ScheduledStationAETitle = "CT1"
+    step.ScheduledProcedureStepStartDate = "20240101"
+    step.ScheduledProcedureStepStartTime = "0800"
+    step.ScheduledProcedureStepID = "SPS1"
+    step.ScheduledProcedureStepDescription = "CT head"
+    step.ScheduledPerformingPhysicianName = ""
+    item = Dataset()
+    item.RequestedProcedureID = "RP1"
+    item.RequestedProcedureDescription = "CT head"
+    item.StudyInstanceUID = "1.2.3.4"
+    item.PatientName = "DOE^JOHN"
+    item.PatientID = "P1"
+    item.AccessionNumber = "A1"
+    item.ScheduledProcedureStepSequence = [step]
+    write_worklist_file(dcmtk_wlmscpfs.worklist_dir, item)
+    result = run_dcmtk(
+        "findscu", "-v", "-W", "-aec", "WLMSCP", "-k", "PatientName", "-k", "PatientID",
+        "-k", "ScheduledProcedureStepSequence[0].Modality=CT",
+        "127.0.0.1", str(dcmtk_wlmscpfs.port), timeout=30,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "DOE^JOHN" in output

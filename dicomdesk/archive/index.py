@@ -31,11 +31,10 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from . import matching
-from .matching import QueryError, STATUS_IDENTIFIER_DOES_NOT_MATCH
+from .matching import STATUS_IDENTIFIER_DOES_NOT_MATCH, QueryError, value_text
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ class InstanceRecord:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, **facts: object) -> InstanceRecord:
-        values = {kw: _element_text(ds.get(kw)) for kw in KEYS}
+        values = {kw: value_text(ds.get(kw)) for kw in KEYS}
         return cls(values=values, **facts)  # type: ignore[arg-type]
 
 
@@ -173,15 +172,6 @@ class ForwardItem:
     attempts: int
     next_attempt_at: float
     last_error: str
-
-
-def _element_text(value: object) -> str:
-    """The text of a data element value (None/empty → ''; multi-values joined with backslash)."""
-    if value is None:
-        return ""
-    if isinstance(value, (MultiValue, list, tuple)):
-        return "\\".join(str(v) for v in value)
-    return str(value)
 
 
 def _columns_of(level: str) -> list[Key]:
@@ -297,23 +287,30 @@ class Index:
     def upsert(self, rec: InstanceRecord) -> str | None:
         """Index one instance in one transaction; returns the previous relative path if the
         SOP Instance UID was already indexed (the caller removes that file if it differs)."""
-        v = rec.values
+        return self.upsert_many([rec])[0]
+
+    def upsert_many(self, records: Iterable[InstanceRecord]) -> list[str | None]:
+        """Index many instances in one transaction (rebuilds, bulk imports)."""
         with self._write() as c:
-            old = c.execute("SELECT path, series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
-                            (v["SOPInstanceUID"],)).fetchone()
-            old_patient = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?",
-                                    (v["StudyInstanceUID"],)).fetchone()
-            patient_pk = self._upsert_level(c, "PATIENT", v, {})
-            self._upsert_level(c, "STUDY", v, {"patient_pk": patient_pk})
-            self._upsert_level(c, "SERIES", v, {"study_uid": v["StudyInstanceUID"]})
-            inst = {"series_uid": v["SeriesInstanceUID"], "study_uid": v["StudyInstanceUID"],
-                    "transfer_syntax": rec.transfer_syntax, "file_size": rec.file_size,
-                    "path": rec.path, "received_at": rec.received_at, "calling_aet": rec.calling_aet}
-            self._upsert_level(c, "IMAGE", v, inst, replace=True)
-            if old is not None:
-                self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
-            if old_patient is not None and old_patient["patient_pk"] != patient_pk:
-                self._prune(c, [], [], [old_patient["patient_pk"]])
+            return [self._upsert_one(c, rec) for rec in records]
+
+    def _upsert_one(self, c: sqlite3.Connection, rec: InstanceRecord) -> str | None:
+        v = rec.values
+        old = c.execute("SELECT path, series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
+                        (v["SOPInstanceUID"],)).fetchone()
+        old_patient = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?",
+                                (v["StudyInstanceUID"],)).fetchone()
+        patient_pk = self._upsert_level(c, "PATIENT", v, {})
+        self._upsert_level(c, "STUDY", v, {"patient_pk": patient_pk})
+        self._upsert_level(c, "SERIES", v, {"study_uid": v["StudyInstanceUID"]})
+        inst = {"series_uid": v["SeriesInstanceUID"], "study_uid": v["StudyInstanceUID"],
+                "transfer_syntax": rec.transfer_syntax, "file_size": rec.file_size,
+                "path": rec.path, "received_at": rec.received_at, "calling_aet": rec.calling_aet}
+        self._upsert_level(c, "IMAGE", v, inst, replace=True)
+        if old is not None:
+            self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
+        if old_patient is not None and old_patient["patient_pk"] != patient_pk:
+            self._prune(c, [], [], [old_patient["patient_pk"]])
         return old["path"] if old is not None else None
 
     @staticmethod
@@ -415,9 +412,13 @@ class Index:
     def find(self, level: str, identifier: Dataset, model: str = "study", *,
              combined_datetime: bool = False, retrieve_ae_title: str = "",
              batch: int = 256) -> Iterator[Dataset]:
-        """C-FIND SCP matching (PS3.4 C.4.1.3.1) in SQL; see ``build_find`` for the rules."""
+        """C-FIND SCP matching (PS3.4 C.4.1.3.1) in SQL; see ``build_find`` for the rules.
+        The query is compiled now, so a ``QueryError`` is raised by this call, not by iteration."""
         query = build_find(level, identifier, model, combined_datetime=combined_datetime,
                            retrieve_ae_title=retrieve_ae_title)
+        return self._responses(query, batch)
+
+    def _responses(self, query: FindQuery, batch: int) -> Iterator[Dataset]:
         conn = self.connect()
         try:
             cur = conn.execute(query.sql, query.params)
@@ -437,7 +438,7 @@ class Index:
         params: list[object] = []
         for lvl in LEVELS[: _RANK[level] + 1]:
             keyword = UNIQUE_KEYS[lvl]
-            value = _element_text(identifier.get(keyword))
+            value = value_text(identifier.get(keyword))
             if matching.is_universal(value):
                 if lvl == level:
                     raise QueryError(STATUS_IDENTIFIER_DOES_NOT_MATCH,
@@ -617,7 +618,7 @@ def build_find(level: str, identifier: Dataset, model: str = "study", *,
             outs.append(_Out(tag, "SQ", "empty"))
             unsupported.append(tag)
             continue
-        value = _element_text(elem.value)
+        value = value_text(elem.value)
         if keyword in KEYS:
             key = KEYS[keyword]
             _check_key_level(keyword, _effective_level(key.level, model), rank)
@@ -655,14 +656,14 @@ def build_find(level: str, identifier: Dataset, model: str = "study", *,
 
     if combined_datetime:
         cond = matching.combined_datetime_condition(
-            "s.study_date_m", "s.study_time_m", _element_text(identifier.get("StudyDate")),
-            _element_text(identifier.get("StudyTime")))
+            "s.study_date_m", "s.study_time_m", value_text(identifier.get("StudyDate")),
+            value_text(identifier.get("StudyTime")))
         if cond is None:  # one of them universal: match separately
             for kw in ("StudyDate", "StudyTime"):
                 if kw in identifier:
                     key = KEYS[kw]
                     c = matching.condition(f"s.{key.match_column}", key.vr,
-                                           _element_text(identifier.get(kw)))
+                                           value_text(identifier.get(kw)))
                     if c:
                         conds.append(c[0])
                         params.extend(c[1])

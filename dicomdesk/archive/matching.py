@@ -150,6 +150,16 @@ def stored_form(vr: str, value: object) -> str | int | None:
 # Parsing of query values
 
 
+def value_text(value: object) -> str:
+    """The text of a data element value as a query or stored string (None → ''; a multi-value,
+    as pydicom splits ``A\\B``, is joined back with backslashes)."""
+    if value is None:
+        return ""
+    if isinstance(value, (MultiValue, list, tuple)):
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
 def is_universal(value: object) -> bool:
     """C.2.2.2.3: zero length, or ``*`` alone (equivalent for every VR), matches everything."""
     if value is None:

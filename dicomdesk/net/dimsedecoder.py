@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable, Collection, Mapping
 from typing import IO, Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
@@ -32,6 +33,8 @@ from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_
 from dicomdesk.net.exceptions import DIMSEProcessingError
 
 logger = logging.getLogger(__name__)
+
+_UNDEFINED_LENGTH = 0xFFFFFFFF
 
 # Transfer syntaxes whose data set is deflated (PS3.5 A.5; JPIP Referenced Deflate A.4.x).
 _DEFLATED = {
@@ -71,7 +74,24 @@ def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
     implicit, little, deflated = transfer_syntax_encoding(transfer_syntax)
     if deflated:
         raw = _inflate(raw)
-    ds = read_dataset(io.BytesIO(raw), implicit, little)
+    stream = io.BytesIO(raw)
+    ds = read_dataset(stream, implicit, little)
+    # pydicom's reader is lenient: it returns short values for a truncated data set
+    # and stops silently before trailing garbage.  A receiver must know, to answer
+    # "cannot understand" instead of storing a damaged object.
+    elements = ds._dict
+    if raw and not elements:
+        raise ValueError('no data element in a non-empty data set')
+    for elem in elements.values():
+        if isinstance(elem, RawDataElement) and elem.length != _UNDEFINED_LENGTH \
+                and elem.value is not None and len(elem.value) != elem.length:
+            raise ValueError(f'element {elem.tag} is truncated')
+    last = elements[max(elements)] if elements else None
+    if isinstance(last, RawDataElement) and last.length != _UNDEFINED_LENGTH \
+            and last.value_tell + last.length != len(raw):
+        raise ValueError(f'{len(raw) - last.value_tell - last.length} bytes after the last element')
+    for _ in ds:  # convert the top-level values now: an unknown VR fails here, not later
+        pass
     return ds
 
 

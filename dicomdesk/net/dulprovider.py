@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 #: Bytes asked of the kernel per recv() when no large body is pending.
 RECV_CHUNK = 256 * 1024
 
+#: What we read at most for one P-DATA-TF PDU when we announced "no limit" (0): the peer
+#: may send any length then, but memory must stay bounded (PS3.8 D.1 allows refusing it).
+UNLIMITED_PDU_CAP = 64 * 1024 * 1024
+
 
 class Timer:
     """ARTIM-style timer on the monotonic clock (PS3.8 9.1.5).
@@ -222,8 +226,12 @@ class DULServiceProvider(threading.Thread):
                 try:
                     raw = self._read_pdu()
                 except PDUProcessingError as exc:
+                    # The length field cannot be trusted, so the stream cannot be re-framed:
+                    # answer (AA-1/AA-8), then only drain until close or ARTIM (Sta13).
                     logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
+                    self._rbuf.clear()
                     self._handle(fsm.Events.EVT_19, exc)
+                    self._drain_until_closed()
                     continue
                 except _ArtimExpired:
                     self._handle(fsm.Events.EVT_18, None)
@@ -249,13 +257,28 @@ class DULServiceProvider(threading.Thread):
             self._close_socket()
             self.to_service_user.put(ConnectionClosed())
 
+    def _drain_until_closed(self) -> None:
+        """Discard input until the peer closes or the ARTIM timer expires (then close)."""
+        while not self.is_killed and self.dul_socket is not None and not self._closed.is_set():
+            try:
+                if not self._recv(RECV_CHUNK):
+                    self._handle(fsm.Events.EVT_17, None)
+                    return
+            except _ArtimExpired:
+                self._handle(fsm.Events.EVT_18, None)
+                return
+            except _IdleTimeout:
+                self._close_socket()
+                return
+        self._rbuf.clear()
+
     def _read_pdu(self) -> bytes | None:
         """One whole PDU (header and body) or None at EOF; the length is checked first."""
         header = self._read_exact_into_buffer(6)
         if header is None:
             return None
         pdu_type, length = pdu.parse_pdu_header(bytes(self._rbuf[:6]))
-        pdu.check_pdu_length(pdu_type, length, self.max_pdu_length)
+        pdu.check_pdu_length(pdu_type, length, self.max_pdu_length or UNLIMITED_PDU_CAP)
         total = 6 + length
         if len(self._rbuf) >= total:
             raw = bytes(self._rbuf[:total])

@@ -16,7 +16,7 @@ _EXPORTS = {
     "EchoResult": "echo", "echo": "echo",
     "FileInfo": "files", "scan_paths": "files",
     "SendProgress": "send", "SendResult": "send", "FileOutcome": "send", "send": "send",
-    "FindResult": "query", "find": "query", "worklist": "query",
+    "FindResult": "query", "find": "query", "worklist": "worklist",
     "RetrieveProgress": "query", "RetrieveResult": "query", "move": "query", "get": "query",
     "CommitResult": "commit", "commit": "commit",
     "LocalServer": "server", "AssociationEvent": "server", "StoredObject": "server",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from dicomdesk.ui.workers import WorkerContext
@@ -97,8 +96,9 @@ def scan_call(paths: Sequence[str]) -> WorkerCall:
     return call
 
 
-def send_call(target: Target, files: Sequence[str]) -> WorkerCall:
-    """C-STORE (PS3.4 Annex B) of ``files``; every final per-file state is also a row."""
+def send_call(target: Target, files: Sequence[Any]) -> WorkerCall:
+    """C-STORE (PS3.4 Annex B) of ``files`` (FileInfos or paths); final per-file states are rows."""
+    files = list(files)
 
     def call(ctx: WorkerContext) -> Any:
         from dicomdesk import operations
@@ -108,9 +108,7 @@ def send_call(target: Target, files: Sequence[str]) -> WorkerCall:
             if getattr(p, "state", None) in ("stored", "failed", "skipped"):
                 ctx.emit_row(p)
 
-        return operations.send(
-            _peer(target), [Path(f) for f in files], progress=progress, cancel=ctx.cancel
-        )
+        return operations.send(_peer(target), files, progress=progress, cancel=ctx.cancel)
 
     return call
 

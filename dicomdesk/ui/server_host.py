@@ -90,6 +90,11 @@ class ServerHost(QObject):
     def is_running(self) -> bool:
         return self._state.status == "listening"
 
+    def configure(self, aet: str, port: int, storage_dir: str) -> None:
+        """Set what ``start`` will use while stopped (read from QSettings by the window)."""
+        if self._server is None and self._busy is None:
+            self._set_state(ServerState("stopped", aet, int(port), storage_dir))
+
     def _set_state(self, state: ServerState) -> None:
         self._state = state
         self.state_changed.emit(state)
@@ -123,8 +128,8 @@ class ServerHost(QObject):
         def call(ctx: WorkerContext) -> Any:
             from dicomdesk import config, operations
 
-            settings = config.ServerSettings(aet=aet, port=port, bind=bind,
-                                             storage_dir=storage_dir)
+            extra = {"storage_dir": storage_dir} if storage_dir else {}
+            settings = config.ServerSettings(aet=aet, port=port, bind=bind, **extra)
             server = operations.LocalServer(settings, on_association=on_association,
                                             on_stored=on_stored)
             try:

@@ -179,13 +179,16 @@ class QueryResultsModel(QAbstractItemModel):
         parent = self._index.get(tuple(parent_key))
         if parent is None:
             return
+        empty = not parent.children
+        if empty:
+            # hasChildren() changes from True to False: views must drop the expander.
+            self.layoutAboutToBeChanged.emit()
         parent.fetch = "done"
         parent.error = error
+        if empty:
+            self.layoutChanged.emit()
         index = self._index_of(parent)
         self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
-        if not parent.children:
-            # hasChildren() changed from True to False: let views drop the expander.
-            self.layoutChanged.emit()
 
     def _append(self, parent: _Item, parent_index: QModelIndex, kind: str,
                 matches: list[Match]) -> None:

@@ -59,6 +59,7 @@ class QueueRow:
     size: int = 0
     state: str = "queued"
     message: str = ""
+    info: Any = None  # the immutable FileInfo, handed back to operations.send
 
 
 def row_from_file_info(info: Any) -> QueueRow:
@@ -78,6 +79,7 @@ def row_from_file_info(info: Any) -> QueueRow:
         size=int(getattr(info, "size", 0) or 0),
         state="queued" if is_dicom else "skipped",
         message="" if is_dicom else str(getattr(info, "reason", "") or "not a DICOM file"),
+        info=info,
     )
 
 
@@ -126,6 +128,14 @@ class TransferQueueModel(QAbstractTableModel):
 
     def paths(self, states: tuple[str, ...]) -> list[str]:
         return [r.path for r in self._rows if r.is_dicom and r.state in states]
+
+    def file_infos(self, paths: list[str]) -> list[Any]:
+        """The FileInfo of each path (so a send does not read the headers again)."""
+        return [self._rows[self._by_path[p]].info or p for p in paths if p in self._by_path]
+
+    def state_of(self, path: str) -> str:
+        row = self._by_path.get(str(path))
+        return self._rows[row].state if row is not None else ""
 
     def count(self, state: str) -> int:
         return sum(1 for r in self._rows if r.state == state)

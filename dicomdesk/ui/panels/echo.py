@@ -150,7 +150,8 @@ class EchoPanel(QWidget):
             message = getattr(result, "error", None) or str(getattr(result, "status", "")) \
                 or "The peer did not answer the echo."
         rtt = getattr(result, "rtt_ms", None)
-        self.table.item(row, COL_RTT).setText(f"{rtt:.0f} ms" if rtt is not None else "")
+        ok = getattr(result, "ok", False)
+        self.table.item(row, COL_RTT).setText(f"{rtt:.0f} ms" if ok and rtt is not None else "")
         self.table.item(row, COL_MESSAGE).setText(message)
         self.table.item(row, COL_MESSAGE).setToolTip(message)
 

@@ -1,0 +1,479 @@
+"""The local archive: received objects on disk plus their SQLite index (PS3.4 B.2.2 Storage SCP).
+
+Durability (the "Bytes to row" flow of ARCHITECTURE.md): the network layer writes each received
+Part-10 file into a temp file in ``root/.incoming/`` (same file system as the final place); then
+``commit_incoming`` validates the header, fsyncs the file, ``os.replace``s it to
+``root/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm``, fsyncs the directory and writes the index row
+in one transaction.  A kill at any point therefore leaves either a temp file (deleted by
+``recover``), a complete file without its row (indexed by ``recover``) or a complete file with its
+row — never a partial file at a final path.  A C-STORE response is only sent after the row exists,
+so an object ``recover`` has to drop was never acknowledged and the sender will send it again.
+
+Refusals carry the C-STORE failure status to send (PS3.4 B.2.3): 0xA700 Out of Resources,
+0xA900 Data Set does not match SOP Class, 0xC000 Cannot understand.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.datadict import tag_for_keyword
+from pydicom.errors import InvalidDicomError
+
+from .index import KEYS, Index, InstanceRecord, InstanceRef
+
+logger = logging.getLogger(__name__)
+
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_DATA_SET_DOES_NOT_MATCH = 0xA900
+STATUS_CANNOT_UNDERSTAND = 0xC000
+#: Storage Commitment Failure Reasons (PS3.4 J.3.3, Table J.3-2 / C.14.1.1)
+FAILURE_PROCESSING = 0x0110
+FAILURE_NO_SUCH_OBJECT_INSTANCE = 0x0112
+FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119
+
+INDEX_NAME = "index.sqlite3"
+INCOMING_DIR = ".incoming"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+_HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
+
+
+class ArchiveError(Exception):
+    """The archive was misused (e.g. writing to a read-only archive)."""
+
+
+class ArchiveRefusal(Exception):
+    """A received object the archive will not keep; ``status`` is the C-STORE status to send."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"0x{status:04X}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class IncomingFile:
+    """A temp file the network layer writes a received Part-10 file into (``fp`` is binary)."""
+
+    path: Path
+    fp: BinaryIO
+
+    def __enter__(self) -> IncomingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.fp.closed:
+            self.fp.close()
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What was stored (fields match ``operations.StoredObject`` plus a few more)."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_uid: str
+    series_uid: str
+    patient_id: str
+    patient_name: str
+    transfer_syntax: str
+    size: int
+    calling_aet: str = ""
+    replaced: bool = False
+
+
+@dataclass
+class RecoveryReport:
+    """What ``Archive.recover`` reconciled."""
+
+    removed_temp_files: int = 0
+    dropped_rows: int = 0          # rows whose file was gone
+    reindexed_rows: int = 0        # rows whose file changed size (replaced, then killed)
+    indexed_files: int = 0         # files renamed into place but never indexed
+    removed_stale_files: int = 0   # older copies of an instance indexed at another path
+    unreadable_files: list[Path] = field(default_factory=list)
+
+
+def is_path_safe_uid(uid: str) -> bool:
+    """A UID (PS3.5 9.1: digits and dots, at most 64 chars, no empty component) can be a file name.
+    Leading zeros in a component are tolerated: they occur in the wild and are still path-safe."""
+    return 0 < len(uid) <= 64 and _UID.match(uid) is not None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows cannot open a directory; NTFS metadata is journaled
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_header(path: Path) -> Dataset:
+    """The header elements the index needs, without pixel data; raises ArchiveRefusal(0xC000)."""
+    try:
+        try:
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, defer_size=1024)
+        except InvalidDicomError:  # no preamble: a bare data set (or meta) as older tools write
+            ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, defer_size=1024,
+                         force=True)
+            if "SOPInstanceUID" not in ds:
+                raise
+    except Exception as exc:  # any parse failure of a peer's bytes is "cannot understand"
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, f"not a readable DICOM file: {exc}") from exc
+    if len(ds) == 0:  # a file meta header but no data set (truncated)
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, "the file holds no data set")
+    return ds
+
+
+def _uid_text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    return str(value).strip("\0 ") if value is not None else ""
+
+
+class Archive:
+    """Storage folder + SQLite index; the server's storage/query/retrieve/commitment backend."""
+
+    def __init__(self, root: Path, *, durable: bool = True, read_only: bool = False,
+                 min_free_bytes: int = 0) -> None:
+        self.root = Path(root)
+        self.durable = durable
+        self.read_only = read_only
+        self.min_free_bytes = min_free_bytes
+        self._lock = threading.Lock()
+        if read_only:
+            if not (self.root / INDEX_NAME).exists():
+                raise ArchiveError(f"no archive index in {self.root}")
+        else:
+            (self.root / INCOMING_DIR).mkdir(parents=True, exist_ok=True)
+        self.index = Index(self.root / INDEX_NAME, read_only=read_only, durable=durable)
+
+    def close(self) -> None:
+        self.index.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- storing
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.root / INCOMING_DIR
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ArchiveError("the archive is open read-only")
+
+    def has_free_space(self) -> bool:
+        """False when free space is below ``min_free_bytes`` (the SCP may refuse early, 0xA700)."""
+        return self.min_free_bytes <= 0 or shutil.disk_usage(self.root).free >= self.min_free_bytes
+
+    def open_incoming(self) -> IncomingFile:
+        """A new temp file for one received object (same file system as the archive)."""
+        self._check_writable()
+        fd, name = tempfile.mkstemp(prefix="in-", suffix=".part", dir=self.incoming_dir)
+        os.close(fd)  # reopened by name so that ``fp.name`` leads back to the IncomingFile
+        return IncomingFile(Path(name), open(name, "w+b"))  # noqa: SIM115 - owned by the caller
+
+    def discard_incoming(self, incoming: IncomingFile | BinaryIO) -> None:
+        """An aborted transfer: the temp file goes away."""
+        incoming = self._as_incoming(incoming)
+        if not incoming.fp.closed:
+            try:
+                incoming.fp.close()
+            except OSError:  # e.g. ENOSPC flushing what is being thrown away
+                pass
+        try:
+            incoming.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def _as_incoming(self, obj: IncomingFile | BinaryIO) -> IncomingFile:
+        """Accept the file object itself (what ``get_file`` handed to the network layer)."""
+        if isinstance(obj, IncomingFile):
+            return obj
+        path = Path(getattr(obj, "name", ""))
+        if path.parent != self.incoming_dir:
+            raise ArchiveError(f"{path} is not an incoming file of this archive")
+        return IncomingFile(path, obj)
+
+    def commit_incoming(self, incoming: IncomingFile | BinaryIO, *, calling_aet: str = "",
+                        expected_sop_instance_uid: str | None = None,
+                        expected_sop_class_uid: str | None = None) -> StoredInstance:
+        """Validate, make durable, move into place and index one received object."""
+        self._check_writable()
+        incoming = self._as_incoming(incoming)
+        try:
+            try:
+                if not incoming.fp.closed:
+                    incoming.fp.flush()
+                    if self.durable:
+                        os.fsync(incoming.fp.fileno())
+                    incoming.fp.close()
+            except OSError as exc:
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
+            ds = _read_header(incoming.path)
+            self._validate(ds, expected_sop_instance_uid, expected_sop_class_uid)
+            if not self.has_free_space():
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                     f"free space below {self.min_free_bytes} bytes")
+            return self._place(incoming.path, ds, calling_aet)
+        except BaseException:
+            self.discard_incoming(incoming)
+            raise
+
+    @staticmethod
+    def _validate(ds: Dataset, expected_instance: str | None, expected_class: str | None) -> None:
+        for keyword in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            uid = _uid_text(ds, keyword)
+            if not uid:
+                raise ArchiveRefusal(STATUS_DATA_SET_DOES_NOT_MATCH, f"{keyword} is missing")
+            if not is_path_safe_uid(uid):
+                raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, f"{keyword} is not a valid UID")
+        if expected_instance is not None and _uid_text(ds, "SOPInstanceUID") != expected_instance.strip("\0 "):
+            raise ArchiveRefusal(STATUS_DATA_SET_DOES_NOT_MATCH,
+                                 "SOP Instance UID differs from the C-STORE request's")
+        sop_class = _uid_text(ds, "SOPClassUID")
+        if expected_class is not None and sop_class and sop_class != expected_class.strip("\0 "):
+            raise ArchiveRefusal(STATUS_DATA_SET_DOES_NOT_MATCH,
+                                 "SOP Class UID differs from the C-STORE request's")
+
+    def _final_path(self, ds: Dataset) -> Path:
+        return (self.root / _uid_text(ds, "StudyInstanceUID") / _uid_text(ds, "SeriesInstanceUID")
+                / f"{_uid_text(ds, 'SOPInstanceUID')}.dcm")
+
+    def _makedirs(self, directory: Path) -> None:
+        """Create the study/series folders; fsync each parent whose entries changed (durable)."""
+        missing = []
+        d = directory
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            if self.durable:
+                _fsync_dir(d.parent)
+
+    def _place(self, source: Path, ds: Dataset, calling_aet: str) -> StoredInstance:
+        final = self._final_path(ds)
+        size = source.stat().st_size
+        with self._lock:  # rename + index of one UID must not interleave with another commit
+            try:
+                self._makedirs(final.parent)
+                os.replace(source, final)
+                if self.durable:
+                    _fsync_dir(final.parent)
+            except OSError as exc:
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
+            stored = self._index_file(final, ds, size, calling_aet)
+        if stored.replaced:
+            logger.info("replaced %s", stored.sop_instance_uid)
+        return stored
+
+    def _index_file(self, path: Path, ds: Dataset, size: int, calling_aet: str) -> StoredInstance:
+        rel = path.relative_to(self.root).as_posix()
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        record = InstanceRecord.from_dataset(
+            ds, transfer_syntax=ts or IMPLICIT_VR_LITTLE_ENDIAN, file_size=size, path=rel,
+            received_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            calling_aet=calling_aet.strip())
+        try:
+            old = self.index.upsert(record)
+        except Exception as exc:  # sqlite3 errors: disk full, I/O; recover() indexes the file later
+            logger.error("cannot index %s: %s", rel, exc)
+            raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot update the index: {exc}") from exc
+        if old is not None and old != rel:
+            self._remove_file(self.root / old)
+        return StoredInstance(
+            path=path, sop_class_uid=_uid_text(ds, "SOPClassUID"),
+            sop_instance_uid=_uid_text(ds, "SOPInstanceUID"),
+            study_uid=_uid_text(ds, "StudyInstanceUID"), series_uid=_uid_text(ds, "SeriesInstanceUID"),
+            patient_id=str(ds.get("PatientID", "") or ""), patient_name=str(ds.get("PatientName", "") or ""),
+            transfer_syntax=record.transfer_syntax, size=size, calling_aet=record.calling_aet,
+            replaced=old is not None)
+
+    def _remove_file(self, path: Path) -> None:
+        """Delete an archive file and the series/study folders it leaves empty."""
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        for d in (path.parent, path.parent.parent):
+            if d == self.root or self.root not in d.parents:
+                break
+            try:
+                d.rmdir()
+            except OSError:
+                break
+
+    def add_file(self, path: Path, *, copy: bool = True) -> StoredInstance:
+        """Import an existing file (drag and drop, ``dicomdesk import``); ``copy=False`` moves it."""
+        self._check_writable()
+        path = Path(path)
+        if not copy:
+            _read_header(path)  # refuse before the source is moved away
+        incoming = self.open_incoming()
+        try:
+            if copy:
+                with path.open("rb") as src:
+                    shutil.copyfileobj(src, incoming.fp, 1 << 20)
+            else:
+                incoming.fp.close()
+                shutil.move(path, incoming.path)
+        except OSError as exc:
+            self.discard_incoming(incoming)
+            if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, "disk full") from exc
+            raise
+        return self.commit_incoming(incoming)
+
+    # ---------------------------------------------------------------- reconciliation
+
+    def _archive_files(self, folder: Path) -> Iterator[Path]:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            if Path(dirpath) == self.root:
+                dirnames[:] = [d for d in dirnames if d != INCOMING_DIR]
+            for name in filenames:
+                if name.endswith(".dcm"):
+                    yield Path(dirpath) / name
+
+    def recover(self) -> RecoveryReport:
+        """Reconcile folder and index after a crash (call at start, before serving)."""
+        self._check_writable()
+        report = RecoveryReport()
+        for leftover in self.incoming_dir.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+                report.removed_temp_files += 1
+        rows = self.index.all_files()
+        by_path = {rel: uid for uid, (rel, _size) in rows.items()}
+        for uid, (rel, size) in rows.items():
+            full = self.root / rel
+            try:
+                actual = full.stat().st_size
+            except FileNotFoundError:
+                self.index.remove_instance(uid)
+                report.dropped_rows += 1
+                del by_path[rel]
+                continue
+            if actual != size:
+                try:
+                    ds = _read_header(full)
+                    self._index_file(full, ds, actual, "")
+                    report.reindexed_rows += 1
+                except ArchiveRefusal:
+                    report.unreadable_files.append(full)
+        for full in self._archive_files(self.root):
+            rel = full.relative_to(self.root).as_posix()
+            if rel in by_path:
+                continue
+            try:
+                ds = _read_header(full)
+            except ArchiveRefusal:
+                report.unreadable_files.append(full)
+                continue
+            uid = _uid_text(ds, "SOPInstanceUID")
+            other = rows.get(uid)
+            if other is not None and other[0] in by_path and (self.root / other[0]).exists():
+                self._remove_file(full)  # an older copy, or a replacement never acknowledged
+                report.removed_stale_files += 1
+                continue
+            self._index_file(full, ds, full.stat().st_size, "")
+            report.indexed_files += 1
+        if any(vars(report).values()):
+            logger.warning("recovery: %s", report)
+        return report
+
+    def rebuild_index(self, folder: Path | None = None) -> int:
+        """``dicomdesk index DIR``: re-read headers and rebuild rows.  ``None`` rebuilds the whole
+        archive; a folder inside the archive re-indexes that subtree in place; a folder elsewhere
+        is imported (copied).  Returns the number of instances indexed."""
+        self._check_writable()
+        root = self.root.resolve()
+        target = root if folder is None else Path(folder).resolve()
+        count = 0
+        if target == root or root in target.parents:
+            prefix = "" if target == root else target.relative_to(root).as_posix()
+            self.index.clear(prefix)
+            for full in self._archive_files(target):
+                try:
+                    ds = _read_header(full)
+                    self._validate(ds, None, None)
+                except ArchiveRefusal as exc:
+                    logger.warning("not indexed %s: %s", full, exc.reason)
+                    continue
+                self._index_file(self.root / full.relative_to(root), ds, full.stat().st_size, "")
+                count += 1
+            return count
+        for dirpath, _dirs, filenames in os.walk(target):
+            for name in filenames:
+                try:
+                    self.add_file(Path(dirpath) / name)
+                except ArchiveRefusal as exc:
+                    logger.debug("skipped %s: %s", name, exc.reason)
+                    continue
+                count += 1
+        return count
+
+    # ---------------------------------------------------------------- queries
+
+    def find(self, level: str, identifier: Dataset, model: str = "study", *,
+             combined_datetime: bool = False, retrieve_ae_title: str = "") -> Iterator[Dataset]:
+        """C-FIND SCP (PS3.4 C.4.1) from the index; raises ``QueryError`` before the first match."""
+        return self.index.find(level, identifier, model, combined_datetime=combined_datetime,
+                               retrieve_ae_title=retrieve_ae_title)
+
+    def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
+        """C-MOVE/C-GET SCP: the instances the identifier's unique keys select."""
+        return self.index.locate(level, identifier, model)
+
+    def commitment_status(self, refs: Iterable[tuple[str, str]]
+                          ) -> tuple[list[tuple[str, str]], list[tuple[str, str, int]]]:
+        """Storage Commitment SCP (PS3.4 J.3): (committed, failed with Failure Reason).  An instance
+        counts as committed only if its file is there with the indexed size."""
+        refs = [(str(c).strip("\0 "), str(i).strip("\0 ")) for c, i in refs]
+        rows = self.index.instances(uid for _c, uid in refs)
+        committed: list[tuple[str, str]] = []
+        failed: list[tuple[str, str, int]] = []
+        for sop_class, uid in refs:
+            row = rows.get(uid)
+            if row is None:
+                failed.append((sop_class, uid, FAILURE_NO_SUCH_OBJECT_INSTANCE))
+            elif row["sop_class_uid"] != sop_class:
+                failed.append((sop_class, uid, FAILURE_CLASS_INSTANCE_CONFLICT))
+            else:
+                try:
+                    ok = (self.root / row["path"]).stat().st_size == row["file_size"]
+                except OSError:
+                    ok = False
+                if ok:
+                    committed.append((sop_class, uid))
+                else:
+                    failed.append((sop_class, uid, FAILURE_PROCESSING))
+        return committed, failed
+
+    def count(self) -> int:
+        return self.index.count()

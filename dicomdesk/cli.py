@@ -1,0 +1,88 @@
+"""``dicomdesk`` command line: one sub-command per thing the window does.
+
+Each sub-command lives in ``dicomdesk/commands/<name>.py`` with ``add_parser(subparsers)``
+and ``run(args) -> int``; only the chosen command's module (and what it needs) is imported,
+so ``dicomdesk echo`` starts fast. With no sub-command, ``dicomdesk`` opens the window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+#: Sub-command name → module under dicomdesk.commands, in help order.
+COMMANDS = {
+    "echo": "echo",
+    "send": "send",
+    "find": "query",
+    "get": "query",
+    "move": "query",
+    "worklist": "worklist",
+    "commit": "commit",
+    "serve": "serve",
+    "index": "index",
+}
+
+#: DCMTK spells some long options with one dash; accept those as typed.
+DCMTK_ALIASES = {"-aet": "--aet", "-aec": "--aec", "-aem": "--dest"}
+
+
+def _normalise(argv: list[str]) -> list[str]:
+    return [DCMTK_ALIASES.get(arg, arg) for arg in argv]
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only`` just that sub-command's module is imported."""
+    parser = argparse.ArgumentParser(prog="dicomdesk", description="DICOM network client and server.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    seen: set[str] = set()
+    for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        if module_name in seen:
+            continue
+        try:
+            module = importlib.import_module(f"dicomdesk.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"dicomdesk.commands.{module_name}":
+                continue  # command not available in this build
+            raise
+        module.add_parser(subparsers)
+        seen.add(module_name)
+    return parser
+
+
+def _chosen_command(argv: list[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dicomdesk`` console script; returns the exit status."""
+    args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
+    command = _chosen_command(args_list)
+    if command is None and not any(a in ("-h", "--help") for a in args_list):
+        if args_list and not args_list[0].startswith("-"):
+            print(f"dicomdesk: unknown command {args_list[0]!r} "
+                  f"(try one of: {', '.join(COMMANDS)})", file=sys.stderr)
+            return 2
+        from .ui.app import main as gui_main  # the window is the default
+        return gui_main(args_list)
+    parser = build_parser(only=command)
+    args = parser.parse_args(args_list)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    if command == "serve":
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+                        if args.verbose >= 2 else "%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

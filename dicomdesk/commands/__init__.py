@@ -1,0 +1,1 @@
+"""One module per ``dicomdesk`` sub-command (argument parsing and printing only)."""

@@ -1,0 +1,56 @@
+"""Arguments and peer resolution shared by the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_peer_arguments(parser: argparse.ArgumentParser, *, default_called: str = "ANY-SCP") -> None:
+    """HOST PORT (or a node name from the address book) plus the AE titles and timeout."""
+    parser.add_argument("host", help="host name or address, or the name of a node in the address book")
+    parser.add_argument("port", nargs="?", help="TCP port (omit when HOST names a node)")
+    parser.add_argument("--aet", default="DICOMDESK", help="our (calling) AE title [DICOMDESK]")
+    parser.add_argument("--aec", default=None, help=f"the peer's (called) AE title [{default_called}]")
+    parser.add_argument("--timeout", type=float, default=30.0, help="connection/response timeout, s [30]")
+    parser.add_argument("--nodes", type=Path, default=None, help="address book TOML file")
+    parser.add_argument("--username", default=None, help="user identity (PS3.7 D.3.3.7)")
+    parser.add_argument("--password", default=None, help="password for --username")
+
+
+def peer_from_args(args: Any, *, default_called: str = "ANY-SCP"):
+    """A ``Peer`` from HOST PORT or a node name; exits with a sentence on bad input."""
+    from ..operations.common import Peer
+
+    host, port, aet = args.host, args.port, None
+    username, password = args.username, args.password
+    if port is None or not str(port).isdigit():
+        node = _lookup_node(args.host, args.nodes)
+        if node is None:
+            if port is None:
+                fail(f"{args.host!r} is not a node in the address book; give HOST PORT")
+            fail(f"port must be a number, not {port!r}")
+        host, port, aet = node.host, node.port, node.aet
+        username = username or node.username
+        password = password or node.password
+    port = int(port)
+    if not 0 < port < 65536:
+        fail(f"port {port} is out of range 1-65535")
+    return Peer(host, port, args.aec or aet or default_called, args.aet, args.timeout, username, password)
+
+
+def _lookup_node(name: str, nodes_path: Path | None):
+    from .. import config
+
+    try:
+        nodes = config.load_nodes(nodes_path or config.default_nodes_path())
+    except config.ConfigError as exc:
+        fail(str(exc))
+    return config.find_node(nodes, name)
+
+
+def fail(message: str, code: int = 2) -> None:
+    print(f"dicomdesk: {message}", file=sys.stderr)
+    raise SystemExit(code)

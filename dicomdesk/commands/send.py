@@ -1,0 +1,82 @@
+"""``dicomdesk send``: C-STORE every DICOM file under the given paths (PS3.4 Annex B)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from .common import add_peer_arguments, peer_from_args
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("send", help="send DICOM files and folders to a node (C-STORE)")
+    add_peer_arguments(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursive) or DICOMDIRs")
+    parser.add_argument("--max-pdu", type=int, default=65536,
+                        help="maximum PDU length we receive, 0 = no limit [65536]")
+    parser.set_defaults(func=run)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def _split_host_port(args: argparse.Namespace) -> None:
+    """``HOST PORT PATH...`` and ``NODE PATH...``: a non-numeric PORT is the first path."""
+    if args.port is not None and not str(args.port).isdigit():
+        args.paths.insert(0, args.port)
+        args.port = None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..operations.files import scan_paths
+    from ..operations.send import send
+
+    _split_host_port(args)
+    peer = peer_from_args(args)
+    infos = scan_paths(args.paths)
+    if not infos:
+        print("dicomdesk: no files found under the given paths", file=sys.stderr)
+        return 1
+    tty = sys.stdout.isatty()
+    started = time.monotonic()
+    total_files = sum(1 for i in infos if i.is_dicom)
+    done = [0]
+
+    def progress(p) -> None:
+        if p.state in ("stored", "failed") and p.index < len(infos) and infos[p.index].is_dicom:
+            done[0] += 1
+        if p.state == "failed" and not tty:
+            print(f"failed: {p.message}", flush=True)
+        if tty:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            line = (f"\r{done[0]}/{total_files} files, {_human(p.bytes_done)}/{_human(p.bytes_total)}, "
+                    f"{_human(p.bytes_done / elapsed)}/s")
+            sys.stdout.write(line.ljust(70))
+            sys.stdout.flush()
+            if p.state == "failed":
+                sys.stdout.write(f"\nfailed: {p.message}\n")
+
+    result = send(peer, infos, progress=progress, max_pdu_length=args.max_pdu)
+    elapsed = time.monotonic() - started
+    if tty:
+        sys.stdout.write("\n")
+    sent_bytes = sum(i.size for i, o in zip(infos, result.outcomes) if o.state == "stored")
+    print(f"sent to {peer.describe()}: {result.stored} stored"
+          f"{f' ({result.warnings} with warnings)' if result.warnings else ''}, {result.failed} failed, "
+          f"{result.skipped} skipped (not DICOM) in {elapsed:.1f} s, {_human(sent_bytes)} "
+          f"({_human(sent_bytes / max(elapsed, 1e-6))}/s)")
+    if result.error:
+        print(f"dicomdesk: {result.error}", file=sys.stderr)
+    if result.failed_paths:
+        retry = [sys.argv[0] if sys.argv and sys.argv[0].endswith("dicomdesk") else "dicomdesk", "send"]
+        retry += [peer.host, str(peer.port), "--aet", peer.calling_aet, "--aec", peer.called_aet]
+        retry += [str(p) for p in result.failed_paths]
+        print("to retry the failed files:\n  " + shlex.join(retry))
+    return 0 if result.ok else 1

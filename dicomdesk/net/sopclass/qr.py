@@ -1,0 +1,536 @@
+"""Query/Retrieve service class (PS3.4 Annex C): C-FIND, C-GET, C-MOVE and C-CANCEL.
+
+SCU roles are generators over the responses, so a caller sees each match or progress
+count as it arrives; SCP roles call the AE hooks (``on_receive_find``, ``on_receive_get``,
+``on_receive_move``) and answer with one *fresh* response message per response: a
+response object is never reused, so nothing mutable is shared between responses
+(PS3.7 9.3.2.2, 9.3.3.2, 9.3.4.2).
+
+Cancel (PS3.7 9.3.2.3, 9.3.3.3, 9.3.4.3): an SCU given a ``cancel`` event sends one
+C-CANCEL-RQ when it is set and keeps reading until the final response (normally FE00);
+an SCP checks for a C-CANCEL-RQ between responses and sub-operations and answers FE00,
+with the sub-operation counts for C-GET/C-MOVE (PS3.4 C.4.2.3.1, C.4.3.3.1).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import pydicom.errors
+from pydicom.dataset import Dataset
+
+from .. import dimsemessages, statuses, uids
+from ..exceptions import DCMTimeoutError, EventHandlingError, NetDICOMError
+from .base import sop_classes
+
+logger = logging.getLogger(__name__)
+
+#: How often a waiting SCU looks at its cancel event (s). Receiving is what waits; the
+#: interval only bounds how late a C-CANCEL-RQ leaves after the user asked for it.
+CANCEL_CHECK_INTERVAL = 0.1
+
+FIND_SOP_CLASSES = (uids.PATIENT_ROOT_FIND_SOP_CLASS, uids.STUDY_ROOT_FIND_SOP_CLASS)
+GET_SOP_CLASSES = (uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS)
+MOVE_SOP_CLASSES = (uids.PATIENT_ROOT_MOVE_SOP_CLASS, uids.STUDY_ROOT_MOVE_SOP_CLASS)
+
+_C_FIND_RSP, _C_GET_RSP, _C_MOVE_RSP, _C_STORE_RQ, _C_CANCEL_RQ = 0x8020, 0x8010, 0x8021, 0x0001, 0x0FFF
+
+
+# ---------------------------------------------------------------------------- SCU helpers
+def qr_cancel_scu(asce: Any, ctx: Any, msg_id: int) -> None:
+    """Send C-CANCEL-RQ for the C-FIND/C-GET/C-MOVE with Message ID ``msg_id``.
+
+    The peer still sends a final response (FE00 Cancel, or the status it reached), so the
+    caller keeps reading the operation's responses (PS3.7 9.3.2.3).
+    """
+    rq = dimsemessages.CCancelRQMessage()
+    rq.message_id_being_responded_to = msg_id
+    asce.send(rq, ctx.id)
+
+
+def _response_status(msg: Any, command: str) -> statuses.Status:
+    status = msg.status
+    if status is None:  # a response without Status is malformed: treat it as a failure
+        return statuses.Status(0xC000, command)
+    return status
+
+
+class _Responses:
+    """Reads the messages of one operation and sends C-CANCEL-RQ once ``cancel`` is set."""
+
+    def __init__(self, asce: Any, ctx: Any, msg_id: int, cancel: Any):
+        self.asce, self.ctx, self.msg_id, self.cancel = asce, ctx, msg_id, cancel
+        self.cancel_sent = False
+
+    def next(self) -> tuple[Any, int]:
+        asce = self.asce
+        if self.cancel is None or self.cancel_sent:
+            return asce.receive()
+        limit = asce.dimse_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            if self.cancel.is_set():
+                logger.debug("sending C-CANCEL-RQ for message %d", self.msg_id)
+                qr_cancel_scu(asce, self.ctx, self.msg_id)
+                self.cancel_sent = True
+                return asce.receive()
+            wait = CANCEL_CHECK_INTERVAL
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    raise DCMTimeoutError(f"no response within {limit} s")
+            try:
+                return asce.receive(wait)
+            except DCMTimeoutError:
+                continue
+
+    def is_ours(self, msg: Any, command_field: int) -> bool:
+        if (getattr(msg, "command_field", None) == command_field
+                and msg.message_id_being_responded_to == self.msg_id):
+            return True
+        logger.warning("ignoring unexpected %s during Q/R message %d", type(msg).__name__, self.msg_id)
+        return False
+
+
+def _request(rq_cls: type, ctx: Any, ds: Any, msg_id: int) -> Any:
+    rq = rq_cls()
+    rq.message_id = msg_id
+    rq.sop_class_uid = ctx.sop_class
+    rq.data_set = ds
+    return rq
+
+
+# ---------------------------------------------------------------------------- C-FIND
+@sop_classes(FIND_SOP_CLASSES)
+def qr_find_scu(asce: Any, ctx: Any, ds: Dataset, msg_id: int, cancel: Any = None
+                ) -> Iterator[tuple[Any, statuses.Status]]:
+    """C-FIND SCU (PS3.4 C.4.1): yield (identifier, status) per response, the final one last.
+
+    Pending responses carry a matching identifier (a Dataset; raw bytes when it could not
+    be decoded); the final response has none. ``cancel`` (a ``threading.Event``) sends
+    C-CANCEL-FIND-RQ when set; the generator then ends with the peer's final status.
+    """
+    asce.send(_request(dimsemessages.CFindRQMessage, ctx, ds, msg_id), ctx.id)
+    responses = _Responses(asce, ctx, msg_id, cancel)
+    while True:
+        msg, _ = responses.next()
+        if not responses.is_ours(msg, _C_FIND_RSP):
+            continue
+        status = _response_status(msg, "C-FIND")
+        yield msg.data_set, status
+        if not status.is_pending:
+            return
+
+
+def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = None) -> None:
+    rsp = dimsemessages.CFindRSPMessage()  # a fresh message per response, never shared
+    rsp.message_id_being_responded_to = rq.message_id
+    rsp.affected_sop_class_uid = rq.sop_class_uid
+    rsp.status = int(status)
+    rsp.data_set = identifier
+    asce.send(rsp, ctx.id)
+
+
+@sop_classes(FIND_SOP_CLASSES)
+def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
+    """C-FIND SCP: one pending response per (identifier, status) of ``on_receive_find``.
+
+    The hook's iterator may end with a non-pending status, which becomes the final
+    response; otherwise the final response is Success. A C-CANCEL-RQ between matches ends
+    the search with FE00 (PS3.4 C.4.1.3.1). Each identifier is encoded into its own new
+    message at once, so the hook may even reuse one Dataset for every match.
+    """
+    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+        logger.info("C-FIND identifier could not be decoded: %s", msg.data_set_error)
+        _send_find_rsp(asce, ctx, msg, statuses.C_FIND_UNABLE_TO_PROCESS)
+        return
+    final: int = statuses.SUCCESS
+    try:
+        for identifier, status in asce.ae.on_receive_find(ctx, msg.data_set):
+            if _cancel_arrived(asce, msg.message_id):
+                final = statuses.C_FIND_CANCEL
+                break
+            status = statuses.Status(int(status), "C-FIND")
+            if not status.is_pending:
+                final = status
+                break
+            _send_find_rsp(asce, ctx, msg, status, identifier)
+        else:
+            if _cancel_arrived(asce, msg.message_id):
+                final = statuses.C_FIND_CANCEL
+    except EventHandlingError as exc:
+        logger.info("on_receive_find refused: %s", exc)
+        final = statuses.C_FIND_UNABLE_TO_PROCESS
+    _send_find_rsp(asce, ctx, msg, final)
+
+
+def _cancel_arrived(asce: Any, message_id: int) -> bool:
+    """Did a C-CANCEL-RQ for ``message_id`` arrive? (never blocks)
+
+    ``cancel_requested`` sees messages still queued below the association; a C-CANCEL-RQ
+    that arrived while a sub-operation waited for its C-STORE-RSP was already set aside by
+    ``receive_response``, so that stash is searched too (and the cancel taken out of it).
+    """
+    if asce.cancel_requested(message_id):
+        return True
+    stash = getattr(asce, "_stash", None)
+    if not stash:
+        return False
+    for item in list(stash):
+        if (isinstance(item, tuple) and getattr(item[0], "command_field", None) == _C_CANCEL_RQ
+                and item[0].message_id_being_responded_to == message_id):
+            stash.remove(item)
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------- C-GET / C-MOVE SCU
+@sop_classes(GET_SOP_CLASSES)
+def qr_get_scu(asce: Any, ctx: Any, ds: Dataset, msg_id: int, cancel: Any = None
+               ) -> Iterator[tuple[statuses.Status, Any]]:
+    """C-GET SCU (PS3.4 C.4.3): yield (status, C-GET-RSP) per response, the final one last.
+
+    The peer sends the matching instances as C-STORE sub-operations on this association,
+    over the storage contexts we proposed with the SCP role (PS3.7 D.3.3.4). Each is given
+    to ``asce.ae.on_receive_store(context, data)`` — ``data`` is the file object of
+    ``ae.get_file`` for ``store_in_file`` classes, else a Dataset — and answered with the
+    status the hook returns. A file object is closed once the hook returns.
+    """
+    asce.send(_request(dimsemessages.CGetRQMessage, ctx, ds, msg_id), ctx.id)
+    responses = _Responses(asce, ctx, msg_id, cancel)
+    while True:
+        msg, pc_id = responses.next()
+        if getattr(msg, "command_field", None) == _C_STORE_RQ:
+            _answer_store(asce, msg, pc_id)
+            continue
+        if not responses.is_ours(msg, _C_GET_RSP):
+            continue
+        status = _response_status(msg, "C-GET")
+        yield status, msg
+        if not status.is_pending:
+            return
+
+
+def _answer_store(asce: Any, rq: Any, pc_id: int) -> None:
+    """Hand a C-STORE sub-operation of a C-GET to the AE and answer it (PS3.4 C.4.3.2)."""
+    data = rq.data_set
+    try:
+        if rq.data_set_error:
+            logger.info("C-STORE data set of %s not usable: %s", rq.affected_sop_instance_uid,
+                        rq.data_set_error)
+            status = int(statuses.C_STORE_CANNOT_UNDERSTAND)
+            failed = getattr(asce.ae, "on_receive_store_failed", None)
+            if failed is not None:  # the same extension hook storage_scp calls
+                failed(asce.context(pc_id), data, rq.data_set_error)
+        else:
+            status = int(asce.ae.on_receive_store(asce.context(pc_id), data))
+    except EventHandlingError as exc:
+        logger.info("on_receive_store refused: %s", exc)
+        status = int(statuses.C_STORE_CANNOT_UNDERSTAND)
+    except Exception:  # a failing hook fails this sub-operation, not the association
+        logger.exception("on_receive_store failed")
+        status = int(statuses.C_STORE_OUT_OF_RESOURCES)
+    finally:
+        close = getattr(data, "close", None)
+        if close is not None and not getattr(data, "closed", True):
+            close()
+    rsp = dimsemessages.CStoreRSPMessage()
+    rsp.message_id_being_responded_to = rq.message_id
+    rsp.affected_sop_class_uid = rq.affected_sop_class_uid
+    rsp.affected_sop_instance_uid = rq.affected_sop_instance_uid
+    rsp.status = status
+    asce.send(rsp, pc_id)
+
+
+@sop_classes(MOVE_SOP_CLASSES)
+def qr_move_scu(asce: Any, ctx: Any, ds: Dataset, dest_ae: str, msg_id: int, cancel: Any = None
+                ) -> Iterator[tuple[statuses.Status, Any]]:
+    """C-MOVE SCU (PS3.4 C.4.2): yield (status, C-MOVE-RSP) per response, the final one last.
+
+    The peer stores the matches to ``dest_ae`` on associations of its own; the pending
+    responses carry the sub-operation counts for progress.
+    """
+    rq = _request(dimsemessages.CMoveRQMessage, ctx, ds, msg_id)
+    rq.move_destination = dest_ae
+    asce.send(rq, ctx.id)
+    responses = _Responses(asce, ctx, msg_id, cancel)
+    while True:
+        msg, _ = responses.next()
+        if not responses.is_ours(msg, _C_MOVE_RSP):
+            continue
+        status = _response_status(msg, "C-MOVE")
+        yield status, msg
+        if not status.is_pending:
+            return
+
+
+# ---------------------------------------------------------------------------- C-GET / C-MOVE SCP
+@dataclass
+class SubOperations:
+    """Counts of a retrieve's C-STORE sub-operations (PS3.7 9.3.3.2 / 9.3.4.2)."""
+
+    remaining: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list = field(default_factory=list)
+
+    def record(self, status: int, sop_instance_uid: str | None) -> None:
+        """Count one finished sub-operation by its C-STORE status (PS3.4 C.4.2.3.1)."""
+        code = statuses.Status(int(status), "C-STORE")
+        if code.is_success:
+            self.completed += 1
+        elif code.is_warning:
+            self.warning += 1
+        else:
+            self.failed += 1
+            if sop_instance_uid:
+                self.failed_uids.append(sop_instance_uid)
+        self.remaining = max(self.remaining - 1, 0)
+
+    def final_status(self, command: str) -> statuses.Status:
+        """0000 when all succeeded; A702 when none did; B000 otherwise (PS3.4 C.4.2.1.5)."""
+        if self.failed == 0 and self.warning == 0:
+            return statuses.Status(0x0000, command)
+        if self.completed == 0 and self.warning == 0:
+            return statuses.Status(0xA702, command)
+        return statuses.Status(0xB000, command)
+
+    def identifier(self) -> Dataset | None:
+        """The final response's identifier: Failed SOP Instance UID List (0008,0058)."""
+        if not self.failed_uids:
+            return None
+        ds = Dataset()
+        ds.FailedSOPInstanceUIDList = list(self.failed_uids)
+        return ds
+
+
+def _send_retrieve_rsp(asce: Any, ctx: Any, rq: Any, rsp_cls: type, status: int,
+                       counts: SubOperations | None, *, final: bool) -> None:
+    rsp = rsp_cls()  # a fresh message per response, never shared
+    rsp.message_id_being_responded_to = rq.message_id
+    rsp.affected_sop_class_uid = rq.sop_class_uid
+    rsp.status = int(status)
+    if counts is not None:
+        # Remaining is sent with Pending and Cancel only (PS3.7 Table 9.3-5 / 9.3-7 notes).
+        if not final or statuses.Status(int(status)).is_cancel:
+            rsp.num_of_remaining_sub_ops = counts.remaining
+        rsp.num_of_completed_sub_ops = counts.completed
+        rsp.num_of_failed_sub_ops = counts.failed
+        rsp.num_of_warning_sub_ops = counts.warning
+        if final:
+            rsp.data_set = counts.identifier()
+    asce.send(rsp, ctx.id)
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One instance to send: what to send, and what the context must be."""
+
+    payload: Any  # Dataset or file path
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: str | None  # None: any uncompressed syntax will do
+
+
+def describe_item(item: Any) -> _Item:
+    """SOP class/instance and transfer syntax of a Dataset or a file name (header only)."""
+    if isinstance(item, Dataset):
+        meta = getattr(item, "file_meta", None)
+        ts = meta.get("TransferSyntaxUID") if meta is not None else None
+        if ts is None or ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
+            ts = None  # an in-memory data set is encoded in whatever syntax the context has
+        return _Item(item, str(item.SOPClassUID), str(item.SOPInstanceUID), ts and str(ts))
+    from .storage import read_part10_header
+
+    path = os.fspath(item)
+    header = read_part10_header(path)
+    return _Item(path, header.sop_class_uid, header.sop_instance_uid, header.transfer_syntax)
+
+
+def choose_context(contexts: Iterable[Any], item: _Item) -> Any | None:
+    """The context to store ``item`` on: its own transfer syntax, else an uncompressed one
+    when the item is uncompressed (it is then re-encoded); None when nothing fits."""
+    candidates = [c for c in contexts if c.sop_class == item.sop_class]
+    for ctx in candidates:
+        if item.transfer_syntax is not None and ctx.supported_ts == item.transfer_syntax:
+            return ctx
+    if item.transfer_syntax is None or item.transfer_syntax in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
+        for ctx in candidates:
+            if ctx.supported_ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
+                return ctx
+    return None
+
+
+def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: str,
+                        count: int, items: Iterable, store: Any) -> None:
+    """Send each item with ``store(item) -> status``, a pending response after each, then
+    the final one; a C-CANCEL-RQ stops it with FE00 and the counts (PS3.4 C.4.2.3.1)."""
+    counts = SubOperations(remaining=max(int(count), 0))
+    iterator = iter(items)
+    while True:
+        if _cancel_arrived(asce, rq.message_id):
+            logger.info("%s %d cancelled by the peer", command, rq.message_id)
+            _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(0xFE00, command), counts,
+                               final=True)
+            return
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            break
+        uid = None
+        try:
+            item = describe_item(raw)
+            uid = item.sop_instance
+            status = store(item)
+        except (NetDICOMError, OSError, ValueError, AttributeError, KeyError,
+                pydicom.errors.InvalidDicomError) as exc:
+            logger.info("%s sub-operation failed: %s", command, exc)
+            status = 0xA700 if isinstance(exc, (NetDICOMError, OSError)) else 0xC000
+        counts.record(status, uid)
+        _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(0xFF00, command), counts,
+                           final=False)
+    counts.remaining = 0
+    _send_retrieve_rsp(asce, ctx, rq, rsp_cls, counts.final_status(command), counts, final=True)
+
+
+def _storage_scu() -> Any:
+    from .storage import storage_scu  # the Storage service (PS3.4 B) does the sub-operations
+
+    return storage_scu
+
+
+@sop_classes(GET_SOP_CLASSES)
+def qr_get_scp(asce: Any, ctx: Any, msg: Any) -> None:
+    """C-GET SCP (PS3.4 C.4.3; an extension of the reference).
+
+    ``asce.ae.on_receive_get(ctx, identifier)`` returns (number of sub-operations, iterator
+    of data sets or file names). Each is sent with C-STORE on this association, over a
+    context the requestor proposed with the SCP role (PS3.7 D.3.3.4) for its SOP class; an
+    instance without a usable context is a failed sub-operation.
+    """
+    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CGetRSPMessage,
+                           statuses.C_GET_UNABLE_TO_PROCESS, None, final=True)
+        return
+    try:
+        count, items = asce.ae.on_receive_get(ctx, msg.data_set)
+    except EventHandlingError as exc:
+        logger.info("on_receive_get refused: %s", exc)
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CGetRSPMessage,
+                           statuses.C_GET_UNABLE_TO_PROCESS, None, final=True)
+        return
+    roles = getattr(asce, "roles", {})
+    store_contexts = [c for pc_id, c in asce.accepted_contexts.items()
+                      if roles.get(pc_id, (False, False))[0]]
+    storage_scu = _storage_scu()
+
+    def store(item: _Item) -> int:
+        store_ctx = choose_context(store_contexts, item)
+        if store_ctx is None:
+            logger.info("no presentation context for %s in %s", item.sop_class,
+                        item.transfer_syntax or "an uncompressed syntax")
+            return 0x0122 if not any(c.sop_class == item.sop_class for c in store_contexts) else 0xC000
+        return int(storage_scu(asce, store_ctx, item.payload, asce.next_message_id()))
+
+    _run_sub_operations(asce, ctx, msg, dimsemessages.CGetRSPMessage, "C-GET", count, items, store)
+
+
+@sop_classes(MOVE_SOP_CLASSES)
+def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
+    """C-MOVE SCP (PS3.4 C.4.2).
+
+    ``asce.ae.on_receive_move(ctx, identifier, destination)`` returns (remote AE dict or
+    None, number of sub-operations, iterator of data sets or file names). None answers
+    A801 Move Destination Unknown. Otherwise this AE opens an association to the
+    destination with a context per SOP class and transfer syntax the instances need, and
+    stores each one there (C-STORE with Move Originator AE title and Message ID, PS3.7
+    9.3.1.1).
+    """
+    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.C_MOVE_UNABLE_TO_PROCESS, None, final=True)
+        return
+    destination = (msg.move_destination or "").strip()
+    try:
+        remote, count, items = asce.ae.on_receive_move(ctx, msg.data_set, destination)
+    except EventHandlingError as exc:
+        logger.info("on_receive_move refused: %s", exc)
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.C_MOVE_UNABLE_TO_PROCESS, None, final=True)
+        return
+    if remote is None:
+        logger.info("C-MOVE destination %r unknown", destination)
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.C_MOVE_DESTINATION_UNKNOWN, None, final=True)
+        return
+    # The contexts depend on the instances, so their headers are read before associating.
+    described: list = []
+    for raw in items:
+        try:
+            described.append(describe_item(raw))
+        except (OSError, ValueError, AttributeError, KeyError, pydicom.errors.InvalidDicomError) as exc:
+            logger.info("C-MOVE: cannot read %r: %s", raw, exc)
+            described.append(raw)  # fails again (and is counted) in the sub-operation loop
+    count = max(int(count), len(described))
+    if not described:
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.Status(0x0000, "C-MOVE"), SubOperations(0), final=True)
+        return
+    try:
+        sub = _open_sub_association(asce, remote, [d for d in described if isinstance(d, _Item)])
+    except Exception as exc:  # no association: every sub-operation fails (PS3.4 C.4.2.3.1)
+        logger.info("C-MOVE: cannot associate with %r: %s", destination, exc)
+        counts = SubOperations(remaining=0, failed=count,
+                               failed_uids=[d.sop_instance for d in described if isinstance(d, _Item)])
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.Status(0xA702 if count else 0x0000, "C-MOVE"), counts, final=True)
+        return
+    storage_scu = _storage_scu()
+    originator = (asce.calling_ae_title, msg.message_id)
+
+    def store(item: _Item) -> int:
+        store_ctx = choose_context(sub.accepted_contexts.values(), item)
+        if store_ctx is None:
+            return 0x0122 if not sub.contexts_for(item.sop_class) else 0xC000
+        return int(_store_with_originator(storage_scu, sub, store_ctx, item.payload,
+                                          originator))
+
+    with sub:
+        _run_sub_operations(asce, ctx, msg, dimsemessages.CMoveRSPMessage, "C-MOVE", count,
+                            [d.payload if isinstance(d, _Item) else d for d in described], store)
+
+
+def _store_with_originator(storage_scu: Any, sub: Any, ctx: Any, payload: Any,
+                           originator: tuple[str, int]) -> int:
+    """C-STORE on the sub-association, naming the C-MOVE that caused it when the Storage
+    service accepts it (Move Originator AE Title / Message ID, PS3.7 9.1.1.1)."""
+    msg_id = sub.next_message_id()
+    if "move_originator" in inspect.signature(storage_scu).parameters:
+        return storage_scu(sub, ctx, payload, msg_id, move_originator=originator)
+    return storage_scu(sub, ctx, payload, msg_id)
+
+
+def _open_sub_association(asce: Any, remote: dict, items: list) -> Any:
+    """An association from this AE to the C-MOVE destination with the contexts ``items`` need:
+    each SOP class in the uncompressed syntaxes, plus each compressed syntax in use."""
+    from ..applicationentity import ClientAE
+
+    local = asce.ae
+    client = ClientAE(local.ae_title, supported_ts=list(uids.UNCOMPRESSED_TRANSFER_SYNTAXES),
+                      max_pdu_length=local.max_pdu_length)
+    client.timeout = local.timeout
+    client.dimse_timeout = local.dimse_timeout
+    storage_scu = _storage_scu()
+    classes = list(dict.fromkeys(i.sop_class for i in items))
+    client.add_scu(storage_scu, classes)
+    for item in items:
+        ts = item.transfer_syntax
+        if ts is not None and ts not in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
+            client.update_context_def_list([item.sop_class], transfer_syntaxes=[ts])
+    return client.request_association(remote)

@@ -1,0 +1,575 @@
+"""Storage service class (PS3.4 Annex B; C-STORE, PS3.7 9.1.1) in both roles.
+
+* ``storage_scu`` sends one object. A file is streamed from disk: the File Meta Information
+  (PS3.10 7.1) is parsed here, and the open file, positioned at the first byte of the data
+  set, becomes the message's data set, so the association reads it in PDV-sized pieces and
+  the object is never held whole in memory. Only when the accepted transfer syntax differs
+  from the file's (both uncompressed, PS3.5 A.1-A.5) is the file decoded and re-encoded.
+* ``storage_scp`` receives into a file (``@store_in_file``: ``AE.get_file`` supplies it) and
+  answers with the status of ``AE.on_receive_store`` (PS3.4 B.2.3).
+* ``plan_contexts`` is the pure part of a storage SCU's negotiation: which presentation
+  contexts to propose for a set of (SOP class, transfer syntax) pairs, split over several
+  associations when more than 128 are needed (PS3.8 9.3.2.2: odd IDs 1..255).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterable, Sequence
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
+
+from .. import dimsemessages, statuses, uids
+from ..asceprovider import encode_data_set
+from ..exceptions import EventHandlingError
+from .base import sop_classes, store_in_file
+
+logger = logging.getLogger(__name__)
+
+#: The uncompressed transfer syntaxes we can convert between with pydicom (PS3.5 A.1-A.5).
+CONVERTIBLE_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    uids.EXPLICIT_VR_LITTLE_ENDIAN,
+    uids.IMPLICIT_VR_LITTLE_ENDIAN,
+    uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    uids.EXPLICIT_VR_BIG_ENDIAN,
+)
+
+#: At most 128 presentation contexts per association (PS3.8 9.3.2.2, odd IDs 1..255).
+MAX_CONTEXTS = 128
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR (PS3.10 8.6); never sent
+
+_META_TS = 0x00020010
+_META_SOP_CLASS = 0x00020002
+_META_SOP_INSTANCE = 0x00020003
+# VRs whose explicit-VR length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2).
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+# Word sizes of the VRs whose raw bytes change order with endianness (PS3.5 7.3).
+_SWAP_WIDTH = {"OW": 2, "OL": 4, "OF": 4, "OD": 8, "OV": 8}
+
+
+@contextlib.contextmanager
+def pydicom_warnings_logged() -> Any:
+    """Read a peer's or user's file without pydicom's warnings reaching the user as errors.
+
+    pydicom warns about every oddity of real-world files (wrong VR, bad padding); they are
+    logged at DEBUG instead, so a CLI run with ``-W error`` or a GUI is not interrupted.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        logger.debug("pydicom: %s", w.message)
+
+
+class Part10Error(ValueError):
+    """A file whose DICOM header cannot be used for sending (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Part10Header:
+    """What a storage SCU needs from a file, read without reading the data set's values.
+
+    ``data_offset`` is where the data set starts (after the File Meta Information, or 0 for
+    a bare data set without a Part-10 header); ``has_meta`` is False for the latter.
+    """
+
+    transfer_syntax: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    data_offset: int
+    has_meta: bool = True
+
+
+def _clean_uid(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("ascii", "replace")
+    return str(value).strip("\0 ")
+
+
+def read_file_meta(fp: BinaryIO) -> tuple[dict[int, str], int] | None:
+    """Parse the File Meta Information group (PS3.10 7.1) from the file's current start.
+
+    Returns ({tag: text value}, offset of the data set) or None when the file has no
+    group 0002 (a bare data set). The group is always Explicit VR Little Endian; its
+    length is taken from the elements themselves, so a wrong or missing group length
+    (0002,0000) does not matter. Raises ``Part10Error`` when the group is truncated.
+    """
+    fp.seek(0)
+    head = fp.read(132)
+    if len(head) == 132 and head[128:132] == b"DICM":
+        offset = 132
+    elif len(head) >= 6 and head[:2] == b"\x02\x00" and head[4:6].isalpha():
+        offset = 0  # meta without the preamble (seen in the wild)
+    else:
+        return None
+    fp.seek(offset)
+    values: dict[int, str] = {}
+    while True:
+        header = fp.read(8)
+        if len(header) < 8:
+            if len(header) == 0 and values:
+                return values, offset  # only meta, empty data set
+            raise Part10Error("truncated File Meta Information")
+        group, elem = struct.unpack("<HH", header[:4])
+        if group != 0x0002:
+            break
+        vr = header[4:6]
+        if not vr.isalpha():
+            raise Part10Error(f"unreadable File Meta Information (bad VR at ({group:04X},{elem:04X}))")
+        if vr in _LONG_VRS:
+            more = fp.read(4)
+            if len(more) < 4:
+                raise Part10Error("truncated File Meta Information")
+            length = struct.unpack("<L", more)[0]
+            head_len = 12
+        else:
+            length = struct.unpack("<H", header[6:8])[0]
+            head_len = 8
+        if length == 0xFFFFFFFF:
+            raise Part10Error("undefined length in the File Meta Information")
+        value = fp.read(length)
+        if len(value) < length:
+            raise Part10Error("truncated File Meta Information")
+        if vr == b"UI":
+            values[(group << 16) | elem] = _clean_uid(value)
+        offset += head_len + length
+    return values, offset
+
+
+def _bare_encoding(fp: BinaryIO) -> str:
+    """Guess the transfer syntax of a data set without a Part-10 header (PS3.5 7.1).
+
+    PS3.10 says such a data set is Implicit VR Little Endian; some tools write Explicit VR,
+    recognisable by two letters where the implicit length would start.
+    """
+    fp.seek(0)
+    first = fp.read(8)
+    if len(first) < 8:
+        raise Part10Error("too short to be a DICOM data set")
+    little = struct.unpack("<H", first[:2])[0] <= struct.unpack(">H", first[:2])[0]
+    explicit = first[4:6].isalpha() and first[4:6].isupper()
+    if not little:
+        return uids.EXPLICIT_VR_BIG_ENDIAN
+    return uids.EXPLICIT_VR_LITTLE_ENDIAN if explicit else uids.IMPLICIT_VR_LITTLE_ENDIAN
+
+
+def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
+    """Transfer syntax, SOP class/instance and data set offset of a file to send.
+
+    The SOP UIDs come from the data set (what the peer will check, PS3.4 B.2.3 A900),
+    falling back to the meta group's Media Storage UIDs; only the header is read.
+    Raises ``Part10Error`` (or OSError) with the fault.
+    """
+    with open(path, "rb") as fp:
+        meta = read_file_meta(fp)
+        if meta is None:
+            ts, offset, values = _bare_encoding(fp), 0, {}
+        else:
+            values, offset = meta
+            ts = values.get(_META_TS, "")
+            if not ts:
+                raise Part10Error("the File Meta Information has no Transfer Syntax UID")
+        try:
+            fp.seek(0)
+            with pydicom_warnings_logged():
+                ds = dcmread(fp, force=True, stop_before_pixels=True,
+                             specific_tags=["SOPClassUID", "SOPInstanceUID"])
+            sop_class = _clean_uid(ds.get("SOPClassUID"))
+            sop_instance = _clean_uid(ds.get("SOPInstanceUID"))
+        except Exception as exc:  # pydicom raises many types on a damaged header
+            raise Part10Error(f"unreadable data set header: {exc}") from exc
+    sop_class = sop_class or values.get(_META_SOP_CLASS, "")
+    sop_instance = sop_instance or values.get(_META_SOP_INSTANCE, "")
+    if not sop_class:
+        raise Part10Error("no SOP Class UID")
+    if not sop_instance:
+        raise Part10Error("no SOP Instance UID")
+    return Part10Header(ts, sop_class, sop_instance, offset, meta is not None)
+
+
+# ------------------------------------------------------------------------- context planning
+#: The fallback context's syntaxes: what any file we can convert may be sent as (PS3.5 A.1/A.2).
+FALLBACK_TRANSFER_SYNTAXES: tuple[str, ...] = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+def proposed_transfer_syntaxes(file_ts: str) -> tuple[str, ...]:
+    """The context a file in ``file_ts`` is meant for: its own syntax alone.
+
+    One syntax per context, so the peer's choice never forces a conversion of a file it
+    could take as is (an SCP picks one syntax per context in its own order of preference).
+    """
+    return (file_ts,)
+
+
+@dataclass
+class AssociationPlan:
+    """The presentation contexts to propose on one association: (SOP class, (TS, ...))."""
+
+    contexts: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+
+    @property
+    def sop_classes(self) -> set[str]:
+        return {c for c, _ in self.contexts}
+
+
+def contexts_for_class(transfer_syntaxes: Iterable[str]) -> list[tuple[str, ...]]:
+    """Proposals for one SOP class: one context per syntax its files are in, plus a fallback
+    context with the uncompressed syntaxes (for conversion) unless those are all covered."""
+    own = list(dict.fromkeys(transfer_syntaxes))
+    proposals = [proposed_transfer_syntaxes(ts) for ts in own]
+    if not set(FALLBACK_TRANSFER_SYNTAXES) <= set(own):
+        proposals.append(FALLBACK_TRANSFER_SYNTAXES)
+    return proposals
+
+
+def plan_contexts(pairs: Iterable[tuple[str, str]], max_contexts: int = MAX_CONTEXTS
+                  ) -> list[AssociationPlan]:
+    """Group files' (SOP class, transfer syntax) pairs into presentation contexts per association.
+
+    Each SOP class gets ``contexts_for_class``; a class's contexts stay on one association
+    (so its fallback is there when its own syntax is refused), and a new association starts
+    when ``max_contexts`` would be exceeded (PS3.8 9.3.2.2). A class needing more than
+    ``max_contexts`` alone is split. Pure: no I/O; order of first appearance.
+    """
+    by_class: dict[str, list[str]] = {}
+    for sop_class, ts in pairs:
+        by_class.setdefault(sop_class, [])
+        if ts not in by_class[sop_class]:
+            by_class[sop_class].append(ts)
+    plans: list[AssociationPlan] = []
+    current = AssociationPlan()
+    for sop_class, syntaxes in by_class.items():
+        proposals = contexts_for_class(syntaxes)
+        if current.contexts and len(current.contexts) + len(proposals) > max_contexts:
+            plans.append(current)
+            current = AssociationPlan()
+        for proposal in proposals:
+            if len(current.contexts) >= max_contexts:
+                plans.append(current)
+                current = AssociationPlan()
+            current.contexts.append((sop_class, proposal))
+    if current.contexts:
+        plans.append(current)
+    return plans
+
+
+def plan_for(plans: Sequence[AssociationPlan], sop_class: str, file_ts: str) -> int | None:
+    """Index of the plan holding the context meant for a file (its own syntax's context)."""
+    wanted = (sop_class, proposed_transfer_syntaxes(file_ts))
+    for index, plan in enumerate(plans):
+        if wanted in plan.contexts:
+            return index
+    return None
+
+
+def choose_context(contexts: Sequence[Any], file_ts: str) -> tuple[Any | None, str | None]:
+    """The accepted context to send a file in ``file_ts`` on, and why none fits.
+
+    Prefer a context in the file's own syntax (sent as is), else an uncompressed one when the
+    file is uncompressed too (converted). A compressed file with no context in its syntax
+    cannot be sent: returns (None, reason naming the syntax).
+    """
+    for ctx in contexts:
+        if ctx.supported_ts == file_ts:
+            return ctx, None
+    if file_ts in CONVERTIBLE_TRANSFER_SYNTAXES:
+        for preferred in CONVERTIBLE_TRANSFER_SYNTAXES:
+            for ctx in contexts:
+                if ctx.supported_ts == preferred:
+                    return ctx, None
+    if not contexts:
+        return None, "the peer accepted no presentation context for this SOP class"
+    return None, (f"the peer does not accept the file's transfer syntax {UID(file_ts).name} "
+                  f"({file_ts}) and it cannot be converted")
+
+
+# ------------------------------------------------------------------------------ conversion
+def _swap_bytes(ds: Dataset) -> None:
+    """Reverse the byte order of OW/OL/OF/OD/OV values, in sequences too (PS3.5 7.3).
+
+    pydicom keeps these values as raw bytes, so changing endianness must swap them here.
+    """
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                _swap_bytes(item)
+            continue
+        width = _SWAP_WIDTH.get(elem.VR)
+        if width and isinstance(elem.value, (bytes, bytearray)) and len(elem.value) % width == 0:
+            data = bytearray(elem.value)
+            for i in range(width):
+                data[i::width] = elem.value[width - 1 - i::width]
+            elem.value = bytes(data)
+
+
+def converted_dataset(path: str | os.PathLike[str], target_ts: str) -> Dataset:
+    """Read a whole uncompressed file and prepare it for ``target_ts`` (only path that loads it).
+
+    The association encodes the returned data set in the context's syntax; values in raw
+    word VRs are byte-swapped here when the endianness changes.
+    """
+    with pydicom_warnings_logged():
+        ds = dcmread(path, force=True)
+    source_ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+    source_little = source_ts != uids.EXPLICIT_VR_BIG_ENDIAN
+    if ds.original_encoding[1] is not None:
+        source_little = bool(ds.original_encoding[1])
+    target_little = target_ts != uids.EXPLICIT_VR_BIG_ENDIAN
+    if source_little != target_little:
+        # Ambiguous VRs (US or SS, OB or OW) must be resolved in the source's order first.
+        from pydicom.filewriter import correct_ambiguous_vr
+        ds = correct_ambiguous_vr(ds, source_little)
+        _swap_bytes(ds)
+    return ds
+
+
+# ------------------------------------------------------------------------------ services
+class StorageNotSent(ValueError):
+    """A C-STORE that was not attempted: nothing went on the wire, the association is intact."""
+
+
+class _DataSetReader:
+    """The data set part of a file, read in place; reports progress; pads an odd length.
+
+    PS3.5 A.5: a deflated data set shall be padded to an even length; some files are not,
+    and a strict peer (DCMTK) aborts on an odd PDV. Padding the stream with one trailing
+    NUL byte is exactly what the standard asks for.
+    """
+
+    def __init__(self, fp: BinaryIO, length: int, pad: bool, on_bytes: Any):
+        self._fp = fp
+        self._pad = pad and length % 2 == 1
+        self._on_bytes = on_bytes
+
+    def readinto(self, view: Any) -> int:
+        count = self._fp.readinto(view)
+        if not count and self._pad and len(view):
+            self._pad = False
+            view[0] = 0
+            count = 1
+        if count and self._on_bytes is not None:
+            self._on_bytes(count)
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        buf = bytearray(size if size >= 0 else 1 << 20)
+        count = self.readinto(memoryview(buf))
+        return bytes(buf[:count])
+
+
+def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
+    """Fill the C-STORE-RQ's instance UID and data set; return the file to close, if any."""
+    if isinstance(dataset, Dataset):
+        rq.affected_sop_instance_uid = _clean_uid(dataset.get("SOPInstanceUID"))
+        meta = getattr(dataset, "file_meta", None)
+        meta_ts = _clean_uid(meta.get("TransferSyntaxUID")) if meta is not None else ""
+        if meta_ts and meta_ts != ctx.supported_ts and meta_ts not in CONVERTIBLE_TRANSFER_SYNTAXES:
+            raise StorageNotSent(f"a data set in {UID(meta_ts).name} cannot be sent as "
+                                 f"{UID(ctx.supported_ts).name}")
+        rq.data_set = dataset
+        return None
+    try:
+        header = read_part10_header(dataset)
+    except OSError as exc:
+        raise StorageNotSent(f"cannot read the file: {exc.strerror or exc}") from exc
+    except Part10Error as exc:
+        raise StorageNotSent(str(exc)) from exc
+    rq.affected_sop_instance_uid = header.sop_instance_uid
+    try:
+        check_structure(dataset, header)  # a truncated file would make the peer abort
+    except Part10Error as exc:
+        raise StorageNotSent(str(exc)) from exc
+    if header.transfer_syntax == ctx.supported_ts:
+        try:
+            fp = open(dataset, "rb")
+        except OSError as exc:
+            raise StorageNotSent(f"cannot read the file: {exc.strerror or exc}") from exc
+        length = fp.seek(0, os.SEEK_END) - header.data_offset
+        fp.seek(header.data_offset)
+        pad = header.transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+        rq.data_set = _DataSetReader(fp, length, pad, on_bytes)
+        return fp
+    if header.transfer_syntax in CONVERTIBLE_TRANSFER_SYNTAXES \
+            and ctx.supported_ts in CONVERTIBLE_TRANSFER_SYNTAXES:
+        logger.debug("converting %s from %s to %s", dataset, header.transfer_syntax, ctx.supported_ts)
+        try:
+            with pydicom_warnings_logged():
+                rq.data_set = encode_data_set(converted_dataset(dataset, ctx.supported_ts),
+                                              ctx.supported_ts)
+        except Exception as exc:  # pydicom raises many types on a damaged file
+            raise StorageNotSent(f"cannot convert to {UID(ctx.supported_ts).name}: {exc}") from exc
+        return None
+    raise StorageNotSent(f"the file's transfer syntax {UID(header.transfer_syntax).name} "
+                         f"({header.transfer_syntax}) cannot be converted to {UID(ctx.supported_ts).name}")
+
+
+@sop_classes(uids.STORAGE_SOP_CLASSES)
+def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None
+                ) -> statuses.Status:
+    """Send C-STORE-RQ with ``dataset`` (a pydicom Dataset or a file name); return the status.
+
+    A file is streamed from disk when the context's transfer syntax is the file's own; an
+    uncompressed file is converted otherwise. ``StorageNotSent`` means nothing was sent
+    (unreadable file, compressed syntax the context cannot carry). Extension: ``on_bytes(n)``
+    is called as the streamed file is read (progress). The response's Error Comment, if
+    any, is on the returned status as ``error_comment``.
+    """
+    rq = dimsemessages.CStoreRQMessage()
+    rq.message_id = msg_id
+    rq.affected_sop_class_uid = ctx.sop_class
+    fp = _prepare(rq, ctx, dataset, on_bytes)
+    try:
+        asce.send(rq, ctx.id)
+    finally:
+        if fp is not None:
+            fp.close()
+    rsp, _ = asce.receive_response(msg_id)
+    status = statuses.Status(rsp.status, 0x0001)
+    comment = rsp.command_set.get("ErrorComment")
+    status.error_comment = str(comment.value).strip() if comment is not None and comment.value else None
+    return status
+
+
+@store_in_file
+@sop_classes(uids.STORAGE_SOP_CLASSES)
+def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
+    """Answer C-STORE with the status of ``ae.on_receive_store(ctx, file)`` (PS3.4 B.2.3).
+
+    ``msg.data_set`` is the file ``get_file`` opened, positioned at the Part-10 file's start.
+    A data set that could not be received answers A700 (out of resources) when our write
+    failed, C000 otherwise; the AE's ``on_receive_store_failed`` (an extension, if present)
+    is told so it can discard the file. ``EventHandlingError`` answers C000.
+    """
+    error = getattr(msg, "data_set_error", None)
+    if error:
+        logger.warning("C-STORE of %s not received: %s", msg.affected_sop_instance_uid, error)
+        status = (statuses.C_STORE_OUT_OF_RESOURCES if "cannot write" in error or "cannot open" in error
+                  else statuses.C_STORE_CANNOT_UNDERSTAND)
+        failed = getattr(asce.ae, "on_receive_store_failed", None)
+        if failed is not None:
+            failed(ctx, msg.data_set, error)
+        elif hasattr(msg.data_set, "close"):
+            msg.data_set.close()
+    else:
+        try:
+            status = asce.ae.on_receive_store(ctx, msg.data_set)
+        except EventHandlingError as exc:
+            logger.info("on_receive_store refused %s: %s", msg.affected_sop_instance_uid, exc)
+            status = statuses.C_STORE_CANNOT_UNDERSTAND
+    rsp = dimsemessages.CStoreRSPMessage()
+    rsp.message_id_being_responded_to = msg.message_id
+    rsp.affected_sop_class_uid = msg.affected_sop_class_uid
+    rsp.affected_sop_instance_uid = msg.affected_sop_instance_uid
+    rsp.status = int(status)
+    comment = getattr(status, "error_comment", None)
+    if comment:
+        rsp.command_set.ErrorComment = str(comment)[:64]
+    asce.send(rsp, ctx.id)
+
+
+# ------------------------------------------------------------------------ structure check
+_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+
+
+class _Walker:
+    """Walks a data set's element headers, seeking over values (PS3.5 7.1, 7.5).
+
+    Reading only tags and lengths shows whether every value fits in the file, without
+    reading any value: the check costs a few reads per element, whatever the file's size.
+    """
+
+    def __init__(self, fp: BinaryIO, end: int, implicit: bool, little: bool):
+        self.fp, self.end, self.implicit = fp, end, implicit
+        self.e = "<" if little else ">"
+
+    def _header(self) -> tuple[int, bytes | None, int]:
+        raw = self.fp.read(8)
+        if len(raw) < 8:
+            raise Part10Error(f"truncated data set: element header cut at byte {self.fp.tell()}")
+        group, elem = struct.unpack(self.e + "HH", raw[:4])
+        tag = (group << 16) | elem
+        if group == 0xFFFE or self.implicit:
+            return tag, None, struct.unpack(self.e + "L", raw[4:])[0]
+        vr = raw[4:6]
+        if not vr.isalpha():
+            raise Part10Error(f"element ({group:04X},{elem:04X}) has no VR although the transfer "
+                              "syntax is explicit VR (the data set is encoded in implicit VR)")
+        if vr in _LONG_VRS:
+            more = self.fp.read(4)
+            if len(more) < 4:
+                raise Part10Error("truncated data set: element header cut")
+            return tag, vr, struct.unpack(self.e + "L", more)[0]
+        return tag, vr, struct.unpack(self.e + "H", raw[6:])[0]
+
+    def _skip(self, tag: int, length: int) -> None:
+        target = self.fp.tell() + length
+        if target > self.end:
+            raise Part10Error(f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs "
+                              f"{length} bytes, the file ends {target - self.end} bytes too early")
+        self.fp.seek(target)
+
+    def elements(self, stop: int | None = None, depth: int = 0) -> None:
+        """Walk elements until the end (or the delimiter ``stop``)."""
+        if depth > 32:
+            raise Part10Error("sequences nested too deeply")
+        while self.fp.tell() < self.end:
+            tag, vr, length = self._header()
+            if stop is not None and tag == stop:
+                return
+            if length != _UNDEFINED:
+                self._skip(tag, length)
+            elif vr == b"SQ" or vr == b"UN" or vr is None or tag == 0x7FE00010:
+                self._items(depth)
+            else:
+                raise Part10Error(f"undefined length on a {vr.decode('ascii', 'replace')} element")
+        if stop is not None:
+            raise Part10Error("truncated data set: a sequence or item is not closed")
+
+    def _items(self, depth: int) -> None:
+        while True:
+            tag, _, length = self._header()
+            if tag == _SEQ_END:
+                return
+            if tag != _ITEM:
+                raise Part10Error(f"unexpected ({tag >> 16:04X},{tag & 0xFFFF:04X}) in a sequence")
+            if length == _UNDEFINED:
+                self.elements(_ITEM_END, depth + 1)
+            else:
+                self._skip(tag, length)
+
+
+def check_structure(path: str | os.PathLike[str], header: Part10Header) -> None:
+    """Raise ``Part10Error`` when a value runs past the end of the file (a truncated file).
+
+    Deflated data sets are not checked (their structure is only visible once inflated).
+    """
+    if header.transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return
+    with open(path, "rb") as fp:
+        end = fp.seek(0, os.SEEK_END)
+        fp.seek(header.data_offset)
+        implicit = header.transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN
+        little = header.transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN
+        _Walker(fp, end, implicit, little).elements()
+
+
+def _all_transfer_syntaxes() -> tuple[str, ...]:
+    from pydicom.uid import AllTransferSyntaxes
+
+    return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
+
+
+#: What a storage SCP that keeps files as received can accept: every syntax pydicom knows
+#: (it stores the bytes, never decodes pixel data; PS3.4 B.4.1 leaves the choice to the SCP).
+STORAGE_SCP_TRANSFER_SYNTAXES: tuple[str, ...] = _all_transfer_syntaxes()

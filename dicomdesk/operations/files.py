@@ -1,0 +1,212 @@
+"""Finding what to send: folders, DICOMDIRs and files, read header only (PS3.10).
+
+``scan_paths`` turns what a user dropped or typed into one ``FileInfo`` per file. Only
+headers are read (``stop_before_pixels`` and ``specific_tags``), never pixel data, so a
+folder of large images is scanned quickly and in little memory.
+
+Decisions:
+* A folder is walked recursively; a DICOMDIR (PS3.10 8.6) is listed but not sent
+  (``is_dicom=False``); the files it references are added even when they lie outside the
+  paths given.
+* A file that is not DICOM at all gets ``is_dicom=False`` and a reason (it is skipped).
+* A DICOM file that cannot be sent as it is (unreadable meta, truncated header, no SOP
+  Class or Instance UID) gets ``is_dicom=True`` and a reason: sending reports it as failed,
+  naming the fault, and goes on.
+* A bare data set without the Part-10 header (no preamble/"DICM", older tools write them)
+  is sent when pydicom reads its header and it has both SOP UIDs: the C-STORE carries only
+  the data set anyway. Its transfer syntax is the encoding found in the data (Implicit VR
+  Little Endian per PS3.5 A.1 unless it is visibly explicit or big endian).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from pydicom import dcmread
+from pydicom.errors import InvalidDicomError
+
+from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, check_structure,
+                                   pydicom_warnings_logged, read_file_meta, read_part10_header)
+
+logger = logging.getLogger(__name__)
+
+_HEADER_KEYWORDS = ["SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID", "StudyInstanceUID",
+                    "StudyDescription", "SpecificCharacterSet"]
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file found by ``scan_paths``: what it is and, when DICOM, what it holds.
+
+    ``reason`` is None for a file that can be sent; otherwise why it is skipped
+    (``is_dicom=False``) or broken (``is_dicom=True``).
+    """
+
+    path: Path
+    is_dicom: bool
+    reason: str | None = None
+    patient_name: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    study_description: str = ""
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+    transfer_syntax: str = ""
+    size: int = 0
+
+    @property
+    def sendable(self) -> bool:
+        """True for a DICOM file with nothing wrong in its header."""
+        return self.is_dicom and self.reason is None
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value).strip("\0 ")
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    with open(path, "rb") as fp:
+        head = fp.read(132)
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def inspect_file(path: Path) -> FileInfo:
+    """A ``FileInfo`` for one file, from its header only."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        has_preamble = _looks_like_dicom(path)
+    except OSError as exc:
+        return FileInfo(path, False, f"cannot read: {exc.strerror or exc}")
+    if size == 0:
+        return FileInfo(path, False, "empty file", size=size)
+    try:
+        with open(path, "rb") as fp:
+            meta = read_file_meta(fp)
+    except Part10Error as exc:
+        return FileInfo(path, True, str(exc), size=size)
+    except OSError as exc:
+        return FileInfo(path, False, f"cannot read: {exc.strerror or exc}", size=size)
+    if meta is not None and meta[0].get(0x00020002) == MEDIA_STORAGE_DIRECTORY:
+        return FileInfo(path, False, "DICOMDIR (a media directory: not sent, its files are)",
+                        sop_class_uid=MEDIA_STORAGE_DIRECTORY, size=size)
+    try:
+        with pydicom_warnings_logged():
+            ds = dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_KEYWORDS)
+    except (InvalidDicomError, EOFError, ValueError, KeyError, OverflowError, TypeError,
+            NotImplementedError, UnicodeError, AttributeError, IndexError) as exc:
+        if meta is None and not has_preamble:
+            return FileInfo(path, False, "not a DICOM file", size=size)
+        return FileInfo(path, True, f"truncated or unreadable header: {exc}", size=size)
+    if meta is None and not has_preamble:
+        # force=True reads almost anything; a bare data set counts only with its SOP UIDs.
+        try:
+            elements = len(ds._dict)
+        except Exception:  # pragma: no cover - defensive
+            elements = 0
+        if not elements or ("SOPClassUID" not in ds and "SOPInstanceUID" not in ds):
+            return FileInfo(path, False, "not a DICOM file", size=size)
+    try:
+        header = read_part10_header(path)
+        reason = None
+        ts, sop_class, sop_instance = header.transfer_syntax, header.sop_class_uid, header.sop_instance_uid
+    except (Part10Error, OSError) as exc:
+        reason = str(exc)
+        ts = _text(getattr(ds, "file_meta", {}).get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        sop_class, sop_instance = _text(ds.get("SOPClassUID")), _text(ds.get("SOPInstanceUID"))
+    if reason is None and header.data_offset >= size:
+        reason = "no data set after the File Meta Information"
+    if reason is None:
+        try:
+            check_structure(path, header)
+        except (Part10Error, OSError) as exc:
+            reason = str(exc)
+    try:
+        with pydicom_warnings_logged():
+            patient_name = _text(ds.get("PatientName"))
+            study_description = _text(ds.get("StudyDescription"))
+    except Exception:  # a bad character set must not make the file unsendable
+        patient_name = study_description = ""
+    return FileInfo(path, True, reason, patient_name, _text(ds.get("PatientID")),
+                    _text(ds.get("StudyInstanceUID")), study_description, sop_class, sop_instance,
+                    ts, size)
+
+
+def dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR references (Referenced File ID, PS3.3 F.5), that exist."""
+    try:
+        with pydicom_warnings_logged():
+            ds = dcmread(path, force=True)
+    except Exception as exc:  # a broken DICOMDIR still lets the folder walk find the files
+        logger.info("cannot read DICOMDIR %s: %s", path, exc)
+        return []
+    found = []
+    for record in ds.get("DirectoryRecordSequence", []):
+        file_id = record.get("ReferencedFileID")
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else list(file_id)
+        candidate = path.parent.joinpath(*[str(p) for p in parts])
+        if candidate.is_file():
+            found.append(candidate)
+    return found
+
+
+def _walk(paths: Iterable[str | os.PathLike[str]], cancel: threading.Event | None) -> list[Path]:
+    seen: dict[Path, None] = {}
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key not in seen:
+            seen[key] = None
+
+    for raw in paths:
+        root = Path(raw)
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                for name in sorted(filenames):
+                    add(Path(dirpath) / name)
+                if cancel is not None and cancel.is_set():
+                    break
+        else:
+            add(root)
+    return list(seen)
+
+
+def scan_paths(paths: Iterable[str | os.PathLike[str]],
+               on_file: Callable[[FileInfo], None] | None = None,
+               cancel: threading.Event | None = None) -> list[FileInfo]:
+    """Every file under ``paths`` (recursively), with DICOMDIR-referenced files added.
+
+    ``on_file`` is called per file as it is inspected (a GUI fills its queue with it);
+    ``cancel`` stops the scan early (what was found so far is returned).
+    """
+    pending = _walk(paths, cancel)
+    known = set(pending)
+    result: list[FileInfo] = []
+    i = 0
+    while i < len(pending):
+        if cancel is not None and cancel.is_set():
+            break
+        path = pending[i]
+        i += 1
+        if not path.exists():
+            info = FileInfo(path, False, "no such file")
+        else:
+            info = inspect_file(path)
+        result.append(info)
+        if on_file is not None:
+            on_file(info)
+        if info.sop_class_uid == MEDIA_STORAGE_DIRECTORY:
+            for ref in dicomdir_files(path):
+                key = ref.resolve()
+                if key not in known:
+                    known.add(key)
+                    pending.append(key)
+    return result

@@ -1,0 +1,269 @@
+"""Sending files to a peer: the Storage SCU use case (PS3.4 Annex B, C-STORE).
+
+``send`` proposes, per association, the contexts ``plan_contexts`` computed from the files'
+SOP classes and transfer syntaxes (several associations only when more than 128 contexts
+are needed), streams each file from disk and reports per file. Statuses (PS3.4 B.2.3):
+success → "stored"; warnings B000/B006/B007 → "stored" with the warning in the message;
+anything else → "failed" with the status description. A file that cannot be sent (broken
+header, syntax the peer will not take, SOP class refused) fails alone; if the association
+is lost, every file not yet confirmed is "failed" and listed in ``SendResult.not_sent``,
+so a retry can send just those.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from pydicom.uid import UID
+
+from ..net.applicationentity import ClientAE
+from ..net.asceprovider import PC_RESULT_TEXT
+from ..net.exceptions import NetDICOMError
+from ..net.sopclass.storage import (AssociationPlan, StorageNotSent, choose_context, plan_contexts,
+                                   proposed_transfer_syntaxes, storage_scu)
+from ..net.statuses import Status
+from .common import Peer, describe_error
+from .files import FileInfo, inspect_file
+
+logger = logging.getLogger(__name__)
+
+#: Progress callbacks while a file streams are coalesced to this interval (s).
+PROGRESS_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """One step of a send: file ``index`` (0-based) of ``total`` is in ``state``.
+
+    ``bytes_done``/``bytes_total`` count the whole send (file sizes), so a progress bar and
+    a rate follow them directly.
+    """
+
+    index: int
+    total: int
+    path: Path
+    state: str  # "sending", "stored", "failed", "skipped"
+    status: Status | None = None
+    message: str = ""
+    bytes_done: int = 0
+    bytes_total: int = 0
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """How one file ended: ``state`` is "stored", "failed" or "skipped"."""
+
+    path: Path
+    state: str
+    status: Status | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """Counts and per-file outcomes of a send; ``error`` is set when the association failed."""
+
+    stored: int
+    failed: int
+    skipped: int
+    outcomes: tuple[FileOutcome, ...] = ()
+    error: str | None = None
+    warnings: int = 0
+    cancelled: bool = False
+    not_sent: tuple[Path, ...] = field(default=())
+
+    @property
+    def failed_paths(self) -> list[Path]:
+        """DICOM files that did not reach the peer (failed or cancelled): what to retry."""
+        return [o.path for o in self.outcomes if o.state == "failed"] + \
+            [o.path for o in self.outcomes if o.state == "skipped" and o.message == "cancelled"]
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.error is None and not self.cancelled
+
+
+class _Run:
+    """State of one ``send`` call: outcomes by index, byte counters, progress throttling."""
+
+    def __init__(self, infos: list[FileInfo], progress: Callable[[SendProgress], None] | None):
+        self.infos = infos
+        self.progress = progress
+        self.outcomes: dict[int, FileOutcome] = {}
+        self.bytes_total = sum(i.size for i in infos if i.sendable)
+        self.bytes_done = 0
+        self._last_emit = 0.0
+
+    def emit(self, index: int, state: str, status: Status | None = None, message: str = "") -> None:
+        if self.progress is None:
+            return
+        try:
+            self.progress(SendProgress(index, len(self.infos), self.infos[index].path, state, status,
+                                       message, self.bytes_done, self.bytes_total))
+        except Exception:  # a listener's bug must not stop the send
+            logger.exception("send progress callback failed")
+
+    def finish(self, index: int, state: str, status: Status | None = None, message: str = "") -> None:
+        self.outcomes[index] = FileOutcome(self.infos[index].path, state, status, message)
+        if state == "failed":
+            logger.info("%s", message)
+        self.emit(index, state, status, message)
+
+    def streaming(self, index: int, base: int) -> Callable[[int], None]:
+        """An ``on_bytes`` callback that advances ``bytes_done`` and emits at most 10/s."""
+        def on_bytes(count: int) -> None:
+            self.bytes_done += count
+            now = time.monotonic()
+            if now - self._last_emit >= PROGRESS_INTERVAL:
+                self._last_emit = now
+                self.emit(index, "sending")
+        return on_bytes
+
+
+def _as_info(item: FileInfo | str | os.PathLike[str]) -> FileInfo:
+    return item if isinstance(item, FileInfo) else inspect_file(Path(item))
+
+
+def _describe_status(status: Status) -> str:
+    comment = getattr(status, "error_comment", None)
+    return f"{status}" + (f" ({comment})" if comment else "")
+
+
+def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
+         progress: Callable[[SendProgress], None] | None = None,
+         cancel: threading.Event | None = None, *, max_pdu_length: int = 65536) -> SendResult:
+    """C-STORE every sendable file to ``peer``; never raises for peer or network failures.
+
+    ``files`` are ``FileInfo``s from ``scan_paths`` (or paths, inspected here). Non-DICOM
+    files are "skipped"; broken DICOM files "failed" without being sent. Extension:
+    ``max_pdu_length`` is the Maximum Length we receive (PS3.8 D.1).
+    """
+    infos = [_as_info(f) for f in files]
+    run = _Run(infos, progress)
+    to_send: list[int] = []
+    for index, info in enumerate(infos):
+        if not info.is_dicom:
+            run.finish(index, "skipped", message=info.reason or "not a DICOM file")
+        elif info.reason:
+            run.finish(index, "failed", message=f"{info.path}: not sent: {info.reason}")
+        else:
+            to_send.append(index)
+
+    plans = plan_contexts([(infos[i].sop_class_uid, infos[i].transfer_syntax) for i in to_send])
+    error: str | None = None
+    cancelled = False
+    for plan in plans:
+        while error is None and not cancelled:
+            # Each (SOP class, proposal) is in exactly one plan: the file goes with it.
+            members = [i for i in to_send if i not in run.outcomes and _in_plan(plan, infos[i])]
+            if not members:
+                break
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            error, cancelled, connected = _send_on_association(peer, plan, members, run, cancel,
+                                                               max_pdu_length)
+            if error is not None and connected:
+                # The association was lost after it was established: the file in flight is
+                # failed; carry on with the others on a new association (a peer that aborts
+                # on one bad object). If the peer is gone, the next connect says so.
+                logger.info("association lost (%s); reconnecting for the remaining files", error)
+                error = None
+        if error is not None or cancelled:
+            break
+
+    reason_left = "cancelled" if cancelled else f"not sent: {error}" if error else "not sent"
+    not_sent: list[Path] = []
+    for index in to_send:
+        if index not in run.outcomes:
+            if cancelled and error is None:
+                run.finish(index, "skipped", message="cancelled")
+            else:
+                run.finish(index, "failed", message=f"{infos[index].path}: {reason_left}")
+            not_sent.append(infos[index].path)
+    outcomes = tuple(run.outcomes[i] for i in range(len(infos)))
+    return SendResult(
+        stored=sum(o.state == "stored" for o in outcomes),
+        failed=sum(o.state == "failed" for o in outcomes),
+        skipped=sum(o.state == "skipped" for o in outcomes),
+        outcomes=outcomes, error=error,
+        warnings=sum(o.state == "stored" and o.status is not None and o.status.is_warning for o in outcomes),
+        cancelled=cancelled, not_sent=tuple(not_sent))
+
+
+def _in_plan(plan: AssociationPlan, info: FileInfo) -> bool:
+    return (info.sop_class_uid, proposed_transfer_syntaxes(info.transfer_syntax)) in plan.contexts
+
+
+def _refusal_reason(assoc: Any, sop_class: str) -> str:
+    reasons = {assoc.context_def_list[pc_id].sop_class: reason
+               for pc_id, reason in getattr(assoc, "refused_contexts", {}).items()
+               if pc_id in assoc.context_def_list}
+    reason = reasons.get(sop_class)
+    text = PC_RESULT_TEXT.get(reason, "not accepted") if reason is not None else "not accepted"
+    return f"the peer refused {UID(sop_class).name} ({text})"
+
+
+def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[int], run: _Run,
+                         cancel: threading.Event | None, max_pdu_length: int
+                         ) -> tuple[str | None, bool, bool]:
+    """Send ``members`` on one association proposing ``plan``.
+
+    Returns (error sentence, cancelled, whether the association had been established).
+    """
+    ae = ClientAE(peer.calling_aet, max_pdu_length=max_pdu_length)
+    ae.timeout = peer.timeout
+    ae.dimse_timeout = peer.timeout
+    for sop_class, proposal in plan.contexts:
+        ae.update_context_def_list([sop_class], transfer_syntaxes=list(proposal))
+    try:
+        assoc = ae.request_association(peer.remote_ae())
+    except Exception as exc:  # rejected, refused, unreachable: a sentence for every file
+        return describe_error(exc, peer), False, False
+    current: int | None = None
+    try:
+        with assoc:
+            for index in members:
+                if cancel is not None and cancel.is_set():
+                    return None, True, True
+                info = run.infos[index]
+                current = index
+                ctx, why = choose_context(assoc.contexts_for(info.sop_class_uid), info.transfer_syntax)
+                if ctx is None:
+                    if not assoc.contexts_for(info.sop_class_uid):
+                        why = _refusal_reason(assoc, info.sop_class_uid)
+                    run.finish(index, "failed", message=f"{info.path}: not sent: {why}")
+                    current = None
+                    continue
+                run.emit(index, "sending")
+                base = run.bytes_done
+                try:
+                    status = storage_scu(assoc, ctx, str(info.path), assoc.next_message_id(),
+                                         on_bytes=run.streaming(index, base))
+                except StorageNotSent as exc:
+                    run.bytes_done = base + info.size
+                    run.finish(index, "failed", message=f"{info.path}: not sent: {exc}")
+                    current = None
+                    continue
+                run.bytes_done = base + info.size
+                current = None
+                if status.is_success:
+                    run.finish(index, "stored", status)
+                elif status.is_warning:
+                    run.finish(index, "stored", status, f"stored with warning: {_describe_status(status)}")
+                else:
+                    run.finish(index, "failed", status, f"{info.path}: {_describe_status(status)}")
+    except Exception as exc:  # NetDICOMError, OSError and anything else: never raise to the caller
+        if not isinstance(exc, (NetDICOMError, OSError)):
+            logger.exception("unexpected error while sending")
+        error = describe_error(exc, peer)
+        if current is not None:
+            run.finish(current, "failed", message=f"{run.infos[current].path}: not stored: {error}")
+        return error, False, current is not None
+    return None, False, True

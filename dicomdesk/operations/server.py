@@ -1,0 +1,252 @@
+"""The local receiving server: an AE that reports every association and stored object.
+
+``LocalServer`` is what ``dicomdesk serve`` and the server panel run. It owns one
+``ServerAE`` (a ``net.applicationentity.AE``) serving in a background thread, and turns the
+AE's hooks into two plain callbacks, ``on_association`` and ``on_stored``, called on the
+association threads (the GUI re-emits them as Qt signals).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..net.applicationentity import AE, write_meta
+from ..net.sopclass import storage_scp, verification_scp
+from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
+from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AssociationEvent:
+    """One step in an incoming association's life (for the log and the server window)."""
+
+    peer_address: str
+    calling_aet: str
+    called_aet: str
+    contexts: tuple[str, ...]
+    state: str  # "open", "released", "aborted", "rejected"
+    reason: str = ""
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object the server stored (or refused, when ``error`` is set)."""
+
+    path: Path | None
+    sop_class_uid: str
+    sop_instance_uid: str
+    patient_name: str
+    study_uid: str
+    calling_aet: str
+    size: int
+    error: str | None = None
+
+
+def _context_names(asce: Any) -> tuple[str, ...]:
+    from pydicom.uid import UID
+    return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
+
+
+class ServerAE(AE):
+    """The AE behind the local server: reports association events through a callback."""
+
+    def __init__(self, ae_title: str, port: int, *, address: str, max_pdu_length: int,
+                 max_associations: int, on_association: Callable[[AssociationEvent], None] | None,
+                 supported_ts: list[str] | None = None):
+        super().__init__(ae_title, port, supported_ts, max_pdu_length, address=address,
+                         max_associations=max_associations)
+        self._on_association = on_association
+        # Storage SCP (PS3.4 B.2.2): the archive that keeps received objects, the listener for
+        # stored objects, and the temp files still open, by id(fp): (incoming, DUL thread,
+        # command set UIDs) — leftovers of an aborted association are discarded.
+        self.archive: Any = None
+        self.on_stored: Callable[[StoredObject], None] | None = None
+        self._incoming: dict[int, tuple[Any, Any, str, str]] = {}
+        self._incoming_lock = threading.Lock()
+        self._association_of_thread: dict[Any, Any] = {}
+
+    def _report(self, asce: Any, state: str, reason: str = "") -> None:
+        address = getattr(asce, "client_address", None) or ("?", 0)
+        event = AssociationEvent(f"{address[0]}:{address[1]}", asce.calling_ae_title, asce.called_ae_title,
+                                 _context_names(asce), state, reason,
+                                 time.monotonic() - asce.started_at)
+        level = logging.INFO if state in ("open", "released") else logging.WARNING
+        logger.log(level, "association %s from %s (%s -> %s)%s%s", state, event.peer_address,
+                   event.calling_aet, event.called_aet,
+                   f" contexts: {', '.join(event.contexts)}" if state == "open" else "",
+                   f" after {event.duration_s:.3f} s" if state != "open" else "")
+        if reason and state != "open":
+            logger.log(level, "  reason: %s", reason)
+        if self._on_association is not None:
+            try:
+                self._on_association(event)
+            except Exception:  # a listener's bug must not end the association
+                logger.exception("on_association callback failed")
+
+    def on_association_accepted(self, asce: Any) -> None:
+        self._association_of_thread[threading.current_thread()] = asce
+        self._report(asce, "open")
+
+    def on_association_rejected(self, asce: Any, error: Any) -> None:
+        self._report(asce, "rejected", error.describe() if hasattr(error, "describe") else str(error))
+
+    def on_association_released(self, asce: Any) -> None:
+        self._discard_leftovers(asce)
+        self._report(asce, "released")
+
+    def on_association_aborted(self, asce: Any, error: Any) -> None:
+        self._discard_leftovers(asce)
+        self._report(asce, "aborted", str(error))
+
+    # -- Storage SCP (PS3.4 B.2.2): received bytes go straight into an archive temp file
+    def scp_transfer_syntaxes(self) -> dict[str, list[str]]:
+        """Storage classes accept every transfer syntax: the file is kept as received."""
+        result = super().scp_transfer_syntaxes()
+        for uid, service in self.supported_scp.items():
+            if service is storage_scp:
+                result[uid] = list(STORAGE_SCP_TRANSFER_SYNTAXES)
+        return result
+
+    def get_file(self, context: Any, command_set: Any) -> tuple[Any, int]:
+        """An archive temp file with the Part-10 header written; the DIMSE decoder appends
+        the data set fragments to it as they arrive (called on the association's DUL thread)."""
+        if self.archive is None:
+            return super().get_file(context, command_set)
+        incoming = self.archive.open_incoming()
+        try:
+            write_meta(incoming.fp, command_set, context.supported_ts)
+        except BaseException:
+            self.archive.discard_incoming(incoming)
+            raise
+        with self._incoming_lock:
+            self._incoming[id(incoming.fp)] = (
+                incoming, threading.current_thread(),
+                str(command_set.get("AffectedSOPInstanceUID", "") or ""),
+                str(command_set.get("AffectedSOPClassUID", "") or ""))
+        return incoming.fp, 0
+
+    def _take_incoming(self, fp: Any) -> tuple[Any, Any, str, str] | None:
+        with self._incoming_lock:
+            return self._incoming.pop(id(fp), None)
+
+    def _discard_leftovers(self, asce: Any) -> None:
+        """Discard temp files of objects whose transfer never completed on this association."""
+        self._association_of_thread.pop(threading.current_thread(), None)
+        if self.archive is None:
+            return
+        dul = getattr(asce, "dul", None)
+        with self._incoming_lock:
+            left = [key for key, (_, thread, _, _) in self._incoming.items() if thread is dul]
+            entries = [self._incoming.pop(key) for key in left]
+        for incoming, *_ in entries:
+            logger.info("discarding incomplete object %s", incoming.path.name)
+            self.archive.discard_incoming(incoming)
+
+    def on_receive_store_failed(self, context: Any, ds: Any, reason: str) -> None:
+        """The data set could not be received (storage_scp answers a failure): discard it."""
+        entry = self._take_incoming(ds)
+        if entry is not None and self.archive is not None:
+            self.archive.discard_incoming(entry[0])
+        self._notify_stored(StoredObject(None, entry[3] if entry else "", entry[2] if entry else "",
+                                         "", "", self._calling_aet(), 0, reason))
+
+    def on_receive_store(self, context: Any, ds: Any) -> Any:
+        """Commit the received file to the archive; the C-STORE status says how it went."""
+        from ..archive import ArchiveRefusal
+
+        entry = self._take_incoming(ds)
+        if entry is None or self.archive is None:
+            return super().on_receive_store(context, ds)
+        incoming, _, instance_uid, class_uid = entry
+        calling = self._calling_aet()
+        try:
+            stored = self.archive.commit_incoming(incoming, calling_aet=calling,
+                                                  expected_sop_instance_uid=instance_uid or None,
+                                                  expected_sop_class_uid=class_uid or None)
+        except ArchiveRefusal as exc:
+            logger.warning("refused %s from %s: %s", instance_uid, calling, exc.reason)
+            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, exc.reason))
+            status = Status(exc.status, "C-STORE")
+            status.error_comment = exc.reason
+            return status
+        except Exception as exc:  # disk or index trouble: out of resources, never an abort
+            logger.exception("cannot store %s", instance_uid)
+            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, str(exc)))
+            return C_STORE_OUT_OF_RESOURCES
+        self._notify_stored(StoredObject(stored.path, stored.sop_class_uid, stored.sop_instance_uid,
+                                         stored.patient_name, stored.study_uid, calling, stored.size))
+        return SUCCESS
+
+    def _calling_aet(self) -> str:
+        asce = self._association_of_thread.get(threading.current_thread())
+        return getattr(asce, "calling_ae_title", "") if asce is not None else ""
+
+    def _notify_stored(self, obj: StoredObject) -> None:
+        if self.on_stored is None:
+            return
+        try:
+            self.on_stored(obj)
+        except Exception:  # a listener's bug must not fail the C-STORE
+            logger.exception("on_stored callback failed")
+
+
+class LocalServer:
+    """Start/stop the local server with its settings (see ``config.ServerSettings``)."""
+
+    def __init__(self, settings: Any, on_association: Callable[[AssociationEvent], None] | None = None,
+                 on_stored: Callable[[StoredObject], None] | None = None):
+        self.settings = settings
+        self.on_association = on_association
+        self.on_stored = on_stored
+        self.ae: ServerAE | None = None
+
+    def build_ae(self) -> ServerAE:
+        """The configured AE, bound but not yet serving (raises OSError if the port is taken)."""
+        s = self.settings
+        ae = ServerAE(s.aet, s.port, address=s.bind, max_pdu_length=s.max_pdu_length,
+                      max_associations=s.max_associations, on_association=self.on_association)
+        ae.add_scp(verification_scp)
+        from ..archive import Archive  # storage SCP: received objects go to the archive
+        ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True))
+        ae.on_stored = self.on_stored
+        ae.add_scp(storage_scp)
+        for attr in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            if hasattr(s, attr):
+                setattr(ae, {"acse_timeout": "timeout"}.get(attr, attr), getattr(s, attr))
+        return ae
+
+    @property
+    def port(self) -> int:
+        return self.ae.port if self.ae is not None else self.settings.port
+
+    def start(self) -> "LocalServer":
+        if self.ae is None:
+            self.ae = self.build_ae()
+            self.ae.start()
+            logger.info("listening as %s on %s:%d", self.settings.aet, self.settings.bind, self.ae.port)
+        return self
+
+    def stop(self) -> None:
+        if self.ae is not None:
+            self.ae.quit()
+            if self.ae.archive is not None:
+                self.ae.archive.close()
+            self.ae = None
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.settings.storage_dir)
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,60 @@
+"""Entry point of the desktop application (``dicomdesk`` with no sub-command).
+
+Qt aborts the process when no platform plugin can connect to a display; on a headless Linux
+machine we say so in one line and return 2 instead, pointing to ``dicomdesk serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+__all__ = ["NO_DISPLAY_MESSAGE", "display_available", "main"]
+
+_log = logging.getLogger(__name__)
+
+NO_DISPLAY_MESSAGE = "dicomdesk: no display found (set DISPLAY or use `dicomdesk serve`)"
+
+
+def display_available(environ: Mapping[str, str] | None = None,
+                      platform: str | None = None) -> bool:
+    """False on Linux/BSD when no Qt platform is forced and neither X11 nor Wayland is set."""
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if environ.get("QT_QPA_PLATFORM"):
+        return True
+    if platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+    return True  # Windows and macOS always have their native platform
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit status.
+
+    ``argv`` are the arguments after the program name (Qt options such as ``-style``).
+    """
+    if not display_available():
+        print(NO_DISPLAY_MESSAGE, file=sys.stderr)
+        return 2
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from dicomdesk.ui.assets import load_icon, load_style
+    from dicomdesk.ui.main_window import MainWindow
+
+    QCoreApplication.setOrganizationName("dicomdesk")
+    QCoreApplication.setApplicationName("dicomdesk")
+    app = QApplication.instance() or QApplication(["dicomdesk", *(argv or [])])
+    app.setApplicationDisplayName("dicomdesk")
+    app.setDesktopFileName("dicomdesk")
+    app.setWindowIcon(load_icon("dicomdesk"))
+    app.setStyleSheet(load_style())
+    window = MainWindow()
+    window.show()
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,460 @@
+"""Query panel: C-FIND search (PS3.4 C.4.1) and retrieve by C-MOVE (C.4.2) or C-GET (C.4.3).
+
+The search asks the STUDY level; expanding a study asks its series, expanding a series its images
+(hierarchical search, C.4.1.3.1.1). Matches appear as they arrive (one Pending response each).
+Retrieve shows the pending counts as a progress bar (Number of Remaining/Completed/Failed/Warning
+Sub-operations, C.4.2.1.6) and ends with the final counts; status A801 becomes a sentence saying
+the peer does not know our AE title as a move destination.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QDate, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QComboBox,
+    QDateEdit,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dicomdesk.ui import calls, commands, errors, query_keys
+from dicomdesk.ui.context import UiContext
+from dicomdesk.ui.models.results import SORT_ROLE, Match, QueryResultsModel, match_from_dataset
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.workers import OperationWorker
+
+__all__ = ["QueryPanel"]
+
+_log = logging.getLogger(__name__)
+
+MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "OT", "SC")
+
+
+def _study_row(ds: Any) -> Match:
+    return match_from_dataset(ds, "STUDY")
+
+
+def _series_row(ds: Any) -> Match:
+    return match_from_dataset(ds, "SERIES")
+
+
+def _image_row(ds: Any) -> Match:
+    return match_from_dataset(ds, "IMAGE")
+
+
+class QueryPanel(QWidget):
+    """Search form, results tree, retrieve controls."""
+
+    search_finished = Signal(object)
+    retrieve_finished = Signal(str)
+
+    def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self._search: OperationWorker | None = None
+        self._children: dict[tuple[str, ...], OperationWorker] = {}
+        self._retrieve: OperationWorker | None = None
+        self._retrieve_dest = ""
+
+        self.node_picker = NodePicker(ctx.book, self)
+        self.patient_name_edit = QLineEdit(self)
+        self.patient_name_edit.setPlaceholderText("DOE* (wild cards * and ?)")
+        self.patient_id_edit = QLineEdit(self)
+        self.accession_edit = QLineEdit(self)
+        self.description_edit = QLineEdit(self)
+        self.modality_combo = QComboBox(self)
+        self.modality_combo.setEditable(True)
+        self.modality_combo.addItems(MODALITIES)
+        self.date_combo = QComboBox(self)
+        self.date_combo.addItems(query_keys.DATE_PRESETS)
+        self.date_from = QDateEdit(QDate.currentDate().addDays(-30), self)
+        self.date_to = QDateEdit(QDate.currentDate(), self)
+        for edit in (self.date_from, self.date_to):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+        self.date_combo.currentTextChanged.connect(self._on_preset)
+        self.study_root = QRadioButton("Study root", self)
+        self.patient_root = QRadioButton("Patient root", self)
+        self.study_root.setChecked(True)
+        self._model_group = QButtonGroup(self)
+        self._model_group.addButton(self.study_root)
+        self._model_group.addButton(self.patient_root)
+        self.search_button = QPushButton("Search", self)
+        self.search_button.setDefault(True)
+        self.cancel_search_button = QPushButton("Cancel", self)
+        self.search_button.clicked.connect(self.search)
+        self.cancel_search_button.clicked.connect(self.cancel_search)
+        for edit in (self.patient_name_edit, self.patient_id_edit, self.accession_edit,
+                     self.description_edit):
+            edit.returnPressed.connect(self.search)
+
+        grid = QGridLayout()
+        grid.addWidget(QLabel("Node", self), 0, 0)
+        grid.addWidget(self.node_picker, 0, 1, 1, 3)
+        grid.addWidget(self.study_root, 0, 4)
+        grid.addWidget(self.patient_root, 0, 5)
+        grid.addWidget(QLabel("Patient name", self), 1, 0)
+        grid.addWidget(self.patient_name_edit, 1, 1)
+        grid.addWidget(QLabel("Patient ID", self), 1, 2)
+        grid.addWidget(self.patient_id_edit, 1, 3)
+        grid.addWidget(QLabel("Accession", self), 1, 4)
+        grid.addWidget(self.accession_edit, 1, 5)
+        grid.addWidget(QLabel("Study date", self), 2, 0)
+        dates = QHBoxLayout()
+        dates.addWidget(self.date_combo)
+        dates.addWidget(self.date_from)
+        dates.addWidget(QLabel("to", self))
+        dates.addWidget(self.date_to)
+        grid.addLayout(dates, 2, 1, 1, 3)
+        grid.addWidget(QLabel("Modality", self), 2, 4)
+        grid.addWidget(self.modality_combo, 2, 5)
+        grid.addWidget(QLabel("Description", self), 3, 0)
+        grid.addWidget(self.description_edit, 3, 1, 1, 3)
+        search_buttons = QHBoxLayout()
+        search_buttons.addWidget(self.search_button)
+        search_buttons.addWidget(self.cancel_search_button)
+        grid.addLayout(search_buttons, 3, 4, 1, 2)
+
+        self.model = QueryResultsModel(self)
+        self.model.children_requested.connect(self._fetch_children)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.proxy.setDynamicSortFilter(True)
+        self.tree = QTreeView(self)
+        self.tree.setModel(self.proxy)
+        self.tree.setSortingEnabled(True)
+        self.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.count_label = QLabel("", self)
+
+        self.method_combo = QComboBox(self)
+        self.method_combo.addItem("C-MOVE to the local server", "move")
+        self.method_combo.addItem("C-GET", "get")
+        self.retrieve_button = QPushButton("Retrieve", self)
+        self.cancel_retrieve_button = QPushButton("Cancel", self)
+        self.retrieve_button.clicked.connect(self.retrieve)
+        self.cancel_retrieve_button.clicked.connect(self.cancel_retrieve)
+        self.copy_button = QToolButton(self)
+        self.copy_button.setText("Copy as command")
+        self.copy_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(self.copy_button)
+        menu.addAction("Search", self.copy_find_command)
+        menu.addAction("Retrieve selection", self.copy_retrieve_command)
+        self.copy_button.setMenu(menu)
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.outcome = StatusLabel(self)
+
+        retrieve_row = QHBoxLayout()
+        retrieve_row.addWidget(self.count_label, 1)
+        retrieve_row.addWidget(self.method_combo)
+        retrieve_row.addWidget(self.retrieve_button)
+        retrieve_row.addWidget(self.cancel_retrieve_button)
+        retrieve_row.addWidget(self.copy_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>Query / Retrieve</b>", self))
+        layout.addLayout(grid)
+        layout.addWidget(self.tree, 1)
+        layout.addLayout(retrieve_row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.outcome)
+        self.node_picker.node_changed.connect(self._on_node_changed)
+        self._on_preset(self.date_combo.currentText())
+        self._update_buttons()
+
+    # -- form ------------------------------------------------------------------------------
+    def _on_preset(self, preset: str) -> None:
+        for edit in (self.date_from, self.date_to):
+            edit.setEnabled(preset == "Range")
+
+    def _on_node_changed(self, _name: str) -> None:
+        node = self.node_picker.node()
+        if node is not None:
+            self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(node.retrieve)))
+
+    def form(self) -> query_keys.SearchForm:
+        return query_keys.SearchForm(
+            patient_name=self.patient_name_edit.text(),
+            patient_id=self.patient_id_edit.text(),
+            accession_number=self.accession_edit.text(),
+            date_preset=self.date_combo.currentText(),
+            date_from=self.date_from.date().toPython(),
+            date_to=self.date_to.date().toPython(),
+            modality=self.modality_combo.currentText(),
+            study_description=self.description_edit.text(),
+        )
+
+    def set_form(self, form: query_keys.SearchForm) -> None:
+        self.patient_name_edit.setText(form.patient_name)
+        self.patient_id_edit.setText(form.patient_id)
+        self.accession_edit.setText(form.accession_number)
+        self.date_combo.setCurrentText(form.date_preset)
+        self.modality_combo.setCurrentText(form.modality)
+        self.description_edit.setText(form.study_description)
+
+    def information_model(self) -> str:
+        return "patient" if self.patient_root.isChecked() else "study"
+
+    def study_keys(self) -> dict[str, str]:
+        return query_keys.study_keys(self.form(), _dt.date.today())
+
+    # -- search ----------------------------------------------------------------------------
+    def _target(self) -> calls.Target | None:
+        node = self.node_picker.node()
+        if node is None:
+            self.outcome.show_message("Choose a node to search (add one in Nodes).", "error")
+            return None
+        return calls.target_from_node(node, self.ctx.local_aet())
+
+    def search(self) -> OperationWorker | None:
+        """Start a STUDY-level C-FIND; matches are appended in batches as they arrive."""
+        target = self._target()
+        if target is None:
+            return None
+        self.cancel_search()
+        for worker in self._children.values():
+            worker.cancel()
+        self._children.clear()
+        self.model.clear()
+        self.count_label.setText("Searching…")
+        self.outcome.show_message("")
+        worker = OperationWorker(
+            calls.find_call(target, "STUDY", self.study_keys(), self.information_model(),
+                            _study_row),
+            label=f"search {target.name}")
+        worker.signals.rows.connect(self._on_studies)
+        worker.signals.finished.connect(self._on_search_finished)
+        worker.signals.failed.connect(self._on_search_failed)
+        worker.signals.done.connect(self._on_search_done)
+        self._search = worker
+        self.ctx.tracker.start(worker, transfer=False)
+        self._update_buttons()
+        return worker
+
+    def cancel_search(self) -> None:
+        if self._search is not None:
+            self._search.cancel()
+
+    def _on_studies(self, matches: list[Match]) -> None:
+        self.model.add_studies(matches)
+        self.count_label.setText(f"{self.model.study_count()} studies so far…")
+
+    def _on_search_finished(self, result: Any) -> None:
+        error = getattr(result, "error", None)
+        status = getattr(result, "status", None)
+        if error:
+            self._search_ended(error, "error")
+        elif status is not None and int(status) == 0xFE00:
+            self._search_ended("Search cancelled.", "info")
+        elif status is not None and int(status) != 0:
+            self._search_ended(errors.status_sentence(status), "error")
+        else:
+            self._search_ended("", "info")
+        self.search_finished.emit(result)
+
+    def _on_search_failed(self, sentence: str) -> None:
+        self._search_ended(sentence, "error")
+        self.search_finished.emit(None)
+
+    def _search_ended(self, message: str, kind: str) -> None:
+        count = self.model.study_count()
+        self.count_label.setText(f"{count} stud{'y' if count == 1 else 'ies'}")
+        if message:
+            self.outcome.show_message(message, kind)
+
+    def _on_search_done(self) -> None:
+        self._search = None
+        self._update_buttons()
+
+    def _fetch_children(self, kind: str, key: tuple, match: Match) -> None:
+        """Expanding a study/series runs the next level's C-FIND (hierarchical, C.4.1.3.1.1)."""
+        target = self._target()
+        if target is None:
+            self.model.finish_children(key, "no node selected")
+            return
+        model = self.information_model()
+        patient_id = match.get("PatientID") if model == "patient" else ""
+        if kind == "study":
+            level, keys, to_row = "SERIES", query_keys.series_keys(key[0], patient_id), _series_row
+        else:
+            level, keys, to_row = ("IMAGE", query_keys.image_keys(key[0], key[1], patient_id),
+                                   _image_row)
+        worker = OperationWorker(calls.find_call(target, level, keys, model, to_row),
+                                 label=f"search {level.lower()}s")
+        worker.signals.rows.connect(lambda rows: self.model.add_children(key, rows))
+        worker.signals.finished.connect(
+            lambda result: self.model.finish_children(key, getattr(result, "error", None) or ""))
+        worker.signals.failed.connect(lambda s: self.model.finish_children(key, s))
+        worker.signals.done.connect(lambda: self._children.pop(key, None))
+        self._children[key] = worker
+        self.ctx.tracker.start(worker, transfer=False)
+
+    # -- retrieve --------------------------------------------------------------------------
+    def selected_items(self) -> list[calls.RetrieveItem]:
+        """Selected rows as retrieve identifiers: the unique keys down to the row's level."""
+        items = []
+        rows = self.tree.selectionModel().selectedRows() if self.tree.selectionModel() else []
+        for proxy_index in rows:
+            index = self.proxy.mapToSource(proxy_index)
+            found = self.model.item_at(index)
+            if found is None:
+                continue
+            kind, _match = found
+            chain = self.model.ancestors(index)
+            keys: list[tuple[str, str]] = []
+            if self.information_model() == "patient":
+                keys.append(("PatientID", chain[0].get("PatientID")))
+            keys.append(("StudyInstanceUID", chain[0].get("StudyInstanceUID")))
+            if len(chain) > 1:
+                keys.append(("SeriesInstanceUID", chain[1].get("SeriesInstanceUID")))
+            if len(chain) > 2:
+                keys.append(("SOPInstanceUID", chain[2].get("SOPInstanceUID")))
+            level = {"study": "STUDY", "series": "SERIES", "image": "IMAGE"}[kind]
+            items.append(calls.RetrieveItem(level, tuple(keys)))
+        return items
+
+    def retrieve(self) -> OperationWorker | None:
+        target = self._target()
+        if target is None:
+            return None
+        items = self.selected_items()
+        if not items:
+            self.outcome.show_message("Select one or more studies, series or images first.",
+                                      "error")
+            return None
+        method = self.method_combo.currentData()
+        destination = self.ctx.local_aet()
+        if method == "move" and not self.ctx.server.is_running:
+            self.outcome.show_message(
+                "Start the local server first: with C-MOVE the peer sends the images to it.",
+                "error")
+            return None
+        self._retrieve_dest = destination
+        worker = OperationWorker(
+            calls.retrieve_call(target, method, items, self.information_model(),
+                                destination_aet=destination, out_dir=self.get_dir()),
+            label=f"retrieve from {target.name}")
+        worker.signals.progress.connect(self._on_retrieve_progress)
+        worker.signals.finished.connect(self._on_retrieve_finished)
+        worker.signals.failed.connect(self._on_retrieve_failed)
+        worker.signals.done.connect(self._on_retrieve_done)
+        self.progress.setRange(0, 0)  # busy until the first pending response gives counts
+        self.outcome.show_message(f"Retrieving {len(items)} item(s) from {target.name}…")
+        self._retrieve = worker
+        self.ctx.tracker.start(worker, transfer=True)
+        self._update_buttons()
+        return worker
+
+    def get_dir(self) -> str:
+        """Where C-GET writes: a sub-folder of the local storage, apart from the indexed archive."""
+        return str(Path(self.ctx.storage_dir() or ".") / "retrieved")
+
+    def cancel_retrieve(self) -> None:
+        if self._retrieve is not None:
+            self._retrieve.cancel()
+            self.outcome.show_message("Cancelling (C-CANCEL)…")
+
+    def _on_retrieve_progress(self, step: calls.RetrieveStep) -> None:
+        p = step.progress
+        remaining = getattr(p, "remaining", None)
+        done = sum(int(getattr(p, name, 0) or 0) for name in ("completed", "failed", "warning"))
+        if remaining is None:
+            return
+        total = done + int(remaining)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        prefix = f"Item {step.index + 1} of {step.total}: " if step.total > 1 else ""
+        self.outcome.show_message(
+            f"{prefix}{done} of {total} sub-operations done "
+            f"({getattr(p, 'failed', 0)} failed, {getattr(p, 'warning', 0)} warning)…")
+
+    def _on_retrieve_finished(self, results: list[Any]) -> None:
+        results = list(results or [])
+        if not results:
+            message, kind = "Retrieve cancelled.", "info"
+        elif len(results) == 1:
+            message = errors.retrieve_outcome(results[0], self._retrieve_dest)
+            kind = "ok" if message.startswith("Done") and not results[0].failed else "error"
+        else:
+            parts = [errors.retrieve_outcome(r, self._retrieve_dest) for r in results]
+            failed = any(not p.startswith("Done") or r.failed for p, r in zip(parts, results))
+            completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+            message = f"{completed} completed in {len(results)} retrieves. " + " ".join(
+                p for p in parts if not p.startswith("Done"))
+            kind = "error" if failed else "ok"
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if kind == "ok" else 0)
+        self.outcome.show_message(message.strip(), kind)
+        self.retrieve_finished.emit(message.strip())
+
+    def _on_retrieve_failed(self, sentence: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.outcome.show_message(sentence, "error")
+        self.retrieve_finished.emit(sentence)
+
+    def _on_retrieve_done(self) -> None:
+        self._retrieve = None
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.cancel_search_button.setEnabled(self._search is not None)
+        self.retrieve_button.setEnabled(self._retrieve is None)
+        self.cancel_retrieve_button.setEnabled(self._retrieve is not None)
+
+    # -- copy as command -------------------------------------------------------------------
+    def copy_find_command(self) -> str:
+        node = self.node_picker.node()
+        if node is None:
+            return ""
+        keys = {k: v for k, v in self.study_keys().items() if v}
+        text = commands.find_command(node.host, node.port, "STUDY", keys, self.ctx.local_aet(),
+                                     node.aet, model=self.information_model())
+        copy_to_clipboard(text)
+        return text
+
+    def copy_retrieve_command(self) -> str:
+        node = self.node_picker.node()
+        items = self.selected_items()
+        if node is None or not items:
+            return ""
+        lines = []
+        for item in items:
+            if self.method_combo.currentData() == "get":
+                lines.append(commands.get_command(
+                    node.host, node.port, item.level, item.key_dict(), self.get_dir(),
+                    self.ctx.local_aet(), node.aet, model=self.information_model()))
+            else:
+                lines.append(commands.move_command(
+                    node.host, node.port, self.ctx.local_aet(), item.level, item.key_dict(),
+                    self.ctx.local_aet(), node.aet, model=self.information_model()))
+        text = "\n".join(lines)
+        copy_to_clipboard(text)
+        return text
+
+    def selected_index(self) -> QModelIndex:
+        rows = self.tree.selectionModel().selectedRows()
+        return rows[0] if rows else QModelIndex()

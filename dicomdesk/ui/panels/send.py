@@ -1,0 +1,333 @@
+"""Send panel: drop files and folders, then C-STORE them (PS3.4 Annex B) to a chosen node.
+
+Flow "drop to bytes" (ARCHITECTURE): a drop only records paths; a worker runs
+``operations.scan_paths`` which reads the headers and fills the queue in batches (no file is read
+on the GUI thread); Send runs ``operations.send`` whose per-file outcomes turn rows green or red.
+Non-DICOM files stay in the queue as "skipped" with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from dicomdesk.ui import calls, commands
+from dicomdesk.ui.context import UiContext
+from dicomdesk.ui.models.transfer_queue import TransferQueueModel, human_size
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.workers import OperationWorker
+
+__all__ = ["SendPanel", "local_paths"]
+
+_log = logging.getLogger(__name__)
+
+
+def local_paths(mime: Any) -> list[str]:
+    """Local file and folder paths of a drop (text/uri-list of file: URLs, RFC 8089)."""
+    if not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
+
+
+class SendPanel(QWidget):
+    """Queue table, drop target, Send / Cancel / Retry failed."""
+
+    #: the queue scan finished (count of rows added)
+    scan_finished = Signal(int)
+    #: a send finished (the operations.SendResult, or None if the worker failed)
+    send_finished = Signal(object)
+
+    def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setAcceptDrops(True)
+        self.model = TransferQueueModel(self)
+        self._roots: list[str] = []
+        self._scans: list[OperationWorker] = []
+        self._send: OperationWorker | None = None
+        self._send_started = 0.0
+        self._send_bytes_done = 0
+        self._send_paths: list[str] = []
+
+        self.drop_hint = QLabel("Drop DICOM files or folders here, or use Add files / Add folder.",
+                                self)
+        self.drop_hint.setObjectName("dropHint")
+        self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.table = QTableView(self)
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
+        self.table.setAlternatingRowColors(True)
+
+        self.add_files_button = QPushButton("Add files…", self)
+        self.add_folder_button = QPushButton("Add folder…", self)
+        self.clear_button = QPushButton("Clear", self)
+        self.add_files_button.clicked.connect(self.choose_files)
+        self.add_folder_button.clicked.connect(self.choose_folder)
+        self.clear_button.clicked.connect(self.clear)
+
+        self.node_picker = NodePicker(ctx.book, self)
+        self.send_button = QPushButton("Send", self)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.retry_button = QPushButton("Retry failed", self)
+        self.copy_button = QPushButton("Copy as command", self)
+        self.send_button.clicked.connect(self.send)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.retry_button.clicked.connect(self.retry_failed)
+        self.copy_button.clicked.connect(self.copy_command)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.rate_label = QLabel("", self)
+        self.summary = StatusLabel(self)
+
+        top = QHBoxLayout()
+        for widget in (self.add_files_button, self.add_folder_button, self.clear_button):
+            top.addWidget(widget)
+        top.addStretch(1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(QLabel("Send to", self))
+        bottom.addWidget(self.node_picker, 1)
+        for widget in (self.send_button, self.cancel_button, self.retry_button, self.copy_button):
+            bottom.addWidget(widget)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.rate_label)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("<b>Send (C-STORE)</b>", self))
+        layout.addLayout(top)
+        layout.addWidget(self.drop_hint)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(bottom)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.summary)
+        self._update_buttons()
+
+    # -- drop and add ----------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: Any) -> None:
+        event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = local_paths(event.mimeData())
+        if paths:
+            event.acceptProposedAction()
+            self.add_paths(paths)
+
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add DICOM files")
+        if files:
+            self.add_paths(files)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of DICOM files")
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths: list[str]) -> OperationWorker:
+        """Queue files/folders: a worker reads their headers and the rows arrive in batches."""
+        paths = [str(p) for p in paths]
+        self._roots += [p for p in paths if p not in self._roots]
+        self.summary.show_message(f"Reading {len(paths)} item(s)…")
+        worker = OperationWorker(calls.scan_call(paths), label="read dropped files")
+        worker.signals.rows.connect(self.model.add_file_infos)
+
+        def finished(infos: Any) -> None:
+            self.model.add_file_infos(list(infos or []))
+            self._show_queue_summary()
+
+        def done() -> None:
+            self._scans.remove(worker)
+            self._update_buttons()
+            self.scan_finished.emit(self.model.rowCount())
+
+        worker.signals.finished.connect(finished)
+        worker.signals.failed.connect(lambda s: self.summary.show_message(s, "error"))
+        worker.signals.done.connect(done)
+        self._scans.append(worker)
+        self.ctx.tracker.start(worker, transfer=False)
+        self._update_buttons()
+        return worker
+
+    def clear(self) -> None:
+        if self._send is not None:
+            return
+        self.model.clear()
+        self._roots.clear()
+        self.summary.show_message("")
+        self.progress.setValue(0)
+        self.rate_label.setText("")
+        self._update_buttons()
+
+    def _show_queue_summary(self) -> None:
+        rows = self.model.rows()
+        dicom = sum(1 for r in rows if r.is_dicom)
+        skipped = len(rows) - dicom
+        size = sum(r.size for r in rows if r.is_dicom)
+        text = f"{dicom} DICOM file(s) queued ({human_size(size)})"
+        if skipped:
+            text += f", {skipped} skipped (not DICOM)"
+        self.summary.show_message(text + ".")
+
+    # -- send ------------------------------------------------------------------------------
+    def send(self) -> OperationWorker | None:
+        return self._start_send(("queued",))
+
+    def retry_failed(self) -> OperationWorker | None:
+        return self._start_send(("failed",))
+
+    def _start_send(self, states: tuple[str, ...]) -> OperationWorker | None:
+        if self._send is not None:
+            return self._send
+        node = self.node_picker.node()
+        if node is None:
+            self.summary.show_message("Choose a node to send to (add one in Nodes).", "error")
+            return None
+        paths = self.model.paths(states)
+        if not paths:
+            self.summary.show_message("Nothing to send: no queued DICOM file.", "error")
+            return None
+        for path in paths:
+            self.model.set_state(path, "queued")
+        target = calls.target_from_node(node, self.ctx.local_aet())
+        worker = OperationWorker(calls.send_call(target, self.model.file_infos(paths)),
+                                 label=f"send {len(paths)} file(s) to {node.name}")
+        self._send_paths = paths
+        self._send_started = time.monotonic()
+        self._send_bytes_done = 0
+        self.progress.setRange(0, len(paths))
+        self.progress.setValue(0)
+        self.summary.show_message(f"Sending {len(paths)} file(s) to {node.name}…")
+        worker.signals.progress.connect(self._on_progress)
+        worker.signals.rows.connect(self._on_file_outcomes)
+        worker.signals.finished.connect(self._on_send_finished)
+        worker.signals.failed.connect(self._on_send_failed)
+        worker.signals.done.connect(self._on_send_done)
+        self._send = worker
+        self.ctx.tracker.start(worker, transfer=True)
+        self._update_buttons()
+        return worker
+
+    def cancel(self) -> None:
+        if self._send is not None:
+            self._send.cancel()
+            self.summary.show_message("Cancelling…")
+        for scan in self._scans:
+            scan.cancel()
+
+    def _on_progress(self, p: Any) -> None:
+        """Coalesced SendProgress: the current file, files done, and the overall byte rate."""
+        if getattr(p, "state", "") == "sending":
+            path = str(getattr(p, "path", ""))
+            if self.model.state_of(path) == "queued":
+                self.model.set_state(path, "sending")
+        self._show_files_done()
+        self._send_bytes_done = int(getattr(p, "bytes_done", 0) or 0)
+        elapsed = time.monotonic() - self._send_started
+        if elapsed > 0.2 and self._send_bytes_done:
+            self.rate_label.setText(f"{human_size(self._send_bytes_done / elapsed)}/s")
+
+    def _show_files_done(self) -> None:
+        done = sum(1 for path in self._send_paths
+                   if self.model.state_of(path) in ("stored", "failed", "skipped"))
+        self.progress.setRange(0, max(len(self._send_paths), 1))
+        self.progress.setValue(done)
+
+    def _apply_outcome(self, path: str, state: str, message: str) -> None:
+        if state == "skipped" and message == "cancelled":
+            state = "queued"  # not sent because of Cancel: Send picks it up again
+        self.model.set_state(path, state, message)
+
+    def _on_file_outcomes(self, outcomes: list[Any]) -> None:
+        for p in outcomes:
+            message = str(getattr(p, "message", "") or "")
+            status = getattr(p, "status", None)
+            if not message and status is not None and getattr(p, "state", "") != "stored":
+                message = str(status)
+            self._apply_outcome(str(getattr(p, "path", "")), getattr(p, "state", ""), message)
+        self._show_files_done()
+
+    def _on_send_finished(self, result: Any) -> None:
+        for outcome in getattr(result, "outcomes", ()) or ():
+            state = getattr(outcome, "state", "")
+            if state:
+                self._apply_outcome(str(getattr(outcome, "path", "")), state,
+                                    str(getattr(outcome, "message", "") or ""))
+        self._show_files_done()
+        stored = getattr(result, "stored", 0)
+        failed = getattr(result, "failed", 0)
+        skipped = getattr(result, "skipped", 0)
+        text = f"Stored {stored}, failed {failed}, skipped {skipped}."
+        error = getattr(result, "error", None)
+        if getattr(result, "cancelled", False):
+            text = f"Cancelled. {text}"
+        if error:
+            text = f"{error} ({text})"
+        self.summary.show_message(text, "error" if (error or failed) else "ok")
+        self.send_finished.emit(result)
+
+    def _on_send_failed(self, sentence: str) -> None:
+        for path in self._send_paths:
+            row = next((r for r in self.model.rows() if r.path == path), None)
+            if row is not None and row.state in ("queued", "sending"):
+                self.model.set_state(path, "failed", sentence)
+        self.summary.show_message(sentence, "error")
+        self.send_finished.emit(None)
+
+    def _on_send_done(self) -> None:
+        for path in self._send_paths:  # cancelled files go back to the queue
+            row = next((r for r in self.model.rows() if r.path == path), None)
+            if row is not None and row.state == "sending":
+                self.model.set_state(path, "queued", "cancelled")
+        self._send = None
+        elapsed = time.monotonic() - self._send_started
+        if elapsed > 0 and self._send_bytes_done:
+            self.rate_label.setText(f"{human_size(self._send_bytes_done / elapsed)}/s average")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        sending = self._send is not None
+        self.send_button.setEnabled(not sending)
+        self.retry_button.setEnabled(not sending)
+        self.cancel_button.setEnabled(sending or bool(self._scans))
+        self.clear_button.setEnabled(not sending)
+
+    def copy_command(self) -> str:
+        node = self.node_picker.node()
+        if node is None or not self._roots:
+            return ""
+        text = commands.send_command(node.host, node.port, self._roots, self.ctx.local_aet(),
+                                     node.aet)
+        copy_to_clipboard(text)
+        return text
+
+    @property
+    def is_busy(self) -> bool:
+        return self._send is not None or bool(self._scans)
+
+    def queued_paths(self) -> list[Path]:
+        return [Path(p) for p in self.model.paths(("queued",))]

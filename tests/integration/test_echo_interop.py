@@ -1,0 +1,156 @@
+"""C-ECHO and association set-up against real peers: DCMTK and pynetdicom, in both roles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from peers import free_port, run_dcmtk, start_pynetdicom_scp, wait_for_port
+
+from dicomdesk.net import uids
+from dicomdesk.net.applicationentity import AE, ClientAE
+from dicomdesk.net.exceptions import AssociationRejectedError
+from dicomdesk.net.sopclass import verification_scp, verification_scu
+from dicomdesk.operations import Peer, echo
+
+pytestmark = pytest.mark.interop
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def dicomdesk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the dicomdesk command line as a user would."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "dicomdesk", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """`dicomdesk serve` as a separate process on a free port; yields the port."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dicomdesk", "serve", "--port", str(port),
+                                 "--storage", str(tmp_path / "store")],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            wait_for_port(port, timeout=20, alive=lambda: proc.poll() is None)
+            yield port
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+def test_cli_echo_succeeds_against_dcmtk_storescp(dcmtk_storescp):
+    result = dicomdesk("echo", "127.0.0.1", str(dcmtk_storescp.port), "-aec", "STORESCP")
+    assert result.returncode == 0, result.stderr
+    assert "0x0000 Success" in result.stdout
+    assert "OFFIS_DCMTK" in result.stdout  # the peer's implementation version name
+    assert "max PDU 16384" in result.stdout
+
+
+def test_cli_echo_succeeds_against_pynetdicom_scp():
+    with start_pynetdicom_scp() as scp:
+        result = dicomdesk("echo", "127.0.0.1", str(scp.port), "--aec", scp.aet)
+    assert result.returncode == 0, result.stderr
+    assert "PYNETDICOM" in result.stdout  # pynetdicom's implementation version name
+
+
+def test_cli_echo_to_a_closed_port_fails_with_a_one_line_reason():
+    result = dicomdesk("echo", "127.0.0.1", str(free_port()))
+    assert result.returncode == 1
+    assert "connection refused" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_echo_reports_a_rejection_by_the_peer():
+    with start_pynetdicom_scp(require_called_aet=True) as scp:
+        result = dicomdesk("echo", "127.0.0.1", str(scp.port), "--aec", "WRONG")
+    assert result.returncode == 1
+    assert "called AE title not recognised" in result.stderr
+
+
+def test_dcmtk_echoscu_against_dicomdesk_serve(served):
+    result = run_dcmtk("echoscu", "-v", "-aec", "DICOMDESK", "127.0.0.1", str(served))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Received Echo Response (Success)" in result.stdout + result.stderr
+
+
+def test_pynetdicom_echo_against_dicomdesk_serve(served):
+    from pynetdicom import AE as PynetAE
+
+    ae = PynetAE(ae_title="PYSCU")
+    ae.add_requested_context(uids.VERIFICATION_SOP_CLASS)
+    assoc = ae.associate("127.0.0.1", served, ae_title="DICOMDESK")
+    try:
+        assert assoc.is_established
+        status = assoc.send_c_echo()
+        assert status.Status == 0x0000
+    finally:
+        assoc.release()
+        ae.shutdown()
+
+
+def test_cli_echo_against_dicomdesk_serve(served):
+    result = dicomdesk("echo", "127.0.0.1", str(served), "--aec", "DICOMDESK")
+    assert result.returncode == 0, result.stderr
+    assert "DICOMDESK_" in result.stdout
+
+
+def test_unsupported_abstract_syntax_is_refused_while_verification_is_accepted():
+    with AE("SERVER", 0).add_scp(verification_scp) as server:
+        client = ClientAE("CLIENT").add_scu(verification_scu)
+        client.update_context_def_list([uids.CT_IMAGE_STORAGE])
+        with client.request_association({"aet": "SERVER", "address": "127.0.0.1",
+                                         "port": server.port}) as assoc:
+            accepted = {c.sop_class for c in assoc.accepted_contexts.values()}
+            assert accepted == {uids.VERIFICATION_SOP_CLASS}
+            assert list(assoc.refused_contexts.values()) == [3]  # abstract syntax not supported
+            assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(assoc.next_message_id()).is_success
+
+
+def test_server_configured_to_refuse_other_called_ae_titles_rejects_with_the_standard_fields():
+    with AE("SERVER", 0, require_called_aet=True).add_scp(verification_scp) as server:
+        client = ClientAE("CLIENT").add_scu(verification_scu)
+        with pytest.raises(AssociationRejectedError) as excinfo:
+            client.request_association({"aet": "NOT-ME", "address": "127.0.0.1", "port": server.port})
+        assert (excinfo.value.result, excinfo.value.source, excinfo.value.diagnostic) == (1, 1, 7)
+        # and the right title still gets in
+        assert echo(Peer("127.0.0.1", server.port, "SERVER")).ok
+
+
+def test_pynetdicom_sees_our_rejection_fields():
+    from pynetdicom import AE as PynetAE
+
+    with AE("SERVER", 0, require_called_aet=True).add_scp(verification_scp) as server:
+        ae = PynetAE(ae_title="PYSCU")
+        ae.add_requested_context(uids.VERIFICATION_SOP_CLASS)
+        assoc = ae.associate("127.0.0.1", server.port, ae_title="NOT-ME")
+        try:
+            assert assoc.is_rejected
+            rj = assoc.acceptor.primitive
+            assert (rj.result, rj.result_source, rj.diagnostic) == (1, 1, 7)
+        finally:
+            ae.shutdown()
+
+
+def test_user_identity_is_sent_and_a_positive_response_is_returned_when_asked():
+    seen = {}
+
+    class Server(AE):
+        def on_association_request(self, asce, assoc):
+            seen["identity"] = asce.peer.user_identity
+
+    with Server("SERVER", 0).add_scp(verification_scp) as server:
+        client = ClientAE("CLIENT").add_scu(verification_scu)
+        with client.request_association({"aet": "SERVER", "address": "127.0.0.1", "port": server.port,
+                                         "username": "alice", "password": "pw",
+                                         "positive_response": True}) as assoc:
+            assert assoc.peer.user_identity is not None  # UserIdentityNegotiationSubItemAc
+    assert seen["identity"].primary_field == "alice"
+    assert seen["identity"].secondary_field == "pw"

@@ -1,0 +1,242 @@
+"""dimsemessages: message classes, fragmentation and encoding into P-DATA-TF PDUs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from pydicom.dataset import Dataset
+
+from dicomdesk.net import dimsemessages as dm
+from dicomdesk.net.commandset import decode_command
+from dicomdesk.net.exceptions import DIMSEProcessingError
+from dicomdesk.net.pdu import PDataTfPDU
+from dicomdesk.net.statuses import Status
+
+EXPECTED_COMMAND_FIELDS = {
+    'CEchoRQMessage': 0x0030, 'CEchoRSPMessage': 0x8030, 'CStoreRQMessage': 0x0001,
+    'CStoreRSPMessage': 0x8001, 'CFindRQMessage': 0x0020, 'CFindRSPMessage': 0x8020,
+    'CGetRQMessage': 0x0010, 'CGetRSPMessage': 0x8010, 'CMoveRQMessage': 0x0021,
+    'CMoveRSPMessage': 0x8021, 'CCancelRQMessage': 0x0FFF,
+    'NEventReportRQMessage': 0x0100, 'NEventReportRSPMessage': 0x8100,
+    'NGetRQMessage': 0x0110, 'NGetRSPMessage': 0x8110, 'NSetRQMessage': 0x0120,
+    'NSetRSPMessage': 0x8120, 'NActionRQMessage': 0x0130, 'NActionRSPMessage': 0x8130,
+    'NCreateRQMessage': 0x0140, 'NCreateRSPMessage': 0x8140, 'NDeleteRQMessage': 0x0150,
+    'NDeleteRSPMessage': 0x8150,
+}
+
+
+def test_every_message_class_has_the_ps3_7_command_field_and_is_registered():
+    for name, field in EXPECTED_COMMAND_FIELDS.items():
+        cls = getattr(dm, name)
+        assert cls.command_field == field
+        assert dm.MESSAGE_TYPES[field] is cls
+    assert len(dm.MESSAGE_TYPES) == len(EXPECTED_COMMAND_FIELDS)
+
+
+def test_new_message_command_set_holds_command_field_and_no_data_set():
+    msg = dm.CStoreRQMessage()
+    assert msg.command_set.CommandField == 0x0001
+    assert msg.command_set.CommandDataSetType == 0x0101
+    assert msg.priority == dm.PRIORITY_MEDIUM
+    assert msg.data_set is None
+
+
+def test_properties_read_and_write_their_command_elements():
+    msg = dm.CStoreRQMessage()
+    msg.message_id = 7
+    msg.sop_class_uid = '1.2.840.10008.5.1.4.1.1.2'
+    msg.affected_sop_instance_uid = '1.2.3.4'
+    msg.move_originator_aet = 'MOVER'
+    msg.move_originator_message_id = 3
+    ds = msg.command_set
+    assert (ds.MessageID, ds.AffectedSOPClassUID, ds.AffectedSOPInstanceUID) == (
+        7, '1.2.840.10008.5.1.4.1.1.2', '1.2.3.4')
+    assert ds.MoveOriginatorApplicationEntityTitle == 'MOVER'
+    assert ds.MoveOriginatorMessageID == 3
+    msg.move_originator_aet = None
+    assert 'MoveOriginatorApplicationEntityTitle' not in ds
+    assert msg.move_originator_aet is None
+
+
+def test_requested_sop_class_messages_use_requested_sop_class_uid():
+    for cls in (dm.NGetRQMessage, dm.NSetRQMessage, dm.NActionRQMessage, dm.NDeleteRQMessage):
+        msg = cls()
+        msg.sop_class_uid = '1.2.840.10008.1.20.1'
+        assert msg.command_set.RequestedSOPClassUID == '1.2.840.10008.1.20.1'
+        assert 'AffectedSOPClassUID' not in msg.command_set
+    msg = dm.NEventReportRQMessage()
+    msg.sop_class_uid = '1.2.840.10008.1.20.1'
+    assert msg.command_set.AffectedSOPClassUID == '1.2.840.10008.1.20.1'
+
+
+def test_status_property_knows_the_command_it_answers():
+    store = dm.CStoreRSPMessage()
+    store.status = 0xB000
+    move = dm.CMoveRSPMessage()
+    move.status = 0xB000
+    assert isinstance(store.status, Status)
+    assert store.status.description == 'Coercion of Data Elements'
+    assert move.status.description.startswith('Sub-operations Complete')
+    assert dm.CFindRSPMessage().status is None
+
+
+def test_response_error_fields_and_sub_operation_counters():
+    rsp = dm.CGetRSPMessage()
+    rsp.num_of_remaining_sub_ops = 4
+    rsp.num_of_completed_sub_ops = 3
+    rsp.num_of_failed_sub_ops = 2
+    rsp.num_of_warning_sub_ops = 1
+    rsp.error_comment = 'trouble'
+    rsp.offending_element = [0x00100010]
+    ds = rsp.command_set
+    assert (ds.NumberOfRemainingSuboperations, ds.NumberOfCompletedSuboperations,
+            ds.NumberOfFailedSuboperations, ds.NumberOfWarningSuboperations) == (4, 3, 2, 1)
+    assert ds.ErrorComment == 'trouble'
+
+
+def test_c_cancel_identifies_the_request_it_cancels():
+    msg = dm.CCancelRQMessage()
+    msg.message_id_being_responded_to = 12
+    assert msg.command_set.MessageIDBeingRespondedTo == 12
+
+
+def test_chunks_are_views_of_the_given_size_and_flag_the_last():
+    data = bytes(range(10))
+    got = [(bytes(c), last) for c, last in dm.chunks(data, 4)]
+    assert got == [(bytes(range(4)), False), (bytes(range(4, 8)), False), (bytes([8, 9]), True)]
+    assert [(bytes(c), last) for c, last in dm.chunks(b'', 4)] == [(b'', True)]
+    assert all(isinstance(c, memoryview) for c, _ in dm.chunks(data, 4))
+
+
+@pytest.mark.parametrize('size', [0, 1, 4089, 4090, 4091, 10_000])
+def test_fragment_and_fragment_file_split_alike_within_the_limit(size):
+    data = bytes(i % 251 for i in range(size))
+    from_bytes = [(bytes(f), c) for f, c in dm.fragment(data, 4096, 0, 2)]
+    from_file = [(bytes(f), c) for f, c in dm.fragment_file(io.BytesIO(data), 4096, 0, 2)]
+    assert from_bytes == from_file
+    assert b''.join(f for f, _ in from_bytes) == data
+    assert all(len(f) <= 4096 - 6 for f, _ in from_bytes)
+    assert [c for _, c in from_bytes] == [0] * (len(from_bytes) - 1) + [2]
+
+
+class CountingReader(io.RawIOBase):
+    """A raw file that records the size of every read and returns short reads."""
+
+    def __init__(self, data: bytes):
+        self._data = io.BytesIO(data)
+        self.requests: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self.requests.append(len(buffer))
+        chunk = self._data.read(min(len(buffer), 1000))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_fragment_file_reads_in_bounded_pieces_and_handles_short_reads():
+    data = bytes(i % 253 for i in range(50_000))
+    reader = CountingReader(data)
+    out = b''.join(bytes(f) for f, _ in dm.fragment_file(reader, 16_384, 0, 2))
+    assert out == data
+    assert max(reader.requests) <= 16_384 - 6
+
+
+def test_fragment_file_starts_at_the_current_position():
+    fp = io.BytesIO(b'PREAMBLE' + b'x' * 100)
+    fp.seek(8)
+    assert b''.join(bytes(f) for f, _ in dm.fragment_file(fp, 64, 0, 2)) == b'x' * 100
+
+
+def test_zero_max_pdu_length_means_one_mib_fragments():
+    data = b'a' * (dm.UNLIMITED_FRAGMENT_SIZE + 10)
+    sizes = [len(f) for f, _ in dm.fragment(data, 0, 0, 2)]
+    assert sizes == [dm.UNLIMITED_FRAGMENT_SIZE, 10]
+
+
+def _pdus(msg, max_pdu=4096, pc_id=3):
+    return list(msg.encode(pc_id, max_pdu))
+
+
+def test_encode_sends_command_then_data_one_pdv_per_pdu_within_the_limit():
+    msg = dm.CStoreRQMessage()
+    msg.message_id = 1
+    msg.sop_class_uid = '1.2.840.10008.5.1.4.1.1.7'
+    msg.affected_sop_instance_uid = '1.2.3'
+    msg.data_set = bytes(10_000)
+    pdus = _pdus(msg, max_pdu=1000)
+    headers = []
+    for pdu in pdus:
+        assert isinstance(pdu, PDataTfPDU)
+        assert len(pdu.data_value_items) == 1
+        item = pdu.data_value_items[0]
+        assert item.context_id == 3
+        assert len(pdu.encode()) - 6 <= 1000  # the variable field Maximum Length bounds
+        headers.append(item.data_value[0])
+    assert headers[0] == dm.LAST_COMMAND_FRAGMENT
+    assert headers[1:] == [0] * (len(headers) - 2) + [dm.LAST_DATA_FRAGMENT]
+    data = b''.join(bytes(p.data_value_items[0].data_value[1:]) for p in pdus[1:])
+    assert data == bytes(10_000)
+    command = decode_command(bytes(pdus[0].data_value_items[0].data_value[1:]))
+    assert command.CommandDataSetType != 0x0101
+
+
+def test_command_set_is_itself_fragmented_when_the_limit_is_tiny():
+    msg = dm.CEchoRQMessage()
+    msg.message_id = 1
+    msg.sop_class_uid = '1.2.840.10008.1.1'
+    pdus = _pdus(msg, max_pdu=20)
+    values = [p.data_value_items[0].data_value for p in pdus]
+    assert [v[0] for v in values] == [1] * (len(values) - 1) + [3]
+    assert all(len(v) - 1 <= 14 for v in values)
+    command = decode_command(b''.join(bytes(v[1:]) for v in values))
+    assert command.CommandDataSetType == 0x0101 and command.MessageID == 1
+
+
+def test_encode_sets_group_length_and_data_set_type():
+    msg = dm.CFindRSPMessage()
+    msg.message_id_being_responded_to = 1
+    msg.status = 0xFF00
+    msg.data_set = b'\x08\x00\x52\x00\x06\x00\x00\x00STUDY '
+    list(msg.encode(1, 0))
+    assert msg.command_set.CommandDataSetType == dm.DATA_SET_PRESENT
+    assert msg.command_set.CommandGroupLength > 0
+    msg.data_set = None
+    list(msg.encode(1, 0))
+    assert msg.command_set.CommandDataSetType == 0x0101
+
+
+def test_encode_refuses_an_unencoded_dataset():
+    msg = dm.CFindRQMessage()
+    msg.data_set = Dataset()
+    with pytest.raises(TypeError):
+        list(msg.encode(1, 4096))
+
+
+def test_encode_streams_a_file_data_set():
+    data = bytes(i % 7 for i in range(30_000))
+    msg = dm.CStoreRQMessage()
+    msg.data_set = io.BytesIO(data)
+    pdus = _pdus(msg, max_pdu=4096)
+    assert b''.join(bytes(p.data_value_items[0].data_value[1:]) for p in pdus[1:]) == data
+    assert all(len(p.encode()) - 6 <= 4096 for p in pdus)
+
+
+def test_message_from_command_picks_the_class_by_command_field():
+    ds = dm.CMoveRQMessage().command_set
+    msg = dm.message_from_command(ds)
+    assert isinstance(msg, dm.CMoveRQMessage) and msg.command_set is ds
+    bad = Dataset()
+    bad.CommandField = 0x4242
+    with pytest.raises(DIMSEProcessingError):
+        dm.message_from_command(bad)
+    with pytest.raises(DIMSEProcessingError):
+        dm.message_from_command(Dataset())
+
+
+def test_value_or_none():
+    assert dm.value_or_none(None) is None
+    assert dm.value_or_none(dm.CEchoRQMessage().command_set['CommandField']) == 0x30

@@ -1,0 +1,85 @@
+"""The results tree model: batches of matches, lazy children on expand, numeric sorting."""
+
+from __future__ import annotations
+
+from pydicom import Dataset
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtTest import QAbstractItemModelTester
+
+from dicomdesk.ui.models.results import SORT_ROLE, QueryResultsModel, match_from_dataset
+
+
+def _study(uid, name, date="20240101"):
+    ds = Dataset()
+    ds.PatientName = name
+    ds.PatientID = "ID" + uid
+    ds.StudyDate = date
+    ds.StudyInstanceUID = uid
+    ds.NumberOfStudyRelatedInstances = "3"
+    return match_from_dataset(ds, "STUDY")
+
+
+def _series(study_uid, uid, number):
+    ds = Dataset()
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = uid
+    ds.SeriesNumber = number
+    ds.Modality = "CT"
+    return match_from_dataset(ds, "SERIES")
+
+
+def test_model_passes_qt_consistency_checks_while_rows_arrive(qapp):
+    model = QueryResultsModel()
+    tester = QAbstractItemModelTester(
+        model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    requested: list[tuple] = []
+    model.children_requested.connect(lambda kind, key, match: requested.append(key))
+    model.add_studies([_study("1.1", "B^X"), _study("1.2", "A^Y")])
+    # children arrive later, from a worker: answer the requests outside the tester's checks
+    for key in requested:
+        model.add_children(key, [_series(key[0], key[0] + ".5", "5")])
+        model.finish_children(key)
+    model.add_studies([_study("1.3", "C^Z")])
+    model.finish_children(("1.2",))
+    assert model.study_count() == 3
+    del tester
+
+
+def test_children_are_requested_once_when_a_study_is_expanded(qapp):
+    model = QueryResultsModel()
+    model.add_studies([_study("1.1", "B^X"), _study("1.2", "A^Y")])
+    model.add_studies([_study("1.2", "A^Y"), _study("1.3", "C^Z")])  # duplicate dropped
+    assert model.study_count() == 3
+    requested = []
+    model.children_requested.connect(lambda kind, key, match: requested.append((kind, key)))
+    first = model.index(0, 0)
+    assert model.hasChildren(first) and model.canFetchMore(first)
+    model.fetchMore(first)
+    assert requested == [("study", ("1.1",))]
+    assert not model.canFetchMore(first)
+    model.add_children(("1.1",), [_series("1.1", "1.1.1", "2"), _series("1.1", "1.1.2", "10")])
+    model.finish_children(("1.1",))
+    assert model.rowCount(first) == 2
+    assert model.index(0, 0, first).data() == "Series 2"
+    assert model.parent(model.index(1, 0, first)) == first
+    second = model.index(1, 0)
+    model.fetchMore(second)
+    model.finish_children(("1.2",))
+    assert not model.hasChildren(second)
+
+
+def test_proxy_sorts_series_numerically_and_dates_as_text(qapp):
+    model = QueryResultsModel()
+    proxy = QSortFilterProxyModel()
+    proxy.setSourceModel(model)
+    proxy.setSortRole(SORT_ROLE)
+    proxy.setDynamicSortFilter(True)
+    proxy.sort(0, Qt.SortOrder.AscendingOrder)
+    model.add_studies([_study("1.1", "B^X")])
+    model.fetchMore(model.index(0, 0))
+    model.add_children(("1.1",), [_series("1.1", "1.1.8", "10"), _series("1.1", "1.1.9", "9")])
+    parent = proxy.index(0, 0)
+    assert [proxy.index(r, 0, parent).data() for r in range(2)] == ["Series 9", "Series 10"]
+    model.add_studies([_study("1.0", "A^W")])  # arrives after the sort, lands in place
+    assert proxy.index(0, 0).data() == "A W"
+    assert proxy.index(0, 0, QModelIndex()).siblingAtColumn(2).data() == "2024-01-01"

@@ -1,0 +1,101 @@
+"""Send panel: a dropped folder fills the queue from a worker; sending to storescp stores all."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pydicom.data
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from dicomdesk import config
+
+
+@pytest.fixture
+def drop_folder(tmp_path: Path) -> Path:
+    """Two DICOM files and one text file in a folder."""
+    folder = tmp_path / "to send"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(pydicom.data.get_testdata_file(name), folder / name)
+    (folder / "notes.txt").write_text("not a DICOM file\n")
+    return folder
+
+
+def _drop(widget, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.rect().center())
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, drop)
+
+
+def _drop_and_wait(window, qtbot, paths):
+    panel = window.send_panel
+    with qtbot.waitSignal(panel.scan_finished, timeout=20_000):
+        _drop(panel, paths)
+    return panel
+
+
+def test_drop_of_a_folder_queues_dicom_files_and_lists_the_rest_as_skipped(window, qtbot,
+                                                                            drop_folder):
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    rows = {Path(r.path).name: r for r in panel.model.rows()}
+    assert set(rows) == {"CT_small.dcm", "MR_small.dcm", "notes.txt"}
+    assert rows["CT_small.dcm"].state == "queued"
+    assert rows["CT_small.dcm"].sop_class == "CT Image Storage"
+    assert rows["MR_small.dcm"].state == "queued"
+    assert rows["notes.txt"].state == "skipped"
+    assert rows["notes.txt"].message
+    assert "2 DICOM file(s) queued" in panel.summary.text()
+    assert "1 skipped" in panel.summary.text()
+
+
+def test_dropping_the_same_folder_twice_does_not_duplicate_rows(window, qtbot, drop_folder):
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    assert panel.model.rowCount() == 3
+
+
+def test_send_to_storescp_stores_every_dicom_file(window, qtbot, drop_folder, dcmtk_storescp):
+    window.book.replace_all([config.Node("scp", "STORESCP", "127.0.0.1", dcmtk_storescp.port)])
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000) as blocker:
+        panel.send()
+    result = blocker.args[0]
+    assert result.stored == 2 and result.failed == 0, result
+    states = {Path(r.path).name: r.state for r in panel.model.rows()}
+    assert states == {"CT_small.dcm": "stored", "MR_small.dcm": "stored", "notes.txt": "skipped"}
+    assert len(list(dcmtk_storescp.output_dir.iterdir())) == 2
+    assert panel.progress.value() == panel.progress.maximum() == 2
+    qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way")
+
+
+def test_send_to_closed_port_marks_files_failed_and_retry_is_possible(window, qtbot,
+                                                                       drop_folder):
+    from peers import free_port
+
+    window.book.replace_all([config.Node("gone", "GONE", "127.0.0.1", free_port())])
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000):
+        panel.send()
+    assert "refused" in panel.summary.text().lower()
+    worker = panel.retry_failed()
+    if worker is not None:  # failed rows exist: a retry starts again
+        with qtbot.waitSignal(panel.send_finished, timeout=30_000):
+            pass
+
+
+def test_send_copy_as_command_lists_the_dropped_paths(window, qtbot, drop_folder):
+    window.book.replace_all([config.Node("scp", "STORESCP", "10.0.0.1", 104)])
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    assert panel.copy_command() == \
+        f"dicomdesk send 10.0.0.1 104 '{drop_folder}' --aet DICOMDESK --aec STORESCP"

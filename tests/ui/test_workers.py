@@ -1,0 +1,85 @@
+"""OperationWorker: callbacks become batched rows and coalesced progress on the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from PySide6.QtCore import QThread
+
+from dicomdesk.ui.workers import OperationWorker, TaskTracker
+
+
+def test_rows_arrive_in_order_in_batches_before_finished(qtbot):
+    batches: list[list[int]] = []
+    events: list[str] = []
+
+    def call(ctx):
+        for i in range(5000):
+            ctx.emit_row(i)
+        return "result"
+
+    worker = OperationWorker(call)
+    worker.signals.rows.connect(lambda rows: (batches.append(rows), events.append("rows")))
+    worker.signals.finished.connect(lambda r: events.append(f"finished:{r}"))
+    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+        worker.start()
+    assert [i for batch in batches for i in batch] == list(range(5000))
+    assert len(batches) < 5000
+    assert events[-1] == "finished:result"
+
+
+def test_progress_is_coalesced_and_the_last_value_is_delivered(qtbot):
+    seen: list[int] = []
+
+    def call(ctx):
+        deadline = time.monotonic() + 0.5
+        i = 0
+        while time.monotonic() < deadline:
+            i += 1
+            ctx.report_progress(i)
+        ctx.report_progress(-1)
+
+    worker = OperationWorker(call)
+    worker.signals.progress.connect(seen.append)
+    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+        worker.start()
+    assert seen[-1] == -1
+    assert len(seen) <= 0.5 * 15 + 3  # ~15 updates a second at most
+
+
+def test_signals_are_delivered_on_the_gui_thread(qtbot):
+    threads: list[object] = []
+    worker = OperationWorker(lambda ctx: ctx.emit_row(threading.get_ident()))
+    gui = QThread.currentThread()
+    worker.signals.rows.connect(lambda rows: threads.append(QThread.currentThread()))
+    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+        worker.start()
+    assert threads == [gui]
+
+
+def test_cancel_sets_the_event_seen_by_the_operation(qtbot):
+    started = threading.Event()
+
+    def call(ctx):
+        started.set()
+        return ctx.cancel.wait(5)
+
+    tracker = TaskTracker()
+    worker = tracker.start(OperationWorker(call, label="slow"), transfer=True)
+    assert tracker.transfer_count() == 1
+    assert started.wait(5)
+    with qtbot.waitSignal(worker.signals.finished, timeout=5000) as blocker:
+        tracker.cancel_all()
+    assert blocker.args == [True]
+    qtbot.waitUntil(lambda: tracker.transfer_count() == 0)
+
+
+def test_exception_in_operation_becomes_a_sentence(qtbot):
+    def call(ctx):
+        raise OSError(2, "No such file or directory", "/nope")
+
+    worker = OperationWorker(call)
+    with qtbot.waitSignal(worker.signals.failed, timeout=5000) as blocker:
+        worker.start()
+    assert blocker.args == ["File or folder not found: /nope."]
