@@ -1,4 +1,8 @@
-"""``dicomdesk send``: C-STORE every DICOM file under the given paths (PS3.4 Annex B)."""
+"""``dicomdesk send``: C-STORE every DICOM file under the given paths (PS3.4 Annex B).
+
+Give options before the positionals (``dicomdesk send --aec PACS HOST PORT PATH...``):
+argparse cannot take options between HOST PORT and the paths of a sub-command.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from ..operations.files import scan_paths
     from ..operations.send import send
 
+    import logging
+
+    # pydicom logs every oddity of real-world files as a warning; our per-file messages
+    # already say what matters (run with -vv to see them).
+    if args.verbose < 2:
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     _split_host_port(args)
     peer = peer_from_args(args)
     infos = scan_paths(args.paths)
@@ -76,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"dicomdesk: {result.error}", file=sys.stderr)
     if result.failed_paths:
         retry = [sys.argv[0] if sys.argv and sys.argv[0].endswith("dicomdesk") else "dicomdesk", "send"]
-        retry += [peer.host, str(peer.port), "--aet", peer.calling_aet, "--aec", peer.called_aet]
+        retry += ["--aet", peer.calling_aet, "--aec", peer.called_aet, "--timeout", f"{peer.timeout:g}",
+                  "--max-pdu", str(args.max_pdu), peer.host, str(peer.port)]
         retry += [str(p) for p in result.failed_paths]
         print("to retry the failed files:\n  " + shlex.join(retry))
     return 0 if result.ok else 1

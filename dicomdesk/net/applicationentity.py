@@ -13,7 +13,6 @@ Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
 import socketserver
@@ -227,9 +226,10 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self._count_lock = threading.Lock()
         self._assoc_threads: set[threading.Thread] = set()
         self._serve_thread: threading.Thread | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = threading.Event()
         socketserver.ThreadingTCPServer.__init__(self, (address, port), None, bind_and_activate)
+        # Created after a successful bind: a port already taken must leak nothing.
+        self._wake_r, self._wake_w = socket.socketpair()
 
     @property
     def port(self) -> int:
@@ -331,6 +331,3 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
     def __exit__(self, exc_type, exc, tb) -> None:
         self.quit()
 
-
-def _unused(*_: Any) -> None:  # keep os imported for platforms without socketpair fallbacks
-    os.getpid()

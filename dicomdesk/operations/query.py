@@ -327,7 +327,8 @@ class _GetReceiver(ClientAE):
 
     def get_file(self, context: Any, command_set: Dataset) -> tuple[Any, int]:
         fd, name = tempfile.mkstemp(prefix=".", suffix=".part", dir=self.out_dir)
-        fp = os.fdopen(fd, "w+b")
+        os.close(fd)
+        fp = open(name, "w+b")  # opened by name so that ``fp.name`` leads back to the file
         self._uids[name] = str(command_set.get("AffectedSOPInstanceUID", "") or "")
         write_meta(fp, command_set, context.supported_ts)
         return fp, 0

@@ -133,8 +133,8 @@ def test_commit_command_prints_failures_with_reasons_and_exits_1(pynetdicom_scp,
         fail_instances={_uid(3): StorageCommitment.RESOURCE_LIMITATION})
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "dicomdesk", "commit", "127.0.0.1", str(scp.port), "--aec", "PYSC",
-         *map(str, dicom_files), "--timeout", "10"],
+        [sys.executable, "-m", "dicomdesk", "commit", "127.0.0.1", str(scp.port),
+         *map(str, dicom_files), "--aec", "PYSC", "--timeout", "10"],
         capture_output=True, text=True, env=env, timeout=60, check=False)
     assert proc.returncode == 1, proc.stderr
     assert f"committed  {_uid(1)}" in proc.stdout
@@ -146,8 +146,8 @@ def test_commit_command_exits_0_when_all_committed(pynetdicom_scp, dicom_files) 
     scp = _pynetdicom_commitment_scp(pynetdicom_scp, same_association=True, fail_instances={})
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "dicomdesk", "commit", "127.0.0.1", str(scp.port), "--aec", "PYSC",
-         *map(str, dicom_files), "--timeout", "10"],
+        [sys.executable, "-m", "dicomdesk", "commit", "127.0.0.1", str(scp.port),
+         *map(str, dicom_files), "--aec", "PYSC", "--timeout", "10"],
         capture_output=True, text=True, env=env, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("committed  ") == 3

@@ -36,9 +36,6 @@ def test_local_server_listens_and_logs_an_echo_association(window, qtbot):
     assert "stopped" in window.server_status.text()
 
 
-# net.applicationentity.AE creates its wake-up socketpair before binding and does not close it
-# when the bind fails (reported to the lead); remove this filter once that is fixed.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_port_taken_is_reported_and_another_port_offered(window, qtbot, dcmtk_storescp):
     state = _start(window, qtbot, dcmtk_storescp.port)
     assert state.status == "port_taken"
