@@ -163,7 +163,7 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class ForwardItem:
-    """A row of the forward queue (forwarding received objects to other nodes, later feature)."""
+    """A row of the forward queue (received objects to send on to nodes, ``forwarding.py``)."""
 
     id: int
     sop_instance_uid: str
@@ -416,9 +416,10 @@ class Index:
         The query is compiled now, so a ``QueryError`` is raised by this call, not by iteration."""
         query = build_find(level, identifier, model, combined_datetime=combined_datetime,
                            retrieve_ae_title=retrieve_ae_title)
-        return self._responses(query, batch)
+        return self.responses(query, batch)
 
-    def _responses(self, query: FindQuery, batch: int) -> Iterator[Dataset]:
+    def responses(self, query: FindQuery, batch: int = 256) -> Iterator[Dataset]:
+        """Run a compiled C-FIND (``build_find``): one response data set per matching entity."""
         conn = self.connect()
         try:
             cur = conn.execute(query.sql, query.params)
@@ -463,11 +464,18 @@ class Index:
 
     def enqueue_forward(self, sop_instance_uid: str, destination: str, now: float) -> None:
         """Queue (or re-arm) forwarding of an instance to a node of the address book."""
+        self.enqueue_forwards(sop_instance_uid, [destination], now)
+
+    def enqueue_forwards(self, sop_instance_uid: str, destinations: Iterable[str], now: float) -> None:
+        """Queue an instance for several nodes in one transaction; an instance received again
+        is re-armed with a fresh attempt count (it is a new copy to deliver)."""
         with self._write() as c:
-            c.execute("INSERT INTO forward_queue (sop_instance_uid, destination, next_attempt_at) "
-                      "VALUES (?, ?, ?) ON CONFLICT(sop_instance_uid, destination) DO UPDATE SET "
-                      "state = 'pending', next_attempt_at = excluded.next_attempt_at",
-                      (sop_instance_uid, destination, now))
+            c.executemany(
+                "INSERT INTO forward_queue (sop_instance_uid, destination, next_attempt_at) "
+                "VALUES (?, ?, ?) ON CONFLICT(sop_instance_uid, destination) DO UPDATE SET "
+                "state = 'pending', attempts = 0, last_error = '', "
+                "next_attempt_at = excluded.next_attempt_at",
+                [(sop_instance_uid, d, now) for d in destinations])
 
     def due_forwards(self, now: float, limit: int = 100) -> list[ForwardItem]:
         with self._lock:
@@ -476,6 +484,34 @@ class Index:
                 "FROM forward_queue WHERE state = 'pending' AND next_attempt_at <= ? "
                 "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall()
         return [ForwardItem(*r) for r in rows]
+
+    def next_forward_at(self) -> float | None:
+        """When the earliest pending forward is due (``None``: nothing pending); the forwarder
+        sleeps until then instead of polling."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt_at) FROM forward_queue WHERE state = 'pending'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def forwards(self, sop_instance_uid: str | None = None) -> list[ForwardItem]:
+        """Forward queue rows (all, or those of one instance): the state the user sees."""
+        sql = ("SELECT id, sop_instance_uid, destination, state, attempts, next_attempt_at, last_error "
+               "FROM forward_queue")
+        params: tuple = ()
+        if sop_instance_uid is not None:
+            sql += " WHERE sop_instance_uid = ?"
+            params = (sop_instance_uid,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
+        return [ForwardItem(*r) for r in rows]
+
+    def modality_of(self, sop_instance_uid: str) -> str:
+        """The Modality of an instance's series ('' if unknown), for forwarding rules."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT se.modality FROM instance i JOIN series se ON i.series_uid = se.series_uid "
+                "WHERE i.sop_instance_uid = ?", (sop_instance_uid,)).fetchone()
+        return row[0] if row is not None and row[0] else ""
 
     def mark_forward(self, item_id: int, *, state: str, error: str = "",
                      next_attempt_at: float | None = None) -> None:

@@ -33,7 +33,7 @@ from pydicom.dataset import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
 
-from .index import KEYS, Index, InstanceRecord, InstanceRef
+from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class StoredInstance:
     size: int
     calling_aet: str = ""
     replaced: bool = False
+    modality: str = ""
 
 
 @dataclass
@@ -313,7 +314,7 @@ class Archive:
             study_uid=_uid_text(ds, "StudyInstanceUID"), series_uid=_uid_text(ds, "SeriesInstanceUID"),
             patient_id=str(ds.get("PatientID", "") or ""), patient_name=str(ds.get("PatientName", "") or ""),
             transfer_syntax=record.transfer_syntax, size=size, calling_aet=record.calling_aet,
-            replaced=old is not None)
+            replaced=old is not None, modality=str(ds.get("Modality", "") or "").strip())
 
     def _remove_file(self, path: Path) -> None:
         """Delete an archive file and the series/study folders it leaves empty."""
@@ -445,6 +446,17 @@ class Archive:
         """C-FIND SCP (PS3.4 C.4.1) from the index; raises ``QueryError`` before the first match."""
         return self.index.find(level, identifier, model, combined_datetime=combined_datetime,
                                retrieve_ae_title=retrieve_ae_title)
+
+    def prepare_find(self, level: str, identifier: Dataset, model: str = "study", *,
+                     combined_datetime: bool = False, retrieve_ae_title: str = "") -> FindQuery:
+        """Compile a C-FIND without running it: the SCP reads ``FindQuery.unsupported`` to choose
+        between FF00 and FF01 (PS3.4 C.4.1.1.4); raises ``QueryError``."""
+        return build_find(level, identifier, model, combined_datetime=combined_datetime,
+                          retrieve_ae_title=retrieve_ae_title)
+
+    def run_find(self, query: FindQuery) -> Iterator[Dataset]:
+        """The responses of a compiled C-FIND, read in batches on a connection of their own."""
+        return self.index.responses(query)
 
     def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
         """C-MOVE/C-GET SCP: the instances the identifier's unique keys select."""

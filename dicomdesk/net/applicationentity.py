@@ -205,7 +205,8 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
 
     ``port`` 0 asks the OS for a free port (read it back from ``.port``). Extensions:
     ``address`` (default 127.0.0.1: open it wider on purpose), ``max_associations``,
-    ``require_called_aet`` (refuse a called AE title other than ours).
+    ``require_called_aet`` (refuse a called AE title other than ours), ``ssl_context``
+    (DICOM TLS, see ``net.tls.server_context``).
     """
 
     daemon_threads = True
@@ -215,11 +216,12 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
     def __init__(self, ae_title: str, port: int, supported_ts: Iterable[str] | None = None,
                  max_pdu_length: int = 65536, bind_and_activate: bool = True, *,
                  address: str = "127.0.0.1", max_associations: int = 32,
-                 require_called_aet: bool = False):
+                 require_called_aet: bool = False, ssl_context: Any = None):
         AEBase.__init__(self, supported_ts, max_pdu_length)
         self.ae_title = ae_title
         self.max_associations = max_associations
         self.require_called_aet = require_called_aet
+        self.ssl_context = ssl_context
         self.network_timeout = 60
         self._active = 0
         self._overflow = 0
@@ -286,7 +288,12 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
     def _serve_association(self, request: socket.socket, client_address: Any, over_limit: bool) -> None:
         refuse = (2, 3, 2) if over_limit else None  # rejected-transient, presentation, local limit
         try:
-            acceptor = AssociationAcceptor(request, client_address, self, self.max_pdu_length,
+            connection = request
+            if self.ssl_context is not None:
+                connection = self._tls_handshake(request, client_address)
+                if connection is None:
+                    return
+            acceptor = AssociationAcceptor(connection, client_address, self, self.max_pdu_length,
                                            refuse_reason=refuse)
             acceptor.serve()
         except Exception:
@@ -302,6 +309,23 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 else:
                     self._active -= 1
             self._assoc_threads.discard(threading.current_thread())
+
+    def _tls_handshake(self, request: socket.socket, client_address: Any) -> Any:
+        """Server side of PS3.15 B.1, in the association's thread (never the accept loop)."""
+        from .tls import describe_tls_error
+
+        request.settimeout(self.timeout)
+        try:
+            secure = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ValueError) as exc:
+            logger.warning("TLS handshake with %s failed: %s", client_address, describe_tls_error(exc))
+            self.on_tls_failure(client_address, exc)
+            return None
+        secure.settimeout(None)
+        return secure
+
+    def on_tls_failure(self, client_address: Any, error: BaseException) -> None:
+        """Extension: a client failed the TLS handshake (plain client, bad certificate)."""
 
     @property
     def active_associations(self) -> int:

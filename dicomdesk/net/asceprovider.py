@@ -503,7 +503,7 @@ class AssociationRequester(Association):
         timeout = self.remote_ae.get("timeout", getattr(self.ae, "timeout", 15))
         rq = self.build_request()
         address = (self.remote_ae.get("address", "127.0.0.1"), int(self.remote_ae.get("port", 104)))
-        self.dul.connect(address, rq, timeout)
+        self.dul.connect(address, rq, timeout, self.remote_ae.get("ssl_context"))
         try:
             item = self.dul.receive(timeout)
         except DCMTimeoutError:
@@ -514,13 +514,15 @@ class AssociationRequester(Association):
             self._on_accept(item)
             return
         self.dul.kill()
+        tls_hint = "" if self.remote_ae.get("ssl_context") else " (does the peer expect TLS?)"
         if pdu_type == 3:
             raise AssociationRejectedError(item.result, item.source, item.reason_diag)
         if pdu_type == 7:
             raise AssociationAbortedError(item.source, item.reason_diag)
-        if isinstance(item, APAbortIndication):
+        if isinstance(item, APAbortIndication) and item.reason != 0:
             raise AssociationAbortedError(item.source, item.reason)
-        raise AssociationAbortedError(2, 0, "the peer closed the connection during association set-up")
+        raise AssociationAbortedError(
+            2, 0, f"the peer closed the connection during association set-up{tls_hint}")
 
     def _on_accept(self, ac: Any) -> None:
         self.ac_pdu = ac

@@ -156,10 +156,12 @@ class DULServiceProvider(threading.Thread):
     def state(self) -> fsm.States:
         return self.state_machine.current_state
 
-    def connect(self, address: tuple[str, int], rq_pdu: Any, timeout: float | None) -> None:
+    def connect(self, address: tuple[str, int], rq_pdu: Any, timeout: float | None,
+                ssl_context: Any = None) -> None:
         """Requestor: EVT_1 (A-ASSOCIATE request) → open the connection → EVT_2 sends the RQ.
 
-        Raises OSError (refused, unreachable, timed out) before any thread is started.
+        With ``ssl_context`` the TLS handshake completes before the RQ is sent (PS3.15 B.1).
+        Raises OSError (refused, unreachable, timed out, TLS failure) before any thread starts.
         """
         self.state_machine.is_requestor = True
         with self._fsm_lock:
@@ -169,6 +171,12 @@ class DULServiceProvider(threading.Thread):
                 self._apply(effect)
         sock = socket.create_connection(address, timeout=timeout)
         _tune_socket(sock)
+        if ssl_context is not None:
+            try:
+                sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
+            except OSError:
+                sock.close()
+                raise
         self.dul_socket = sock
         self.peer_address = address
         self._handle(fsm.Events.EVT_2, rq_pdu)
@@ -447,6 +455,10 @@ def _sendmsg_all(sock: socket.socket, parts: list) -> None:
     """Write all buffers, gathered, with as few syscalls as the kernel allows."""
     if len(parts) == 1:
         sock.sendall(parts[0])
+        return
+    if not hasattr(sock, "sendmsg") or getattr(sock, "context", None) is not None:
+        # TLS sockets cannot gather: one record per PDU instead.
+        sock.sendall(b"".join(parts))
         return
     views = [memoryview(p) for p in parts if len(p)]
     while views:

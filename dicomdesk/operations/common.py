@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ class Peer:
     timeout: float = 30.0
     username: str | None = None
     password: str | None = None
+    tls: Any = None  # config.TLSSettings (cert, key, ca) or None for plain TCP
 
     def remote_ae(self) -> dict[str, Any]:
         """The reference's remote AE dictionary for ``request_association``."""
@@ -36,6 +38,10 @@ class Peer:
         if self.username:
             remote["username"] = self.username
             remote["password"] = self.password or ""
+        if self.tls is not None:
+            from ..net.tls import client_context
+
+            remote["ssl_context"] = client_context(self.tls.ca, self.tls.cert, self.tls.key)
         return remote
 
     def describe(self) -> str:
@@ -55,6 +61,11 @@ def describe_error(exc: BaseException, peer: Peer | None = None) -> str:
         return f"{where.strip() or 'peer'}: timed out ({exc})"
     if isinstance(exc, ClassNotSupportedError):
         return f"{where.strip() or 'peer'}: {exc}"
+    if isinstance(exc, ssl.SSLError) or (peer is not None and peer.tls is not None
+                                          and isinstance(exc, (ConnectionResetError, EOFError))):
+        from ..net.tls import describe_tls_error
+
+        return f"{where.strip() or 'peer'}: {describe_tls_error(exc)}"
     if isinstance(exc, ConnectionRefusedError):
         return f"connection refused by{where} (is a DICOM server listening there?)"
     if isinstance(exc, socket.timeout) or isinstance(exc, TimeoutError):

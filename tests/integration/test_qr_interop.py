@@ -25,7 +25,7 @@ pytestmark = pytest.mark.interop
 
 LEVEL_KEYS = {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID",
               "IMAGE": "SOPInstanceUID"}
-CT, MR = uids.STORAGE_SOP_CLASSES[0], "1.2.840.10008.5.1.4.1.1.4"
+CT, MR = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"  # CT / MR Image Storage
 STUDY1, STUDY2 = generate_uid(), generate_uid()
 SERIES = [generate_uid() for _ in range(3)]  # two in STUDY1, one in STUDY2
 
@@ -185,13 +185,16 @@ def pynetdicom_handlers(paths: list[Path], dest_port: int):
     headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
 
     def on_find(event):
-        if event.identifier.QueryRetrieveLevel == "PATIENT" and "PatientName" in event.identifier \
-                and event.identifier.PatientName == "MANY*":
+        name = str(event.identifier.get("PatientName", ""))
+        if name in ("MANY*", "SLOW*"):
+            paced = threading.Event()  # never set: wait() paces the SLOW* matches
             for ds, status in synthetic(10000):
                 if event.is_cancelled:
                     yield 0xFE00, None
                     return
                 yield status, ds
+                if name == "SLOW*":  # leave pynetdicom's reader time to see the C-CANCEL-RQ
+                    paced.wait(0.005)
             return
         for answer in match_instances(headers, event.identifier):
             yield 0xFF00, answer
@@ -231,8 +234,8 @@ def pynetdicom_qr(files, destination):
         cx.scu_role, cx.scp_role = False, True
         contexts.append(cx)
     scp = start_pynetdicom_scp(contexts, pynetdicom_handlers(files, destination.port), ae_title="PYQR")
-    scp.ae.add_requested_context(CT)
-    scp.ae.add_requested_context(MR)
+    for sop_class in (CT, MR):  # the files are Explicit VR LE, which pynetdicom sends as they are
+        scp.ae.add_requested_context(sop_class, [uids.EXPLICIT_VR_LITTLE_ENDIAN])
     try:
         yield scp
     finally:
@@ -309,9 +312,9 @@ def test_move_study_from_dcmqrscp_to_storescp_accounts_for_every_sub_operation(d
 
 def test_move_from_dcmqrscp_to_our_own_ae(dcmqrscp, files, destination):
     before = len(destination.received)
-    result = move(peer_of(dcmqrscp, dcmqrscp.aet), "OURDEST", "STUDY", {"StudyInstanceUID": STUDY2},
-                  model="patient")
-    assert result.ok, result
+    result = move(peer_of(dcmqrscp, dcmqrscp.aet), "OURDEST", "STUDY",
+                  {"PatientID": "QR002", "StudyInstanceUID": STUDY2}, model="patient")
+    assert result.ok and result.completed == 2, result
     assert set(destination.received[before:]) == uid_of(files, STUDY2)
 
 
@@ -346,7 +349,7 @@ def test_ten_thousand_matches_from_pynetdicom_arrive_distinct_and_intact(pynetdi
 
 def test_cancel_of_a_find_under_way_ends_with_fe00(pynetdicom_qr):
     cancel = threading.Event()
-    result = find(peer_of(pynetdicom_qr, "PYQR"), "PATIENT", {"PatientName": "MANY*", "PatientID": ""},
+    result = find(peer_of(pynetdicom_qr, "PYQR"), "PATIENT", {"PatientName": "SLOW*", "PatientID": ""},
                   on_match=lambda ds: cancel.set(), cancel=cancel)
     assert result.status is not None and result.status.is_cancel, result
     assert 1 <= len(result.matches) < 10000

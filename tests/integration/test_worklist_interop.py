@@ -202,27 +202,6 @@ def test_worklist_query_against_pynetdicom_scp(pynetdicom_scp) -> None:
     assert _sps(received[0]).Modality == "MR"  # the key arrived inside the sequence item
 
 
-@pytest.mark.interop
-def test_worklist_cancel_ends_the_query_with_cancel_status(pynetdicom_scp) -> None:
-    from pynetdicom import evt
-
-    cancel = threading.Event()
-
-    def handle_find(event):
-        for n in range(200):
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ITEMS[n % 3]
-
-    scp = pynetdicom_scp([MWL], [(evt.EVT_C_FIND, handle_find)], ae_title="PYMWL")
-    peer = Peer("127.0.0.1", scp.port, "PYMWL", timeout=10)
-    result = worklist(peer, {}, on_match=lambda ds: cancel.set(), cancel=cancel)
-    assert result.error == "cancelled"
-    assert result.status.is_cancel
-    assert 1 <= len(result.matches) < 200
-
-
 # ------------------------------------------------------------------------------ our SCP
 @pytest.mark.interop
 def test_findscu_worklist_query_against_our_scp(our_mwl_scp, tmp_path: Path) -> None:
@@ -254,3 +233,22 @@ def test_pynetdicom_worklist_query_against_our_scp(our_mwl_scp) -> None:
     statuses = [status.Status for status, _ in responses]
     assert statuses == [0xFF00, 0x0000]
     assert str(responses[0][1].PatientName) == "Roe^Rick"
+
+
+class EndlessWorklistAE(ListWorklistAE):
+    """A worklist that would never end: only a C-CANCEL stops it."""
+
+    def on_receive_find(self, context, ds):
+        for n in range(100_000):
+            yield ITEMS[n % 3], 0xFF00
+
+
+@pytest.mark.interop
+def test_cancel_sends_c_cancel_and_our_scp_ends_with_fe00() -> None:
+    cancel = threading.Event()
+    with EndlessWorklistAE() as ae:
+        peer = Peer("127.0.0.1", ae.port, "OURMWL", timeout=10)
+        result = worklist(peer, {}, on_match=lambda ds: cancel.set(), cancel=cancel)
+    assert result.error == "cancelled"
+    assert result.status == 0xFE00 and result.status.is_cancel
+    assert 1 <= len(result.matches) < 100_000
