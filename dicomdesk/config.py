@@ -215,6 +215,31 @@ def default_storage_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class ForwardRule:
+    """Forward received objects to address-book nodes (by name or AE title).
+
+    Empty ``calling_aets`` / ``modalities`` mean any; otherwise an object is forwarded only when
+    its sender's AE title, and its series' Modality, are listed.
+    """
+
+    destinations: tuple[str, ...]
+    calling_aets: tuple[str, ...] = ()
+    modalities: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("destinations", "calling_aets", "modalities"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, (list, tuple)):
+                raise ConfigError(f"forward rule {name} must be a list of text, got {value!r}",
+                                  field=name)
+            object.__setattr__(self, name, tuple(_require_text(v, name).strip() for v in value))
+        if not self.destinations:
+            raise ConfigError("a forward rule needs at least one destination", field="destinations")
+        object.__setattr__(self, "calling_aets",
+                           tuple(validate_ae_title(a, "calling AE title") for a in self.calling_aets))
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """The local AE: what we answer as and how much we accept.
 
@@ -232,6 +257,8 @@ class ServerSettings:
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     durable: bool = True
+    forward_rules: tuple[ForwardRule, ...] = ()
+    worklist_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aet", validate_ae_title(self.aet))
@@ -256,6 +283,26 @@ class ServerSettings:
             object.__setattr__(self, name, float(value))
         if not isinstance(self.durable, bool):
             raise ConfigError(f"durable must be true or false, got {self.durable!r}", field="durable")
+        rules = self.forward_rules
+        if isinstance(rules, (str, bytes)) or not isinstance(rules, (list, tuple)):
+            raise ConfigError(f"forward_rules must be a list, got {rules!r}", field="forward_rules")
+        object.__setattr__(self, "forward_rules", tuple(
+            r if isinstance(r, ForwardRule) else ForwardRule(**_forward_rule_fields(r)) for r in rules))
+        if self.worklist_dir is not None and not isinstance(self.worklist_dir, Path):
+            folder = _require_text(self.worklist_dir, "worklist_dir")
+            object.__setattr__(self, "worklist_dir", Path(folder).expanduser())
+
+
+def _forward_rule_fields(table: object) -> dict[str, Any]:
+    """A ``[[server.forward_rules]]`` table as ForwardRule arguments."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"a forward rule must be a table, got {table!r}", field="forward_rules")
+    unknown = sorted(set(table) - {"destinations", "calling_aets", "modalities"})
+    if unknown:
+        raise ConfigError(f"unknown forward rule field {unknown[0]!r}", field=unknown[0])
+    if "destinations" not in table:
+        raise ConfigError("a forward rule needs destinations", field="destinations")
+    return dict(table)
 
 
 def _check_int(value: object, name: str, low: int, high: int) -> None:

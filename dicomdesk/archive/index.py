@@ -409,6 +409,12 @@ class Index:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
 
+    def counts(self) -> dict[str, int]:
+        """Entities per level (``dicomdesk index`` prints them)."""
+        with self._lock:
+            return {table: self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    for table in ("patient", "study", "series", "instance")}
+
     def find(self, level: str, identifier: Dataset, model: str = "study", *,
              combined_datetime: bool = False, retrieve_ae_title: str = "",
              batch: int = 256) -> Iterator[Dataset]:

@@ -293,7 +293,8 @@ class Archive:
             logger.info("replaced %s", stored.sop_instance_uid)
         return stored
 
-    def _index_file(self, path: Path, ds: Dataset, size: int, calling_aet: str) -> StoredInstance:
+    def _index_file(self, path: Path, ds: Dataset, size: int, calling_aet: str, *,
+                    remove_replaced: bool = True) -> StoredInstance:
         rel = path.relative_to(self.root).as_posix()
         meta = getattr(ds, "file_meta", None)
         ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
@@ -307,7 +308,10 @@ class Archive:
             logger.error("cannot index %s: %s", rel, exc)
             raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot update the index: {exc}") from exc
         if old is not None and old != rel:
-            self._remove_file(self.root / old)
+            if remove_replaced:
+                self._remove_file(self.root / old)
+            else:
+                logger.warning("%s and %s hold the same SOP Instance UID; indexed the latter", old, rel)
         return StoredInstance(
             path=path, sop_class_uid=_uid_text(ds, "SOPClassUID"),
             sop_instance_uid=_uid_text(ds, "SOPInstanceUID"),
@@ -353,12 +357,14 @@ class Archive:
 
     # ---------------------------------------------------------------- reconciliation
 
-    def _archive_files(self, folder: Path) -> Iterator[Path]:
+    def _archive_files(self, folder: Path, *, any_name: bool = False) -> Iterator[Path]:
+        """Archive files under ``folder`` (``*.dcm``; with ``any_name`` every file except the
+        index's own and the temp folder, for indexing a folder of files named by someone else)."""
         for dirpath, dirnames, filenames in os.walk(folder):
             if Path(dirpath) == self.root:
                 dirnames[:] = [d for d in dirnames if d != INCOMING_DIR]
             for name in filenames:
-                if name.endswith(".dcm"):
+                if name.endswith(".dcm") or (any_name and not name.startswith(INDEX_NAME)):
                     yield Path(dirpath) / name
 
     def recover(self) -> RecoveryReport:
@@ -419,14 +425,16 @@ class Archive:
         if target == root or root in target.parents:
             prefix = "" if target == root else target.relative_to(root).as_posix()
             self.index.clear(prefix)
-            for full in self._archive_files(target):
+            for full in self._archive_files(target, any_name=True):
                 try:
                     ds = _read_header(full)
                     self._validate(ds, None, None)
                 except ArchiveRefusal as exc:
-                    logger.warning("not indexed %s: %s", full, exc.reason)
+                    logger.info("not indexed %s: %s", full, exc.reason)
                     continue
-                self._index_file(self.root / full.relative_to(root), ds, full.stat().st_size, "")
+                path = self.root / full.relative_to(root)
+                # Two files with one SOP Instance UID: index the last, delete neither.
+                self._index_file(path, ds, full.stat().st_size, "", remove_replaced=False)
                 count += 1
             return count
         for dirpath, _dirs, filenames in os.walk(target):

@@ -104,9 +104,9 @@ class AEBase:
                 if any(c.sop_class == uid and list(c.supported_ts) == ts_list
                        for c in self.context_def_list.values()):
                     continue
+                # IDs past 255 are allowed here (an AE may serve many classes as SCU on
+                # associations it accepts); a request refuses to propose more than 128.
                 pc_id = 2 * len(self.context_def_list) + 1
-                if pc_id > 255:
-                    raise ValueError("more than 128 presentation contexts (PS3.8 9.3.2.2)")
                 self.context_def_list[pc_id] = PContextDef(pc_id, uid, ts_list)
 
     def copy_context_def_list(self) -> dict[int, PContextDef]:

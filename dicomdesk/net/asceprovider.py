@@ -247,6 +247,12 @@ def encode_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
     return data
 
 
+def _is_cancel_for(msg: Any, message_id: int) -> bool:
+    """True for a C-CANCEL-RQ (PS3.7 9.3.2.3) aimed at ``message_id``."""
+    return (getattr(msg, "command_field", None) == 0x0FFF
+            and getattr(msg, "message_id_being_responded_to", None) == message_id)
+
+
 # ---------------------------------------------------------------------------- associations
 class Association:
     """One association's life: send/receive DIMSE messages, release, abort.
@@ -345,6 +351,12 @@ class Association:
         are kept in order for ``receive``.
         """
         found = False
+        # A C-CANCEL may already have been set aside by receive_response (e.g. while a
+        # C-STORE sub-operation waited for its response): look there first.
+        for item in list(self._stash):
+            if isinstance(item, tuple) and _is_cancel_for(item[0], message_id):
+                self._stash.remove(item)
+                found = True
         while True:
             item = self.dul.receive_nowait()
             if item is None:
@@ -352,9 +364,7 @@ class Association:
             if not isinstance(item, tuple):
                 self._stash.append(item)  # release/abort: handled by the next receive()
                 break
-            msg = item[0]
-            if (getattr(msg, "command_field", None) == 0x0FFF
-                    and getattr(msg, "message_id_being_responded_to", None) == message_id):
+            if _is_cancel_for(item[0], message_id):
                 found = True
             else:
                 self._stash.append(item)
@@ -489,6 +499,9 @@ class AssociationRequester(Association):
                 positive_response_req=1 if self.remote_ae.get("positive_response") else 0)
         user_info = build_user_information(self.max_pdu_length, role_selection=roles,
                                            user_identity=identity)
+        if len(self.context_def_list) > 128:
+            raise ValueError(f"{len(self.context_def_list)} presentation contexts proposed; "
+                             "at most 128 fit in one association (PS3.8 9.3.2.2)")
         variable_items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
         variable_items.extend(build_pres_context_def_list(sorted(self.context_def_list.items())))
         variable_items.append(user_info)

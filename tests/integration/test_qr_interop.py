@@ -15,8 +15,7 @@ from pydicom.uid import generate_uid
 from dicomdesk.archive.matching import matches as value_matches
 from dicomdesk.net import uids
 from dicomdesk.net.applicationentity import AE
-from dicomdesk.net.sopclass import (
-    qr_find_scp, qr_find_scu, qr_get_scp, qr_move_scp, storage_scp, storage_scu)
+from dicomdesk.net.sopclass import qr_find_scp, qr_get_scp, qr_move_scp, storage_scp, storage_scu
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.query import find, get, move
 from peers import LOCALHOST, run_dcmtk, start_dcmqrscp, start_pynetdicom_scp, start_storescp
@@ -262,7 +261,9 @@ def peer_of(scp: Any, aet: str) -> Peer:
 
 
 def uid_of(paths: list[Path], study: str) -> set[str]:
-    return {p.stem for p in paths if str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) == study}
+    """SOP Instance UIDs of a study's files (the files are named after them)."""
+    return {p.stem for p in paths
+            if str(pydicom.dcmread(p, stop_before_pixels=True).StudyInstanceUID) == study}
 
 
 QUERIES = [  # (level, keys, expected values of the level's unique key)
@@ -464,10 +465,9 @@ def test_pynetdicom_scu_finds_and_moves_through_our_scp(our_qr, files, destinati
 
 
 def test_pynetdicom_scu_gets_from_our_scp(our_qr, files):
+    from pynetdicom import AE as PynetdicomAE
     from pynetdicom import evt
     from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
-
-    from pynetdicom import AE as PynetdicomAE
 
     received = []
 

@@ -170,23 +170,8 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
 
 
 def _cancel_arrived(asce: Any, message_id: int) -> bool:
-    """Did a C-CANCEL-RQ for ``message_id`` arrive? (never blocks)
-
-    ``cancel_requested`` sees messages still queued below the association; a C-CANCEL-RQ
-    that arrived while a sub-operation waited for its C-STORE-RSP was already set aside by
-    ``receive_response``, so that stash is searched too (and the cancel taken out of it).
-    """
-    if asce.cancel_requested(message_id):
-        return True
-    stash = getattr(asce, "_stash", None)
-    if not stash:
-        return False
-    for item in list(stash):
-        if (isinstance(item, tuple) and getattr(item[0], "command_field", None) == _C_CANCEL_RQ
-                and item[0].message_id_being_responded_to == message_id):
-            stash.remove(item)
-            return True
-    return False
+    """Did a C-CANCEL-RQ for ``message_id`` arrive? (never blocks; see cancel_requested)."""
+    return asce.cancel_requested(message_id)
 
 
 # ---------------------------------------------------------------------------- C-GET / C-MOVE SCU
