@@ -640,8 +640,11 @@ class AssociationAcceptor(Association):
             raise AssociationRejectedError(1, 1, 7)  # called AE title not recognised
 
     def serve(self) -> None:
-        """The association's whole life: wait for the RQ (ARTIM), negotiate, dispatch, end."""
-        self.dul.start()
+        """The association's whole life: wait for the RQ (ARTIM), negotiate, dispatch, end.
+
+        The DUL service runs in this (the association's) thread: each ``receive`` reads the
+        socket directly, so a request reaches its SCP without any thread hand-off.
+        """
         try:
             item = self.dul.receive(None)
         except DCMTimeoutError:  # pragma: no cover - receive(None) blocks until an item

@@ -1,16 +1,21 @@
 """DUL service provider: the only module that touches a socket (PS3.8 section 7 and 9.2).
 
 One ``DULServiceProvider`` drives one association's state machine (``fsm.StateMachine``)
-over one TCP connection:
+over one TCP connection. Reading waits on the socket with a deadline (the ARTIM timer while
+it runs, else the idle timeout, or the caller's own deadline), frames whole PDUs, refuses a
+length field above the local maximum before reading the body, feeds each PDU to the state
+machine and, in data transfer, to the ``DIMSEDecoder``; only *complete* DIMSE messages and
+indications reach the service user. Sending runs the P-DATA / release / abort event through
+the state machine and writes the PDU at once, header and payload gathered into one
+``sendmsg`` call.
 
-* a reader thread (``run``) waits on the socket with a deadline (the ARTIM timer while it
-  runs, else the idle timeout), frames whole PDUs, refuses a length field above the local
-  maximum before reading the body, feeds each PDU to the state machine and, in data
-  transfer, to the ``DIMSEDecoder``; only *complete* DIMSE messages and indications are
-  handed to the service user (one hand-off per message, none per PDU);
-* the service user's own thread sends: ``send`` runs the P-DATA / release / abort event
-  through the state machine and writes the PDU at once, header and payload gathered into
-  one ``sendmsg`` call, so nothing waits on a queue or a poll loop.
+Two ways to run it:
+
+* pump mode (what associations use): ``receive`` reads the socket in the caller's thread —
+  the association's own thread — so there is no thread hand-off per PDU or per message and
+  no thread start per association;
+* reader-thread mode (the reference's model): ``start()`` runs ``run()`` in its own thread,
+  which queues indications for ``receive``.
 
 TCP_NODELAY is set on every socket: without it each message waits ~40 ms for a delayed ACK.
 """
@@ -129,6 +134,8 @@ class DULServiceProvider(threading.Thread):
         self._fsm_lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._closed = threading.Event()
+        self._reader_started = False
+        self._finished = False
         self._rbuf = bytearray()
         self.peer_address: tuple | None = None
         if dul_socket is not None:
@@ -180,7 +187,6 @@ class DULServiceProvider(threading.Thread):
         self.dul_socket = sock
         self.peer_address = address
         self._handle(fsm.Events.EVT_2, rq_pdu)
-        self.start()
 
     def send(self, primitive: Any) -> None:
         """Send a PDU now, in the caller's thread, through the state machine.
@@ -191,18 +197,49 @@ class DULServiceProvider(threading.Thread):
         event = _local_event_for(primitive, self.state_machine)
         self._handle(event, primitive)
 
+    def start(self) -> None:
+        """Run the reader in its own thread (the reference's model). Without it, the
+        service runs in "pump" mode: ``receive`` reads the socket in the caller's thread."""
+        self._reader_started = True
+        super().start()
+
     def receive(self, timeout: float | None) -> Any:
         """Next item for the service user: a ``(DIMSEMessage, pc_id)`` tuple or an indication
         (A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, A-ABORT PDU, ``fsm.APAbortIndication`` or
         ``ConnectionClosed``). Raises DCMTimeoutError when nothing arrives in ``timeout`` s.
+
+        In pump mode (no reader thread) the socket is read right here: one wake-up per PDU,
+        no hand-off between threads.
         """
-        try:
-            return self.to_service_user.get(timeout=timeout)
-        except queue.Empty:
-            raise DCMTimeoutError(f"no message from the peer within {timeout} s") from None
+        if self._reader_started:
+            try:
+                return self.to_service_user.get(timeout=timeout)
+            except queue.Empty:
+                raise DCMTimeoutError(f"no message from the peer within {timeout} s") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                return self.to_service_user.get_nowait()
+            except queue.Empty:
+                pass
+            if self._finished:
+                return ConnectionClosed()
+            if not self._pump_one(deadline):
+                self._finish()
 
     def receive_nowait(self) -> Any | None:
-        """The next item if one is already there, else None (never blocks)."""
+        """The next item if one is already there or readable now, else None (never blocks)."""
+        try:
+            return self.to_service_user.get_nowait()
+        except queue.Empty:
+            pass
+        if self._reader_started or self._finished:
+            return None
+        try:
+            if not self._pump_one(time.monotonic()):
+                self._finish()
+        except DCMTimeoutError:
+            return None
         try:
             return self.to_service_user.get_nowait()
         except queue.Empty:
@@ -216,7 +253,7 @@ class DULServiceProvider(threading.Thread):
         return False
 
     def kill(self) -> None:
-        """Close the transport and wait for the reader thread to end."""
+        """Close the transport and wait for the reader thread (if any) to end."""
         self.is_killed = True
         self._close_socket()
         if self.is_alive() and threading.current_thread() is not self:
@@ -224,52 +261,81 @@ class DULServiceProvider(threading.Thread):
 
     def wait_closed(self, timeout: float | None) -> bool:
         """Wait until the transport is closed (after a release or abort)."""
-        return self._closed.wait(timeout)
+        if self._reader_started or self._closed.is_set():
+            return self._closed.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed.is_set():
+            try:
+                if not self._pump_one(deadline):
+                    self._finish()
+            except DCMTimeoutError:
+                return False
+        return True
 
-    # ------------------------------------------------------------------ reader thread
+    # ------------------------------------------------------------------ reading
     def run(self) -> None:
-        """Reader loop: one whole PDU at a time, until the transport closes."""
+        """Reader thread: one whole PDU at a time, until the transport closes."""
         try:
             while not self.is_killed and self.dul_socket is not None:
-                try:
-                    raw = self._read_pdu()
-                except PDUProcessingError as exc:
-                    # The length field cannot be trusted, so the stream cannot be re-framed:
-                    # answer (AA-1/AA-8), then only drain until close or ARTIM (Sta13).
-                    logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
-                    self._rbuf.clear()
-                    self._handle(fsm.Events.EVT_19, exc)
-                    self._drain_until_closed()
-                    continue
-                except _ArtimExpired:
-                    self._handle(fsm.Events.EVT_18, None)
-                    continue
-                except _IdleTimeout:
-                    logger.warning("peer %s: no data for %s s, aborting", self._peer(), self.idle_timeout)
-                    self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
+                if not self._pump_one(None):
                     break
-                if raw is None:  # EOF or connection error
-                    self._handle(fsm.Events.EVT_17, None)
-                    break
-                try:
-                    pdu_obj = pdu.decode_pdu(raw)
-                except PDUProcessingError as exc:
-                    logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
-                    self._handle(fsm.Events.EVT_19, exc)
-                    continue
-                self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
         except Exception:  # never let a reader thread die silently with an open socket
             logger.exception("DUL reader for %s failed", self._peer())
             self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
         finally:
-            self._close_socket()
+            self._finish()
+
+    def _finish(self) -> None:
+        """The transport is gone: close it and tell the service user, once."""
+        self._close_socket()
+        if not self._finished:
+            self._finished = True
             self.to_service_user.put(ConnectionClosed())
+
+    def _pump_one(self, deadline: float | None) -> bool:
+        """Read one PDU and run it through the state machine; False once the transport is closed.
+
+        ``deadline`` (monotonic) bounds the wait for the *start* of a PDU (DCMTimeoutError);
+        a PDU that has begun is read to its end under the idle timeout.
+        """
+        if self.is_killed or self.dul_socket is None or self._closed.is_set():
+            return False
+        try:
+            raw = self._read_pdu(deadline)
+        except PDUProcessingError as exc:
+            # The length field cannot be trusted, so the stream cannot be re-framed:
+            # answer (AA-1/AA-8), then only drain until close or ARTIM (Sta13).
+            logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
+            self._rbuf.clear()
+            self._handle(fsm.Events.EVT_19, exc)
+            self._drain_until_closed()
+            return not self._closed.is_set()
+        except _ArtimExpired:
+            self._handle(fsm.Events.EVT_18, None)
+            return not self._closed.is_set()
+        except _IdleTimeout:
+            logger.warning("peer %s: no data for %s s, aborting", self._peer(), self.idle_timeout)
+            self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
+            return False
+        except _WaitOver:
+            raise DCMTimeoutError("no message from the peer in time") from None
+        if raw is None:  # EOF or connection error
+            self._handle(fsm.Events.EVT_17, None)
+            return False
+        try:
+            pdu_obj = pdu.decode_pdu(raw)
+        except PDUProcessingError as exc:
+            logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
+            self._handle(fsm.Events.EVT_19, exc)
+            return not self._closed.is_set()
+        self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
+        return not self._closed.is_set()
 
     def _drain_until_closed(self) -> None:
         """Discard input until the peer closes or the ARTIM timer expires (then close)."""
         while not self.is_killed and self.dul_socket is not None and not self._closed.is_set():
             try:
-                if not self._recv(RECV_CHUNK):
+                if not self._recv(RECV_CHUNK, None):
                     self._handle(fsm.Events.EVT_17, None)
                     return
             except _ArtimExpired:
@@ -280,11 +346,13 @@ class DULServiceProvider(threading.Thread):
                 return
         self._rbuf.clear()
 
-    def _read_pdu(self) -> bytes | None:
+    def _read_pdu(self, deadline: float | None) -> bytes | bytearray | None:
         """One whole PDU (header and body) or None at EOF; the length is checked first."""
-        header = self._read_exact_into_buffer(6)
-        if header is None:
-            return None
+        while len(self._rbuf) < 6:
+            chunk = self._recv(RECV_CHUNK, deadline if not self._rbuf else None)
+            if not chunk:
+                return None
+            self._rbuf += chunk
         pdu_type, length = pdu.parse_pdu_header(bytes(self._rbuf[:6]))
         pdu.check_pdu_length(pdu_type, length, self.max_pdu_length or UNLIMITED_PDU_CAP)
         total = 6 + length
@@ -302,29 +370,27 @@ class DULServiceProvider(threading.Thread):
             if n == 0:
                 return None
             have += n
-        return bytes(body) if total < 65536 else body  # type: ignore[return-value]
+        return bytes(body) if total < 65536 else body
 
-    def _read_exact_into_buffer(self, size: int) -> bool | None:
-        while len(self._rbuf) < size:
-            chunk = self._recv(RECV_CHUNK)
-            if not chunk:
-                return None
-            self._rbuf += chunk
-        return True
-
-    def _wait_timeout(self) -> tuple[float | None, type | None]:
+    def _wait_timeout(self, deadline: float | None = None) -> tuple[float | None, type | None]:
+        """The socket timeout for the next wait and what its expiry means."""
+        now = time.monotonic()
         artim = self.timer.deadline()
         if artim is not None:
-            return max(0.0, artim - time.monotonic()), _ArtimExpired
-        if self.idle_timeout is not None:
-            return self.idle_timeout, _IdleTimeout
-        return None, None
+            timeout, kind = max(0.0, artim - now), _ArtimExpired
+        elif self.idle_timeout is not None:
+            timeout, kind = self.idle_timeout, _IdleTimeout
+        else:
+            timeout, kind = None, None
+        if deadline is not None and (timeout is None or deadline - now < timeout):
+            timeout, kind = max(1e-6, deadline - now), _WaitOver
+        return timeout, kind
 
-    def _recv(self, size: int) -> bytes:
+    def _recv(self, size: int, deadline: float | None) -> bytes:
         sock = self.dul_socket
         if sock is None:
             return b""
-        timeout, on_timeout = self._wait_timeout()
+        timeout, on_timeout = self._wait_timeout(deadline)
         try:
             sock.settimeout(timeout)
             return sock.recv(size)
@@ -449,6 +515,10 @@ class _ArtimExpired(Exception):
 
 class _IdleTimeout(Exception):
     """No byte arrived within the idle (network) timeout."""
+
+
+class _WaitOver(Exception):
+    """The service user's own deadline passed before a PDU began."""
 
 
 def _sendmsg_all(sock: socket.socket, parts: list) -> None:

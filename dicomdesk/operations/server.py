@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..archive.forwarding import ForwardEvent
+from ..archive.scp import ArchiveHooks
 from ..net.applicationentity import AE, write_meta
 from ..net.sopclass import storage_scp, verification_scp
 from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
@@ -55,8 +57,11 @@ def _context_names(asce: Any) -> tuple[str, ...]:
     return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
 
 
-class ServerAE(AE):
-    """The AE behind the local server: reports association events through a callback."""
+class ServerAE(ArchiveHooks, AE):
+    """The AE behind the local server: reports association events through a callback.
+
+    ``ArchiveHooks`` answers C-FIND/C-GET/C-MOVE, worklist and storage commitment from
+    ``self.archive``, ``self.nodes`` (address book) and ``self.worklist``."""
 
     def __init__(self, ae_title: str, port: int, *, address: str, max_pdu_length: int,
                  max_associations: int, on_association: Callable[[AssociationEvent], None] | None,
@@ -65,13 +70,15 @@ class ServerAE(AE):
                          max_associations=max_associations)
         self._on_association = on_association
         # Storage SCP (PS3.4 B.2.2): the archive that keeps received objects, the listener for
-        # stored objects, and the temp files still open, by id(fp): (incoming, DUL thread,
-        # command set UIDs) — leftovers of an aborted association are discarded.
+        # stored objects, and the temp files still open, by id(fp): (incoming, receiving
+        # thread, command set UIDs) — leftovers of an aborted association are discarded.
         self.archive: Any = None
         self.on_stored: Callable[[StoredObject], None] | None = None
         self._incoming: dict[int, tuple[Any, Any, str, str]] = {}
         self._incoming_lock = threading.Lock()
         self._association_of_thread: dict[Any, Any] = {}
+        self.nodes: list[Any] = []  # address book: C-MOVE destinations, commitment reports
+        self.worklist: Any = None   # archive.WorklistStore when a worklist folder is set
 
     def _report(self, asce: Any, state: str, reason: str = "") -> None:
         address = getattr(asce, "client_address", None) or ("?", 0)
@@ -142,9 +149,12 @@ class ServerAE(AE):
         self._association_of_thread.pop(threading.current_thread(), None)
         if self.archive is None:
             return
-        dul = getattr(asce, "dul", None)
+        # get_file runs on the thread that reads this association's socket: the DUL reader
+        # thread, or the association thread itself when it pumps the socket.
+        owners = (getattr(asce, "dul", None), threading.current_thread())
         with self._incoming_lock:
-            left = [key for key, (_, thread, _, _) in self._incoming.items() if thread is dul]
+            left = [key for key, (_, thread, _, _) in self._incoming.items()
+                    if any(thread is owner for owner in owners)]
             entries = [self._incoming.pop(key) for key in left]
         for incoming, *_ in entries:
             logger.info("discarding incomplete object %s", incoming.path.name)
@@ -202,11 +212,22 @@ class LocalServer:
     """Start/stop the local server with its settings (see ``config.ServerSettings``)."""
 
     def __init__(self, settings: Any, on_association: Callable[[AssociationEvent], None] | None = None,
-                 on_stored: Callable[[StoredObject], None] | None = None):
+                 on_stored: Callable[[StoredObject], None] | None = None, *,
+                 nodes_path: Path | None = None, nodes: list[Any] | None = None,
+                 on_forward: Callable[[ForwardEvent], None] | None = None,
+                 forward_retry: tuple[float, float, int] = (5.0, 600.0, 20)):
+        """``nodes`` (or the address book at ``nodes_path``, default: the user's) name the C-MOVE
+        destinations, storage commitment requesters and forwarding destinations;
+        ``forward_retry`` is (first delay s, maximum delay s, attempts) of forwarding."""
         self.settings = settings
         self.on_association = on_association
         self.on_stored = on_stored
+        self.on_forward = on_forward
+        self.nodes_path = nodes_path
+        self.nodes = nodes
+        self.forward_retry = forward_retry
         self.ae: ServerAE | None = None
+        self.forwarder: Any = None
 
     def build_ae(self) -> ServerAE:
         """The configured AE, bound but not yet serving (raises OSError if the port is taken)."""
@@ -216,12 +237,67 @@ class LocalServer:
         ae.add_scp(verification_scp)
         from ..archive import Archive  # storage SCP: received objects go to the archive
         ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True))
+        ae.archive.recover()  # a killed predecessor leaves temp files or unindexed files
         ae.on_stored = self.on_stored
         ae.add_scp(storage_scp)
+        self._add_archive_services(ae)
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout"):
             if hasattr(s, attr):
                 setattr(ae, {"acse_timeout": "timeout"}.get(attr, attr), getattr(s, attr))
         return ae
+
+    def _load_nodes(self) -> list[Any]:
+        from .. import config
+
+        if self.nodes is not None:
+            return list(self.nodes)
+        if self.nodes_path is not None:
+            return config.load_nodes(self.nodes_path)  # a broken named file is an error
+        try:
+            return config.load_nodes(config.default_nodes_path())
+        except config.ConfigError as exc:
+            logger.warning("address book not used: %s", exc)
+            return []
+
+    def _add_archive_services(self, ae: ServerAE) -> None:
+        """Q/R (PS3.4 C), worklist (K.6) and storage commitment (J.3) SCPs from the archive,
+        and the forwarder of received objects."""
+        from ..archive import WorklistStore
+        from ..archive.forwarding import Forwarder
+        from ..net import uids
+        from ..net.sopclass import (StorageCommitment, modality_work_list_scp, qr_find_scp,
+                                    qr_get_scp, qr_move_scp, storage_scu)
+
+        s = self.settings
+        ae.nodes = self._load_nodes()
+        for service in (qr_find_scp, qr_get_scp, qr_move_scp, StorageCommitment()):
+            ae.add_scp(service)
+        # C-GET sends on the requestor's contexts with our SCU role (PS3.7 D.3.3.4); no own
+        # contexts are defined, so all storage classes fit (add_scu would propose them).
+        for uid in uids.STORAGE_SOP_CLASSES:
+            ae.supported_scu[uid] = storage_scu
+        worklist_dir = getattr(s, "worklist_dir", None)
+        if worklist_dir is not None:
+            ae.worklist = WorklistStore(Path(worklist_dir))
+            ae.add_scp(modality_work_list_scp)
+        rules = tuple(getattr(s, "forward_rules", ()) or ())
+        if rules:
+            initial, maximum, attempts = self.forward_retry
+            self.forwarder = Forwarder(
+                ae.archive, ae.nodes, rules,
+                _forward_sender(s.aet, getattr(s, "network_timeout", 30.0), s.max_pdu_length),
+                on_forward=self.on_forward, initial_delay=initial, max_delay=maximum,
+                max_attempts=attempts)
+            user_on_stored = ae.on_stored
+            forwarder = self.forwarder
+
+            def on_stored(obj: StoredObject) -> None:  # queue before the C-STORE response
+                if obj.error is None and obj.sop_instance_uid:
+                    forwarder.on_stored(obj.sop_instance_uid, obj.calling_aet)
+                if user_on_stored is not None:
+                    user_on_stored(obj)
+
+            ae.on_stored = on_stored
 
     @property
     def port(self) -> int:
@@ -231,12 +307,17 @@ class LocalServer:
         if self.ae is None:
             self.ae = self.build_ae()
             self.ae.start()
+            if self.forwarder is not None:
+                self.forwarder.start()
             logger.info("listening as %s on %s:%d", self.settings.aet, self.settings.bind, self.ae.port)
         return self
 
     def stop(self) -> None:
         if self.ae is not None:
             self.ae.quit()
+            if self.forwarder is not None:
+                self.forwarder.stop()
+                self.forwarder = None
             if self.ae.archive is not None:
                 self.ae.archive.close()
             self.ae = None
@@ -250,3 +331,20 @@ class LocalServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def _forward_sender(calling_aet: str, timeout: float, max_pdu_length: int) -> Callable[..., dict]:
+    """The forwarder's ``send(node, paths)``: one ``operations.send`` (one association per batch),
+    each path mapped to None when stored, else the reason."""
+    from .common import Peer
+    from .send import send
+
+    def send_to(node: Any, paths: list[Path]) -> dict[Path, str | None]:
+        peer = Peer(node.host, node.port, called_aet=node.aet, calling_aet=calling_aet,
+                    timeout=timeout, username=node.username, password=node.password)
+        result = send(peer, paths, max_pdu_length=max_pdu_length or 65536)
+        outcomes = {Path(o.path): (None if o.state == "stored" else (o.message or o.state))
+                    for o in result.outcomes}
+        return {p: outcomes.get(Path(p), result.error or "not sent") for p in paths}
+
+    return send_to

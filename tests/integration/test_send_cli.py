@@ -57,7 +57,7 @@ def test_send_stores_every_clean_file_and_prints_failures_and_a_retry_command(dc
 
     retry = shlex.split(lines[lines.index("to retry the failed files:") + 1])
     assert retry[:2] == ["dicomdesk", "send"]
-    again = dicomdesk(*retry[2:])
+    again = dicomdesk(*retry[1:])
     assert again.returncode == 1
     assert "0 skipped" in again.stdout
     assert len([line for line in again.stdout.splitlines() if line.startswith("failed: ")]) == len(failures)

@@ -14,7 +14,6 @@ import io
 import os
 import subprocess
 import sys
-import threading
 import warnings
 from pathlib import Path
 
@@ -340,3 +339,37 @@ def test_pynetdicom_scu_sends_every_file_to_dicomdesk_serve(serve, scanned):
     assert _compare_archive([i for i in dicom if statuses.get(i.path) == 0], stored) >= 80
     log = serve.stop()
     assert "refused" in log
+
+
+def test_an_object_aborted_mid_transfer_leaves_no_temp_file(serve):
+    import time
+
+    from dicomdesk.net import dimsemessages
+    from dicomdesk.net.applicationentity import ClientAE
+    from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
+
+    ae = ClientAE("ABORTER")
+    ae.update_context_def_list([uids.CT_IMAGE_STORAGE], transfer_syntaxes=[uids.EXPLICIT_VR_LITTLE_ENDIAN])
+    assoc = ae.request_association({"aet": "DICOMDESK", "address": "127.0.0.1", "port": serve.port})
+    ctx = assoc.contexts_for(uids.CT_IMAGE_STORAGE)[0]
+    rq = dimsemessages.CStoreRQMessage()
+    rq.message_id = 1
+    rq.affected_sop_class_uid = uids.CT_IMAGE_STORAGE
+    rq.affected_sop_instance_uid = "1.2.3.4.5"
+    rq.data_set = b"\x08\x00\x16\x00UI\x1a\x00" + b"1" * 26  # the data set is never finished
+    pdus = list(rq.encode(ctx.id, assoc.peer_max_pdu_length))
+    for p in pdus[:-1]:
+        assoc.dul.send(p)
+    last = pdus[-1].data_value_items[0].data_value
+    assoc.dul.send(PDataTfPDU([PresentationDataValueItem(ctx.id, bytes((0x00,)) + bytes(last[1:]))]))
+    incoming = serve.storage / ".incoming"
+    deadline = time.monotonic() + 5
+    while not list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the temp file appears once the command set has arrived
+    assert list(incoming.iterdir())
+    assoc.abort()
+    deadline = time.monotonic() + 5
+    while list(incoming.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not list(incoming.iterdir())
+    assert "aborted" in serve.stop()
