@@ -218,7 +218,7 @@ def test_findscu_key_below_the_level_is_refused(pacs: Pacs, tmp_path: Path) -> N
     responses, log = findscu(pacs, tmp_path / "rsp", "study", "STUDY",
                              {"StudyInstanceUID": "", "SeriesDescription": "AXIAL"})
     assert responses == []
-    assert "0xa900" in log.lower() or "identifier does not match" in log.lower(), log
+    assert "datasetdoesnotmatchsopclass" in log.lower() or "0xa900" in log.lower(), log
 
 
 def test_findscu_unsupported_optional_key_is_answered_empty_with_ff01(pacs: Pacs, tmp_path: Path) -> None:
@@ -231,8 +231,12 @@ def test_findscu_unsupported_optional_key_is_answered_empty_with_ff01(pacs: Pacs
 
 # ---------------------------------------------------------------------------- getscu / movescu
 def _without_meta(path: Path) -> Dataset:
+    """The data set to compare: each side writes its own meta header, and DCMTK leaves out
+    trailing padding (FFFC,FFFC) and group lengths (gggg,0000) when it sends."""
     ds = pydicom.dcmread(path)
-    ds.file_meta = None  # compare the data sets only: each side writes its own meta header
+    ds.file_meta = None
+    for tag in [t for t in ds.keys() if t == 0xFFFCFFFC or t.element == 0]:
+        del ds[tag]
     return ds
 
 
@@ -284,7 +288,7 @@ def test_movescu_to_an_unknown_destination_gets_a801(pacs: Pacs) -> None:
                        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={UID['S1']}",
                        LOCALHOST, str(pacs.port))
     log = (result.stdout + result.stderr).lower()
-    assert "a801" in log or "destination unknown" in log, log
+    assert "movedestinationunknown" in log or "a801" in log, log
 
 
 # ---------------------------------------------------------------------------- pynetdicom
