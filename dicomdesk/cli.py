@@ -63,19 +63,47 @@ def _chosen_command(argv: list[str]) -> str | None:
     return None
 
 
+class _SingleCommand:
+    """Stands in for argparse's sub-parsers so a command's parser can be used on its own:
+    argparse cannot mix options and positionals (``send HOST PORT --aec X PATH``) with
+    sub-parsers, but a plain parser can (``parse_intermixed_args``)."""
+
+    def __init__(self) -> None:
+        self.parsers: dict[str, argparse.ArgumentParser] = {}
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        kwargs.pop("help", None)
+        parser = argparse.ArgumentParser(prog=f"dicomdesk {name}", **kwargs)
+        parser.add_argument("-v", "--verbose", action="count", default=0,
+                            help="more log output (-vv: debug)")
+        self.parsers[name] = parser
+        return parser
+
+
+def _command_parser(command: str) -> argparse.ArgumentParser:
+    module = importlib.import_module(f"dicomdesk.commands.{COMMANDS[command]}")
+    single = _SingleCommand()
+    module.add_parser(single)
+    return single.parsers[command]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dicomdesk`` console script; returns the exit status."""
     args_list = _normalise(list(sys.argv[1:] if argv is None else argv))
     command = _chosen_command(args_list)
-    if command is None and not any(a in ("-h", "--help") for a in args_list):
+    if command is None:
+        if any(a in ("-h", "--help") for a in args_list):
+            build_parser().print_help()
+            return 0
         if args_list and not args_list[0].startswith("-"):
             print(f"dicomdesk: unknown command {args_list[0]!r} "
                   f"(try one of: {', '.join(COMMANDS)})", file=sys.stderr)
             return 2
         from .ui.app import main as gui_main  # the window is the default
-        return gui_main(args_list)
-    parser = build_parser(only=command)
-    args = parser.parse_args(args_list)
+        return gui_main([a for a in args_list if a not in ("-v", "--verbose", "-vv")])
+    position = args_list.index(command)
+    rest = args_list[:position] + args_list[position + 1:]
+    args = _command_parser(command).parse_intermixed_args(rest)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     if command == "serve":
         level = min(level, logging.INFO)

@@ -7,6 +7,7 @@ argparse cannot take options between HOST PORT and the paths of a sub-command.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shlex
 import sys
 import time
@@ -50,9 +51,19 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
     _split_host_port(args)
     peer = peer_from_args(args)
+    missing = [str(p) for p in args.paths if not Path(p).exists()]
+    if missing:
+        print(f"dicomdesk: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
     infos = scan_paths(args.paths)
     if not infos:
         print("dicomdesk: no files found under the given paths", file=sys.stderr)
+        return 1
+    if not any(i.is_dicom for i in infos):
+        print(f"dicomdesk: no DICOM file to send ({len(infos)} file(s) skipped: not DICOM)",
+              file=sys.stderr)
+        for info in infos[:10]:
+            print(f"  skipped {info.path}: {info.reason}", file=sys.stderr)
         return 1
     tty = sys.stdout.isatty()
     started = time.monotonic()
