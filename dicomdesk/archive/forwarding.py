@@ -90,6 +90,11 @@ class Forwarder:
         self.batch_size = batch_size
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        for rule in self.rules:
+            for destination in rule.destinations:
+                if (_node_named(self.nodes, destination) is None
+                        and not any(n.aet == destination for n in self.nodes)):
+                    logger.warning("forwarding destination %r is not in the address book", destination)
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ queueing
@@ -214,8 +219,11 @@ class Forwarder:
             self._event(ForwardEvent(item.sop_instance_uid, item.destination, "failed", attempts, error))
 
     def _event(self, event: ForwardEvent) -> None:
-        if event.state in ("queued", "sending"):
-            logger.debug("forward %s to %s: %s", event.sop_instance_uid, event.destination, event.state)
+        if event.state == "queued":
+            logger.info("forward %s to %s: queued", event.sop_instance_uid, event.destination)
+        elif event.state == "sending":
+            logger.debug("forward %s to %s: sending (attempt %d)", event.sop_instance_uid,
+                         event.destination, event.attempts + 1)
         if self.on_forward is None:
             return
         try:

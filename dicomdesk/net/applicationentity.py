@@ -13,9 +13,11 @@ Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 from __future__ import annotations
 
 import logging
+import re
 import selectors
 import socket
 import socketserver
+import struct
 import tempfile
 import threading
 from typing import Any, Iterable, Mapping
@@ -32,12 +34,49 @@ from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
 logger = logging.getLogger(__name__)
 
 
+_PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
+_META_ELEMENT = struct.Struct("<HH2sH")
+
+
+def _meta_element(elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    if len(value) % 2:
+        value += pad
+    return _META_ELEMENT.pack(2, elem, vr, len(value)) + value
+
+
+def _plain_meta_bytes(command_set: Dataset, ts: str) -> bytes | None:
+    """Preamble + File Meta Information encoded by hand (PS3.10 7.1, Explicit VR LE).
+
+    Every received C-STORE writes one, so this skips pydicom's general writer; the bytes are
+    exactly what ``write_file_meta_info`` writes (a test compares them). Returns None for
+    anything not plain (missing or non-numeric UIDs), which then goes through pydicom.
+    """
+    sop_class = command_set.get(0x00000002)
+    sop_instance = command_set.get(0x00001000)
+    values = [getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts,
+              uids.IMPLEMENTATION_CLASS_UID]
+    if not all(isinstance(v, str) and _PLAIN_UID.match(v) for v in values):
+        return None
+    name = uids.IMPLEMENTATION_VERSION_NAME
+    body = b"".join([
+        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",  # (0002,0001) version 00 01
+        *(_meta_element(elem, b"UI", v.encode("ascii"), b"\x00")
+          for elem, v in zip((0x0002, 0x0003, 0x0010, 0x0012), values)),
+        _meta_element(0x0013, b"SH", name.encode("ascii"), b" "),
+    ])
+    return b"\x00" * 128 + b"DICM" + _META_ELEMENT.pack(2, 0, b"UL", 4) + struct.pack("<L", len(body)) + body
+
+
 def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
     """Write the Part-10 preamble and File Meta Information for a received C-STORE.
 
     Used by ``get_file`` so that the data set fragments written after it make a complete
     DICOM file (PS3.10 7.1) without the data set ever being held in memory.
     """
+    plain = _plain_meta_bytes(command_set, str(ts))
+    if plain is not None:
+        fp.write(plain)
+        return
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
     meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID

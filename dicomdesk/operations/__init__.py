@@ -20,6 +20,7 @@ _EXPORTS = {
     "RetrieveProgress": "query", "RetrieveResult": "query", "move": "query", "get": "query",
     "CommitResult": "commit", "commit": "commit",
     "LocalServer": "server", "AssociationEvent": "server", "StoredObject": "server",
+    "ForwardEvent": "server",
 }
 
 __all__ = sorted(_EXPORTS)

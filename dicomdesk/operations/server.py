@@ -236,11 +236,18 @@ class LocalServer:
                       max_associations=s.max_associations, on_association=self.on_association)
         ae.add_scp(verification_scp)
         from ..archive import Archive  # storage SCP: received objects go to the archive
-        ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True))
-        ae.archive.recover()  # a killed predecessor leaves temp files or unindexed files
-        ae.on_stored = self.on_stored
-        ae.add_scp(storage_scp)
-        self._add_archive_services(ae)
+        try:
+            ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True))
+            ae.archive.recover()  # a killed predecessor leaves temp files or unindexed files
+            ae.on_stored = self.on_stored
+            ae.add_scp(storage_scp)
+            self._add_archive_services(ae)
+        except BaseException:  # e.g. a malformed address book: release the port and the index
+            if ae.archive is not None:
+                ae.archive.close()
+            ae.quit()
+            self.forwarder = None
+            raise
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout"):
             if hasattr(s, attr):
                 setattr(ae, {"acse_timeout": "timeout"}.get(attr, attr), getattr(s, attr))
@@ -343,7 +350,7 @@ def _forward_sender(calling_aet: str, timeout: float, max_pdu_length: int) -> Ca
         peer = Peer(node.host, node.port, called_aet=node.aet, calling_aet=calling_aet,
                     timeout=timeout, username=node.username, password=node.password)
         result = send(peer, paths, max_pdu_length=max_pdu_length or 65536)
-        outcomes = {Path(o.path): (None if o.state == "stored" else (o.message or o.state))
+        outcomes = {Path(o.path): (None if o.state == "stored" else (result.error or o.message or o.state))
                     for o in result.outcomes}
         return {p: outcomes.get(Path(p), result.error or "not sent") for p in paths}
 

@@ -68,6 +68,8 @@ class ServerHost(QObject):
     associations = Signal(list)
     #: list of operations.StoredObject
     stored = Signal(list)
+    #: list of archive forwarding events (ForwardEvent: uid, destination, state, attempts, error)
+    forwarded = Signal(list)
 
     def __init__(self, tracker: TaskTracker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +78,7 @@ class ServerHost(QObject):
         self._lock = threading.Lock()
         self._pending_assoc: list[Any] = []
         self._pending_stored: list[Any] = []
+        self._pending_forward: list[Any] = []
         self._state = ServerState("stopped", "DICOMDESK", 11112)
         self._timer = QTimer(self)
         self._timer.setInterval(50)
@@ -108,14 +111,21 @@ class ServerHost(QObject):
         with self._lock:
             self._pending_stored.append(obj)
 
+    def _on_forward(self, event: Any) -> None:
+        with self._lock:
+            self._pending_forward.append(event)
+
     def _drain(self) -> None:
         with self._lock:
             assoc, self._pending_assoc = self._pending_assoc, []
             stored, self._pending_stored = self._pending_stored, []
+            forwarded, self._pending_forward = self._pending_forward, []
         if assoc:
             self.associations.emit(assoc)
         if stored:
             self.stored.emit(stored)
+        if forwarded:
+            self.forwarded.emit(forwarded)
 
     # -- control ---------------------------------------------------------------------------
     def start(self, aet: str, port: int, storage_dir: str, bind: str = "127.0.0.1") -> None:
@@ -123,15 +133,20 @@ class ServerHost(QObject):
         if self._busy is not None or self._server is not None:
             return
         self._set_state(ServerState("starting", aet, port, storage_dir))
-        on_association, on_stored = self._on_association, self._on_stored
+        on_association, on_stored, on_forward = self._on_association, self._on_stored, self._on_forward
 
         def call(ctx: WorkerContext) -> Any:
+            import dataclasses
+
             from dicomdesk import config, operations
 
+            # Forwarding rules and the worklist folder come from the settings file (shared
+            # with `dicomdesk serve --settings`); the panel's own fields win for the rest.
+            base = config.load_server_settings(config.default_settings_path())
             extra = {"storage_dir": storage_dir} if storage_dir else {}
-            settings = config.ServerSettings(aet=aet, port=port, bind=bind, **extra)
+            settings = dataclasses.replace(base, aet=aet, port=port, bind=bind, **extra)
             server = operations.LocalServer(settings, on_association=on_association,
-                                            on_stored=on_stored)
+                                            on_stored=on_stored, on_forward=on_forward)
             try:
                 server.start()
             except Exception as exc:

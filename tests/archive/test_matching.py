@@ -16,6 +16,9 @@ CASES = [
     ("LO", "*", "anything", True),
     ("DA", "*", "20240101", True),
     ("UI", "", "1.2.3", True),
+    ("PN", "", "", True),
+    ("DA", "", "", True),
+    ("LO", "*", "", True),
     # single value matching, case-sensitive for non-PN text (C.2.2.2.1)
     ("LO", "ABC", "ABC", True),
     ("LO", "ABC", "abc", False),
@@ -49,6 +52,9 @@ CASES = [
     ("PN", "D?E^J*", "Doe^John", True),
     ("PN", "SMITH*", "Doe^John", False),
     ("PN", "Müller*", "MÜLLER^Hans", True),
+    ("PN", "d?e^j*", "DOE^JOHN", True),
+    ("PN", "doe*", "", False),
+    ("CS", "C?", "CT", True),
     # dates: single, ranges open on either side (C.2.2.2.5)
     ("DA", "20240115", "20240115", True),
     ("DA", "20240115", "20240116", False),
@@ -88,6 +94,7 @@ CASES = [
     ("UI", "1.2.3\\1.2.4\\1.2.5", "1.2.4", True),
     ("UI", "1.2.3\\1.2.4", "1.2.6", False),
     ("UI", "1.2.*", "1.2.3", False),
+    ("UI", "1.2.3\\1.2.4", "", False),
     # integers
     ("IS", "3", "3", True),
     ("IS", " 3", "03", True),

@@ -163,6 +163,64 @@ def _bare_encoding(fp: BinaryIO) -> str:
     return uids.EXPLICIT_VR_LITTLE_ENDIAN if explicit else uids.IMPLICIT_VR_LITTLE_ENDIAN
 
 
+_SOP_CLASS_TAG, _SOP_INSTANCE_TAG = 0x00080016, 0x00080018
+
+
+def _scan_sop_uids(fp: BinaryIO, offset: int, ts: str) -> tuple[str, str] | None:
+    """SOP Class and Instance UID (0008,0016/0018) read from the first element headers.
+
+    The fast path of ``read_part10_header``: it reads only the few elements before
+    (0008,0018) with plain ``struct`` (PS3.5 7.1), never pydicom's reader, since a storage
+    SCU reads every file's header once or twice. It answers only when the layout is plain
+    (defined lengths, both UIDs present, every element in order, tags ascending); anything
+    else (deflate, sequences, odd VRs, absent UIDs) returns None and pydicom decides.
+    """
+    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return None
+    implicit = ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    e = ">" if ts == uids.EXPLICIT_VR_BIG_ENDIAN else "<"
+    fp.seek(offset)
+    head = fp.read(4096)  # the UIDs sit in the first few hundred bytes of a data set
+    values: dict[int, str] = {}
+    pos, previous = 0, -1
+    while pos + 8 <= len(head):
+        group, elem = struct.unpack_from(e + "HH", head, pos)
+        tag = (group << 16) | elem
+        if tag <= previous or tag > _SOP_INSTANCE_TAG:
+            break
+        previous = tag
+        if implicit:
+            length = struct.unpack_from(e + "L", head, pos + 4)[0]
+            pos += 8
+            vr = None
+        else:
+            vr = head[pos + 4:pos + 6]
+            if not (vr.isalpha() and vr.isupper()):
+                return None
+            if vr in _LONG_VRS:
+                if pos + 12 > len(head):
+                    return None
+                length = struct.unpack_from(e + "L", head, pos + 8)[0]
+                pos += 12
+            else:
+                length = struct.unpack_from(e + "H", head, pos + 6)[0]
+                pos += 8
+        if length == 0xFFFFFFFF or pos + length > len(head):
+            return None
+        if tag in (_SOP_CLASS_TAG, _SOP_INSTANCE_TAG):
+            if vr is not None and vr != b"UI":
+                return None
+            raw = head[pos:pos + length]
+            if not raw.isascii():
+                return None
+            values[tag] = _clean_uid(raw)
+        pos += length
+    sop_class, sop_instance = values.get(_SOP_CLASS_TAG), values.get(_SOP_INSTANCE_TAG)
+    if not sop_class or not sop_instance or "\\" in sop_class or "\\" in sop_instance:
+        return None
+    return sop_class, sop_instance
+
+
 def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
     """Transfer syntax, SOP class/instance and data set offset of a file to send.
 
@@ -179,15 +237,19 @@ def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
             ts = values.get(_META_TS, "")
             if not ts:
                 raise Part10Error("the File Meta Information has no Transfer Syntax UID")
-        try:
-            fp.seek(0)
-            with pydicom_warnings_logged():
-                ds = dcmread(fp, force=True, stop_before_pixels=True,
-                             specific_tags=["SOPClassUID", "SOPInstanceUID"])
-            sop_class = _clean_uid(ds.get("SOPClassUID"))
-            sop_instance = _clean_uid(ds.get("SOPInstanceUID"))
-        except Exception as exc:  # pydicom raises many types on a damaged header
-            raise Part10Error(f"unreadable data set header: {exc}") from exc
+        found = _scan_sop_uids(fp, offset, ts)
+        if found is not None:
+            sop_class, sop_instance = found
+        else:
+            try:
+                fp.seek(0)
+                with pydicom_warnings_logged():
+                    ds = dcmread(fp, force=True, stop_before_pixels=True,
+                                 specific_tags=["SOPClassUID", "SOPInstanceUID"])
+                sop_class = _clean_uid(ds.get("SOPClassUID"))
+                sop_instance = _clean_uid(ds.get("SOPInstanceUID"))
+            except Exception as exc:  # pydicom raises many types on a damaged header
+                raise Part10Error(f"unreadable data set header: {exc}") from exc
     sop_class = sop_class or values.get(_META_SOP_CLASS, "")
     sop_instance = sop_instance or values.get(_META_SOP_INSTANCE, "")
     if not sop_class:

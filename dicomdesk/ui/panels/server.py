@@ -98,6 +98,15 @@ STORED_COLUMNS = [
     ("File", lambda r: str(r.event.path) if r.event.path else f"not stored: {r.event.error}"),
 ]
 
+FORWARD_COLUMNS = [
+    ("Time", lambda r: r.time),
+    ("SOP instance UID", lambda r: r.event.sop_instance_uid),
+    ("Destination", lambda r: r.event.destination),
+    ("State", lambda r: r.event.state),
+    ("Attempts", lambda r: str(r.event.attempts)),
+    ("Error", lambda r: r.event.error or ""),
+]
+
 
 class ServerPanel(QWidget):
     """Start/stop form on top, association log and received objects in tabs, preview at right."""
@@ -147,6 +156,9 @@ class ServerPanel(QWidget):
         tabs = QTabWidget(self)
         tabs.addTab(self.stored_view, "Received objects")
         tabs.addTab(self.association_view, "Associations")
+        self.forwarding = RecordTableModel(FORWARD_COLUMNS, parent=self)
+        self.forwarding_view = self._table(self.forwarding)
+        tabs.addTab(self.forwarding_view, "Forwarding")
         self.preview_label = QLabel("Select a received object to preview it.", self)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview_label.setMinimumWidth(220)
@@ -171,6 +183,8 @@ class ServerPanel(QWidget):
         ctx.server.associations.connect(
             lambda events: self.associations.append([_Stamped(e) for e in events]))
         ctx.server.stored.connect(lambda objs: self.stored.append([_Stamped(o) for o in objs]))
+        ctx.server.forwarded.connect(
+            lambda events: self.forwarding.append([_Stamped(e) for e in events]))
         self._on_state(state)
 
     def _table(self, model: RecordTableModel) -> QTableView:
