@@ -259,6 +259,23 @@ class ServerSettings:
     durable: bool = True
     forward_rules: tuple[ForwardRule, ...] = ()
     worklist_dir: Path | None = None
+    # Access policy (see dicomdesk/security.py, docs/security.md): "AET" or "AET@ADDR[,ADDR]"
+    # entries (empty: any calling AE), a users TOML file of salted hashes (PS3.7 D.3.3.7), and
+    # whether a called AE title other than ``aet`` is refused (PS3.8 Table 9-21, reason 7).
+    allowed_calling_aets: tuple[str, ...] = ()
+    users_file: Path | None = None
+    require_called_aet: bool = False
+    # DICOM TLS (PS3.15 B.1): our certificate and key; with ``tls_ca`` clients must present a
+    # certificate signed by it.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Resource limits: largest object received (bytes, 0: none) and the free space the archive
+    # keeps (both answered with A700 Out of Resources), most C-FIND matches returned (0: all;
+    # then the final status is a warning... see operations/server.py).
+    max_object_size: int = 0
+    min_free_bytes: int = 0
+    max_find_matches: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aet", validate_ae_title(self.aet))
@@ -291,6 +308,29 @@ class ServerSettings:
         if self.worklist_dir is not None and not isinstance(self.worklist_dir, Path):
             folder = _require_text(self.worklist_dir, "worklist_dir")
             object.__setattr__(self, "worklist_dir", Path(folder).expanduser())
+        allowed = self.allowed_calling_aets
+        if isinstance(allowed, (str, bytes)) or not isinstance(allowed, (list, tuple)):
+            raise ConfigError(f"allowed_calling_aets must be a list, got {allowed!r}",
+                              field="allowed_calling_aets")
+        from .security import AllowedCaller, PolicyError  # pure module, no I/O
+
+        for entry in allowed:
+            try:
+                AllowedCaller.parse(_require_text(entry, "allowed_calling_aets"))
+            except PolicyError as exc:
+                raise ConfigError(str(exc), field="allowed_calling_aets") from None
+        object.__setattr__(self, "allowed_calling_aets", tuple(a.strip() for a in allowed))
+        for name in ("users_file", "tls_cert", "tls_key", "tls_ca"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(_require_text(value, name)).expanduser())
+        if not isinstance(self.require_called_aet, bool):
+            raise ConfigError(f"require_called_aet must be true or false, got {self.require_called_aet!r}",
+                              field="require_called_aet")
+        if (self.tls_key or self.tls_ca) and not self.tls_cert:
+            raise ConfigError("tls_key/tls_ca need tls_cert (the server's certificate)", field="tls_cert")
+        for name in ("max_object_size", "min_free_bytes", "max_find_matches"):
+            _check_int(getattr(self, name), name, 0, 2 ** 63 - 1)
 
 
 def _forward_rule_fields(table: object) -> dict[str, Any]:
@@ -538,9 +578,10 @@ def load_server_settings(path: Path | str) -> ServerSettings:
         if unknown:
             raise ConfigError(f"unknown field {unknown[0]!r}", field=unknown[0])
         values = dict(table)
-        if isinstance(values.get("storage_dir"), str):
-            storage = Path(values["storage_dir"]).expanduser()
-            values["storage_dir"] = storage if storage.is_absolute() else path.parent / storage
+        for name in ("storage_dir", "users_file", "tls_cert", "tls_key", "tls_ca"):
+            if isinstance(values.get(name), str):
+                value = Path(values[name]).expanduser()
+                values[name] = value if value.is_absolute() else path.parent / value
         return ServerSettings(**values)
     except ConfigError as exc:
         raise ConfigError(f"{path}: server: {exc}", path=path, field=exc.field) from exc

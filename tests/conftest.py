@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,13 @@ from peers import (
 
 # Qt widgets in tests never need a display (scripts/test sets this too).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# Tests never read or write the user's own address book, settings or archive: the platform
+# folders (platformdirs follows XDG on Linux) point into a throw-away home for the session.
+_TEST_HOME = Path(tempfile.mkdtemp(prefix="dicomdesk-tests-"))
+for _name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    os.environ[_name] = str(_TEST_HOME / _name.lower())
+atexit.register(shutil.rmtree, _TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture

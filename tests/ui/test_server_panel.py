@@ -72,3 +72,43 @@ def test_preview_of_a_non_image_says_why_in_words(window, qtbot, tmp_path):
     panel._preview_worker.signals.done.connect(lambda: worker_done.append(True))
     qtbot.waitUntil(lambda: bool(worker_done), timeout=10_000)
     assert panel.preview_label.text().startswith("No preview: ")
+
+
+def test_dcmtk_storescu_to_the_in_app_server_fills_the_logs_and_forwards(window, qtbot, dcmtk_storescp,
+                                                                         tmp_path):
+    """Flow "bytes to row": storescu → in-app server → association log + received objects; a
+    forwarding rule from the settings file sends the object on to a DCMTK storescp."""
+    import pydicom.data
+    from peers import run_dcmtk
+
+    config.save_nodes(config.default_nodes_path(),
+                      [config.Node("pacs", "STORESCP", "127.0.0.1", dcmtk_storescp.port)])
+    settings_path = config.default_settings_path()
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    settings_path.write_text('[server]\nforward_rules = [{destinations = ["pacs"]}]\n')
+    try:
+        window.server_panel.storage_edit.setText(str(tmp_path / "archive"))
+        port = free_port()
+        assert _start(window, qtbot, port).status == "listening"
+        ct = pydicom.data.get_testdata_file("CT_small.dcm")
+        result = run_dcmtk("storescu", "-aec", "DICOMDESK", "127.0.0.1", str(port), ct)
+        assert result.returncode == 0, result.stdout + result.stderr
+        panel = window.server_panel
+        qtbot.waitUntil(lambda: panel.stored.rowCount() == 1, timeout=10_000)
+        stored = panel.stored.record(0).event
+        assert stored.path is not None and stored.path.exists()
+        assert stored.calling_aet == "STORESCU"
+        qtbot.waitUntil(lambda: any(r.event.state == "released" for r in panel.associations.records()),
+                        timeout=5000)
+        qtbot.waitUntil(lambda: any(r.event.state == "done" for r in panel.forwarding.records()),
+                        timeout=15_000)
+        forwarded = list(dcmtk_storescp.output_dir.iterdir())
+        assert len(forwarded) == 1
+        with qtbot.waitSignal(panel.preview_ready, timeout=10_000):
+            panel.show_preview(str(stored.path))
+    finally:
+        settings_path.unlink()
+        config.default_nodes_path().unlink()
+        with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
+                              check_params_cb=lambda s: s.status == "stopped"):
+            window.server_host.stop()
