@@ -155,9 +155,9 @@ class ArchiveHooks:
         level = str(ds.get("QueryRetrieveLevel", "") or "").strip().upper()
         try:
             refs = self.archive.locate(level, ds, model)
-        except QueryError as exc:  # the SCP answers C000 Unable to process
+        except QueryError as exc:  # the SCP answers the query's status (A900) with the reason
             logger.info("%s refused: %s", command, exc.reason)
-            raise EventHandlingError(exc.reason) from exc
+            raise EventHandlingError(exc.reason, status=exc.status) from exc
         logger.info("%s %s level: %d instances", command, level, len(refs))
         return refs
 

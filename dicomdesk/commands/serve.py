@@ -30,7 +30,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="forward only objects of this modality (repeatable)")
     parser.add_argument("--durable", action=argparse.BooleanOptionalAction, default=True,
                         help="fsync each object before answering C-STORE [--durable]")
+    security = parser.add_argument_group("who may connect (docs/security.md)")
+    security.add_argument("--allow", action="append", default=[], metavar="AET[@ADDR]",
+                          help="admit only these calling AE titles, optionally only from an IP "
+                               "address or network (repeatable; default: anyone)")
+    security.add_argument("--users", type=Path, default=None, metavar="FILE",
+                          help="require a user identity from this TOML file of salted password hashes "
+                               "(make entries with: python -m dicomdesk.security hash NAME)")
+    security.add_argument("--strict-aet", action="store_true",
+                          help="refuse associations that call another AE title than --aet")
+    security.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                          help="speak DICOM TLS with this certificate (PS3.15 B.1)")
+    security.add_argument("--tls-key", type=Path, default=None, metavar="PEM",
+                          help="private key of --tls-cert (if not in the same file)")
+    security.add_argument("--tls-ca", type=Path, default=None, metavar="PEM",
+                          help="require client certificates signed by this CA")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-object-size", type=_size, default=0, metavar="BYTES",
+                        help="refuse larger objects with A700 (suffixes k, M, G) [no limit]")
+    limits.add_argument("--min-free", type=_size, default=0, metavar="BYTES",
+                        help="refuse objects with A700 when the archive's disk has less free space")
+    limits.add_argument("--max-matches", type=int, default=0, metavar="N",
+                        help="return at most N C-FIND matches, then a warning status [no limit]")
+    limits.add_argument("--network-timeout", type=float, default=60.0, metavar="S",
+                        help="drop a connection that sends nothing for S seconds [60]")
+    limits.add_argument("--acse-timeout", type=float, default=30.0, metavar="S",
+                        help="association set-up and release timeout [30]")
+    limits.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S",
+                        help="wait at most S seconds for a DIMSE message [60]")
     parser.set_defaults(func=run)
+
+
+def _size(text: str) -> int:
+    """``1500``, ``64k``, ``20M``, ``2G`` → bytes (binary multiples)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    value = text.strip().lower().removesuffix("b").removesuffix("i")
+    factor = units.get(value[-1:], 1)
+    if value[-1:] in units:
+        value = value[:-1]
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M)") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size cannot be negative")
+    return int(number * factor)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -51,7 +95,19 @@ def settings_from_args(args: argparse.Namespace):
                                      max_pdu_length=args.max_pdu,
                                      durable=getattr(args, "durable", True),
                                      forward_rules=rules,
-                                     worklist_dir=getattr(args, "worklist", None))
+                                     worklist_dir=getattr(args, "worklist", None),
+                                     allowed_calling_aets=tuple(getattr(args, "allow", ()) or ()),
+                                     users_file=getattr(args, "users", None),
+                                     require_called_aet=getattr(args, "strict_aet", False),
+                                     tls_cert=getattr(args, "tls_cert", None),
+                                     tls_key=getattr(args, "tls_key", None),
+                                     tls_ca=getattr(args, "tls_ca", None),
+                                     max_object_size=getattr(args, "max_object_size", 0),
+                                     min_free_bytes=getattr(args, "min_free", 0),
+                                     max_find_matches=getattr(args, "max_matches", 0),
+                                     network_timeout=getattr(args, "network_timeout", 60.0),
+                                     acse_timeout=getattr(args, "acse_timeout", 30.0),
+                                     dimse_timeout=getattr(args, "dimse_timeout", 60.0))
     except config.ConfigError as exc:
         print(f"dicomdesk: {exc}", file=sys.stderr)
         raise SystemExit(2)
@@ -61,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     from ..operations.server import LocalServer
 
     settings = settings_from_args(args)
+    from ..operations.server import bind_warning
+
+    warning = bind_warning(settings)
+    if warning:
+        print(f"dicomdesk: warning: {warning}", file=sys.stderr)
     server = LocalServer(settings, nodes_path=args.nodes) if _accepts_nodes() else LocalServer(settings)
     from .. import config
 

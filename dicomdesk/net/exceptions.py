@@ -133,6 +133,16 @@ class DCMTimeoutError(NetDICOMError):
 class EventHandlingError(NetDICOMError):
     """Raised by a user's AE hook to say it could not process the event.
 
-    Service classes catch it and answer with a failure status; any other
-    exception from a hook is not handled by the service.
+    Service classes catch it and answer with a failure status — ``status`` when the hook
+    names one (an extension: e.g. 0xA900 "identifier does not match SOP class"), else the
+    service's own "unable to process" — and the message as Error Comment (0000,0902).
+    Any other exception from a hook is not handled by the service.
     """
+
+    def __init__(self, *args, status: int | None = None):
+        super().__init__(*args)
+        self.status = status
+
+    def failure_status(self, default: int) -> int:
+        """The status a service answers with for this error."""
+        return self.status if self.status is not None else default

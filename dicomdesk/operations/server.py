@@ -8,6 +8,7 @@ association threads (the GUI re-emits them as Qt signals).
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -18,11 +19,16 @@ from typing import Any, Callable
 from ..archive.forwarding import ForwardEvent
 from ..archive.scp import ArchiveHooks
 from ..net.applicationentity import AE, write_meta
+from ..net.exceptions import AssociationRejectedError
 from ..net.sopclass import storage_scp, verification_scp
 from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
 from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
 
 logger = logging.getLogger(__name__)
+
+#: Final C-FIND status when ``max_find_matches`` cut the answer short: a Warning (PS3.7 C.1.3
+#: Bxxx range); the Error Comment says how many matches were returned.
+MAX_MATCHES_WARNING = 0xB000
 
 
 @dataclass(frozen=True)
@@ -57,18 +63,45 @@ def _context_names(asce: Any) -> tuple[str, ...]:
     return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
 
 
+class _BoundedWriter:
+    """A received object's temp file that refuses to grow past ``limit`` bytes: the DIMSE
+    decoder turns the OSError into "cannot write", answered A700 Out of Resources (PS3.4 B.2.3),
+    and drops the remaining fragments instead of filling the disk."""
+
+    def __init__(self, fp: Any, limit: int):
+        self._fp = fp
+        self._limit = limit
+
+    def write(self, data: Any) -> int:
+        if self._fp.tell() + len(data) > self._limit:
+            raise OSError(errno.EFBIG, f"object larger than the {self._limit} bytes allowed")
+        return self._fp.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fp, name)
+
+
 class ServerAE(ArchiveHooks, AE):
     """The AE behind the local server: reports association events through a callback.
 
     ``ArchiveHooks`` answers C-FIND/C-GET/C-MOVE, worklist and storage commitment from
-    ``self.archive``, ``self.nodes`` (address book) and ``self.worklist``."""
+    ``self.archive``, ``self.nodes`` (address book) and ``self.worklist``. ``policy`` (a
+    ``security.AccessPolicy``) decides who may associate; ``max_object_size`` and
+    ``max_find_matches`` bound what one request may cost (0: no bound)."""
+
+    # A burst of connections waits in the kernel's accept queue instead of SYN retries
+    # (socketserver's default of 5 makes 200 simultaneous peers wait seconds to be refused).
+    request_queue_size = 128
 
     def __init__(self, ae_title: str, port: int, *, address: str, max_pdu_length: int,
                  max_associations: int, on_association: Callable[[AssociationEvent], None] | None,
-                 supported_ts: list[str] | None = None):
+                 supported_ts: list[str] | None = None, ssl_context: Any = None):
         super().__init__(ae_title, port, supported_ts, max_pdu_length, address=address,
-                         max_associations=max_associations)
+                         max_associations=max_associations, ssl_context=ssl_context)
         self._on_association = on_association
+        self.policy: Any = None
+        self.max_object_size = 0
+        self.max_find_matches = 0
         # Storage SCP (PS3.4 B.2.2): the archive that keeps received objects, the listener for
         # stored objects, and the temp files still open, by id(fp): (incoming, receiving
         # thread, command set UIDs) — leftovers of an aborted association are discarded.
@@ -98,12 +131,29 @@ class ServerAE(ArchiveHooks, AE):
             except Exception:  # a listener's bug must not end the association
                 logger.exception("on_association callback failed")
 
+    def on_association_request(self, asce: Any, assoc: Any) -> None:
+        """Apply the access policy (PS3.8 Table 9-21, PS3.7 D.3.3.7): refuse with its RJ fields."""
+        if self.policy is None:
+            return
+        address = (getattr(asce, "client_address", None) or ("?", 0))[0]
+        decision = self.policy.decide(asce.calling_ae_title, asce.called_ae_title, address,
+                                      asce.peer.user_identity)
+        if decision.admitted:
+            if decision.user:
+                logger.info("%s", decision.sentence)
+            return
+        logger.warning("%s", decision.sentence)
+        raise AssociationRejectedError(*decision.rejection, decision.sentence)
+
     def on_association_accepted(self, asce: Any) -> None:
         self._association_of_thread[threading.current_thread()] = asce
         self._report(asce, "open")
 
     def on_association_rejected(self, asce: Any, error: Any) -> None:
-        self._report(asce, "rejected", error.describe() if hasattr(error, "describe") else str(error))
+        reason = error.describe() if hasattr(error, "describe") else str(error)
+        if hasattr(error, "describe") and str(error) != reason:  # the policy's sentence says why
+            reason = f"{reason} — {error}"
+        self._report(asce, "rejected", reason)
 
     def on_association_released(self, asce: Any) -> None:
         self._discard_leftovers(asce)
@@ -127,18 +177,21 @@ class ServerAE(ArchiveHooks, AE):
         the data set fragments to it as they arrive (called on the association's DUL thread)."""
         if self.archive is None:
             return super().get_file(context, command_set)
+        if not self.archive.has_free_space():  # OSError → A700, the fragments are dropped
+            raise OSError(errno.ENOSPC, f"free space below {self.archive.min_free_bytes} bytes")
         incoming = self.archive.open_incoming()
         try:
             write_meta(incoming.fp, command_set, context.supported_ts)
         except BaseException:
             self.archive.discard_incoming(incoming)
             raise
+        fp = _BoundedWriter(incoming.fp, self.max_object_size) if self.max_object_size else incoming.fp
         with self._incoming_lock:
-            self._incoming[id(incoming.fp)] = (
+            self._incoming[id(fp)] = (
                 incoming, threading.current_thread(),
                 str(command_set.get("AffectedSOPInstanceUID", "") or ""),
                 str(command_set.get("AffectedSOPClassUID", "") or ""))
-        return incoming.fp, 0
+        return fp, 0
 
     def _take_incoming(self, fp: Any) -> tuple[Any, Any, str, str] | None:
         with self._incoming_lock:
@@ -195,6 +248,31 @@ class ServerAE(ArchiveHooks, AE):
                                          stored.patient_name, stored.study_uid, calling, stored.size))
         return SUCCESS
 
+    def on_receive_find(self, context: Any, ds: Any) -> Any:
+        """At most ``max_find_matches`` matches, then a final warning status (B000) whose Error
+        Comment says the answer was cut short — PS3.4 C.4.1 leaves the limit to the SCP."""
+        results = super().on_receive_find(context, ds)
+        if not self.max_find_matches:
+            return results
+        return self._limited(results, self.max_find_matches)
+
+    @staticmethod
+    def _limited(results: Any, limit: int) -> Any:
+        count = 0
+        for identifier, status in results:
+            if identifier is not None and Status(int(status)).is_pending:
+                if count >= limit:
+                    logger.warning("C-FIND answer cut at %d matches (max_find_matches)", limit)
+                    close = getattr(results, "close", None)
+                    if close is not None:
+                        close()
+                    warning = Status(MAX_MATCHES_WARNING, "C-FIND")
+                    warning.error_comment = f"more than {limit} matches; only {limit} returned"
+                    yield None, warning
+                    return
+                count += 1
+            yield identifier, status
+
     def _calling_aet(self) -> str:
         asce = self._association_of_thread.get(threading.current_thread())
         return getattr(asce, "calling_ae_title", "") if asce is not None else ""
@@ -232,12 +310,21 @@ class LocalServer:
     def build_ae(self) -> ServerAE:
         """The configured AE, bound but not yet serving (raises OSError if the port is taken)."""
         s = self.settings
+        policy = access_policy(s)
         ae = ServerAE(s.aet, s.port, address=s.bind, max_pdu_length=s.max_pdu_length,
-                      max_associations=s.max_associations, on_association=self.on_association)
+                      max_associations=s.max_associations, on_association=self.on_association,
+                      ssl_context=tls_context(s))
+        ae.policy = None if policy.is_open else policy
+        ae.max_object_size = getattr(s, "max_object_size", 0)
+        ae.max_find_matches = getattr(s, "max_find_matches", 0)
+        warning = bind_warning(s)
+        if warning:
+            logger.warning("%s", warning)
         ae.add_scp(verification_scp)
         from ..archive import Archive  # storage SCP: received objects go to the archive
         try:
-            ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True))
+            ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True),
+                                 min_free_bytes=getattr(s, "min_free_bytes", 0))
             ae.archive.recover()  # a killed predecessor leaves temp files or unindexed files
             ae.on_stored = self.on_stored
             ae.add_scp(storage_scp)
@@ -338,6 +425,61 @@ class LocalServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``address`` only accepts connections from this computer."""
+    import ipaddress
+
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip()).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_warning(settings: Any) -> str | None:
+    """The sentence the window and ``dicomdesk serve`` show when the server listens beyond
+    this computer (None on a loopback address)."""
+    if is_loopback(settings.bind):
+        return None
+    open_policy = not (getattr(settings, "allowed_calling_aets", ()) or getattr(settings, "users_file", None))
+    tls = getattr(settings, "tls_cert", None)
+    return (f"The server listens on {settings.bind}: other computers on the network can connect"
+            + ("" if tls else ", without encryption (no TLS)")
+            + (", and no allow-list or users file restricts who" if open_policy else "") + ".")
+
+
+def access_policy(settings: Any) -> Any:
+    """The ``security.AccessPolicy`` of the settings; a bad users file is a ConfigError."""
+    from .. import config
+    from ..security import AccessPolicy, PolicyError
+
+    try:
+        return AccessPolicy.from_settings(
+            settings.aet, getattr(settings, "allowed_calling_aets", ()),
+            require_called_aet=getattr(settings, "require_called_aet", False),
+            users_file=getattr(settings, "users_file", None))
+    except PolicyError as exc:
+        raise config.ConfigError(str(exc), field="users_file") from None
+
+
+def tls_context(settings: Any) -> Any:
+    """DICOM TLS server context (PS3.15 B.1) when a certificate is configured, else None."""
+    cert = getattr(settings, "tls_cert", None)
+    if not cert:
+        return None
+    from .. import config
+    from ..net.tls import server_context
+
+    key, ca = getattr(settings, "tls_key", None), getattr(settings, "tls_ca", None)
+    try:
+        return server_context(cert, key, ca)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise config.ConfigError(f"cannot use TLS certificate {cert}"
+                                 f"{f' / key {key}' if key else ''}{f' / CA {ca}' if ca else ''}: "
+                                 f"{getattr(exc, 'strerror', None) or exc}", field="tls_cert") from None
 
 
 def _forward_sender(calling_aet: str, timeout: float, max_pdu_length: int) -> Callable[..., dict]:

@@ -34,7 +34,9 @@ EXPLICIT_LE = uids.EXPLICIT_VR_LITTLE_ENDIAN
 class ServeProcess:
     """``dicomdesk serve`` on 127.0.0.1, a free port and ``storage``; stop() or kill9() ends it."""
 
-    def __init__(self, storage: Path, *args: str, aet: str = "DICOMDESK", log: Path | None = None):
+    def __init__(self, storage: Path, *args: str, aet: str = "DICOMDESK", log: Path | None = None,
+                 port: int = 0):
+        self.requested_port = port
         self.storage = Path(storage)
         self.aet = aet
         self.args = args
@@ -47,7 +49,7 @@ class ServeProcess:
         env.pop("PYTHONWARNINGS", None)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicomdesk", "serve", "-v", "--port", "0", "--aet", self.aet,
+            [sys.executable, "-m", "dicomdesk", "serve", "-v", "--port", str(self.requested_port), "--aet", self.aet,
              "--storage", str(self.storage), *self.args],
             stdout=subprocess.PIPE, stderr=self._log, cwd=REPO, env=env, text=True)
         deadline = time.monotonic() + timeout
@@ -303,6 +305,24 @@ def encode_dataset(ds: Dataset) -> bytes:
     from dicomdesk.net.asceprovider import encode_data_set
 
     return encode_data_set(ds, EXPLICIT_LE)
+
+
+def data_set_bytes(path: Path) -> bytes:
+    """A Part-10 file's bytes after its File Meta Information (PS3.10 7.1): what was sent."""
+    raw = Path(path).read_bytes()
+    assert raw[128:132] == b"DICM"
+    group_length = struct.unpack("<L", raw[140:144])[0]  # (0002,0000) UL, explicit VR
+    return raw[144 + group_length:]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` (state of another process: there is no event to wait on)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
 
 
 def write_part10(ds: Dataset, path: Path) -> Path:

@@ -127,11 +127,20 @@ def qr_find_scu(asce: Any, ctx: Any, ds: Dataset, msg_id: int, cancel: Any = Non
             return
 
 
-def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = None) -> None:
+def _error_comment(text: Any) -> str | None:
+    """Error Comment (0000,0902) is LO: at most 64 characters (PS3.7 C.4)."""
+    return str(text)[:64] if text else None
+
+
+def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = None,
+                   error_comment: str | None = None) -> None:
     rsp = dimsemessages.CFindRSPMessage()  # a fresh message per response, never shared
     rsp.message_id_being_responded_to = rq.message_id
     rsp.affected_sop_class_uid = rq.sop_class_uid
     rsp.status = int(status)
+    comment = error_comment or getattr(status, "error_comment", None)
+    if comment and not statuses.Status(int(status)).is_pending:
+        rsp.error_comment = _error_comment(comment)
     rsp.data_set = identifier
     asce.send(rsp, ctx.id)
 
@@ -150,23 +159,24 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_UNABLE_TO_PROCESS)
         return
     final: int = statuses.SUCCESS
+    comment: str | None = None
     try:
         for identifier, status in asce.ae.on_receive_find(ctx, msg.data_set):
             if _cancel_arrived(asce, msg.message_id):
                 final = statuses.C_FIND_CANCEL
                 break
-            status = statuses.Status(int(status), "C-FIND")
-            if not status.is_pending:
-                final = status
+            code = statuses.Status(int(status), "C-FIND")
+            if not code.is_pending:
+                final, comment = code, getattr(status, "error_comment", None)
                 break
-            _send_find_rsp(asce, ctx, msg, status, identifier)
+            _send_find_rsp(asce, ctx, msg, code, identifier)
         else:
             if _cancel_arrived(asce, msg.message_id):
                 final = statuses.C_FIND_CANCEL
     except EventHandlingError as exc:
         logger.info("on_receive_find refused: %s", exc)
-        final = statuses.C_FIND_UNABLE_TO_PROCESS
-    _send_find_rsp(asce, ctx, msg, final)
+        final, comment = exc.failure_status(statuses.C_FIND_UNABLE_TO_PROCESS), str(exc)
+    _send_find_rsp(asce, ctx, msg, final, error_comment=comment)
 
 
 def _cancel_arrived(asce: Any, message_id: int) -> bool:
@@ -296,11 +306,14 @@ class SubOperations:
 
 
 def _send_retrieve_rsp(asce: Any, ctx: Any, rq: Any, rsp_cls: type, status: int,
-                       counts: SubOperations | None, *, final: bool) -> None:
+                       counts: SubOperations | None, *, final: bool,
+                       error_comment: str | None = None) -> None:
     rsp = rsp_cls()  # a fresh message per response, never shared
     rsp.message_id_being_responded_to = rq.message_id
     rsp.affected_sop_class_uid = rq.sop_class_uid
     rsp.status = int(status)
+    if error_comment:
+        rsp.error_comment = _error_comment(error_comment)
     if counts is not None:
         # Remaining is sent with Pending and Cancel only (PS3.7 Table 9.3-5 / 9.3-7 notes).
         if not final or statuses.Status(int(status)).is_cancel:
@@ -408,7 +421,8 @@ def qr_get_scp(asce: Any, ctx: Any, msg: Any) -> None:
     except EventHandlingError as exc:
         logger.info("on_receive_get refused: %s", exc)
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CGetRSPMessage,
-                           statuses.C_GET_UNABLE_TO_PROCESS, None, final=True)
+                           exc.failure_status(statuses.C_GET_UNABLE_TO_PROCESS), None, final=True,
+                           error_comment=str(exc))
         return
     roles = getattr(asce, "roles", {})
     store_contexts = [c for pc_id, c in asce.accepted_contexts.items()
@@ -447,7 +461,8 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     except EventHandlingError as exc:
         logger.info("on_receive_move refused: %s", exc)
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
-                           statuses.C_MOVE_UNABLE_TO_PROCESS, None, final=True)
+                           exc.failure_status(statuses.C_MOVE_UNABLE_TO_PROCESS), None, final=True,
+                           error_comment=str(exc))
         return
     if remote is None:
         logger.info("C-MOVE destination %r unknown", destination)
