@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                           help="require client certificates signed by this CA")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-object-size", type=_size, default=0, metavar="BYTES",
-                        help="refuse larger objects with A700 (suffixes k, M, G) [no limit]")
+                        help="refuse larger objects with A700 (suffixes k, M, G, T) [no limit]")
     limits.add_argument("--min-free", type=_size, default=0, metavar="BYTES",
                         help="refuse objects with A700 when the archive's disk has less free space")
     limits.add_argument("--max-matches", type=int, default=0, metavar="N",
@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _size(text: str) -> int:
     """``1500``, ``64k``, ``20M``, ``2G`` → bytes (binary multiples)."""
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
     value = text.strip().lower().removesuffix("b").removesuffix("i")
     factor = units.get(value[-1:], 1)
     if value[-1:] in units:
@@ -139,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
         server.port, settings.storage_dir)
     print(f"listening as {settings.aet} on {settings.bind}:{server.port}", flush=True)
     stop = threading.Event()
+    # Ctrl-C and `kill` both end the wait and stop cleanly (SIGINT is handled explicitly:
+    # a shell may have set it to "ignore" for a background job).
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -389,3 +389,75 @@ def get(peer: Peer, level: str, keys: Mapping[str, Any] | Dataset, out_dir: str 
     except Exception as exc:
         return tracker.result(describe_error(exc, peer), tuple(ae.files))
     return tracker.result(files=tuple(ae.files))
+
+
+# ---------------------------------------------------------------------------- local archive
+@dataclass(frozen=True)
+class ArchiveImport:
+    """What ``import_into_archive`` did: the objects now in the archive, and the files refused.
+
+    ``stored`` holds ``operations.StoredObject`` values, the same the local server reports for
+    an object received by C-STORE, so a window lists both the same way.
+    """
+
+    stored: tuple = ()
+    failed: tuple = ()  # (path, reason) pairs
+    error: str | None = None
+
+
+def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
+                        calling_aet: str = "") -> ArchiveImport:
+    """Move files a C-GET wrote into the local archive and index them.
+
+    A C-MOVE lands in the archive by itself (the peer C-STOREs to our server); a C-GET's
+    sub-operations arrive on our own association (PS3.4 C.4.3) and ``get`` writes them to a
+    folder. Importing them here makes both retrieves end in the same place: indexed, visible
+    to the local Q/R SCP and to "present locally" checks. ``calling_aet`` is recorded as the
+    source of each object.
+    """
+    from ..archive import Archive
+    from .server import StoredObject
+
+    files = [Path(f) for f in files]
+    try:
+        archive = Archive(Path(storage_dir))
+    except Exception as exc:  # unwritable folder, broken index: say so, keep the files
+        reason = f"cannot open the local archive {storage_dir}: {exc}"
+        return ArchiveImport((), tuple((str(f), reason) for f in files), reason)
+    stored, failed = [], []
+    with archive:
+        for path in files:
+            try:
+                s = archive.add_file(path, copy=False)
+            except Exception as exc:  # one bad file must not stop the others
+                logger.warning("could not import %s into the archive: %s", path, exc)
+                failed.append((str(path), str(exc)))
+                continue
+            stored.append(StoredObject(s.path, s.sop_class_uid, s.sop_instance_uid,
+                                       s.patient_name, s.study_uid, calling_aet, s.size))
+    return ArchiveImport(tuple(stored), tuple(failed))
+
+
+def studies_in_archive(storage_dir: str | os.PathLike[str], study_uids: Any) -> frozenset:
+    """Which of ``study_uids`` the local archive holds (List of UID matching, PS3.4 C.2.2.2.2).
+
+    Opens the index read-only; a folder without an archive holds no study.
+    """
+    from ..archive import Archive
+
+    wanted = [str(u) for u in study_uids if u]
+    if not wanted:
+        return frozenset()
+    try:
+        archive = Archive(Path(storage_dir), read_only=True)
+    except Exception as exc:
+        logger.debug("no local archive in %s: %s", storage_dir, exc)
+        return frozenset()
+    found: set[str] = set()
+    with archive:
+        for start in range(0, len(wanted), 200):
+            identifier = Dataset()
+            identifier.StudyInstanceUID = wanted[start:start + 200]
+            found.update(str(ds.StudyInstanceUID) for ds in archive.find("STUDY", identifier)
+                         if "StudyInstanceUID" in ds)
+    return frozenset(found)

@@ -17,10 +17,12 @@ from dicomdesk.ui.workers import WorkerContext
 
 __all__ = [
     "RetrieveItem",
+    "RetrieveRun",
     "RetrieveStep",
     "Target",
     "echo_call",
     "find_call",
+    "local_studies_call",
     "retrieve_call",
     "scan_call",
     "send_call",
@@ -44,10 +46,16 @@ class Target:
     username: str | None = None
     password: str | None = None
     timeout: float = 30.0
+    #: ``config.TLSSettings`` (frozen: cert, key, ca) for DICOM TLS (PS3.15 B.1), None for TCP
+    tls: Any = None
 
 
 def target_from_node(node: Any, calling_aet: str, timeout: float = 30.0) -> Target:
-    """A config ``Node`` (its ``aet`` is the peer's, i.e. the Called AE title) as a Target."""
+    """A config ``Node`` (its ``aet`` is the peer's, i.e. the Called AE title) as a Target.
+
+    The node's user identity (PS3.7 D.3.3.7) and TLS files go with it, so every panel talks to
+    a node the way the address book says, as the command line does.
+    """
     return Target(
         name=node.name,
         host=node.host,
@@ -57,6 +65,7 @@ def target_from_node(node: Any, calling_aet: str, timeout: float = 30.0) -> Targ
         username=getattr(node, "username", None),
         password=getattr(node, "password", None),
         timeout=timeout,
+        tls=getattr(node, "tls", None),
     )
 
 
@@ -71,6 +80,7 @@ def _peer(target: Target) -> Any:
         timeout=target.timeout,
         username=target.username,
         password=target.password,
+        tls=target.tls,
     )
 
 
@@ -159,6 +169,17 @@ class RetrieveStep:
     progress: Any
 
 
+@dataclass(frozen=True)
+class RetrieveRun:
+    """What a retrieve worker returns: one ``RetrieveResult`` per item retrieved before a
+    cancel, and for C-GET the objects imported into the local archive (``StoredObject``s) and
+    the files that could not be imported ((path, reason) pairs)."""
+
+    results: tuple = ()
+    imported: tuple = ()
+    import_failed: tuple = ()
+
+
 def retrieve_call(
     target: Target,
     method: str,
@@ -166,18 +187,22 @@ def retrieve_call(
     model: str | None,
     destination_aet: str = "",
     out_dir: str = "",
+    archive_dir: str = "",
 ) -> WorkerCall:
     """C-MOVE to ``destination_aet`` (C.4.2) or C-GET into ``out_dir`` (C.4.3), item by item.
 
-    Returns the list of ``operations.RetrieveResult``, one per item retrieved before a cancel.
+    A C-MOVE's objects reach the local server (and so its archive) by themselves; with
+    ``archive_dir`` the files a C-GET wrote are moved into that archive and indexed after each
+    item, so both methods end with the study in the local archive. Returns a ``RetrieveRun``.
     """
     items = tuple(items)
 
-    def call(ctx: WorkerContext) -> list[Any]:
+    def call(ctx: WorkerContext) -> RetrieveRun:
         from dicomdesk import operations
+        from dicomdesk.operations import query as query_operations
 
         peer = _peer(target)
-        results = []
+        results, imported, import_failed = [], [], []
         for index, item in enumerate(items):
             if ctx.cancel.is_set():
                 break
@@ -190,6 +215,11 @@ def retrieve_call(
                     peer, item.level, item.key_dict(), out_dir, model=model,
                     progress=progress, cancel=ctx.cancel,
                 )
+                if archive_dir and result.files:
+                    outcome = query_operations.import_into_archive(
+                        result.files, archive_dir, calling_aet=target.called_aet)
+                    imported += outcome.stored
+                    import_failed += outcome.failed
             else:
                 result = operations.move(
                     peer, destination_aet, item.level, item.key_dict(), model=model,
@@ -197,6 +227,20 @@ def retrieve_call(
                 )
             results.append(result)
             ctx.emit_row(result)
-        return results
+        return RetrieveRun(tuple(results), tuple(imported), tuple(import_failed))
+
+    return call
+
+
+def local_studies_call(archive_dir: str, study_uids: Iterable[str]) -> WorkerCall:
+    """Which of ``study_uids`` the local archive holds (reads the index off the GUI thread)."""
+    study_uids = tuple(study_uids)
+
+    def call(ctx: WorkerContext) -> frozenset:
+        from dicomdesk.operations import query as query_operations
+
+        if not archive_dir:
+            return frozenset()
+        return query_operations.studies_in_archive(archive_dir, study_uids)
 
     return call

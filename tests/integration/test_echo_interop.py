@@ -154,3 +154,27 @@ def test_user_identity_is_sent_and_a_positive_response_is_returned_when_asked():
             assert assoc.peer.user_identity is not None  # UserIdentityNegotiationSubItemAc
     assert seen["identity"].primary_field == "alice"
     assert seen["identity"].secondary_field == "pw"
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_serve_stops_cleanly_on_ctrl_c_and_on_kill(tmp_path, signal_name):
+    import signal
+
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(tmp_path / "serve.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dicomdesk", "serve", "--port", str(port),
+                                 "--storage", str(tmp_path / "store")],
+                                stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+        try:
+            wait_for_port(port, timeout=20, alive=lambda: proc.poll() is None)
+            assert echo(Peer("127.0.0.1", port, "DICOMDESK")).ok
+            proc.send_signal(getattr(signal, signal_name))
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    output = (tmp_path / "serve.log").read_text()
+    assert "association released" in output  # each association is logged with how it ended
+    assert output.rstrip().endswith("stopped")

@@ -22,11 +22,15 @@ from PySide6.QtCore import (
     Signal,
 )
 
-__all__ = ["COLUMNS", "Match", "QueryResultsModel", "SORT_ROLE", "match_from_dataset"]
+__all__ = ["COLUMNS", "LOCAL_ROLE", "Match", "QueryResultsModel", "SORT_ROLE",
+           "match_from_dataset"]
 
 _log = logging.getLogger(__name__)
 
 SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+#: True for a study row whose Study Instance UID is in the local archive ("present locally").
+LOCAL_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+LOCAL_TOOLTIP = "Present in the local archive"
 COLUMNS = ("Patient / Series / Image", "Patient ID", "Date", "Modality", "Description",
            "Accession", "Count", "UID")
 
@@ -152,6 +156,42 @@ class QueryResultsModel(QAbstractItemModel):
         super().__init__(parent)
         self._root = _Item("root", None, None)
         self._index: dict[tuple[str, ...], _Item] = {}
+        self._local: set[str] = set()
+        self._local_icon: Any = None
+
+    # -- present locally -------------------------------------------------------------------
+    def mark_local(self, study_uids: Any) -> None:
+        """Remember studies held by the local archive; their rows get a check mark.
+
+        Kept across searches (a study retrieved once stays local), so a row that arrives after
+        the archive was checked is marked as soon as it is inserted.
+        """
+        new = {str(u) for u in study_uids if u} - self._local
+        if not new:
+            return
+        self._local |= new
+        for uid in new:
+            item = self._index.get((uid,))
+            if item is not None:
+                index = self._index_of(item)
+                self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
+
+    def is_local(self, study_uid: str) -> bool:
+        return study_uid in self._local
+
+    def study_uids(self) -> list[str]:
+        return [item.key()[0] for item in self._root.children]
+
+    def local_rows(self) -> list[str]:
+        """Study Instance UIDs of the rows shown as present locally."""
+        return [uid for uid in self.study_uids() if uid in self._local]
+
+    def _icon(self) -> Any:
+        if self._local_icon is None:
+            from dicomdesk.ui.assets import load_icon
+
+            self._local_icon = load_icon("local")
+        return self._local_icon
 
     # -- feeding ---------------------------------------------------------------------------
     def clear(self) -> None:
@@ -282,6 +322,13 @@ class QueryResultsModel(QAbstractItemModel):
         if item is None or item.match is None:
             return None
         column = index.column()
+        local = item.kind == "study" and item.key()[0] in self._local
+        if role == LOCAL_ROLE:
+            return local
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self._icon() if local and column == 0 else None
+        if role == Qt.ItemDataRole.ToolTipRole and local and column == 0 and not item.error:
+            return LOCAL_TOOLTIP
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             text = item.cells()[column]
             if role == Qt.ItemDataRole.ToolTipRole and item.error and column == 0:
