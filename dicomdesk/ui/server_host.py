@@ -38,7 +38,9 @@ class ServerState:
 
     def sentence(self) -> str:
         if self.status == "listening":
-            return f"Local server {self.aet} listening on port {self.port}"
+            # ``message`` holds the warning of a server reachable beyond this computer.
+            return f"Local server {self.aet} listening on port {self.port}" + (
+                f" — {self.message}" if self.message else "")
         if self.status == "port_taken":
             return f"Local server stopped: port {self.port} is taken by another program"
         if self.status == "starting":
@@ -127,9 +129,21 @@ class ServerHost(QObject):
         if forwarded:
             self.forwarded.emit(forwarded)
 
+    def report_stored(self, objects: list[Any]) -> None:
+        """Objects put into the archive by the window itself (a C-GET's files, imported).
+
+        They are announced like objects the server received, so the archive browser lists a
+        study however it arrived. GUI thread only.
+        """
+        if objects:
+            self.stored.emit(list(objects))
+
     # -- control ---------------------------------------------------------------------------
-    def start(self, aet: str, port: int, storage_dir: str, bind: str = "127.0.0.1") -> None:
-        """Start listening; the outcome arrives as ``state_changed`` (listening or port_taken)."""
+    def start(self, aet: str, port: int, storage_dir: str, bind: str | None = None) -> None:
+        """Start listening; the outcome arrives as ``state_changed`` (listening or port_taken).
+
+        ``bind`` None keeps the settings file's address (127.0.0.1 unless the user opened it
+        wider there); the state then carries a warning sentence (``operations.server.bind_warning``)."""
         if self._busy is not None or self._server is not None:
             return
         self._set_state(ServerState("starting", aet, port, storage_dir))
@@ -144,7 +158,9 @@ class ServerHost(QObject):
             # with `dicomdesk serve --settings`); the panel's own fields win for the rest.
             base = config.load_server_settings(config.default_settings_path())
             extra = {"storage_dir": storage_dir} if storage_dir else {}
-            settings = dataclasses.replace(base, aet=aet, port=port, bind=bind, **extra)
+            if bind:
+                extra["bind"] = bind
+            settings = dataclasses.replace(base, aet=aet, port=port, **extra)
             server = operations.LocalServer(settings, on_association=on_association,
                                             on_stored=on_stored, on_forward=on_forward)
             try:
@@ -153,7 +169,9 @@ class ServerHost(QObject):
                 if _is_port_taken(exc):
                     return ("port_taken", None, str(exc))
                 raise
-            return ("listening", server, "")
+            from dicomdesk.operations.server import bind_warning
+
+            return ("listening", server, bind_warning(settings) or "")
 
         def finished(outcome: tuple[str, Any, str]) -> None:
             status, server, message = outcome
@@ -162,7 +180,7 @@ class ServerHost(QObject):
                 self._server = server
                 actual = int(getattr(server, "port", port) or port)
                 self._timer.start()
-                self._set_state(ServerState("listening", aet, actual, storage_dir))
+                self._set_state(ServerState("listening", aet, actual, storage_dir, message))
             else:
                 self._set_state(ServerState("port_taken", aet, port, storage_dir, message,
                                             suggested_port=port + 1 if port < 65535 else 1024))

@@ -99,3 +99,45 @@ def test_send_copy_as_command_lists_the_dropped_paths(window, qtbot, drop_folder
     panel = _drop_and_wait(window, qtbot, [drop_folder])
     assert panel.copy_command() == \
         f"dicomdesk send 10.0.0.1 104 '{drop_folder}' --aet DICOMDESK --aec STORESCP"
+
+
+def test_a_peer_refusing_one_sop_class_fails_that_file_with_the_reason_and_stores_the_rest(
+        window, qtbot, drop_folder, pynetdicom_scp, dcmtk_storescp):
+    from pynetdicom import evt
+
+    received: list[str] = []
+
+    def on_store(event):
+        received.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    ct_only = pynetdicom_scp(["1.2.840.10008.5.1.4.1.1.2"], handlers=[(evt.EVT_C_STORE, on_store)],
+                             ae_title="CTONLY")
+    window.book.replace_all([config.Node("ct only", "CTONLY", "127.0.0.1", ct_only.port),
+                             config.Node("scp", "STORESCP", "127.0.0.1", dcmtk_storescp.port)])
+    panel = _drop_and_wait(window, qtbot, [drop_folder])
+    panel.node_picker.select("ct only")
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000) as blocker:
+        panel.send()
+    result = blocker.args[0]
+    assert (result.stored, result.failed) == (1, 1), result
+    rows = {Path(r.path).name: r for r in panel.model.rows()}
+    assert rows["CT_small.dcm"].state == "stored"
+    assert rows["MR_small.dcm"].state == "failed"
+    assert "MR Image Storage" in rows["MR_small.dcm"].message
+    assert "refused" in rows["MR_small.dcm"].message
+    assert len(received) == 1
+    state_cell = panel.model.index(panel.model.rows().index(rows["MR_small.dcm"]), 6).data()
+    assert state_cell.startswith("failed: ") and "refused" in state_cell
+
+    # Retry failed sends only the failed file, here to a peer that accepts MR
+    panel.node_picker.select("scp")
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000) as blocker:
+        worker = panel.retry_failed()
+        assert worker is not None
+    retry = blocker.args[0]
+    assert (retry.stored, retry.failed) == (1, 0), retry
+    states = {Path(r.path).name: r.state for r in panel.model.rows()}
+    assert states == {"CT_small.dcm": "stored", "MR_small.dcm": "stored", "notes.txt": "skipped"}
+    assert len(list(dcmtk_storescp.output_dir.iterdir())) == 1
+    assert len(received) == 1

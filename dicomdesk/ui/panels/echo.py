@@ -151,7 +151,7 @@ class EchoPanel(QWidget):
                 or "The peer did not answer the echo."
         rtt = getattr(result, "rtt_ms", None)
         ok = getattr(result, "ok", False)
-        self.table.item(row, COL_RTT).setText(f"{rtt:.0f} ms" if ok and rtt is not None else "")
+        self.table.item(row, COL_RTT).setText(format_rtt(rtt) if ok and rtt is not None else "")
         self.table.item(row, COL_MESSAGE).setText(message)
         self.table.item(row, COL_MESSAGE).setToolTip(message)
 
@@ -216,7 +216,7 @@ class EchoPanel(QWidget):
             f"Node: {name}",
             f"Result: {'success' if getattr(result, 'ok', False) else 'failure'}",
             f"Status: {getattr(result, 'status', None)}",
-            f"Round trip: {getattr(result, 'rtt_ms', None)} ms",
+            f"Round trip: {format_rtt(getattr(result, 'rtt_ms', None))}",
             f"Peer implementation class UID: {getattr(result, 'peer_implementation_uid', None)}",
             f"Peer implementation version: {getattr(result, 'peer_implementation_version', None)}",
             f"Peer maximum PDU length: {getattr(result, 'peer_max_pdu', None)}",
@@ -224,6 +224,13 @@ class EchoPanel(QWidget):
         if getattr(result, "error", None):
             lines.append(f"Reason: {result.error}")
         self.details.setPlainText("\n".join(lines))
+
+
+def format_rtt(rtt_ms: float | None) -> str:
+    """A round-trip time as a person reads it: tenths below 10 ms, whole ms above."""
+    if rtt_ms is None:
+        return "—"
+    return f"{rtt_ms:.1f} ms" if rtt_ms < 10 else f"{rtt_ms:.0f} ms"
 
 
 class _Failure:

@@ -4,19 +4,26 @@ Invalid input is refused at the field: a QValidator rejects keystrokes that can 
 valid value (a 17th AE title character, a backslash — PS3.5 6.2 VR AE; a letter in a port) and
 flags incomplete ones, while the label under the form says why in words. ``config.Node`` does
 the final validation on save, so the file can never hold a node the CLI would refuse.
+
+Each node may carry a user identity (PS3.7 D.3.3.7: user name and passcode) and DICOM TLS files
+(PS3.15 B.1: our certificate and private key, and the CA certificates we trust for the peer);
+they are written to the node's ``[node.tls]`` table and used by every panel that talks to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLineEdit,
     QListWidget,
@@ -151,6 +158,33 @@ class NodesPanel(QWidget):
         form.addRow("Retrieve with", self.retrieve_combo)
         form.addRow("User name", self.username_edit)
         form.addRow("Password", self.password_edit)
+
+        # DICOM TLS (PS3.15 B.1): the group's check box says whether the node uses TLS at all;
+        # each file is optional (no certificate: we do not authenticate; no CA: system store).
+        self.tls_group = QGroupBox("Secure transport (DICOM TLS)", self)
+        self.tls_group.setCheckable(True)
+        self.tls_group.setChecked(False)
+        self.tls_cert_edit = QLineEdit(self.tls_group)
+        self.tls_key_edit = QLineEdit(self.tls_group)
+        self.tls_ca_edit = QLineEdit(self.tls_group)
+        self.tls_cert_edit.setPlaceholderText("optional: our certificate (PEM), if the peer asks")
+        self.tls_key_edit.setPlaceholderText("optional: its private key (PEM)")
+        self.tls_ca_edit.setPlaceholderText("optional: CA certificates to trust (PEM); "
+                                            "default: the system's")
+        tls_form = QFormLayout(self.tls_group)
+        self.tls_browse_buttons: dict[str, QPushButton] = {}
+        for key, label, edit in (("cert", "Certificate", self.tls_cert_edit),
+                                 ("key", "Private key", self.tls_key_edit),
+                                 ("ca", "CA file", self.tls_ca_edit)):
+            browse = QPushButton("Browse…", self.tls_group)
+            browse.clicked.connect(lambda _c=False, k=key: self._choose_tls_file(k))
+            self.tls_browse_buttons[key] = browse
+            row = QHBoxLayout()
+            row.addWidget(edit, 1)
+            row.addWidget(browse)
+            tls_form.addRow(label, row)
+            edit.textChanged.connect(self._tls_changed)
+        self.tls_group.toggled.connect(self._tls_changed)
         self.message = StatusLabel(self)
 
         self.new_button = QPushButton("New", self)
@@ -172,6 +206,7 @@ class NodesPanel(QWidget):
         right = QWidget(self)
         right_layout = QVBoxLayout(right)
         right_layout.addLayout(form)
+        right_layout.addWidget(self.tls_group)
         right_layout.addWidget(self.message)
         right_layout.addLayout(buttons)
         right_layout.addStretch(1)
@@ -227,7 +262,14 @@ class NodesPanel(QWidget):
             max(0, self.retrieve_combo.findData(node.retrieve if node else "move")))
         self.username_edit.setText((node.username or "") if node else "")
         self.password_edit.setText((node.password or "") if node else "")
+        tls = getattr(node, "tls", None) if node else None
+        self.tls_group.setChecked(tls is not None)
+        for edit, value in ((self.tls_cert_edit, getattr(tls, "cert", None)),
+                            (self.tls_key_edit, getattr(tls, "key", None)),
+                            (self.tls_ca_edit, getattr(tls, "ca", None))):
+            edit.setText(str(value) if value is not None else "")
         self.message.show_message("")
+        self.save_button.setEnabled(not self._first_problem())
 
     # -- validation ------------------------------------------------------------------------
     def _field_changed(self, edit: QLineEdit) -> None:
@@ -251,7 +293,48 @@ class NodesPanel(QWidget):
             if not edit.hasAcceptableInput():
                 validator.validate(edit.text(), 0)
                 return validator.reason
+        return self._tls_problem()
+
+    def _tls_problem(self) -> str:
+        """Why the TLS files cannot work, in words ("" when they can or TLS is off)."""
+        if not self.tls_group.isChecked():
+            return ""
+        cert, key, ca = (e.text().strip() for e in (self.tls_cert_edit, self.tls_key_edit,
+                                                     self.tls_ca_edit))
+        if key and not cert:
+            return "A private key needs its certificate: choose the certificate file too."
+        for text, what in ((cert, "certificate"), (key, "private key"), (ca, "CA file")):
+            if text and not Path(text).expanduser().is_file():
+                return f"The TLS {what} file {text} does not exist."
         return ""
+
+    def _tls_changed(self, *_: Any) -> None:
+        problem = self._tls_problem()
+        if problem:
+            self.message.show_message(problem, "error")
+        elif self.message.property("kind") == "error":
+            self.message.show_message(self._first_problem() or "")
+        self.save_button.setEnabled(not self._first_problem())
+
+    def _choose_tls_file(self, which: str) -> None:
+        edit = {"cert": self.tls_cert_edit, "key": self.tls_key_edit, "ca": self.tls_ca_edit}[which]
+        path, _filter = QFileDialog.getOpenFileName(
+            self, "Choose a TLS file", edit.text() or str(Path.home()),
+            "PEM files (*.pem *.crt *.cer *.key);;All files (*)")
+        if path:
+            edit.setText(path)
+
+    def form_tls(self) -> Any:
+        """``config.TLSSettings`` from the TLS group, or None when the node uses plain TCP."""
+        from dicomdesk import config
+
+        if not self.tls_group.isChecked():
+            return None
+        cert, key, ca = (e.text().strip() or None for e in (self.tls_cert_edit,
+                                                             self.tls_key_edit, self.tls_ca_edit))
+        return config.TLSSettings(cert=Path(cert).expanduser() if cert else None,
+                                  key=Path(key).expanduser() if key else None,
+                                  ca=Path(ca).expanduser() if ca else None)
 
     def form_node(self) -> Any:
         """The node described by the form; raises config.ConfigError when a field is invalid."""
@@ -260,7 +343,6 @@ class NodesPanel(QWidget):
         problem = self._first_problem()
         if problem:
             raise config.ConfigError(problem)
-        current = self.ctx.book.find(self._editing) if self._editing else None
         username = self.username_edit.text().strip() or None
         return config.Node(
             name=self.name_edit.text().strip(),
@@ -268,7 +350,7 @@ class NodesPanel(QWidget):
             host=self.host_edit.text().strip(),
             port=int(self.port_edit.text()),
             description=self.description_edit.text(),
-            tls=getattr(current, "tls", None),
+            tls=self.form_tls(),
             username=username,
             password=(self.password_edit.text() if username else None),
             retrieve=self.retrieve_combo.currentData(),

@@ -64,6 +64,8 @@ class QueryPanel(QWidget):
 
     search_finished = Signal(object)
     retrieve_finished = Signal(str)
+    #: the Study Instance UIDs a local-archive check found (after a search or a retrieve)
+    local_checked = Signal(object)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,6 +74,9 @@ class QueryPanel(QWidget):
         self._children: dict[tuple[str, ...], OperationWorker] = {}
         self._retrieve: OperationWorker | None = None
         self._retrieve_dest = ""
+        self._retrieve_studies: list[str] = []
+        #: the last retrieve's ``calls.RetrieveRun`` (results per item, imported objects)
+        self.last_retrieve_run: Any = None
 
         self.node_picker = NodePicker(ctx.book, self)
         self.patient_name_edit = QLineEdit(self)
@@ -182,6 +187,10 @@ class QueryPanel(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.outcome)
         self.node_picker.node_changed.connect(self._on_node_changed)
+        # objects reaching the local archive (C-MOVE to our server, imported C-GETs) mark
+        # their studies as present locally at once
+        ctx.server.stored.connect(self._on_stored)
+        self._local_check: OperationWorker | None = None
         self._on_preset(self.date_combo.currentText())
         self._update_buttons()
 
@@ -273,6 +282,7 @@ class QueryPanel(QWidget):
             self._search_ended(errors.status_sentence(status), "error")
         else:
             self._search_ended("", "info")
+        self.check_local(self.model.study_uids())
         self.search_finished.emit(result)
 
     def _on_search_failed(self, sentence: str) -> None:
@@ -284,6 +294,28 @@ class QueryPanel(QWidget):
         self.count_label.setText(f"{count} stud{'y' if count == 1 else 'ies'}")
         if message:
             self.outcome.show_message(message, kind)
+
+    # -- present locally -------------------------------------------------------------------
+    def check_local(self, study_uids: list[str]) -> OperationWorker | None:
+        """Ask the local archive (in a worker) which of these studies it holds; mark them."""
+        storage = self.ctx.storage_dir()
+        if not study_uids or not storage:
+            return None
+        worker = OperationWorker(calls.local_studies_call(storage, study_uids),
+                                 label="check the local archive")
+        worker.signals.finished.connect(self._on_local_studies)
+        worker.signals.done.connect(lambda: setattr(self, "_local_check", None))
+        self._local_check = worker
+        self.ctx.tracker.start(worker, transfer=False)
+        return worker
+
+    def _on_local_studies(self, uids: Any) -> None:
+        self.model.mark_local(uids or ())
+        self.local_checked.emit(frozenset(uids or ()))
+
+    def _on_stored(self, objects: list[Any]) -> None:
+        self.model.mark_local(getattr(o, "study_uid", "") for o in objects
+                              if getattr(o, "error", None) is None)
 
     def _on_search_done(self) -> None:
         self._search = None
@@ -353,9 +385,11 @@ class QueryPanel(QWidget):
                 "error")
             return None
         self._retrieve_dest = destination
+        self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
         worker = OperationWorker(
             calls.retrieve_call(target, method, items, self.information_model(),
-                                destination_aet=destination, out_dir=self.get_dir()),
+                                destination_aet=destination, out_dir=self.get_dir(),
+                                archive_dir=self.ctx.storage_dir()),
             label=f"retrieve from {target.name}")
         worker.signals.progress.connect(self._on_retrieve_progress)
         worker.signals.finished.connect(self._on_retrieve_finished)
@@ -369,7 +403,8 @@ class QueryPanel(QWidget):
         return worker
 
     def get_dir(self) -> str:
-        """Where C-GET writes: a sub-folder of the local storage, apart from the indexed archive."""
+        """Where C-GET writes first: a sub-folder of the local storage; the worker then moves
+        each file into the archive (indexed, like objects received by C-MOVE)."""
         return str(Path(self.ctx.storage_dir() or ".") / "retrieved")
 
     def cancel_retrieve(self) -> None:
@@ -391,10 +426,24 @@ class QueryPanel(QWidget):
             f"{prefix}{done} of {total} sub-operations done "
             f"({getattr(p, 'failed', 0)} failed, {getattr(p, 'warning', 0)} warning)…")
 
-    def _on_retrieve_finished(self, results: list[Any]) -> None:
-        results = list(results or [])
+    def _on_retrieve_finished(self, run: Any) -> None:
+        self.last_retrieve_run = run
+        results = list(getattr(run, "results", run) or [])
+        imported = list(getattr(run, "imported", ()) or ())
+        import_failed = list(getattr(run, "import_failed", ()) or ())
+        if imported:
+            self.ctx.server.report_stored(imported)
+        cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
+                        for r in results)
         if not results:
             message, kind = "Retrieve cancelled.", "info"
+        elif cancelled:
+            completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+            failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)
+            warning = sum(int(getattr(r, "warning", 0) or 0) for r in results)
+            message = (f"Cancelled (C-CANCEL): {completed} completed, {failed} failed, "
+                       f"{warning} warning.")
+            kind = "info"
         elif len(results) == 1:
             message = errors.retrieve_outcome(results[0], self._retrieve_dest)
             kind = "ok" if message.startswith("Done") and not results[0].failed else "error"
@@ -405,9 +454,18 @@ class QueryPanel(QWidget):
             message = f"{completed} completed in {len(results)} retrieves. " + " ".join(
                 p for p in parts if not p.startswith("Done"))
             kind = "error" if failed else "ok"
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if kind == "ok" else 0)
+        if import_failed:
+            message = (f"{message.strip()} {len(import_failed)} file(s) could not be put in the "
+                       f"local archive: {import_failed[0][1]}")
+            kind = "error"
+        if kind == "ok":  # every sub-operation done: the bar ends full
+            self.progress.setRange(0, max(self.progress.maximum(), 1))
+            self.progress.setValue(self.progress.maximum())
+        elif self.progress.maximum() == 0:  # never got counts: leave the busy state
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
         self.outcome.show_message(message.strip(), kind)
+        self.check_local([uid for uid in self._retrieve_studies if uid])
         self.retrieve_finished.emit(message.strip())
 
     def _on_retrieve_failed(self, sentence: str) -> None:

@@ -75,6 +75,9 @@ class SendPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
+        # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue)
+        for column, width in enumerate((150, 190, 170, 170, 170, 75)):
+            self.table.horizontalHeader().resizeSection(column, width)
         self.table.setAlternatingRowColors(True)
 
         self.add_files_button = QPushButton("Add files…", self)

@@ -161,6 +161,7 @@ class ServerPanel(QWidget):
         tabs.addTab(self.forwarding_view, "Forwarding")
         self.preview_label = QLabel("Select a received object to preview it.", self)
         self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview_label.setWordWrap(True)
         self.preview_label.setMinimumWidth(220)
         self.preview_caption = QLabel("", self)
         preview_box = QWidget(self)
@@ -221,6 +222,8 @@ class ServerPanel(QWidget):
         for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button):
             widget.setEnabled(not running)
         kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
+        if state.status == "listening" and state.message:
+            kind = "warning"  # listening beyond this computer (ServerState.message says how)
         text = state.sentence()
         if state.status == "port_taken" and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
