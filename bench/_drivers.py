@@ -55,7 +55,7 @@ def _wait_sigint() -> None:
 # ----------------------------------------------------------------------------- dicomdesk
 def dd_store_scu(host: str, port: str, list_file: str, max_pdu: str = "65536") -> None:
     from dicomdesk.operations.common import Peer
-    from dicomdesk.operations.send import send
+    from dicomdesk.operations.sending import send
 
     files = _files(list_file)
     start = time.perf_counter()

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..operations.commit import commit, describe_reason
+    from ..operations.commitment import commit, describe_reason
 
     # HOST PORT PATH...: argparse gives PORT to "port" only when it is a number.
     if args.port is not None and not str(args.port).isdigit():

@@ -15,7 +15,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..operations.echo import echo
+    from ..operations.verification import echo
 
     peer = peer_from_args(args)
     result = echo(peer)

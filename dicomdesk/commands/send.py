@@ -41,7 +41,7 @@ def _split_host_port(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..operations.files import scan_paths
-    from ..operations.send import send
+    from ..operations.sending import send
 
     import logging
 

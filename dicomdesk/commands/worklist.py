@@ -57,7 +57,7 @@ def _value(ds: Any, keyword: str, in_sps: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..operations.worklist import worklist
+    from ..operations.modality_worklist import worklist
 
     peer = peer_from_args(args)
     keys = parse_keys(args.key)

@@ -3,7 +3,8 @@
 One function (or class) per thing a user does; each blocks, reports through plain
 callbacks, honours a ``threading.Event`` for cancel and returns a result value whose
 ``error`` is a sentence for a user. Names are loaded lazily so that ``dicomdesk echo``
-imports only what an echo needs.
+imports only what an echo needs. No submodule is named like a function it exports: importing
+such a module would replace the function of that name on the package.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ from typing import Any
 
 _EXPORTS = {
     "Peer": "common", "describe_error": "common",
-    "EchoResult": "echo", "echo": "echo",
+    "EchoResult": "verification", "echo": "verification",
     "FileInfo": "files", "scan_paths": "files",
-    "SendProgress": "send", "SendResult": "send", "FileOutcome": "send", "send": "send",
-    "FindResult": "query", "find": "query", "worklist": "worklist",
+    "SendProgress": "sending", "SendResult": "sending", "FileOutcome": "sending", "send": "sending",
+    "FindResult": "query", "find": "query", "worklist": "modality_worklist",
     "RetrieveProgress": "query", "RetrieveResult": "query", "move": "query", "get": "query",
-    "CommitResult": "commit", "commit": "commit",
+    "CommitResult": "commitment", "commit": "commitment",
     "LocalServer": "server", "AssociationEvent": "server", "StoredObject": "server",
     "ForwardEvent": "server",
 }

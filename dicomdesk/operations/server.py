@@ -486,7 +486,7 @@ def _forward_sender(calling_aet: str, timeout: float, max_pdu_length: int) -> Ca
     """The forwarder's ``send(node, paths)``: one ``operations.send`` (one association per batch),
     each path mapped to None when stored, else the reason."""
     from .common import Peer
-    from .send import send
+    from .sending import send
 
     def send_to(node: Any, paths: list[Path]) -> dict[Path, str | None]:
         peer = Peer(node.host, node.port, called_aet=node.aet, calling_aet=calling_aet,

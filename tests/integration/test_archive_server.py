@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from dicomdesk import config
 from dicomdesk.archive.store import is_path_safe_uid
-from dicomdesk.operations.commit import commit
+from dicomdesk.operations.commitment import commit
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.server import LocalServer
 from peers import LOCALHOST, free_port, run_dcmtk, start_storescp, write_worklist_file

@@ -24,7 +24,7 @@ from pydicom.uid import generate_uid
 from dicomdesk.net import uids
 from dicomdesk.net.applicationentity import AE
 from dicomdesk.net.sopclass import StorageCommitment
-from dicomdesk.operations.commit import commit
+from dicomdesk.operations.commitment import commit
 from dicomdesk.operations.common import Peer
 from peers import free_port
 

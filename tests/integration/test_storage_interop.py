@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from dicomdesk.net import uids
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.files import FileInfo, scan_paths
-from dicomdesk.operations.send import send
+from dicomdesk.operations.sending import send
 from peers import free_port, run_dcmtk, wait_for_port
 
 pytestmark = pytest.mark.interop

@@ -24,7 +24,7 @@ from dicomdesk.net import uids
 from dicomdesk.net.applicationentity import AE
 from dicomdesk.net.sopclass import modality_work_list_scp
 from dicomdesk.operations.common import Peer
-from dicomdesk.operations.worklist import worklist, worklist_identifier
+from dicomdesk.operations.modality_worklist import worklist, worklist_identifier
 from peers import run_dcmtk, write_worklist_file
 
 MWL = uids.MODALITY_WORK_LIST_INFORMATION_FIND

@@ -3,8 +3,14 @@
 The tree mirrors the Study Root hierarchy (PS3.4 C.6.2.1): the panel asks the STUDY level first,
 and the model requests a SERIES / IMAGE level C-FIND only when the user expands a row
 (``canFetchMore``/``fetchMore``), so a search costs one association until the user drills down.
-Rows are appended in batches; sorting is left to a QSortFilterProxyModel so that rows arriving
-after a sort land in place (``SORT_ROLE`` gives numbers for numeric columns).
+
+Speed matters here: a search may bring 10,000 matches while other workers run, and every call
+Qt makes into a Python model (``data``, ``index``...) competes with those workers for the GIL.
+So each row's cells and sort keys are computed once, when it is inserted, and the model sorts
+itself (``sort``: one Python ``list.sort``; rows arriving after a sort are inserted at their
+place by binary search) instead of a QSortFilterProxyModel, whose per-row comparisons would
+call back into Python tens of thousands of times per batch. ``SORT_ROLE`` still gives each
+cell's sort key (numbers for numeric columns) for any proxy a caller adds.
 """
 
 from __future__ import annotations
@@ -104,7 +110,8 @@ def _sop_class_name(uid: str) -> str:
 
 
 class _Item:
-    __slots__ = ("kind", "match", "parent", "children", "row", "fetch", "error")
+    __slots__ = ("kind", "match", "parent", "children", "row", "fetch", "error", "cached",
+                 "keys")
 
     def __init__(self, kind: str, match: Match | None, parent: _Item | None) -> None:
         self.kind = kind
@@ -114,6 +121,20 @@ class _Item:
         self.row = 0
         self.fetch = "done" if kind in ("image", "root") else "none"  # none|fetching|done
         self.error = ""
+        self.cached: tuple[str, ...] = self.cells() if match is not None else ()
+        self.keys: tuple[Any, ...] = self._sort_keys() if match is not None else ()
+
+    def _sort_keys(self) -> tuple[Any, ...]:
+        """One key per column: numbers for counts and series/image numbers, else folded text."""
+        keys: list[Any] = [text.lower() for text in self.cached]
+        count = self.cached[6]
+        keys[6] = _int(count.split("/")[-1]) if count else -1
+        if self.kind != "study":
+            m = self.match
+            assert m is not None
+            keys[0] = _int(m.get("SeriesNumber") if self.kind == "series"
+                           else m.get("InstanceNumber"))
+        return tuple(keys)
 
     def key(self) -> tuple[str, ...]:
         m = self.match
@@ -144,6 +165,9 @@ class _Item:
 
 
 _CHILD_KIND = {"study": "series", "series": "image"}
+_DISPLAY = Qt.ItemDataRole.DisplayRole
+_DECORATION = Qt.ItemDataRole.DecorationRole
+_OTHER_ROLES = frozenset({SORT_ROLE, LOCAL_ROLE, _DECORATION, Qt.ItemDataRole.ToolTipRole})
 
 
 class QueryResultsModel(QAbstractItemModel):
@@ -158,6 +182,8 @@ class QueryResultsModel(QAbstractItemModel):
         self._index: dict[tuple[str, ...], _Item] = {}
         self._local: set[str] = set()
         self._local_icon: Any = None
+        self._sort_column = -1  # -1: arrival order
+        self._sort_order = Qt.SortOrder.AscendingOrder
 
     # -- present locally -------------------------------------------------------------------
     def mark_local(self, study_uids: Any) -> None:
@@ -242,12 +268,68 @@ class QueryResultsModel(QAbstractItemModel):
             new.append(item)
         if not new:
             return
-        first = len(parent.children)
-        self.beginInsertRows(parent_index, first, first + len(new) - 1)
-        for offset, item in enumerate(new):
-            item.row = first + offset
-        parent.children.extend(new)
+        if self._sort_column < 0:
+            self._insert_run(parent, parent_index, len(parent.children), new)
+            return
+        # sorted: place each new row by binary search; rows that land next to each other
+        # are inserted together (one beginInsertRows per run, not per row)
+        column, descending = self._sort_column, self._descending()
+        new.sort(key=lambda it: it.keys[column], reverse=descending)
+        runs: list[tuple[int, list[_Item]]] = []
+        for item in new:
+            position = self._position(parent.children, item.keys[column], column, descending)
+            if runs and runs[-1][0] == position:
+                runs[-1][1].append(item)
+            else:
+                runs.append((position, [item]))
+        for position, run in reversed(runs):  # from the end: earlier positions stay valid
+            self._insert_run(parent, parent_index, position, run)
+
+    def _insert_run(self, parent: _Item, parent_index: QModelIndex, position: int,
+                    items: list[_Item]) -> None:
+        self.beginInsertRows(parent_index, position, position + len(items) - 1)
+        parent.children[position:position] = items
+        for row in range(position, len(parent.children)):
+            parent.children[row].row = row
         self.endInsertRows()
+
+    def _descending(self) -> bool:
+        return self._sort_order == Qt.SortOrder.DescendingOrder
+
+    @staticmethod
+    def _position(children: list[_Item], key: Any, column: int, descending: bool) -> int:
+        """Index after the last sibling that sorts before or equal to ``key`` (stable)."""
+        low, high = 0, len(children)
+        while low < high:
+            middle = (low + high) // 2
+            other = children[middle].keys[column]
+            if (other > key) if not descending else (other < key):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort every level by ``column`` (the view calls this on a header click)."""
+        if not 0 <= column < len(COLUMNS):
+            return
+        self._sort_column, self._sort_order = column, order
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        before = [(self._item(index), index.column()) for index in persistent]
+        stack = [self._root]
+        descending = self._descending()
+        while stack:
+            item = stack.pop()
+            if item.children:
+                item.children.sort(key=lambda it: it.keys[column], reverse=descending)
+                for row, child in enumerate(item.children):
+                    child.row = row
+                stack.extend(item.children)
+        after = [self.createIndex(item.row, col, item) if item is not None else QModelIndex()
+                 for item, col in before]
+        self.changePersistentIndexList(persistent, after)
+        self.layoutChanged.emit()
 
     # -- reading ---------------------------------------------------------------------------
     def item_at(self, index: QModelIndex) -> tuple[str, Match] | None:
@@ -318,33 +400,34 @@ class QueryResultsModel(QAbstractItemModel):
         self.children_requested.emit(item.kind, item.key(), item.match)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        # the most frequent question first, answered from the cache (see the module docstring)
+        if role == _DISPLAY:
+            item = index.internalPointer() if index.isValid() else None
+            if item is None or item.match is None:
+                return None
+            column = index.column()
+            if column == 0 and item.fetch == "fetching":
+                return f"{item.cached[0]}  (searching…)"
+            return item.cached[column]
+        if role not in _OTHER_ROLES:
+            return None
         item = self._item(index)
         if item is None or item.match is None:
             return None
         column = index.column()
+        if role == SORT_ROLE:
+            return item.keys[column]
         local = item.kind == "study" and item.key()[0] in self._local
         if role == LOCAL_ROLE:
             return local
-        if role == Qt.ItemDataRole.DecorationRole:
+        if role == _DECORATION:
             return self._icon() if local and column == 0 else None
-        if role == Qt.ItemDataRole.ToolTipRole and local and column == 0 and not item.error:
+        # tool tip
+        if column == 0 and item.error:
+            return item.error
+        if column == 0 and local:
             return LOCAL_TOOLTIP
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
-            text = item.cells()[column]
-            if role == Qt.ItemDataRole.ToolTipRole and item.error and column == 0:
-                return item.error
-            if column == 0 and item.fetch == "fetching":
-                return f"{text}  (searching…)"
-            return text
-        if role == SORT_ROLE:
-            text = item.cells()[column]
-            if column == 6:
-                return _int(text.split("/")[-1]) if text else -1
-            if column == 0 and item.kind != "study":
-                m = item.match
-                return _int(m.get("SeriesNumber") if item.kind == "series" else m.get("InstanceNumber"))
-            return text.lower()
-        return None
+        return item.cached[column]
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:

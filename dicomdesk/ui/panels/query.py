@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, QModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QDate, QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands, errors, query_keys
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.results import SORT_ROLE, Match, QueryResultsModel, match_from_dataset
+from dicomdesk.ui.models.results import Match, QueryResultsModel, match_from_dataset
 from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
 from dicomdesk.ui.workers import OperationWorker
 
@@ -139,12 +139,11 @@ class QueryPanel(QWidget):
 
         self.model = QueryResultsModel(self)
         self.model.children_requested.connect(self._fetch_children)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
-        self.proxy.setDynamicSortFilter(True)
+        # the model sorts itself (see models/results.py: a proxy would call back into Python
+        # for every comparison); ``proxy`` is the tree's model, kept under its old name
+        self.proxy = self.model
         self.tree = QTreeView(self)
-        self.tree.setModel(self.proxy)
+        self.tree.setModel(self.model)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(2, Qt.SortOrder.DescendingOrder)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -350,7 +349,7 @@ class QueryPanel(QWidget):
         items = []
         rows = self.tree.selectionModel().selectedRows() if self.tree.selectionModel() else []
         for proxy_index in rows:
-            index = self.proxy.mapToSource(proxy_index)
+            index = proxy_index
             found = self.model.item_at(index)
             if found is None:
                 continue
