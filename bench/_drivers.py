@@ -54,8 +54,7 @@ def _wait_sigint() -> None:
 
 # ----------------------------------------------------------------------------- dicomdesk
 def dd_store_scu(host: str, port: str, list_file: str, max_pdu: str = "65536") -> None:
-    from dicomdesk.operations.common import Peer
-    from dicomdesk.operations.sending import send
+    from dicomdesk.operations import Peer, send
 
     files = _files(list_file)
     start = time.perf_counter()
@@ -87,8 +86,7 @@ def dd_echo_loop(host: str, port: str, count: str) -> None:
 
 
 def dd_find_scu(host: str, port: str) -> None:
-    from dicomdesk.operations.common import Peer
-    from dicomdesk.operations.query import find
+    from dicomdesk.operations import Peer, find
 
     start = time.perf_counter()
     result = find(Peer(host, int(port), called_aet="ANY-SCP", timeout=120), "STUDY",

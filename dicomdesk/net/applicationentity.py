@@ -3,9 +3,9 @@
 * ``ClientAE``: SCU only; ``request_association(remote_ae)`` returns an established
   ``AssociationRequester`` (a context manager).
 * ``AE``: also listens (a ``socketserver.ThreadingTCPServer``); each connection is served in
-  its own association thread, at most ``max_associations`` at once; a connection over the
-  limit is answered with A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 Table 9-21) instead of
-  hanging. The accept loop waits on the listening socket and a wake-up pipe, never polls.
+  an association thread (kept for the next connection once its association ends), at most
+  ``max_associations`` at once; a connection over the limit is answered with A-ASSOCIATE-RJ
+  "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. The accept loop waits on the listening socket and a wake-up pipe, never polls.
 
 Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 """
@@ -13,6 +13,7 @@ Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import selectors
 import socket
@@ -32,6 +33,9 @@ from .exceptions import EventHandlingError
 from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
 
 logger = logging.getLogger(__name__)
+
+#: Association threads kept waiting for the next connection once theirs has ended.
+MAX_IDLE_ASSOCIATION_THREADS = 8
 
 
 _PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
@@ -266,6 +270,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self._overflow = 0
         self._count_lock = threading.Lock()
         self._assoc_threads: set[threading.Thread] = set()
+        self._idle_workers: list[queue.SimpleQueue] = []  # inboxes of idle association threads
         self._serve_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         socketserver.ThreadingTCPServer.__init__(self, (address, port), None, bind_and_activate)
@@ -318,11 +323,34 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 self._overflow += 1
             else:
                 self._active += 1
-        thread = threading.Thread(target=self._serve_association,
-                                  args=(request, client_address, over_limit),
+            # An idle association thread takes the connection at once: starting a thread
+            # costs more than a whole C-ECHO association on loopback.
+            inbox = self._idle_workers.pop() if self._idle_workers else None
+        job = (request, client_address, over_limit)
+        if inbox is not None:
+            inbox.put(job)
+            return
+        thread = threading.Thread(target=self._association_worker, args=(job,),
                                   name=f"assoc-{client_address[0]}:{client_address[1]}", daemon=True)
         self._assoc_threads.add(thread)
         thread.start()
+
+    def _association_worker(self, job: tuple | None) -> None:
+        """An association thread: serve one connection, then wait (blocked, never polling)
+        for the next one while fewer than ``MAX_IDLE_ASSOCIATION_THREADS`` threads wait."""
+        inbox: queue.SimpleQueue = queue.SimpleQueue()
+        try:
+            while job is not None:
+                request, client_address = job[0], job[1]
+                threading.current_thread().name = f"assoc-{client_address[0]}:{client_address[1]}"
+                self._serve_association(*job)
+                with self._count_lock:
+                    if self._stopping.is_set() or len(self._idle_workers) >= MAX_IDLE_ASSOCIATION_THREADS:
+                        return
+                    self._idle_workers.append(inbox)
+                job = inbox.get()
+        finally:
+            self._assoc_threads.discard(threading.current_thread())
 
     def _serve_association(self, request: socket.socket, client_address: Any, over_limit: bool) -> None:
         refuse = (2, 3, 2) if over_limit else None  # rejected-transient, presentation, local limit
@@ -347,7 +375,6 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                     self._overflow -= 1
                 else:
                     self._active -= 1
-            self._assoc_threads.discard(threading.current_thread())
 
     def _tls_handshake(self, request: socket.socket, client_address: Any) -> Any:
         """Server side of PS3.15 B.1, in the association's thread (never the accept loop)."""
@@ -381,6 +408,10 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
     def quit(self) -> None:
         """Stop accepting connections and close the listening socket."""
         self.shutdown()
+        with self._count_lock:
+            idle, self._idle_workers = self._idle_workers, []
+        for inbox in idle:
+            inbox.put(None)  # an idle association thread ends
         self.server_close()
         for sock in (self._wake_r, self._wake_w):
             try:

@@ -103,6 +103,14 @@ def _context_transfer_syntax(context: Any) -> str:
     return str(ts)
 
 
+#: A command set is a few hundred bytes (PS3.7 9.3/10.3); more is a peer wasting our memory.
+MAX_COMMAND_SET_LENGTH = 64 * 1024
+
+#: Data sets of SOP classes that are not ``store_in_file`` (identifiers, N-ACTION/N-EVENT
+#: information) are held in memory: bound them. Storage data sets go to files instead.
+MAX_IN_MEMORY_DATA_SET_LENGTH = 64 * 1024 * 1024
+
+
 class DIMSEDecoder:
     """Reassembles DIMSE messages from P-DATA-TF PDUs (PS3.7 6.3.1, PS3.8 Annex E).
 
@@ -115,6 +123,9 @@ class DIMSEDecoder:
     Attributes follow the reference: ``receiving`` (a message is incomplete),
     ``command_set_received``, ``data_set_received``, ``pc_id`` and ``msg``.
     """
+
+    #: Per-decoder bound for in-memory data sets (a subclass or instance may change it).
+    max_data_set_length = MAX_IN_MEMORY_DATA_SET_LENGTH
 
     def __init__(self, accepted_contexts: Mapping[int, Any], store_in_file: Collection[str],
                  get_file_cb: Callable[[Any, Dataset], tuple[IO[bytes], int]] | None):
@@ -171,6 +182,9 @@ class DIMSEDecoder:
             if self.command_set_received:
                 raise DIMSEProcessingError('command fragment while a data set is expected')
             self._command += fragment
+            if len(self._command) > MAX_COMMAND_SET_LENGTH:
+                raise DIMSEProcessingError(
+                    f'command set longer than {MAX_COMMAND_SET_LENGTH} bytes: refused')
             if is_last:
                 return self._command_complete()
             return None
@@ -209,6 +223,10 @@ class DIMSEDecoder:
                     self._sink_error = f'cannot write the data set: {exc}'
         elif self._sink_error is None:
             self._data += fragment
+            if len(self._data) > self.max_data_set_length:
+                raise DIMSEProcessingError(
+                    f'data set held in memory longer than {self.max_data_set_length} bytes: refused '
+                    '(only store_in_file SOP classes may receive large data sets)')
 
     def _data_complete(self) -> tuple[DIMSEMessage, int]:
         self.data_set_received = True

@@ -48,6 +48,10 @@ RECV_CHUNK = 256 * 1024
 #: may send any length then, but memory must stay bounded (PS3.8 D.1 allows refusing it).
 UNLIMITED_PDU_CAP = 64 * 1024 * 1024
 
+#: Slowest rate (bytes/s) a peer may send one PDU at, on top of the idle timeout, before the
+#: association is aborted (slowloris protection; 64 KiB/s moves a 256 KiB PDU in 4 s).
+MIN_TRANSFER_RATE = 64 * 1024
+
 
 class Timer:
     """ARTIM-style timer on the monotonic clock (PS3.8 9.1.5).
@@ -347,15 +351,24 @@ class DULServiceProvider(threading.Thread):
         self._rbuf.clear()
 
     def _read_pdu(self, deadline: float | None) -> bytes | bytearray | None:
-        """One whole PDU (header and body) or None at EOF; the length is checked first."""
+        """One whole PDU (header and body) or None at EOF; the length is checked first.
+
+        Once a PDU has begun, it must be complete within the idle timeout plus its length at
+        MIN_TRANSFER_RATE: a peer dribbling a byte now and then cannot hold a slot forever.
+        """
+        started = time.monotonic() if self._rbuf else None
         while len(self._rbuf) < 6:
-            chunk = self._recv(RECV_CHUNK, deadline if not self._rbuf else None)
+            pdu_deadline = self._pdu_deadline(started, 6)
+            chunk = self._recv(RECV_CHUNK, deadline if not self._rbuf else None, pdu_deadline)
             if not chunk:
                 return None
+            if started is None:
+                started = time.monotonic()
             self._rbuf += chunk
         pdu_type, length = pdu.parse_pdu_header(bytes(self._rbuf[:6]))
         pdu.check_pdu_length(pdu_type, length, self.max_pdu_length or UNLIMITED_PDU_CAP)
         total = 6 + length
+        pdu_deadline = self._pdu_deadline(started, total)
         if len(self._rbuf) >= total:
             raw = bytes(self._rbuf[:total])
             del self._rbuf[:total]
@@ -366,13 +379,19 @@ class DULServiceProvider(threading.Thread):
         self._rbuf.clear()
         view = memoryview(body)
         while have < total:
-            n = self._recv_into(view[have:])
+            n = self._recv_into(view[have:], pdu_deadline)
             if n == 0:
                 return None
             have += n
         return bytes(body) if total < 65536 else body
 
-    def _wait_timeout(self, deadline: float | None = None) -> tuple[float | None, type | None]:
+    def _pdu_deadline(self, started: float | None, length: int) -> float | None:
+        if started is None or self.idle_timeout is None:
+            return None
+        return started + self.idle_timeout + length / MIN_TRANSFER_RATE
+
+    def _wait_timeout(self, deadline: float | None = None,
+                      pdu_deadline: float | None = None) -> tuple[float | None, type | None]:
         """The socket timeout for the next wait and what its expiry means."""
         now = time.monotonic()
         artim = self.timer.deadline()
@@ -382,15 +401,17 @@ class DULServiceProvider(threading.Thread):
             timeout, kind = self.idle_timeout, _IdleTimeout
         else:
             timeout, kind = None, None
+        if pdu_deadline is not None and (timeout is None or pdu_deadline - now < timeout):
+            timeout, kind = max(1e-6, pdu_deadline - now), _IdleTimeout
         if deadline is not None and (timeout is None or deadline - now < timeout):
             timeout, kind = max(1e-6, deadline - now), _WaitOver
         return timeout, kind
 
-    def _recv(self, size: int, deadline: float | None) -> bytes:
+    def _recv(self, size: int, deadline: float | None, pdu_deadline: float | None = None) -> bytes:
         sock = self.dul_socket
         if sock is None:
             return b""
-        timeout, on_timeout = self._wait_timeout(deadline)
+        timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
         try:
             sock.settimeout(timeout)
             return sock.recv(size)
@@ -399,11 +420,11 @@ class DULServiceProvider(threading.Thread):
         except OSError:
             return b""
 
-    def _recv_into(self, view: memoryview) -> int:
+    def _recv_into(self, view: memoryview, pdu_deadline: float | None = None) -> int:
         sock = self.dul_socket
         if sock is None:
             return 0
-        timeout, on_timeout = self._wait_timeout()
+        timeout, on_timeout = self._wait_timeout(None, pdu_deadline)
         try:
             sock.settimeout(timeout)
             return sock.recv_into(view)

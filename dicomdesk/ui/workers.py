@@ -12,6 +12,13 @@ drains it every 50 ms. Two consequences the panels rely on:
 
 Every value crossing the thread boundary is immutable (frozen dataclasses, tuples, str), and
 cancellation is a ``threading.Event`` that the operation polls (internals.md: ``cancel``).
+
+The GIL is the other shared resource: while a worker decodes thousands of responses in Python,
+each call Qt makes into Python on the GUI thread (a model's ``index``/``data`` during a tree
+layout, a slot) waits for the GIL, up to the interpreter's switch interval each time. So the
+GUI thread can close the tracker's *gate* around a burst of such work (``TaskTracker.gui_work``):
+workers pause at their next callback (``emit_row``/``report_progress``) until it reopens, and
+the burst runs without contention.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
@@ -42,21 +50,32 @@ class WorkerContext:
     It only touches plain Python state under a lock: no Qt object is used from the worker thread.
     """
 
+    #: longest a worker waits at a closed gate (the GUI thread reopens it much sooner)
+    GATE_TIMEOUT_S = 0.25
+
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
+        self.gate: threading.Event | None = None  # set = open (see TaskTracker.gui_work)
         self._lock = threading.Lock()
         self._rows: list[Any] = []
         self._progress: Any = None
         self._progress_seq = 0
 
+    def _pass_gate(self) -> None:
+        gate = self.gate
+        if gate is not None and not gate.is_set():
+            gate.wait(self.GATE_TIMEOUT_S)
+
     def report_progress(self, value: Any) -> None:
         """Remember the latest progress value; older ones not yet shown are dropped on purpose."""
+        self._pass_gate()
         with self._lock:
             self._progress = value
             self._progress_seq += 1
 
     def emit_row(self, value: Any) -> None:
         """Queue a value that must reach the GUI (a match, a file's outcome)."""
+        self._pass_gate()
         with self._lock:
             self._rows.append(value)
 
@@ -170,10 +189,26 @@ class TaskTracker(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max_threads)
         self._workers: dict[int, tuple[OperationWorker, bool]] = {}
+        self.gate = threading.Event()
+        self.gate.set()
+
+    @contextmanager
+    def gui_work(self) -> Iterator[None]:
+        """Pause the workers at their next callback while the GUI thread does a burst of
+        Python work (GUI thread only; keep the block short: a batch insert and its layout)."""
+        if not self.gate.is_set():  # nested
+            yield
+            return
+        self.gate.clear()
+        try:
+            yield
+        finally:
+            self.gate.set()
 
     def start(self, worker: OperationWorker, transfer: bool = True) -> OperationWorker:
         """Run ``worker``; transfers are counted in the status bar and confirmed before quit."""
         key = id(worker)
+        worker._context.gate = self.gate
         self._workers[key] = (worker, transfer)
         worker.signals.done.connect(lambda: self._forget(key))
         worker.start(self.pool)

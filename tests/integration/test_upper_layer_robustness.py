@@ -201,3 +201,39 @@ def test_unsupported_protocol_version_is_rejected():
     rj = pdu.AAssociateRjPDU.decode(answer[:10])
     assert (rj.source, rj.reason_diag) == (2, 2)
     assert uids.VERIFICATION_SOP_CLASS  # the constant the request used
+
+
+def test_peer_dribbling_a_pdu_byte_by_byte_just_under_the_idle_timeout_is_dropped(server):
+    """Slowloris in data transfer (no ARTIM running): each byte resets the idle timer, but a
+    PDU must be complete within the idle timeout plus its length at the minimum rate."""
+    from dicomdesk.net import dimsemessages
+
+    rq = dimsemessages.CEchoRQMessage()
+    rq.message_id = 1
+    rq.sop_class_uid = uids.VERIFICATION_SOP_CLASS
+    p_data = b"".join(p.encode() for p in rq.encode(1, 16384))
+    with _connect(server.port) as sock:
+        sock.sendall(_associate_rq())
+        assert sock.recv(65536)[0] == 0x02
+        started = time.monotonic()
+        dropped = False
+        for byte in p_data:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                dropped = True
+                break
+            sock.settimeout(server.network_timeout * 0.6)  # just under the idle timeout
+            try:
+                answer = sock.recv(100)
+            except socket.timeout:
+                continue
+            except OSError:
+                dropped = True
+                break
+            dropped = answer == b"" or answer[:1] == b"\x07"
+            break
+        elapsed = time.monotonic() - started
+    assert dropped, "the slow peer kept its slot"
+    assert elapsed < server.network_timeout * 3
+    _echo_still_works(server)

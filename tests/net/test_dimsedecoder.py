@@ -332,3 +332,16 @@ def test_any_pdv_sequence_yields_messages_or_raises_dimse_processing_error(pdus)
                 assert isinstance(msg, dm.DIMSEMessage) and pc_id in CONTEXTS
     except DIMSEProcessingError:
         pass
+
+
+def test_command_set_that_never_ends_is_refused_once_it_passes_64_kib():
+    from dicomdesk.net import pdu as pdu_module
+    from dicomdesk.net.dimsedecoder import MAX_COMMAND_SET_LENGTH, DIMSEDecoder
+    from dicomdesk.net.exceptions import DIMSEProcessingError
+
+    ctx = namedtuple("Ctx", "id sop_class supported_ts")(1, "1.2.840.10008.1.1", "1.2.840.10008.1.2")
+    decoder = DIMSEDecoder({1: ctx}, set(), None)
+    chunk = b"\x01" + b"\x00" * 16384  # command fragment, not last
+    with pytest.raises(DIMSEProcessingError):
+        for _ in range(MAX_COMMAND_SET_LENGTH // 16384 + 2):
+            decoder.process(pdu_module.PDataTfPDU([pdu_module.PresentationDataValueItem(1, chunk)]))

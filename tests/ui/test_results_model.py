@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydicom import Dataset
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtTest import QAbstractItemModelTester
 
 from dicomdesk.ui.models.results import SORT_ROLE, QueryResultsModel, match_from_dataset
@@ -83,3 +83,25 @@ def test_proxy_sorts_series_numerically_and_dates_as_text(qapp):
     model.add_studies([_study("1.0", "A^W")])  # arrives after the sort, lands in place
     assert proxy.index(0, 0).data() == "A W"
     assert proxy.index(0, 0, QModelIndex()).siblingAtColumn(2).data() == "2024-01-01"
+
+
+def test_model_sorts_itself_and_rows_arriving_later_land_in_place(qapp):
+    model = QueryResultsModel()
+    tester = QAbstractItemModelTester(
+        model, QAbstractItemModelTester.FailureReportingMode.Fatal)
+    model.add_studies([_study("1.1", "B^X", "20240102"), _study("1.2", "D^Y", "20240104")])
+    model.sort(2, Qt.SortOrder.DescendingOrder)
+    assert [model.index(r, 2).data() for r in range(2)] == ["2024-01-04", "2024-01-02"]
+    kept = QPersistentModelIndex(model.index(1, 0))  # e.g. the selection: follows its row
+    model.add_studies([_study("1.3", "A^Z", "20240103")])  # small batch: binary search
+    assert [model.index(r, 2).data() for r in range(3)] == ["2024-01-04", "2024-01-03",
+                                                            "2024-01-02"]
+    assert kept.row() == 2 and kept.data().startswith("B X")
+    batch = [_study(f"2.{i}", f"N^{i}", f"2023{1 + i % 12:02d}01") for i in range(100)]
+    model.add_studies(batch)  # big batch: appended, then one re-sort
+    dates = [model.index(r, 2).data() for r in range(model.rowCount())]
+    assert dates == sorted(dates, reverse=True) and len(dates) == 103
+    assert kept.data().startswith("B X") and model.index(kept.row(), 0).data().startswith("B X")
+    model.sort(0, Qt.SortOrder.AscendingOrder)
+    assert model.index(0, 0).data().startswith("A Z")
+    del tester

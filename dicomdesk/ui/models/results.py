@@ -271,6 +271,10 @@ class QueryResultsModel(QAbstractItemModel):
         if self._sort_column < 0:
             self._insert_run(parent, parent_index, len(parent.children), new)
             return
+        if len(new) > 32:  # a big batch: append, then one sort (one layout change)
+            self._insert_run(parent, parent_index, len(parent.children), new)
+            self._sort_children(parent)
+            return
         # sorted: place each new row by binary search; rows that land next to each other
         # are inserted together (one beginInsertRows per run, not per row)
         column, descending = self._sort_column, self._descending()
@@ -314,18 +318,23 @@ class QueryResultsModel(QAbstractItemModel):
         if not 0 <= column < len(COLUMNS):
             return
         self._sort_column, self._sort_order = column, order
+        self._sort_children(self._root, recursive=True)
+
+    def _sort_children(self, parent: _Item, recursive: bool = False) -> None:
+        """Re-sort ``parent``'s rows (and below), keeping persistent indexes on their items."""
+        column, descending = self._sort_column, self._descending()
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         before = [(self._item(index), index.column()) for index in persistent]
-        stack = [self._root]
-        descending = self._descending()
+        stack = [parent]
         while stack:
             item = stack.pop()
             if item.children:
                 item.children.sort(key=lambda it: it.keys[column], reverse=descending)
                 for row, child in enumerate(item.children):
                     child.row = row
-                stack.extend(item.children)
+                if recursive:
+                    stack.extend(item.children)
         after = [self.createIndex(item.row, col, item) if item is not None else QModelIndex()
                  for item, col in before]
         self.changePersistentIndexList(persistent, after)

@@ -267,7 +267,12 @@ class QueryPanel(QWidget):
             self._search.cancel()
 
     def _on_studies(self, matches: list[Match]) -> None:
-        self.model.add_studies(matches)
+        # insert and lay the tree out now, with the workers paused (see workers.py: the
+        # layout calls the model once per row, and each call would wait for the GIL)
+        with self.ctx.tracker.gui_work():
+            self.model.add_studies(matches)
+            self.tree.doItemsLayout()
+            self.tree.viewport().repaint()
         self.count_label.setText(f"{self.model.study_count()} studies so far…")
 
     def _on_search_finished(self, result: Any) -> None:
