@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from . import pdu, userdataitems, uids
+from . import pdu, trace, userdataitems, uids
 from .dulprovider import ConnectionClosed, DULServiceProvider
 from .exceptions import (
     AssociationAbortedError,
@@ -267,6 +267,8 @@ class Association:
             getattr(local_ae, "store_in_file", ()), local_ae.get_file, dul_socket, max_pdu_length,
             artim_timeout=getattr(local_ae, "artim_timeout", 30.0),
             idle_timeout=getattr(local_ae, "network_timeout", None))
+        self.trace = trace.AssociationTrace(self.dul.peer_address)
+        self.dul.trace = self.trace  # the DUL traces PDUs into the same association record
         self.accepted_contexts: dict[int, PContextDef] = {}
         self.peer = PeerInfo()
         self.association_established = False
@@ -308,6 +310,8 @@ class Association:
         objects are sent as they are, file objects streamed in fragments.
         """
         ctx = self.context(pc_id)
+        if trace.enabled():
+            self.trace.dimse("sent", dimse_msg, ctx.id)
         if isinstance(dimse_msg.data_set, Dataset):
             dimse_msg.data_set = encode_data_set(dimse_msg.data_set, ctx.supported_ts)
         for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
@@ -329,6 +333,8 @@ class Association:
         while True:
             item = self.dul.receive(timeout)
             if isinstance(item, tuple):
+                if trace.enabled():
+                    self.trace.dimse("received", item[0], item[1])
                 return item
             self._handle_indication(item)
 
@@ -364,6 +370,8 @@ class Association:
             if not isinstance(item, tuple):
                 self._stash.append(item)  # release/abort: handled by the next receive()
                 break
+            if trace.enabled():
+                self.trace.dimse("received", item[0], item[1])
             if _is_cancel_for(item[0], message_id):
                 found = True
             else:
@@ -516,6 +524,8 @@ class AssociationRequester(Association):
         timeout = self.remote_ae.get("timeout", getattr(self.ae, "timeout", 15))
         rq = self.build_request()
         address = (self.remote_ae.get("address", "127.0.0.1"), int(self.remote_ae.get("port", 104)))
+        self.trace.peer = f"{address[0]}:{address[1]}"
+        self.trace.name(self.calling_ae_title, self.called_ae_title)
         self.dul.connect(address, rq, timeout, self.remote_ae.get("ssl_context"))
         try:
             item = self.dul.receive(timeout)
@@ -594,6 +604,7 @@ class AssociationAcceptor(Association):
         self.rq_pdu = assoc_req
         self.calling_ae_title = assoc_req.calling_ae_title.strip()
         self.called_ae_title = assoc_req.called_ae_title.strip()
+        self.trace.name(self.calling_ae_title, self.called_ae_title)
         info_items = _pdu_items(assoc_req, 0x50)
         self.peer = read_user_information(info_items[0] if info_items else None)
         try:
