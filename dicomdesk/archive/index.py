@@ -466,6 +466,61 @@ class Index:
             rows = self._conn.execute(sql, params).fetchall()
         return [InstanceRef(r[0], r[1], r[2], root / r[3], r[4]) for r in rows]
 
+    # ---------------------------------------------------------------- browsing (the window)
+
+    #: Columns of ``tree_rows``: the patient/study/series/instance facts an archive browser shows.
+    TREE_COLUMNS = ("patient_id", "patient_name", "study_uid", "study_date", "study_description",
+                    "accession_number", "series_uid", "modality", "series_number",
+                    "series_description", "sop_instance_uid", "sop_class_uid", "instance_number",
+                    "transfer_syntax", "file_size", "path")
+
+    def tree_rows(self, *, sop_instance_uids: Iterable[str] | None = None,
+                  study_uid: str | None = None) -> list[tuple]:
+        """One tuple per instance (``TREE_COLUMNS`` order, ``path`` relative to the archive),
+        ordered patient, study, series, instance — the PS3.4 C.6.1 hierarchy the browser shows.
+        ``sop_instance_uids`` restricts it to those instances (objects that just arrived),
+        ``study_uid`` to one study (export).
+        Read on a connection of its own, so a long listing never holds the writer's lock."""
+        sql = ("SELECT p.patient_id, p.patient_name, s.study_uid, s.study_date, s.study_description, "
+               "s.accession_number, se.series_uid, se.modality, se.series_number, "
+               "se.series_description, i.sop_instance_uid, i.sop_class_uid, i.instance_number, "
+               "i.transfer_syntax, i.file_size, i.path "
+               "FROM instance i JOIN series se ON i.series_uid = se.series_uid "
+               "JOIN study s ON se.study_uid = s.study_uid JOIN patient p ON s.patient_pk = p.pk")
+        order = " ORDER BY p.patient_name, p.patient_id, s.study_date, s.rowid, se.series_number, " \
+                "se.rowid, i.instance_number, i.rowid"
+        conn = self.connect()
+        try:
+            if study_uid is not None:
+                return [tuple(r) for r in conn.execute(sql + " WHERE s.study_uid = ?" + order,
+                                                       (study_uid,))]
+            if sop_instance_uids is None:
+                return [tuple(r) for r in conn.execute(sql + order)]
+            uids = list(sop_instance_uids)
+            out: list[tuple] = []
+            for start in range(0, len(uids), 500):
+                chunk = uids[start:start + 500]
+                out.extend(tuple(r) for r in conn.execute(
+                    f"{sql} WHERE i.sop_instance_uid IN ({', '.join('?' * len(chunk))}){order}", chunk))
+            return out
+        finally:
+            conn.close()
+
+    def remove_study(self, study_uid: str) -> list[str]:
+        """Delete a study's instance rows (and its series, and its patient if left without
+        studies) plus their pending forwards, in one transaction; returns the relative paths
+        of the removed instances (the caller deletes the files)."""
+        with self._write() as c:
+            rows = c.execute("SELECT sop_instance_uid, series_uid, path FROM instance "
+                             "WHERE study_uid = ?", (study_uid,)).fetchall()
+            c.execute("DELETE FROM instance WHERE study_uid = ?", (study_uid,))
+            for start in range(0, len(rows), 500):
+                chunk = [r["sop_instance_uid"] for r in rows[start:start + 500]]
+                c.execute("DELETE FROM forward_queue WHERE sop_instance_uid IN "
+                          f"({', '.join('?' * len(chunk))})", chunk)
+            self._prune(c, sorted({r["series_uid"] for r in rows}), [study_uid], [])
+        return [r["path"] for r in rows]
+
     # ---------------------------------------------------------------- forward queue
 
     def enqueue_forward(self, sop_instance_uid: str, destination: str, now: float) -> None:

@@ -497,3 +497,36 @@ class Archive:
 
     def count(self) -> int:
         return self.index.count()
+
+    # ---------------------------------------------------------------- browsing (the window)
+
+    def tree(self, sop_instance_uids: Iterable[str] | None = None) -> list[tuple]:
+        """Instances as ``Index.TREE_COLUMNS`` tuples (patient, study, series, instance order);
+        see ``Index.tree_rows``. ``path`` stays relative to ``root``."""
+        return self.index.tree_rows(sop_instance_uids=sop_instance_uids)
+
+    def delete_study(self, study_uid: str) -> int:
+        """Remove a study: its index rows first (one transaction, so no C-FIND/C-MOVE sees a
+        row whose file is gone), then its files and the folders they leave empty.  A crash
+        between the two leaves unindexed files, which ``recover`` indexes again — never a row
+        without its file.  Returns the number of instances removed."""
+        self._check_writable()
+        with self._lock:  # no commit of the same study interleaves (see ``_place``)
+            paths = self.index.remove_study(study_uid)
+            for rel in paths:
+                self._remove_file(self.root / rel)
+        logger.info("deleted study %s (%d instances)", study_uid, len(paths))
+        return len(paths)
+
+    def export_study(self, study_uid: str, folder: Path) -> list[Path]:
+        """Copy a study's files to ``folder``/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm (the
+        archive's own layout, so UIDs never collide); returns the copies' paths."""
+        folder = Path(folder)
+        copies: list[Path] = []
+        for row in self.index.tree_rows(study_uid=study_uid):
+            source = self.root / row[-1]
+            target = folder / row[-1]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+            copies.append(target)
+        return copies

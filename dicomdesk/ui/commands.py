@@ -8,7 +8,7 @@ keys are DICOM keywords (PS3.6) or ``gggg,eeee`` tags, as ``operations.find`` ac
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 
 __all__ = [
@@ -108,8 +108,11 @@ def get_command(
     return shlex.join(args)
 
 
-def serve_command(port: int, aet: str, storage_dir: str | PathLike[str]) -> str:
-    """``dicomdesk serve``: the local Storage SCP / Q/R SCP the window runs in-process."""
-    return shlex.join(
-        [_PROGRAM, "serve", "--port", str(int(port)), "--aet", aet, "--storage", str(storage_dir)]
-    )
+def serve_command(port: int, aet: str, storage_dir: str | PathLike[str],
+                  allow: Sequence[str] = ()) -> str:
+    """``dicomdesk serve``: the local Storage SCP / Q/R SCP the window runs in-process;
+    ``allow`` are the allowed calling AE titles (``--allow`` once each)."""
+    args = [_PROGRAM, "serve", "--port", str(int(port)), "--aet", aet, "--storage", str(storage_dir)]
+    for entry in allow:
+        args += ["--allow", entry]
+    return shlex.join(args)

@@ -36,7 +36,7 @@ from dicomdesk.ui.panels.send import SendPanel
 from dicomdesk.ui.panels.server import ServerPanel
 from dicomdesk.ui.query_keys import SearchForm
 from dicomdesk.ui.server_host import ServerHost, ServerState
-from dicomdesk.ui.workers import TaskTracker
+from dicomdesk.ui.workers import TaskTracker, favour_gui_thread
 
 __all__ = ["MainWindow", "PANELS"]
 
@@ -77,9 +77,10 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._close_confirmed = False
 
+        favour_gui_thread()
         self.tracker = TaskTracker(self)
         self.book = NodeBook(nodes_path, self)
-        self.server_host = ServerHost(self.tracker, self)
+        self.server_host = ServerHost(self.tracker, self, nodes_path=self.book.path)
         s = self.settings
         self.server_host.configure(
             str(s.value("server/aet", "DICOMDESK")),

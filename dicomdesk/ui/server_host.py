@@ -5,6 +5,11 @@ its ``on_association`` / ``on_stored`` callbacks arrive on those threads, so the
 under a lock and drained by a GUI-thread QTimer every 50 ms into batched signals — a peer sending
 a thousand small images must not flood the event loop with a thousand queued calls.
 Start and stop run in a worker (binding and joining threads never happen on the GUI thread).
+
+Objects received per association: ``on_stored`` and the association events of one association
+are called on that association's thread (the acceptor runs the DIMSE service there), so a
+per-thread counter opened at "open" and closed at "released"/"aborted" counts them without any
+help from the network layer.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -20,7 +27,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from dicomdesk.ui.errors import describe_exception
 from dicomdesk.ui.workers import OperationWorker, TaskTracker, WorkerContext
 
-__all__ = ["ServerHost", "ServerState"]
+__all__ = ["AssociationRecord", "ServerHost", "ServerState", "parse_allowed_calling_aets"]
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +59,31 @@ class ServerState:
         return f"Local server {self.aet} stopped (port {self.port})"
 
 
+@dataclass(frozen=True)
+class AssociationRecord:
+    """An association event (``operations.AssociationEvent``) with the number of objects the
+    server stored on that association so far (C-STORE successes, PS3.4 B.2.3)."""
+
+    event: Any
+    objects: int = 0
+
+
+def parse_allowed_calling_aets(text: str) -> tuple[str, ...]:
+    """The allow-list field: entries ``AET`` or ``AET@ADDR[,ADDR]`` separated by spaces or ";"
+    (commas belong to an entry's address list); raises ``ValueError`` with the reason."""
+    import re
+
+    from dicomdesk.security import AllowedCaller, PolicyError
+
+    entries = tuple(e for e in re.split(r"[;\s]+", text.strip()) if e)
+    for entry in entries:
+        try:
+            AllowedCaller.parse(entry)
+        except PolicyError as exc:
+            raise ValueError(str(exc)) from None
+    return entries
+
+
 def _is_port_taken(exc: BaseException) -> bool:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES):
@@ -66,16 +98,21 @@ class ServerHost(QObject):
     """Owns the in-process LocalServer; all public methods are called on the GUI thread."""
 
     state_changed = Signal(object)
-    #: list of operations.AssociationEvent
+    #: list of AssociationRecord (an operations.AssociationEvent and its objects received)
     associations = Signal(list)
     #: list of operations.StoredObject
     stored = Signal(list)
     #: list of archive forwarding events (ForwardEvent: uid, destination, state, attempts, error)
     forwarded = Signal(list)
 
-    def __init__(self, tracker: TaskTracker, parent: QObject | None = None) -> None:
+    def __init__(self, tracker: TaskTracker, parent: QObject | None = None, *,
+                 nodes_path: str | Path | None = None) -> None:
+        """``nodes_path``: the window's address book, the server's C-MOVE destinations and
+        forwarding nodes (PS3.4 C.4.2.2: the SCP resolves the Move Destination AE title)."""
         super().__init__(parent)
         self._tracker = tracker
+        self.nodes_path = Path(nodes_path) if nodes_path is not None else None
+        self._objects: dict[int, int] = {}  # association thread id -> objects stored
         self._server: Any = None
         self._lock = threading.Lock()
         self._pending_assoc: list[Any] = []
@@ -106,11 +143,20 @@ class ServerHost(QObject):
 
     # -- callbacks from server threads: only a lock and a list -----------------------------
     def _on_association(self, event: Any) -> None:
+        thread = threading.get_ident()
         with self._lock:
-            self._pending_assoc.append(event)
+            if event.state == "open":
+                self._objects[thread] = 0
+                objects = 0
+            else:
+                objects = self._objects.pop(thread, 0)
+            self._pending_assoc.append(AssociationRecord(event, objects))
 
     def _on_stored(self, obj: Any) -> None:
+        thread = threading.get_ident()
         with self._lock:
+            if getattr(obj, "error", None) is None and thread in self._objects:
+                self._objects[thread] += 1
             self._pending_stored.append(obj)
 
     def _on_forward(self, event: Any) -> None:
@@ -139,15 +185,31 @@ class ServerHost(QObject):
             self.stored.emit(list(objects))
 
     # -- control ---------------------------------------------------------------------------
-    def start(self, aet: str, port: int, storage_dir: str, bind: str | None = None) -> None:
+    def running_archive(self) -> Any:
+        """The running server's ``archive.Archive`` (None when stopped): the window's deletes go
+        through it, so they serialise with the server's own commits (``Archive._lock``)."""
+        server = self._server
+        ae = getattr(server, "ae", None) if server is not None else None
+        return getattr(ae, "archive", None)
+
+    def start(self, aet: str, port: int, storage_dir: str, bind: str | None = None,
+              allowed_calling_aets: Sequence[str] | None = None) -> None:
         """Start listening; the outcome arrives as ``state_changed`` (listening or port_taken).
 
         ``bind`` None keeps the settings file's address (127.0.0.1 unless the user opened it
-        wider there); the state then carries a warning sentence (``operations.server.bind_warning``)."""
+        wider there); the state then carries a warning sentence (``operations.server.bind_warning``).
+        ``allowed_calling_aets`` (``AET`` or ``AET@ADDR`` entries) replaces the settings file's
+        allow-list; an association from another calling AE title is rejected (PS3.8 Table 9-21,
+        "calling AE title not recognized") and logged as "rejected"."""
         if self._busy is not None or self._server is not None:
             return
         self._set_state(ServerState("starting", aet, port, storage_dir))
         on_association, on_stored, on_forward = self._on_association, self._on_stored, self._on_forward
+        # the window's address book; an absent file is an empty book, not the user's default one
+        book = self.nodes_path
+        book_args: dict[str, Any] = {}
+        if book is not None:
+            book_args = {"nodes_path": book} if book.exists() else {"nodes": []}
 
         def call(ctx: WorkerContext) -> Any:
             import dataclasses
@@ -160,9 +222,12 @@ class ServerHost(QObject):
             extra = {"storage_dir": storage_dir} if storage_dir else {}
             if bind:
                 extra["bind"] = bind
+            if allowed_calling_aets is not None:
+                extra["allowed_calling_aets"] = tuple(allowed_calling_aets)
             settings = dataclasses.replace(base, aet=aet, port=port, **extra)
             server = operations.LocalServer(settings, on_association=on_association,
-                                            on_stored=on_stored, on_forward=on_forward)
+                                            on_stored=on_stored, on_forward=on_forward,
+                                            **book_args)
             try:
                 server.start()
             except Exception as exc:

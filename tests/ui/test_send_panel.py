@@ -28,8 +28,9 @@ def drop_folder(tmp_path: Path) -> Path:
 def _drop(widget, paths):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    pos = QPointF(widget.rect().center())
-    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime,
+    center = widget.rect().center()  # QDragEnterEvent takes a QPoint, QDropEvent a QPointF
+    pos = QPointF(center)
+    enter = QDragEnterEvent(center, Qt.DropAction.CopyAction, mime,
                             Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()

@@ -77,12 +77,12 @@ def test_preview_of_a_non_image_says_why_in_words(window, qtbot, tmp_path):
 def test_dcmtk_storescu_to_the_in_app_server_fills_the_logs_and_forwards(window, qtbot, dcmtk_storescp,
                                                                          tmp_path):
     """Flow "bytes to row": storescu → in-app server → association log + received objects; a
-    forwarding rule from the settings file sends the object on to a DCMTK storescp."""
+    forwarding rule from the settings file sends the object on to a DCMTK storescp found in the
+    window's own address book (not the user's default one)."""
     import pydicom.data
     from peers import run_dcmtk
 
-    config.save_nodes(config.default_nodes_path(),
-                      [config.Node("pacs", "STORESCP", "127.0.0.1", dcmtk_storescp.port)])
+    window.book.replace_all([config.Node("pacs", "STORESCP", "127.0.0.1", dcmtk_storescp.port)])
     settings_path = config.default_settings_path()
     settings_path.parent.mkdir(parents=True, exist_ok=True)
     settings_path.write_text('[server]\nforward_rules = [{destinations = ["pacs"]}]\n')
@@ -108,7 +108,6 @@ def test_dcmtk_storescu_to_the_in_app_server_fills_the_logs_and_forwards(window,
             panel.show_preview(str(stored.path))
     finally:
         settings_path.unlink()
-        config.default_nodes_path().unlink()
         with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
                               check_params_cb=lambda s: s.status == "stopped"):
             window.server_host.stop()

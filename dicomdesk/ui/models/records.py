@@ -41,6 +41,16 @@ class RecordTableModel(QAbstractTableModel):
         self._records.extend(records)
         self.endInsertRows()
 
+    def replace(self, old: Any, new: Any) -> bool:
+        """Put ``new`` in the row holding ``old`` (searched from the newest row); False if
+        ``old`` is no longer in the table (dropped by ``limit``)."""
+        for row in range(len(self._records) - 1, -1, -1):
+            if self._records[row] is old:
+                self._records[row] = new
+                self.dataChanged.emit(self.index(row, 0), self.index(row, len(self._columns) - 1))
+                return True
+        return False
+
     def clear(self) -> None:
         self.beginResetModel()
         self._records.clear()

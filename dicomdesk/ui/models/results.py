@@ -5,12 +5,16 @@ and the model requests a SERIES / IMAGE level C-FIND only when the user expands 
 (``canFetchMore``/``fetchMore``), so a search costs one association until the user drills down.
 
 Speed matters here: a search may bring 10,000 matches while other workers run, and every call
-Qt makes into a Python model (``data``, ``index``...) competes with those workers for the GIL.
-So each row's cells and sort keys are computed once, when it is inserted, and the model sorts
-itself (``sort``: one Python ``list.sort``; rows arriving after a sort are inserted at their
-place by binary search) instead of a QSortFilterProxyModel, whose per-row comparisons would
-call back into Python tens of thousands of times per batch. ``SORT_ROLE`` still gives each
-cell's sort key (numbers for numeric columns) for any proxy a caller adds.
+Qt makes into a Python model competes with those workers for the GIL (each waits up to the
+interpreter's switch interval). A QTreeView lays out *every* top-level row after each insert
+(``index``/``hasChildren``/``flags`` per row): with a Python ``QAbstractItemModel`` that was
+~50,000 Python calls per batch at 10,000 rows, and the event loop stalled for hundreds of ms.
+So this model is a ``QStandardItemModel``: cells, sort keys (``SORT_ROLE``, numbers for numeric
+columns), the "present locally" mark and tooltips are stored in C++ items when a row is
+inserted, layout/paint/sort never call Python, and the only Python overrides are the rare
+``canFetchMore``/``fetchMore`` (a row being expanded) and ``sort`` (a header click). Rows whose
+children are not fetched yet carry one placeholder child, so the view shows an expander without
+asking Python; rows arriving after a sort are put in place by one C++ re-sort per batch.
 """
 
 from __future__ import annotations
@@ -19,14 +23,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import (
-    QAbstractItemModel,
-    QModelIndex,
-    QObject,
-    QPersistentModelIndex,
-    Qt,
-    Signal,
-)
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 __all__ = ["COLUMNS", "LOCAL_ROLE", "Match", "QueryResultsModel", "SORT_ROLE",
            "match_from_dataset"]
@@ -109,20 +107,20 @@ def _sop_class_name(uid: str) -> str:
         return uid
 
 
-class _Item:
-    __slots__ = ("kind", "match", "parent", "children", "row", "fetch", "error", "cached",
-                 "keys")
+class _Row:
+    """What Python keeps about a row: its match, cells, sort keys and fetch state."""
 
-    def __init__(self, kind: str, match: Match | None, parent: _Item | None) -> None:
+    __slots__ = ("kind", "match", "parent", "cached", "keys", "fetch", "error", "item")
+
+    def __init__(self, kind: str, match: Match, parent: _Row | None) -> None:
         self.kind = kind
         self.match = match
         self.parent = parent
-        self.children: list[_Item] = []
-        self.row = 0
-        self.fetch = "done" if kind in ("image", "root") else "none"  # none|fetching|done
+        self.fetch = "done" if kind == "image" else "none"  # none|fetching|done
         self.error = ""
-        self.cached: tuple[str, ...] = self.cells() if match is not None else ()
-        self.keys: tuple[Any, ...] = self._sort_keys() if match is not None else ()
+        self.item: QStandardItem | None = None  # column 0
+        self.cached: tuple[str, ...] = self.cells()
+        self.keys: tuple[Any, ...] = self._sort_keys()
 
     def _sort_keys(self) -> tuple[Any, ...]:
         """One key per column: numbers for counts and series/image numbers, else folded text."""
@@ -130,15 +128,12 @@ class _Item:
         count = self.cached[6]
         keys[6] = _int(count.split("/")[-1]) if count else -1
         if self.kind != "study":
-            m = self.match
-            assert m is not None
-            keys[0] = _int(m.get("SeriesNumber") if self.kind == "series"
-                           else m.get("InstanceNumber"))
+            keys[0] = _int(self.match.get("SeriesNumber") if self.kind == "series"
+                           else self.match.get("InstanceNumber"))
         return tuple(keys)
 
     def key(self) -> tuple[str, ...]:
         m = self.match
-        assert m is not None
         if self.kind == "study":
             return (m.get("StudyInstanceUID"),)
         if self.kind == "series":
@@ -147,7 +142,6 @@ class _Item:
 
     def cells(self) -> tuple[str, ...]:
         m = self.match
-        assert m is not None
         if self.kind == "study":
             series = m.get("NumberOfStudyRelatedSeries")
             images = m.get("NumberOfStudyRelatedInstances")
@@ -165,12 +159,17 @@ class _Item:
 
 
 _CHILD_KIND = {"study": "series", "series": "image"}
-_DISPLAY = Qt.ItemDataRole.DisplayRole
 _DECORATION = Qt.ItemDataRole.DecorationRole
-_OTHER_ROLES = frozenset({SORT_ROLE, LOCAL_ROLE, _DECORATION, Qt.ItemDataRole.ToolTipRole})
+#: column 0 holds the row's key, its UIDs joined by "\n" (how Python finds its _Row from an
+#: index). Only plain strings/numbers go into items: a Python object in a QVariant is copied by
+#: the C++ sort without the GIL, and its reference count races with the worker threads.
+_KEY_ROLE = int(Qt.ItemDataRole.UserRole) + 3
+_PLACEHOLDER = "…"
+_ENABLED = Qt.ItemFlag.ItemIsEnabled
+_SELECTABLE = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 
-class QueryResultsModel(QAbstractItemModel):
+class QueryResultsModel(QStandardItemModel):
     """Study/series/image tree; emits ``children_requested`` when a row is first expanded."""
 
     #: (kind of the parent row, its key tuple, its Match) -> the panel runs the next-level C-FIND
@@ -178,8 +177,9 @@ class QueryResultsModel(QAbstractItemModel):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._root = _Item("root", None, None)
-        self._index: dict[tuple[str, ...], _Item] = {}
+        self.setHorizontalHeaderLabels(list(COLUMNS))
+        self.setSortRole(SORT_ROLE)
+        self._rows: dict[tuple[str, ...], _Row] = {}
         self._local: set[str] = set()
         self._local_icon: Any = None
         self._sort_column = -1  # -1: arrival order
@@ -197,16 +197,28 @@ class QueryResultsModel(QAbstractItemModel):
             return
         self._local |= new
         for uid in new:
-            item = self._index.get((uid,))
-            if item is not None:
-                index = self._index_of(item)
-                self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
+            row = self._rows.get((uid,))
+            if row is not None:
+                self._show_local(row)
+
+    def _show_local(self, row: _Row) -> None:
+        item = row.item
+        assert item is not None
+        parent = item.parent() or self.invisibleRootItem()
+        for column in range(len(COLUMNS)):
+            cell = parent.child(item.row(), column)
+            if cell is not None:
+                cell.setData(True, LOCAL_ROLE)
+        item.setData(self._icon(), _DECORATION)
+        if not row.error:
+            item.setToolTip(LOCAL_TOOLTIP)
 
     def is_local(self, study_uid: str) -> bool:
         return study_uid in self._local
 
     def study_uids(self) -> list[str]:
-        return [item.key()[0] for item in self._root.children]
+        root = self.invisibleRootItem()
+        return [root.child(r, 0).data(_KEY_ROLE) for r in range(root.rowCount())]
 
     def local_rows(self) -> list[str]:
         """Study Instance UIDs of the rows shown as present locally."""
@@ -220,230 +232,125 @@ class QueryResultsModel(QAbstractItemModel):
         return self._local_icon
 
     # -- feeding ---------------------------------------------------------------------------
-    def clear(self) -> None:
-        self.beginResetModel()
-        self._root = _Item("root", None, None)
-        self._index.clear()
-        self.endResetModel()
+    def clear(self) -> None:  # type: ignore[override]
+        self.removeRows(0, self.rowCount())
+        self._rows.clear()
 
     def study_count(self) -> int:
-        return len(self._root.children)
+        return self.rowCount()
 
     def add_studies(self, matches: list[Match]) -> None:
-        """Append a batch of STUDY-level matches (one insert for the batch)."""
-        self._append(self._root, QModelIndex(), "study", matches)
+        """Append a batch of STUDY-level matches (then one C++ re-sort if sorted)."""
+        self._append(None, "study", matches)
 
     def add_children(self, parent_key: tuple[str, ...], matches: list[Match]) -> None:
         """Append a batch of SERIES (or IMAGE) matches under the row with ``parent_key``."""
-        parent = self._index.get(tuple(parent_key))
+        parent = self._rows.get(tuple(parent_key))
         if parent is None:
             return
-        self._append(parent, self._index_of(parent), _CHILD_KIND[parent.kind], matches)
+        self._append(parent, _CHILD_KIND[parent.kind], matches)
 
     def finish_children(self, parent_key: tuple[str, ...], error: str = "") -> None:
         """The sub-level C-FIND ended: an empty row then shows no expander."""
-        parent = self._index.get(tuple(parent_key))
-        if parent is None:
+        parent = self._rows.get(tuple(parent_key))
+        if parent is None or parent.item is None:
             return
-        empty = not parent.children
-        if empty:
-            # hasChildren() changes from True to False: views must drop the expander.
-            self.layoutAboutToBeChanged.emit()
+        self._drop_placeholder(parent)
         parent.fetch = "done"
         parent.error = error
-        if empty:
-            self.layoutChanged.emit()
-        index = self._index_of(parent)
-        self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
+        parent.item.setText(parent.cached[0])
+        if error:
+            parent.item.setToolTip(error)
 
-    def _append(self, parent: _Item, parent_index: QModelIndex, kind: str,
-                matches: list[Match]) -> None:
+    def _drop_placeholder(self, row: _Row) -> None:
+        item = row.item
+        assert item is not None
+        if item.rowCount() and item.child(0, 0).data(_KEY_ROLE) is None:
+            item.removeRow(0)
+
+    def _make_items(self, row: _Row) -> list[QStandardItem]:
+        local = row.kind == "study" and row.key()[0] in self._local
+        items = []
+        for column, text in enumerate(row.cached):
+            cell = QStandardItem(text)
+            cell.setFlags(_SELECTABLE)
+            cell.setData(row.keys[column], SORT_ROLE)
+            cell.setToolTip(text)
+            if local:
+                cell.setData(True, LOCAL_ROLE)
+            items.append(cell)
+        first = items[0]
+        first.setData("\n".join(row.key()), _KEY_ROLE)
+        if local:
+            first.setData(self._icon(), _DECORATION)
+            first.setToolTip(LOCAL_TOOLTIP)
+        if row.fetch == "none":  # an expander until the children are fetched
+            placeholder = QStandardItem(_PLACEHOLDER)
+            placeholder.setFlags(_ENABLED)
+            first.appendRow(placeholder)
+        row.item = first
+        return items
+
+    def _append(self, parent: _Row | None, kind: str, matches: list[Match]) -> None:
         new = []
         for match in matches:
-            item = _Item(kind, match, parent)
-            key = item.key()
-            if key in self._index or not key[-1]:
+            row = _Row(kind, match, parent)
+            key = row.key()
+            if key in self._rows or not key[-1]:
                 continue  # duplicate response or no unique key: cannot be retrieved anyway
-            self._index[key] = item
-            new.append(item)
+            self._rows[key] = row
+            new.append(row)
         if not new:
             return
-        if self._sort_column < 0:
-            self._insert_run(parent, parent_index, len(parent.children), new)
-            return
-        if len(new) > 32:  # a big batch: append, then one sort (one layout change)
-            self._insert_run(parent, parent_index, len(parent.children), new)
-            self._sort_children(parent)
-            return
-        # sorted: place each new row by binary search; rows that land next to each other
-        # are inserted together (one beginInsertRows per run, not per row)
-        column, descending = self._sort_column, self._descending()
-        new.sort(key=lambda it: it.keys[column], reverse=descending)
-        runs: list[tuple[int, list[_Item]]] = []
-        for item in new:
-            position = self._position(parent.children, item.keys[column], column, descending)
-            if runs and runs[-1][0] == position:
-                runs[-1][1].append(item)
-            else:
-                runs.append((position, [item]))
-        for position, run in reversed(runs):  # from the end: earlier positions stay valid
-            self._insert_run(parent, parent_index, position, run)
-
-    def _insert_run(self, parent: _Item, parent_index: QModelIndex, position: int,
-                    items: list[_Item]) -> None:
-        self.beginInsertRows(parent_index, position, position + len(items) - 1)
-        parent.children[position:position] = items
-        for row in range(position, len(parent.children)):
-            parent.children[row].row = row
-        self.endInsertRows()
-
-    def _descending(self) -> bool:
-        return self._sort_order == Qt.SortOrder.DescendingOrder
-
-    @staticmethod
-    def _position(children: list[_Item], key: Any, column: int, descending: bool) -> int:
-        """Index after the last sibling that sorts before or equal to ``key`` (stable)."""
-        low, high = 0, len(children)
-        while low < high:
-            middle = (low + high) // 2
-            other = children[middle].keys[column]
-            if (other > key) if not descending else (other < key):
-                high = middle
-            else:
-                low = middle + 1
-        return low
+        if parent is not None:
+            self._drop_placeholder(parent)
+        owner = parent.item if parent is not None else self.invisibleRootItem()
+        assert owner is not None
+        first = owner.rowCount()
+        owner.insertRows(first, len(new))  # one rowsInserted for the batch
+        for offset, row in enumerate(new):
+            for column, cell in enumerate(self._make_items(row)):
+                owner.setChild(first + offset, column, cell)
+        if self._sort_column >= 0:
+            super().sort(self._sort_column, self._sort_order)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Sort every level by ``column`` (the view calls this on a header click)."""
         if not 0 <= column < len(COLUMNS):
             return
         self._sort_column, self._sort_order = column, order
-        self._sort_children(self._root, recursive=True)
-
-    def _sort_children(self, parent: _Item, recursive: bool = False) -> None:
-        """Re-sort ``parent``'s rows (and below), keeping persistent indexes on their items."""
-        column, descending = self._sort_column, self._descending()
-        self.layoutAboutToBeChanged.emit()
-        persistent = self.persistentIndexList()
-        before = [(self._item(index), index.column()) for index in persistent]
-        stack = [parent]
-        while stack:
-            item = stack.pop()
-            if item.children:
-                item.children.sort(key=lambda it: it.keys[column], reverse=descending)
-                for row, child in enumerate(item.children):
-                    child.row = row
-                if recursive:
-                    stack.extend(item.children)
-        after = [self.createIndex(item.row, col, item) if item is not None else QModelIndex()
-                 for item, col in before]
-        self.changePersistentIndexList(persistent, after)
-        self.layoutChanged.emit()
+        super().sort(column, order)
 
     # -- reading ---------------------------------------------------------------------------
+    def _row(self, index: QModelIndex | QPersistentModelIndex) -> _Row | None:
+        if not index.isValid():
+            return None
+        key = index.siblingAtColumn(0).data(_KEY_ROLE)
+        return self._rows.get(tuple(str(key).split("\n"))) if key is not None else None
+
     def item_at(self, index: QModelIndex) -> tuple[str, Match] | None:
         """(kind, Match) of a row, for retrieve and details."""
-        item = self._item(index)
-        if item is None or item.match is None:
-            return None
-        return item.kind, item.match
+        row = self._row(index)
+        return (row.kind, row.match) if row is not None else None
 
     def ancestors(self, index: QModelIndex) -> list[Match]:
         """Matches from the study down to ``index`` (for the retrieve identifier)."""
-        item = self._item(index)
+        row = self._row(index)
         chain = []
-        while item is not None and item.match is not None:
-            chain.append(item.match)
-            item = item.parent
+        while row is not None:
+            chain.append(row.match)
+            row = row.parent
         return list(reversed(chain))
 
-    def _item(self, index: QModelIndex) -> _Item | None:
-        if not index.isValid():
-            return None
-        return index.internalPointer()
-
-    def _index_of(self, item: _Item) -> QModelIndex:
-        if item is self._root:
-            return QModelIndex()
-        return self.createIndex(item.row, 0, item)
-
-    # -- QAbstractItemModel ----------------------------------------------------------------
-    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
-        owner = self._item(parent) if parent.isValid() else self._root
-        if owner is None or not (0 <= row < len(owner.children)) or not (0 <= column < len(COLUMNS)):
-            return QModelIndex()
-        return self.createIndex(row, column, owner.children[row])
-
-    def parent(self, index: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
-        item = self._item(index)
-        if item is None or item.parent is None or item.parent is self._root:
-            return QModelIndex()
-        return self.createIndex(item.parent.row, 0, item.parent)
-
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        if parent.column() > 0:
-            return 0
-        owner = self._item(parent) if parent.isValid() else self._root
-        return len(owner.children) if owner is not None else 0
-
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
-        return len(COLUMNS)
-
-    def hasChildren(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> bool:
-        owner = self._item(parent) if parent.isValid() else self._root
-        if owner is None:
-            return False
-        if owner.fetch != "done":
-            return True
-        return bool(owner.children)
-
+    # -- lazy children (called by the view only when a row is expanded) --------------------
     def canFetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> bool:
-        item = self._item(parent)
-        return item is not None and item.fetch == "none"
+        row = self._row(parent)
+        return row is not None and row.fetch == "none"
 
     def fetchMore(self, parent: QModelIndex | QPersistentModelIndex) -> None:
-        item = self._item(parent)
-        if item is None or item.fetch != "none" or item.match is None:
+        row = self._row(parent)
+        if row is None or row.fetch != "none" or row.item is None:
             return
-        item.fetch = "fetching"
-        self.children_requested.emit(item.kind, item.key(), item.match)
-
-    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        # the most frequent question first, answered from the cache (see the module docstring)
-        if role == _DISPLAY:
-            item = index.internalPointer() if index.isValid() else None
-            if item is None or item.match is None:
-                return None
-            column = index.column()
-            if column == 0 and item.fetch == "fetching":
-                return f"{item.cached[0]}  (searching…)"
-            return item.cached[column]
-        if role not in _OTHER_ROLES:
-            return None
-        item = self._item(index)
-        if item is None or item.match is None:
-            return None
-        column = index.column()
-        if role == SORT_ROLE:
-            return item.keys[column]
-        local = item.kind == "study" and item.key()[0] in self._local
-        if role == LOCAL_ROLE:
-            return local
-        if role == _DECORATION:
-            return self._icon() if local and column == 0 else None
-        # tool tip
-        if column == 0 and item.error:
-            return item.error
-        if column == 0 and local:
-            return LOCAL_TOOLTIP
-        return item.cached[column]
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
-
-    def flags(self, index: QModelIndex | QPersistentModelIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        row.fetch = "fetching"
+        row.item.setText(f"{row.cached[0]}  (searching…)")
+        self.children_requested.emit(row.kind, row.key(), row.match)

@@ -1,8 +1,13 @@
-"""Server panel: the local Storage SCP / Q/R SCP — start and stop, association log, received
-objects (the archive browser) and a preview of the selected image.
+"""Server panel: the local Storage SCP / Q/R SCP — start and stop, allowed calling AE titles,
+association log, received objects, the archive browser and a preview of the selected image.
 
 Flow "bytes to row" (ARCHITECTURE) ends here: ``LocalServer`` calls ``on_stored`` after the object
-is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows.
+is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows and
+ask the archive's index (in a worker) for the new instances' patient/study/series rows, which the
+browser inserts under the parents it already shows.
+
+Disk and index work (listing, decode, tag dump, delete, export) runs in workers; the preview's
+window/level drag re-renders on the GUI thread with one numpy pass (``preview.render``).
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QFontDatabase, QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
+    QMessageBox,
+    QPlainTextEdit,
+    QTreeView,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -33,10 +41,11 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import commands, preview
 from dicomdesk.ui.context import UiContext
+from dicomdesk.ui.models.archive_tree import ArchiveTreeModel
 from dicomdesk.ui.models.records import RecordTableModel
 from dicomdesk.ui.models.transfer_queue import human_size
 from dicomdesk.ui.panels.nodes import AeTitleValidator
-from dicomdesk.ui.server_host import ServerState
+from dicomdesk.ui.server_host import ServerState, parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
 from dicomdesk.ui.workers import OperationWorker, WorkerContext
 
@@ -59,21 +68,24 @@ def _uid_name(uid: str) -> str:
 
 
 class _Stamped:
-    """A server event with the time the window saw it (events carry no wall-clock time)."""
+    """A server event with the time the window saw it (events carry no wall-clock time);
+    ``objects`` is the number of objects received on an association (log rows only)."""
 
-    __slots__ = ("time", "event")
+    __slots__ = ("time", "event", "objects")
 
-    def __init__(self, event: Any) -> None:
-        self.time = _now()
+    def __init__(self, event: Any, objects: int = 0, time: str | None = None) -> None:
+        self.time = time or _now()
         self.event = event
+        self.objects = objects
 
 
 def _contexts(event: Any) -> str:
+    """Accepted abstract syntaxes; the server reports them by name already, UIDs are named."""
     contexts = getattr(event, "contexts", None)
     if not contexts:
         return ""
     try:
-        return ", ".join(_uid_name(str(c)) for c in contexts)
+        return ", ".join(_uid_name(str(c)) if str(c)[:1].isdigit() else str(c) for c in contexts)
     except TypeError:
         return str(contexts)
 
@@ -83,10 +95,12 @@ ASSOCIATION_COLUMNS = [
     ("Peer", lambda r: str(r.event.peer_address)),
     ("Calling AE", lambda r: r.event.calling_aet),
     ("Called AE", lambda r: r.event.called_aet),
-    ("State", lambda r: r.event.state),
+    ("Result", lambda r: r.event.state),
+    ("Objects", lambda r: str(r.objects)),
+    ("Duration", lambda r: f"{r.event.duration_s:.2f} s"
+     if r.event.duration_s is not None and r.event.state != "open" else ""),
+    ("Accepted contexts", lambda r: _contexts(r.event)),
     ("Reason", lambda r: r.event.reason or ""),
-    ("Duration", lambda r: f"{r.event.duration_s:.2f} s" if r.event.duration_s is not None else ""),
-    ("Contexts", lambda r: _contexts(r.event)),
 ]
 STORED_COLUMNS = [
     ("Time", lambda r: r.time),
@@ -108,16 +122,65 @@ FORWARD_COLUMNS = [
 ]
 
 
+class ImageView(QLabel):
+    """The preview picture; a left-button drag sets the window (PS3.3 C.11.2.1.2): horizontal
+    motion changes the width, vertical motion the center, as in most DICOM viewers."""
+
+    #: (center, width) while dragging
+    window_dragged = Signal(float, float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setWordWrap(True)
+        self.setMinimumSize(220, 220)
+        self.setToolTip("Drag with the left button: left/right = window width, up/down = level")
+        self._origin: QPoint | None = None
+        self._start = (0.0, 0.0)
+        self.window = (0.0, 0.0)
+        self.sensitivity = 1.0  # modality units per pixel of mouse motion
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._origin = event.position().toPoint()
+            self._start = self.window
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        if self._origin is not None and event.buttons() & Qt.MouseButton.LeftButton:
+            delta = event.position().toPoint() - self._origin
+            center = self._start[0] + delta.y() * self.sensitivity
+            width = max(1.0, self._start[1] + delta.x() * self.sensitivity)
+            self.window_dragged.emit(center, width)
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
+        self._origin = None
+        super().mouseReleaseEvent(event)
+
+
 class ServerPanel(QWidget):
-    """Start/stop form on top, association log and received objects in tabs, preview at right."""
+    """Start/stop form on top; archive browser and logs in tabs; preview and tags at right."""
 
     preview_ready = Signal(object)
+    #: the archive browser finished a (re)load or an incremental insert
+    archive_updated = Signal()
+    #: (action, sentence) after Delete or Export ended
+    archive_action_done = Signal(str, str)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self._preview_worker: OperationWorker | None = None
         self._preview_pending: str | None = None
+        self._image: preview.ImageData | None = None
+        self._window: tuple[float, float] | None = None
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(0)
+        self._render_timer.timeout.connect(self._render_now)
+        self._tree_worker: OperationWorker | None = None
+        self._tree_pending: list[str] | None = None  # instance UIDs waiting ([] = full reload)
 
         state = ctx.server.state
         self.aet_edit = QLineEdit(state.aet, self)
@@ -128,6 +191,15 @@ class ServerPanel(QWidget):
         self.storage_edit = QLineEdit(state.storage_dir, self)
         self.browse_button = QPushButton("Browse…", self)
         self.browse_button.clicked.connect(self._choose_storage)
+        self.open_folder_button = QPushButton("Open folder", self)
+        self.open_folder_button.setToolTip("Show the storage folder in the file manager")
+        self.open_folder_button.clicked.connect(self.open_storage_folder)
+        self.allowed_edit = QLineEdit(self)
+        self.allowed_edit.setPlaceholderText("any calling AE title — or e.g.  STORESCU; CT1@10.0.0.5")
+        self.allowed_edit.setToolTip(
+            "Calling AE titles allowed to associate, separated by spaces or ';'. An entry "
+            "AET@ADDRESS[,ADDRESS] also ties the title to addresses. Empty: anyone. Others are "
+            "rejected and shown as \"rejected\" in the association log.")
         self.start_button = QPushButton("Start", self)
         self.stop_button = QPushButton("Stop", self)
         self.copy_button = QPushButton("Copy as command", self)
@@ -139,40 +211,94 @@ class ServerPanel(QWidget):
         storage_row = QHBoxLayout()
         storage_row.addWidget(self.storage_edit, 1)
         storage_row.addWidget(self.browse_button)
+        storage_row.addWidget(self.open_folder_button)
         form = QFormLayout()
         form.addRow("AE title", self.aet_edit)
         form.addRow("Port", self.port_spin)
         form.addRow("Storage folder", storage_row)
+        form.addRow("Allowed calling AE titles", self.allowed_edit)
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.copy_button):
             buttons.addWidget(button)
         buttons.addWidget(self.state_label, 1)
+
+        # archive browser
+        self.archive_model = ArchiveTreeModel(self)
+        self.archive_view = QTreeView(self)
+        self.archive_view.setModel(self.archive_model)
+        self.archive_view.setUniformRowHeights(True)
+        self.archive_view.setAlternatingRowColors(True)
+        self.archive_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.archive_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.archive_view.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.archive_view.setColumnWidth(0, 240)
+        self.archive_view.selectionModel().currentRowChanged.connect(self._on_archive_selected)
+        self.archive_view.selectionModel().selectionChanged.connect(
+            lambda *_: self._update_archive_buttons())
+        self.refresh_button = QPushButton("Refresh", self)
+        self.export_button = QPushButton("Export…", self)
+        self.delete_button = QPushButton("Delete…", self)
+        self.export_button.setToolTip("Copy the files of the selected studies to a folder")
+        self.delete_button.setToolTip("Remove the selected studies from the archive (files and index)")
+        self.refresh_button.clicked.connect(self.reload_archive)
+        self.export_button.clicked.connect(self._export_clicked)
+        self.delete_button.clicked.connect(self._delete_clicked)
+        self.archive_label = StatusLabel(self)
+        archive_box = QWidget(self)
+        archive_layout = QVBoxLayout(archive_box)
+        archive_layout.setContentsMargins(0, 0, 0, 0)
+        archive_buttons = QHBoxLayout()
+        for button in (self.refresh_button, self.export_button, self.delete_button):
+            archive_buttons.addWidget(button)
+        archive_buttons.addWidget(self.archive_label, 1)
+        archive_layout.addWidget(self.archive_view, 1)
+        archive_layout.addLayout(archive_buttons)
 
         self.associations = RecordTableModel(ASSOCIATION_COLUMNS, parent=self)
         self.stored = RecordTableModel(STORED_COLUMNS, parent=self)
         self.association_view = self._table(self.associations)
         self.stored_view = self._table(self.stored)
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
+        self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
-        tabs.addTab(self.stored_view, "Received objects")
+        self.tabs = tabs
+        tabs.addTab(archive_box, "Archive")
         tabs.addTab(self.association_view, "Associations")
+        tabs.addTab(self.stored_view, "Received objects")
         self.forwarding = RecordTableModel(FORWARD_COLUMNS, parent=self)
         self.forwarding_view = self._table(self.forwarding)
         tabs.addTab(self.forwarding_view, "Forwarding")
-        self.preview_label = QLabel("Select a received object to preview it.", self)
-        self.preview_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview_label.setWordWrap(True)
-        self.preview_label.setMinimumWidth(220)
+
+        # preview: picture (with window/level drag) and tag dump
+        self.preview_label = ImageView(self)
+        self.preview_label.setText("Select an instance to preview it.")
+        self.preview_label.window_dragged.connect(self.set_window)
         self.preview_caption = QLabel("", self)
-        preview_box = QWidget(self)
-        preview_layout = QVBoxLayout(preview_box)
-        preview_layout.addWidget(self.preview_label, 1)
-        preview_layout.addWidget(self.preview_caption)
+        self.preview_caption.setWordWrap(True)
+        self.reset_window_button = QPushButton("Reset window", self)
+        self.reset_window_button.clicked.connect(self.reset_window)
+        self.reset_window_button.setEnabled(False)
+        image_box = QWidget(self)
+        image_layout = QVBoxLayout(image_box)
+        image_layout.addWidget(self.preview_label, 1)
+        caption_row = QHBoxLayout()
+        caption_row.addWidget(self.preview_caption, 1)
+        caption_row.addWidget(self.reset_window_button)
+        image_layout.addLayout(caption_row)
+        self.tags_view = QPlainTextEdit(self)
+        self.tags_view.setReadOnly(True)
+        self.tags_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.tags_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.tags_view.setPlaceholderText("The tags of the selected instance appear here.")
+        preview_tabs = QTabWidget(self)
+        self.preview_tabs = preview_tabs
+        preview_tabs.addTab(image_box, "Image")
+        preview_tabs.addTab(self.tags_view, "Tags")
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(tabs)
-        splitter.addWidget(preview_box)
+        splitter.addWidget(preview_tabs)
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(1, 2)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>Local server</b> — Storage SCP and Query/Retrieve SCP", self))
@@ -181,12 +307,13 @@ class ServerPanel(QWidget):
         layout.addWidget(splitter, 1)
 
         ctx.server.state_changed.connect(self._on_state)
-        ctx.server.associations.connect(
-            lambda events: self.associations.append([_Stamped(e) for e in events]))
-        ctx.server.stored.connect(lambda objs: self.stored.append([_Stamped(o) for o in objs]))
+        ctx.server.associations.connect(self._on_associations)
+        ctx.server.stored.connect(self._on_stored)
         ctx.server.forwarded.connect(
             lambda events: self.forwarding.append([_Stamped(e) for e in events]))
+        self._shown_root = ""
         self._on_state(state)
+        self._update_archive_buttons()
 
     def _table(self, model: RecordTableModel) -> QTableView:
         view = QTableView(self)
@@ -200,26 +327,53 @@ class ServerPanel(QWidget):
         return view
 
     # -- server control --------------------------------------------------------------------
+    def allowed_calling_aets(self) -> tuple[str, ...]:
+        """The allow-list field's entries; raises ValueError with the reason when one is invalid."""
+        return parse_allowed_calling_aets(self.allowed_edit.text())
+
     def start_server(self, port: int | None = None) -> None:
         if not self.aet_edit.hasAcceptableInput():
             self.state_label.show_message("The AE title is not valid (1-16 characters, no \\).",
                                           "error")
             return
+        try:
+            allowed = self.allowed_calling_aets()
+        except ValueError as exc:
+            self.state_label.show_message(f"Allowed calling AE titles: {exc}", "error")
+            self.allowed_edit.setFocus()
+            return
         if port:
             self.port_spin.setValue(int(port))
+        # an empty field keeps the settings file's allow-list (as `dicomdesk serve --settings`)
         self.ctx.server.start(self.aet_edit.text().strip(), self.port_spin.value(),
-                              self.storage_edit.text().strip())
+                              self.storage_edit.text().strip(),
+                              allowed_calling_aets=allowed or None)
 
     def _choose_storage(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Storage folder", self.storage_edit.text())
         if folder:
             self.storage_edit.setText(folder)
+            self.reload_archive()
+
+    def open_storage_folder(self) -> bool:
+        """Show the storage folder in the desktop's file manager (created if missing)."""
+        folder = self.storage_dir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.state_label.show_message(f"Cannot create {folder}: {exc.strerror}", "error")
+            return False
+        ok = QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
+        if not ok:
+            self.state_label.show_message(f"No file manager could open {folder}.", "warning")
+        return ok
 
     def _on_state(self, state: ServerState) -> None:
         running = state.status in ("listening", "starting", "stopping")
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(state.status == "listening")
-        for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button):
+        for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button,
+                       self.allowed_edit):
             widget.setEnabled(not running)
         kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
         if state.status == "listening" and state.message:
@@ -228,12 +382,190 @@ class ServerPanel(QWidget):
         if state.status == "port_taken" and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
         self.state_label.show_message(text, kind)
+        if state.status == "listening" and str(self.storage_dir()) != self._shown_root:
+            self.reload_archive()
 
     def copy_command(self) -> str:
+        try:
+            allowed = self.allowed_calling_aets()
+        except ValueError:
+            allowed = ()
         text = commands.serve_command(self.port_spin.value(), self.aet_edit.text().strip(),
-                                      self.storage_edit.text().strip())
+                                      self.storage_edit.text().strip(), allowed)
         copy_to_clipboard(text)
         return text
+
+    # -- association log and received objects --------------------------------------------
+    def _on_associations(self, records: list[Any]) -> None:
+        """An association is one row: "open" appends it, its end updates it in place."""
+        fresh: list[_Stamped] = []
+        for record in records:
+            event = getattr(record, "event", record)
+            objects = int(getattr(record, "objects", 0))
+            key = (str(event.peer_address), str(event.calling_aet))
+            if event.state == "open":
+                row = _Stamped(event, objects)
+                self._open_rows[key] = row
+                fresh.append(row)
+                continue
+            opened = self._open_rows.pop(key, None)
+            if opened is not None and opened in fresh:
+                fresh[fresh.index(opened)] = _Stamped(event, objects, opened.time)
+            elif opened is None or not self.associations.replace(
+                    opened, _Stamped(event, objects, opened.time)):
+                fresh.append(_Stamped(event, objects))
+        self.associations.append(fresh)
+
+    def _on_stored(self, objects: list[Any]) -> None:
+        self.stored.append([_Stamped(o) for o in objects])
+        uids = [str(o.sop_instance_uid) for o in objects
+                if getattr(o, "error", None) is None and getattr(o, "sop_instance_uid", "")]
+        if uids:
+            self._load_tree(uids)
+
+    # -- archive browser ---------------------------------------------------------------------
+    def reload_archive(self) -> None:
+        """List the whole archive again (in a worker)."""
+        self._load_tree([])
+
+    def _load_tree(self, uids: list[str]) -> None:
+        """Read rows from the index in a worker; while one runs, requests are merged."""
+        if self._tree_worker is not None:
+            if self._tree_pending is None:
+                self._tree_pending = list(uids)
+            elif uids and self._tree_pending:
+                self._tree_pending.extend(uids)
+            else:
+                self._tree_pending = []  # a full reload covers everything
+            return
+        root = self.storage_dir()
+        full = not uids or str(root) != self._shown_root
+        archive = self.ctx.server.running_archive()
+        if archive is not None and Path(archive.root) != root:
+            archive = None
+
+        def call(ctx: WorkerContext) -> tuple[Path, bool, list[tuple]]:
+            return root, full, _archive_rows(archive, root, None if full else uids)
+
+        worker = OperationWorker(call, label="list archive")
+        worker.signals.finished.connect(self._tree_loaded)
+        worker.signals.failed.connect(
+            lambda s: self.archive_label.show_message(f"Cannot read the archive: {s}", "error"))
+        worker.signals.done.connect(self._tree_done)
+        self._tree_worker = worker
+        self.ctx.tracker.start(worker, transfer=False)
+
+    def _tree_loaded(self, outcome: tuple[Path, bool, list[tuple]]) -> None:
+        root, full, rows = outcome
+        if full:
+            self.archive_model.load(root, rows)
+            self._shown_root = str(root)
+        else:
+            self.archive_model.add_rows(rows)
+        self._show_archive_counts()
+        self.archive_updated.emit()
+
+    def _tree_done(self) -> None:
+        self._tree_worker = None
+        pending, self._tree_pending = self._tree_pending, None
+        if pending is not None:
+            self._load_tree(pending)
+
+    def _show_archive_counts(self) -> None:
+        model = self.archive_model
+        self.archive_label.show_message(
+            f"{model.count('patient')} patient(s), {model.count('study')} study(ies), "
+            f"{model.count('instance')} instance(s)")
+
+    def selected_studies(self) -> list[str]:
+        """Study Instance UIDs of the selected rows (a patient row selects all its studies)."""
+        studies: list[str] = []
+        for index in self.archive_view.selectionModel().selectedRows(0):
+            for uid in self.archive_model.studies_under(index):
+                if uid not in studies:
+                    studies.append(uid)
+        return studies
+
+    def _update_archive_buttons(self) -> None:
+        has = bool(self.selected_studies())
+        self.export_button.setEnabled(has)
+        self.delete_button.setEnabled(has)
+
+    def _on_archive_selected(self, current: Any, _previous: Any) -> None:
+        self._update_archive_buttons()
+        if current.isValid() and self.archive_model.kind(current) == "instance":
+            self.show_preview(self.archive_model.path(current))
+
+    def confirm_delete(self, studies: list[str]) -> bool:
+        """Ask before deleting (replaced in tests)."""
+        answer = QMessageBox.question(
+            self, "Delete studies",
+            f"Delete {len(studies)} study(ies) from the local archive? Their files are removed "
+            "from the storage folder; this cannot be undone.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def choose_export_folder(self) -> str:
+        """Ask where to export (replaced in tests)."""
+        return QFileDialog.getExistingDirectory(self, "Export studies to", str(Path.home()))
+
+    def _delete_clicked(self) -> None:
+        studies = self.selected_studies()
+        if studies and self.confirm_delete(studies):
+            self.delete_studies(studies)
+
+    def _export_clicked(self) -> None:
+        studies = self.selected_studies()
+        folder = self.choose_export_folder() if studies else ""
+        if folder:
+            self.export_studies(studies, folder)
+
+    def delete_studies(self, studies: list[str]) -> OperationWorker:
+        """Remove studies from the archive (index rows, then files) and from the browser."""
+        root, archive = self.storage_dir(), self._archive_for_root()
+
+        def call(ctx: WorkerContext) -> int:
+            return _with_archive(archive, root, lambda a: sum(a.delete_study(u) for u in studies))
+
+        def finished(count: int) -> None:
+            for uid in studies:
+                self.archive_model.remove_study(uid)
+            self._show_archive_counts()
+            self.archive_action_done.emit(
+                "delete", f"Deleted {len(studies)} study(ies), {count} instance(s).")
+
+        return self._archive_action("delete", call, finished)
+
+    def export_studies(self, studies: list[str], folder: str | Path) -> OperationWorker:
+        """Copy the selected studies' files to ``folder`` (the archive's own layout)."""
+        root, archive, target = self.storage_dir(), self._archive_for_root(), Path(folder)
+
+        def call(ctx: WorkerContext) -> int:
+            return _with_archive(archive, root, lambda a: sum(
+                len(a.export_study(u, target)) for u in studies))
+
+        def finished(count: int) -> None:
+            self.archive_action_done.emit(
+                "export", f"Exported {count} file(s) of {len(studies)} study(ies) to {target}.")
+
+        return self._archive_action("export", call, finished)
+
+    def _archive_for_root(self) -> Any:
+        archive = self.ctx.server.running_archive()
+        return archive if archive is not None and Path(archive.root) == self.storage_dir() else None
+
+    def _archive_action(self, action: str, call: Any, finished: Any) -> OperationWorker:
+        worker = OperationWorker(call, label=f"{action} studies")
+        worker.signals.finished.connect(finished)
+        worker.signals.failed.connect(lambda s: self.archive_action_done.emit(action, s))
+        self.archive_action_done.connect(self._show_action)
+        self.ctx.tracker.start(worker, transfer=False)
+        self.archive_label.show_message(f"{action.capitalize()} in progress…")
+        return worker
+
+    def _show_action(self, action: str, sentence: str) -> None:
+        self.archive_action_done.disconnect(self._show_action)
+        kind = "ok" if sentence.startswith(("Deleted", "Exported")) else "error"
+        self.archive_label.show_message(sentence, kind)
 
     # -- preview ---------------------------------------------------------------------------
     def _on_stored_selected(self, current: Any, _previous: Any) -> None:
@@ -243,19 +575,26 @@ class ServerPanel(QWidget):
                 self.show_preview(str(path))
 
     def show_preview(self, path: str) -> None:
-        """Decode in a worker; while one runs, only the latest request is kept."""
+        """Decode and dump in a worker; while one runs, only the latest request is kept."""
         if self._preview_worker is not None:
             self._preview_pending = path
             return
         self.preview_label.setText("Loading preview…")
 
-        def call(ctx: WorkerContext) -> preview.Preview:
-            return preview.load_preview(path)
+        def call(ctx: WorkerContext) -> tuple[Any, str]:
+            try:
+                image: Any = preview.load_image(path)
+            except preview.PreviewError as exc:
+                image = str(exc)
+            try:
+                dump = preview.tag_dump(path)
+            except Exception as exc:  # a file pydicom cannot parse at all
+                dump = f"Cannot read the tags of {path}: {exc}"
+            return image, dump
 
         worker = OperationWorker(call, label="preview")
-        worker.signals.finished.connect(self._show_image)
-        worker.signals.failed.connect(
-            lambda s: self.preview_label.setText(f"No preview: {s}"))
+        worker.signals.finished.connect(self._preview_loaded)
+        worker.signals.failed.connect(self._no_preview)
         worker.signals.done.connect(self._preview_done)
         self._preview_worker = worker
         self.ctx.tracker.start(worker, transfer=False)
@@ -266,6 +605,42 @@ class ServerPanel(QWidget):
         if pending:
             self.show_preview(pending)
 
+    def _no_preview(self, sentence: str) -> None:
+        self._image = None
+        self.reset_window_button.setEnabled(False)
+        self.preview_label.clear()
+        self.preview_label.setText(f"No preview: {sentence}")
+        self.preview_caption.setText("")
+
+    def _preview_loaded(self, outcome: tuple[Any, str]) -> None:
+        image, dump = outcome
+        self.tags_view.setPlainText(dump)
+        if isinstance(image, str):
+            self._no_preview(image)
+            return
+        self._image = image
+        self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
+        self.reset_window_button.setEnabled(not image.rgb)
+        self.set_window(image.center, image.width)
+        self._render_now()
+
+    def set_window(self, center: float, width: float) -> None:
+        """New window center/width; the picture is re-rendered once per event-loop pass."""
+        self._window = (float(center), max(float(width), 1.0))
+        self.preview_label.window = self._window
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def reset_window(self) -> None:
+        if self._image is not None:
+            self.set_window(self._image.center, self._image.width)
+
+    def _render_now(self) -> None:
+        self._render_timer.stop()
+        if self._image is None or self._window is None:
+            return
+        self._show_image(preview.render(self._image, *self._window))
+
     def _show_image(self, image: preview.Preview) -> None:
         fmt = QImage.Format.Format_RGB888 if image.rgb else QImage.Format.Format_Grayscale8
         stride = image.width * (3 if image.rgb else 1)
@@ -274,8 +649,44 @@ class ServerPanel(QWidget):
         self.preview_label.setPixmap(pixmap.scaled(
             self.preview_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
             Qt.TransformationMode.SmoothTransformation))
-        self.preview_caption.setText(image.caption)
+        caption = image.caption
+        if not image.rgb:
+            caption += f" — window {image.window:g} / level {image.center:g}"
+        self.preview_caption.setText(caption)
         self.preview_ready.emit(image)
 
     def storage_dir(self) -> Path:
         return Path(self.storage_edit.text().strip())
+
+
+def _with_archive(archive: Any, root: Path, action: Any) -> Any:
+    """Run ``action(archive)`` on the running server's archive, or on one opened for the call
+    (worker thread). A folder without an index holds nothing to act on."""
+    if archive is not None:
+        return action(archive)
+    from dicomdesk.archive import Archive
+    from dicomdesk.archive.store import INDEX_NAME
+
+    if not (root / INDEX_NAME).exists():
+        return 0
+    own = Archive(root)
+    try:
+        return action(own)
+    finally:
+        own.close()
+
+
+def _archive_rows(archive: Any, root: Path, uids: list[str] | None) -> list[tuple]:
+    """``Archive.tree`` rows (all, or those instances) without creating a missing archive."""
+    if archive is not None:
+        return archive.tree(uids)
+    from dicomdesk.archive import Index
+    from dicomdesk.archive.store import INDEX_NAME
+
+    if not (root / INDEX_NAME).exists():
+        return []
+    index = Index(root / INDEX_NAME, read_only=True)
+    try:
+        return index.tree_rows(sop_instance_uids=uids)
+    finally:
+        index.close()
