@@ -16,6 +16,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -174,8 +175,11 @@ class Server:
 
 def run_client(argv: list[str], timeout: float = 300) -> tuple[float, float, str]:
     """Run a client to its end: (wall seconds, peak RSS MB from wait4, stdout)."""
+    # Output goes to files, not pipes: a chatty client (findscu logs every match) would
+    # fill a pipe nobody reads while it runs, and block.
+    out_file, err_file = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, env=ENV, stdout=out_file, stderr=err_file, text=True)
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -187,8 +191,11 @@ def run_client(argv: list[str], timeout: float = 300) -> tuple[float, float, str
         time.sleep(0.002)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    out = proc.stdout.read() if proc.stdout else ""
-    err = proc.stderr.read() if proc.stderr else ""
+    out_file.seek(0)
+    err_file.seek(0)
+    out, err = out_file.read(), err_file.read()
+    out_file.close()
+    err_file.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv[:4]))}... exited {proc.returncode}: {err[-800:]}")
     return wall, usage.ru_maxrss / 1024, out

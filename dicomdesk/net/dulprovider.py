@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import socket
 import threading
 import time
@@ -237,7 +238,7 @@ class DULServiceProvider(threading.Thread):
             return self.to_service_user.get_nowait()
         except queue.Empty:
             pass
-        if self._reader_started or self._finished:
+        if self._reader_started or self._finished or not self._readable_now():
             return None
         try:
             if not self._pump_one(time.monotonic()):
@@ -248,6 +249,23 @@ class DULServiceProvider(threading.Thread):
             return self.to_service_user.get_nowait()
         except queue.Empty:
             return None
+
+    def _readable_now(self) -> bool:
+        """True when a read would not block: buffered bytes, TLS-decrypted bytes or a
+        readable socket (a zero-timeout ``select``). A socket timeout cannot ask this: the
+        kernel wait it becomes is rounded up to 1 ms, which an SCP checking for C-CANCEL
+        between C-FIND responses would pay on every match."""
+        sock = self.dul_socket
+        if sock is None or self._rbuf or self._closed.is_set():
+            return True  # let _pump_one report what there is (data or the closed transport)
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):  # closed under us: _pump_one reports it
+            return True
+        return bool(readable)
 
     def stop(self) -> bool:
         """Stop an idle service (Sta1 or Sta13); False when an association is still active."""
