@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable
 
-from . import fsm, pdu
+from . import fsm, pdu, trace
 from .exceptions import (
     ABORT_REASON_NOT_SPECIFIED,
     ABORT_SOURCE_SERVICE_PROVIDER,
@@ -139,6 +139,7 @@ class DULServiceProvider(threading.Thread):
         self._fsm_lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._closed = threading.Event()
+        self.trace: Any = None  # trace.AssociationTrace, set by the association
         self._reader_started = False
         self._finished = False
         self._rbuf = bytearray()
@@ -350,6 +351,8 @@ class DULServiceProvider(threading.Thread):
             logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
             self._handle(fsm.Events.EVT_19, exc)
             return not self._closed.is_set()
+        if self.trace is not None and trace.enabled():
+            self.trace.pdu("received", pdu_obj, len(raw))
         self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
         return not self._closed.is_set()
 
@@ -510,6 +513,8 @@ class DULServiceProvider(threading.Thread):
         with self._write_lock:
             for item in pdus:
                 parts = item.encode_parts() if hasattr(item, "encode_parts") else [item.encode()]
+                if self.trace is not None and trace.enabled():
+                    self.trace.pdu("sent", item, sum(len(p) for p in parts))
                 try:
                     sock.settimeout(None if self.idle_timeout is None else self.idle_timeout)
                     _sendmsg_all(sock, parts)
