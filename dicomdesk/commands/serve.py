@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     warning = bind_warning(settings)
     if warning:
         print(f"dicomdesk: warning: {warning}", file=sys.stderr)
-    server = LocalServer(settings, nodes_path=args.nodes) if _accepts_nodes() else LocalServer(settings)
+    server = LocalServer(settings, nodes_path=args.nodes)
     from .. import config
 
     try:
@@ -151,11 +151,3 @@ def run(args: argparse.Namespace) -> int:
         server.stop()
         print("stopped", flush=True)
     return 0
-
-
-def _accepts_nodes() -> bool:
-    import inspect
-
-    from ..operations.server import LocalServer
-
-    return "nodes_path" in inspect.signature(LocalServer.__init__).parameters
