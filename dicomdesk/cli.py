@@ -24,6 +24,7 @@ COMMANDS = {
     "commit": "commit",
     "serve": "serve",
     "index": "index",
+    "diagnose": "diagnose",
 }
 
 #: DCMTK spells some long options with one dash; accept those as typed.
@@ -107,10 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     if command == "serve":
         level = min(level, logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # -v/-vv raise dicomdesk's own loggers; libraries (pydicom, its plugins) stay at warnings.
+    logging.getLogger("dicomdesk").setLevel(level)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
                         if args.verbose >= 2 else "%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.verbose >= 2:  # -vv also prints the protocol trace of every association
+        from .commands.trace_output import install
+
+        install()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -22,6 +22,7 @@ _EXPORTS = {
     "CommitResult": "commitment", "commit": "commitment",
     "LocalServer": "server", "AssociationEvent": "server", "StoredObject": "server",
     "ForwardEvent": "server",
+    "diagnose": "doctor", "Diagnosis": "doctor",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,6 +20,7 @@ __all__ = [
     "RetrieveRun",
     "RetrieveStep",
     "Target",
+    "diagnose_call",
     "echo_call",
     "find_call",
     "local_studies_call",
@@ -91,6 +92,19 @@ def echo_call(target: Target) -> WorkerCall:
         from dicomdesk import operations
 
         return operations.echo(_peer(target), cancel=ctx.cancel)
+
+    return call
+
+
+def diagnose_call(target: Target, files: Sequence[Any] | None = None) -> WorkerCall:
+    """Association doctor (PS3.8 7.1.1): what the peer accepts of ``files`` (FileInfos or paths)
+    or of a standard set; returns ``operations.Diagnosis``."""
+    files = list(files) if files else None
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk.operations.doctor import diagnose
+
+        return diagnose(_peer(target), files=files, cancel=ctx.cancel)
 
     return call
 

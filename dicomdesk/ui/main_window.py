@@ -14,6 +14,7 @@ from typing import Any
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDockWidget,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -30,6 +31,7 @@ from dicomdesk.ui.assets import load_icon
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.nodebook import NodeBook
 from dicomdesk.ui.panels.echo import EchoPanel
+from dicomdesk.ui.panels.inspector import InspectorPanel
 from dicomdesk.ui.panels.nodes import NodesPanel
 from dicomdesk.ui.panels.query import QueryPanel
 from dicomdesk.ui.panels.send import SendPanel
@@ -98,6 +100,7 @@ class MainWindow(QMainWindow):
         self.send_panel = SendPanel(self.ctx)
         self.server_panel = ServerPanel(self.ctx)
         self.nodes_panel = NodesPanel(self.ctx)
+        self.inspector_panel = InspectorPanel()
         self.panels: dict[str, QWidget] = {
             "echo": self.echo_panel,
             "query": self.query_panel,
@@ -155,6 +158,18 @@ class MainWindow(QMainWindow):
             action.triggered.connect(lambda _checked=False, r=row: self.show_panel_row(r))
             view_menu.addAction(action)
             self.panel_actions.append(action)
+        # the protocol inspector is a dock under the panels (hidden until asked for)
+        self.inspector_dock = QDockWidget("Protocol inspector", self)
+        self.inspector_dock.setObjectName("inspectorDock")
+        self.inspector_dock.setWidget(self.inspector_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.inspector_dock)
+        self.inspector_dock.hide()
+        self.inspector_action = self.inspector_dock.toggleViewAction()
+        self.inspector_action.setIcon(load_icon("inspector"))
+        self.inspector_action.setShortcut(QKeySequence("Ctrl+Shift+I"))
+        view_menu.addSeparator()
+        view_menu.addAction(self.inspector_action)
+        self.addAction(self.inspector_action)  # shortcut whatever has the focus
         # also on the window, so the shortcuts work whatever has the focus
         self.addActions(self.panel_actions + [self.add_files_action, self.quit_action])
 

@@ -63,6 +63,10 @@ class EchoPanel(QWidget):
         self.details_button = QPushButton("Details", self)
         self.details_button.setCheckable(True)
         self.copy_button = QPushButton("Copy as command", self)
+        self.diagnose_button = QPushButton("Diagnose", self)
+        self.diagnose_button.setToolTip("Explain what the selected node accepts (association doctor)")
+        self.diagnose_button.clicked.connect(self.diagnose_selected)
+        self.doctor: Any = None
         self.echo_button.clicked.connect(self.echo_selected)
         self.echo_all_button.clicked.connect(self.echo_all)
         self.copy_button.clicked.connect(self.copy_command)
@@ -74,7 +78,8 @@ class EchoPanel(QWidget):
         self.details.setMaximumHeight(140)
 
         buttons = QHBoxLayout()
-        for button in (self.echo_button, self.echo_all_button, self.details_button, self.copy_button):
+        for button in (self.echo_button, self.echo_all_button, self.details_button, self.copy_button,
+                       self.diagnose_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -193,6 +198,17 @@ class EchoPanel(QWidget):
         worker.signals.done.connect(lambda: self._workers.pop(name, None))
         self.ctx.tracker.start(worker, transfer=False)
         return worker
+
+    def diagnose_selected(self) -> Any:
+        """Open the association doctor (``ui/doctor.py``) for the selected node."""
+        from dicomdesk.ui.doctor import open_doctor
+
+        node = self.ctx.book.find(self.selected_name())
+        if node is None:
+            return None
+        target = calls.target_from_node(node, self.ctx.local_aet())
+        self.doctor = open_doctor(self.ctx.tracker, target, None, self)
+        return self.doctor
 
     def copy_command(self) -> str:
         node = self.ctx.book.find(self.selected_name())

@@ -96,6 +96,11 @@ class SendPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.retry_button.clicked.connect(self.retry_failed)
         self.copy_button.clicked.connect(self.copy_command)
+        self.diagnose_button = QPushButton("Diagnose", self)
+        self.diagnose_button.setToolTip("Explain what the node accepts for the selected (or failed) "
+                                        "files (association doctor)")
+        self.diagnose_button.clicked.connect(self.diagnose)
+        self.doctor: Any = None
 
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1)
@@ -110,7 +115,8 @@ class SendPanel(QWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(QLabel("Send to", self))
         bottom.addWidget(self.node_picker, 1)
-        for widget in (self.send_button, self.cancel_button, self.retry_button, self.copy_button):
+        for widget in (self.send_button, self.cancel_button, self.retry_button, self.copy_button,
+                       self.diagnose_button):
             bottom.addWidget(widget)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
@@ -327,6 +333,22 @@ class SendPanel(QWidget):
                                      node.aet)
         copy_to_clipboard(text)
         return text
+
+    def diagnose(self) -> Any:
+        """Association doctor for the selected files, else the failed ones, else the queue."""
+        from dicomdesk.ui.doctor import open_doctor
+
+        node = self.node_picker.node()
+        if node is None:
+            self.summary.show_message("Choose a node to diagnose (add one in Nodes).", "error")
+            return None
+        rows = self.model.rows()
+        selected = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        paths = [rows[i.row()].path for i in selected if 0 <= i.row() < len(rows)]
+        paths = paths or self.model.paths(("failed",)) or self.model.paths(("queued",))
+        target = calls.target_from_node(node, self.ctx.local_aet())
+        self.doctor = open_doctor(self.ctx.tracker, target, self.model.file_infos(paths) or None, self)
+        return self.doctor
 
     @property
     def is_busy(self) -> bool:
