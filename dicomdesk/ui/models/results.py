@@ -239,9 +239,15 @@ class QueryResultsModel(QStandardItemModel):
     def study_count(self) -> int:
         return self.rowCount()
 
-    def add_studies(self, matches: list[Match]) -> None:
-        """Append a batch of STUDY-level matches (then one C++ re-sort if sorted)."""
-        self._append(None, "study", matches)
+    def add_studies(self, matches: list[Match], sort: bool = True) -> None:
+        """Append a batch of STUDY-level matches (then one C++ re-sort if sorted, unless
+        ``sort`` is False: a stream of batches sorts once at its end with ``resort``)."""
+        self._append(None, "study", matches, sort)
+
+    def resort(self) -> None:
+        """Apply the current sort order again (after batches added with ``sort=False``)."""
+        if self._sort_column >= 0:
+            super().sort(self._sort_column, self._sort_order)
 
     def add_children(self, parent_key: tuple[str, ...], matches: list[Match]) -> None:
         """Append a batch of SERIES (or IMAGE) matches under the row with ``parent_key``."""
@@ -275,7 +281,6 @@ class QueryResultsModel(QStandardItemModel):
             cell = QStandardItem(text)
             cell.setFlags(_SELECTABLE)
             cell.setData(row.keys[column], SORT_ROLE)
-            cell.setToolTip(text)
             if local:
                 cell.setData(True, LOCAL_ROLE)
             items.append(cell)
@@ -291,7 +296,7 @@ class QueryResultsModel(QStandardItemModel):
         row.item = first
         return items
 
-    def _append(self, parent: _Row | None, kind: str, matches: list[Match]) -> None:
+    def _append(self, parent: _Row | None, kind: str, matches: list[Match], sort: bool = True) -> None:
         new = []
         for match in matches:
             row = _Row(kind, match, parent)
@@ -311,7 +316,7 @@ class QueryResultsModel(QStandardItemModel):
         for offset, row in enumerate(new):
             for column, cell in enumerate(self._make_items(row)):
                 owner.setChild(first + offset, column, cell)
-        if self._sort_column >= 0:
+        if sort and self._sort_column >= 0:
             super().sort(self._sort_column, self._sort_order)
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:

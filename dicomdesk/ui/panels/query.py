@@ -9,12 +9,13 @@ the peer does not know our AE title as a move destination.
 
 from __future__ import annotations
 
+import collections
 import datetime as _dt
 import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, QModelIndex, Qt, Signal
+from PySide6.QtCore import QDate, QModelIndex, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
@@ -44,6 +45,9 @@ __all__ = ["QueryPanel"]
 
 _log = logging.getLogger(__name__)
 
+#: Study rows inserted per event-loop pass while matches stream in.
+STUDY_SLICE = 200
+
 MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "OT", "SC")
 
 
@@ -71,6 +75,8 @@ class QueryPanel(QWidget):
         super().__init__(parent)
         self.ctx = ctx
         self._search: OperationWorker | None = None
+        self._pending_studies: collections.deque[Match] = collections.deque()
+        self._slice_scheduled = False
         self._children: dict[tuple[str, ...], OperationWorker] = {}
         self._retrieve: OperationWorker | None = None
         self._retrieve_dest = ""
@@ -247,6 +253,7 @@ class QueryPanel(QWidget):
             worker.cancel()
         self._children.clear()
         self.model.clear()
+        self._pending_studies.clear()
         self.count_label.setText("Searching…")
         self.outcome.show_message("")
         worker = OperationWorker(
@@ -267,15 +274,35 @@ class QueryPanel(QWidget):
             self._search.cancel()
 
     def _on_studies(self, matches: list[Match]) -> None:
-        # insert and lay the tree out now, with the workers paused (see workers.py: the
-        # layout calls the model once per row, and each call would wait for the GIL)
-        with self.ctx.tracker.gui_work():
-            self.model.add_studies(matches)
-            self.tree.doItemsLayout()
-            self.tree.viewport().repaint()
-        self.count_label.setText(f"{self.model.study_count()} studies so far…")
+        # Rows go in by slices of STUDY_SLICE, one slice per event-loop pass, so a burst of
+        # thousands of matches never holds the loop for long (the 50 ms budget of the issue).
+        self._pending_studies.extend(matches)
+        if not self._slice_scheduled:
+            self._slice_scheduled = True
+            QTimer.singleShot(0, self._insert_slice)
+
+    def _insert_slice(self) -> None:
+        self._slice_scheduled = False
+        batch = [self._pending_studies.popleft()
+                 for _ in range(min(STUDY_SLICE, len(self._pending_studies)))]
+        if batch:
+            with self.ctx.tracker.gui_work():
+                self.model.add_studies(batch, sort=False)
+            self.count_label.setText(f"{self.model.study_count()} studies so far…")
+        if self._pending_studies:
+            self._slice_scheduled = True
+            QTimer.singleShot(0, self._insert_slice)
+
+    def _flush_studies(self) -> None:
+        """Insert whatever is still queued, then sort once (the search has ended)."""
+        if self._pending_studies:
+            with self.ctx.tracker.gui_work():
+                self.model.add_studies(list(self._pending_studies), sort=False)
+            self._pending_studies.clear()
+        self.model.resort()
 
     def _on_search_finished(self, result: Any) -> None:
+        self._flush_studies()
         error = getattr(result, "error", None)
         status = getattr(result, "status", None)
         if error:
