@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -28,9 +29,9 @@ def dicomdesk(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[st
                           timeout=timeout, env=env)
 
 
-@pytest.fixture
-def served(tmp_path):
-    """`dicomdesk serve` as a separate process on a free port; yields the port."""
+@contextlib.contextmanager
+def serve_process(tmp_path):
+    """`dicomdesk serve` as a separate process on a free port; yields (process, port)."""
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(tmp_path / "serve.log", "w") as log:
@@ -39,10 +40,18 @@ def served(tmp_path):
                                 stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
         try:
             wait_for_port(port, timeout=20, alive=lambda: proc.poll() is None)
-            yield port
+            yield proc, port
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """The port of a running `dicomdesk serve`."""
+    with serve_process(tmp_path) as (_proc, port):
+        yield port
 
 
 def test_cli_echo_succeeds_against_dcmtk_storescp(dcmtk_storescp):
@@ -160,21 +169,10 @@ def test_user_identity_is_sent_and_a_positive_response_is_returned_when_asked():
 def test_serve_stops_cleanly_on_ctrl_c_and_on_kill(tmp_path, signal_name):
     import signal
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    with open(tmp_path / "serve.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dicomdesk", "serve", "--port", str(port),
-                                 "--storage", str(tmp_path / "store")],
-                                stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
-        try:
-            wait_for_port(port, timeout=20, alive=lambda: proc.poll() is None)
-            assert echo(Peer("127.0.0.1", port, "DICOMDESK")).ok
-            proc.send_signal(getattr(signal, signal_name))
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with serve_process(tmp_path) as (proc, port):
+        assert echo(Peer("127.0.0.1", port, "DICOMDESK")).ok
+        proc.send_signal(getattr(signal, signal_name))
+        assert proc.wait(timeout=10) == 0
     output = (tmp_path / "serve.log").read_text()
     assert "association released" in output  # each association is logged with how it ended
     assert output.rstrip().endswith("stopped")
