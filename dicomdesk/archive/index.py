@@ -92,6 +92,9 @@ KEYS: dict[str, Key] = {k.keyword: k for k in (
 )}
 
 
+_KEY_TAGS: tuple[tuple[str, int], ...] = tuple((kw, tag_for_keyword(kw)) for kw in KEYS)
+
+
 @dataclass(frozen=True)
 class Derived:
     """An attribute computed from the index (PS3.4 C.6.1.1.x "Number of ...", ModalitiesInStudy)."""
@@ -157,7 +160,12 @@ class InstanceRecord:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, **facts: object) -> InstanceRecord:
-        values = {kw: value_text(ds.get(kw)) for kw in KEYS}
+        # By tag, not keyword: the same values as ``ds.get(keyword)`` without pydicom's
+        # keyword lookup per attribute (this runs once per stored object).
+        values = {}
+        for kw, tag in _KEY_TAGS:
+            elem = ds.get(tag) if tag in ds else None
+            values[kw] = value_text(elem.value if elem is not None else None)
         return cls(values=values, **facts)  # type: ignore[arg-type]
 
 

@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
+from ..net.sopclass.storage import Part10Error, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ INCOMING_DIR = ".incoming"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
+_HEADER_TAG_SET = frozenset(_HEADER_TAGS)
 
 
 class ArchiveError(Exception):
@@ -129,8 +132,32 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _scan_header(path: Path) -> Dataset | None:
+    """The fast path of ``_read_header``: one read of the file's start with plain ``struct``.
+
+    ``scan_header`` yields pydicom's own RawDataElements, so values (and character sets)
+    decode exactly as ``dcmread`` would; any file whose layout is not plain returns None
+    and pydicom reads it (and decides whether to refuse it).
+    """
+    try:
+        with open(path, "rb") as fp:
+            scan = scan_header(fp, _HEADER_TAG_SET)
+    except (OSError, Part10Error):
+        return None
+    if scan is None or not scan.elements:
+        return None
+    ds = Dataset({BaseTag(tag): elem for tag, elem in scan.elements.items()})
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = scan.transfer_syntax
+    ds.file_meta = meta
+    return ds
+
+
 def _read_header(path: Path) -> Dataset:
     """The header elements the index needs, without pixel data; raises ArchiveRefusal(0xC000)."""
+    ds = _scan_header(path)
+    if ds is not None:
+        return ds
     try:
         try:
             ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, defer_size=1024)
@@ -195,8 +222,14 @@ class Archive:
         """A new temp file for one received object (same file system as the archive)."""
         self._check_writable()
         fd, name = tempfile.mkstemp(prefix="in-", suffix=".part", dir=self.incoming_dir)
-        os.close(fd)  # reopened by name so that ``fp.name`` leads back to the IncomingFile
-        return IncomingFile(Path(name), open(name, "w+b"))  # noqa: SIM115 - owned by the caller
+        try:
+            # mkstemp's descriptor, wrapped under its name so that ``fp.name`` leads back to
+            # the IncomingFile (no second open of the new file).
+            fp = open(name, "w+b", opener=lambda _path, _flags: fd)  # noqa: SIM115 - owned by the caller
+        except BaseException:
+            os.close(fd)
+            raise
+        return IncomingFile(Path(name), fp)
 
     def discard_incoming(self, incoming: IncomingFile | BinaryIO) -> None:
         """An aborted transfer: the temp file goes away."""

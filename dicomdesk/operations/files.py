@@ -28,15 +28,22 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag
 
-from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, check_structure,
-                                   pydicom_warnings_logged, read_file_meta, read_part10_header)
+from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, Part10Header,
+                                   check_structure, check_structure_of, pydicom_warnings_logged,
+                                   read_file_meta, read_part10_header, scan_header)
 
 logger = logging.getLogger(__name__)
 
 _HEADER_KEYWORDS = ["SOPClassUID", "SOPInstanceUID", "PatientName", "PatientID", "StudyInstanceUID",
                     "StudyDescription", "SpecificCharacterSet"]
+_SOP_CLASS, _SOP_INSTANCE = 0x00080016, 0x00080018
+# The same elements by tag (PS3.6), for the fast header scan.
+_HEADER_TAGS = frozenset({0x00080005, _SOP_CLASS, _SOP_INSTANCE, 0x00100010, 0x00100020,
+                          0x0020000D, 0x00081030})
 
 
 @dataclass(frozen=True)
@@ -75,11 +82,68 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def _inspect_fast(path: Path, size: int) -> FileInfo | None:
+    """``inspect_file`` for a plain Part-10 file in one open and one read of its start.
+
+    ``scan_header`` hands back pydicom's own raw elements, so names and descriptions decode
+    (character sets included) exactly as ``dcmread`` would; the structure check runs on the
+    same file. Anything unusual (no preamble, DICOMDIR, deflate, missing UIDs, a fault)
+    returns None and the general path below reads the file with pydicom and says why.
+    """
+    try:
+        with open(path, "rb") as fp:
+            scan = scan_header(fp, _HEADER_TAGS)
+            if scan is None:
+                return None
+            elements = scan.elements
+            sop_class_raw = elements.get(_SOP_CLASS)
+            sop_instance_raw = elements.get(_SOP_INSTANCE)
+            if sop_class_raw is None or sop_instance_raw is None \
+                    or sop_class_raw.VR not in (None, "UI") or sop_instance_raw.VR not in (None, "UI"):
+                return None
+            raw_class, raw_instance = sop_class_raw.value or b"", sop_instance_raw.value or b""
+            if not raw_class.isascii() or not raw_instance.isascii() \
+                    or b"\\" in raw_class or b"\\" in raw_instance:
+                return None
+            sop_class = raw_class.decode("ascii").strip("\0 ")
+            sop_instance = raw_instance.decode("ascii").strip("\0 ")
+            if not sop_class or not sop_instance or scan.data_offset >= size:
+                return None
+            header = Part10Header(scan.transfer_syntax, sop_class, sop_instance, scan.data_offset)
+            try:
+                check_structure_of(fp, header, scan.stop_offset)
+            except Part10Error:
+                return None  # the general path reports the fault
+    except (OSError, Part10Error):
+        return None
+    ds = Dataset({BaseTag(tag): elem for tag, elem in elements.items()})
+    try:
+        with pydicom_warnings_logged():
+            patient_name = _text(ds.get("PatientName"))
+            study_description = _text(ds.get("StudyDescription"))
+    except Exception:  # a bad character set must not make the file unsendable
+        patient_name = study_description = ""
+    try:
+        with pydicom_warnings_logged():
+            patient_id, study_uid = _text(ds.get("PatientID")), _text(ds.get("StudyInstanceUID"))
+    except Exception:  # the general path decides what an undecodable value means
+        return None
+    return FileInfo(path, True, None, patient_name, patient_id, study_uid, study_description,
+                    sop_class, sop_instance, scan.transfer_syntax, size)
+
+
 def inspect_file(path: Path) -> FileInfo:
     """A ``FileInfo`` for one file, from its header only."""
     path = Path(path)
     try:
         size = path.stat().st_size
+    except OSError as exc:
+        return FileInfo(path, False, f"cannot read: {exc.strerror or exc}")
+    if size > 132:
+        fast = _inspect_fast(path, size)
+        if fast is not None:
+            return fast
+    try:
         has_preamble = _looks_like_dicom(path)
     except OSError as exc:
         return FileInfo(path, False, f"cannot read: {exc.strerror or exc}")

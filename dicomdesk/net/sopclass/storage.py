@@ -259,6 +259,171 @@ def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
     return Part10Header(ts, sop_class, sop_instance, offset, meta is not None)
 
 
+# ------------------------------------------------------------------------- fast header scan
+_PIXEL_DATA_TAG = 0x7FE00010
+#: How much of a file the fast header scan reads: the elements before Pixel Data of a
+#: typical image fit in a few KiB; a longer header is left to pydicom.
+_SCAN_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class HeaderScan:
+    """The top-level elements a caller asked for, as pydicom's ``RawDataElement``s.
+
+    ``elements`` maps tag -> RawDataElement (undecoded bytes, exactly what pydicom's reader
+    yields), so a ``Dataset(elements)`` decodes values, character sets included, the way
+    ``dcmread`` would. ``meta`` holds the File Meta Information's UI values.
+    """
+
+    meta: dict[int, str]
+    transfer_syntax: str
+    data_offset: int
+    elements: dict[int, Any]
+    #: File offset where the walk stopped (Pixel Data's element header, or the end): every
+    #: element before it was seen whole, so a structure check may start there.
+    stop_offset: int = 0
+
+
+#: Transfer syntaxes whose data set is deflated (PS3.5 A.5, JPIP Referenced Deflate): never scanned.
+_DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95",
+                                "1.2.840.10008.1.2.4.205"})
+
+
+def _scannable_syntax(ts: str) -> bool:
+    """The uncompressed syntaxes and the encapsulated ones (JPEG family, RLE: Explicit VR
+    Little Endian headers, PS3.5 A.4); private or deflated syntaxes are left to pydicom."""
+    if ts in CONVERTIBLE_TRANSFER_SYNTAXES:
+        return ts != uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    return (ts.startswith("1.2.840.10008.1.2.4.") or ts == "1.2.840.10008.1.2.5") \
+        and ts not in _DEFLATED_SYNTAXES
+
+
+def _skip_undefined(buf: bytes, pos: int, end_tag: int, implicit: bool, e: str, depth: int) -> int | None:
+    """Position after the delimiter ``end_tag`` (PS3.5 7.5), or None when unsure."""
+    if depth > 16:
+        return None
+    size = len(buf)
+    while pos + 8 <= size:
+        group, elem = struct.unpack_from(e + "HH", buf, pos)
+        tag = (group << 16) | elem
+        if group == 0xFFFE or implicit:
+            length = struct.unpack_from(e + "L", buf, pos + 4)[0]
+            vr = None
+            pos += 8
+        else:
+            vr = buf[pos + 4:pos + 6]
+            if not (vr.isalpha() and vr.isupper()):
+                return None
+            if vr in _LONG_VRS:
+                if pos + 12 > size:
+                    return None
+                length = struct.unpack_from(e + "L", buf, pos + 8)[0]
+                pos += 12
+            else:
+                length = struct.unpack_from(e + "H", buf, pos + 6)[0]
+                pos += 8
+        if tag == end_tag:
+            return pos
+        if length == _UNDEFINED:
+            if tag == _ITEM:
+                inner = _skip_undefined(buf, pos, _ITEM_END, implicit, e, depth + 1)
+            elif vr in (b"SQ", b"UN", None) and tag != _PIXEL_DATA_TAG:
+                inner = _skip_undefined(buf, pos, _SEQ_END, implicit, e, depth + 1)
+            else:
+                return None
+            if inner is None:
+                return None
+            pos = inner
+        else:
+            pos += length
+    return None
+
+
+def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | None:
+    """Read a Part-10 file's meta and the top-level ``tags`` with plain ``struct`` (PS3.5 7.1).
+
+    The fast path of header reading for a storage SCU (``inspect_file``) and the archive
+    (``Archive.commit_incoming``): one read of the file's start instead of pydicom's
+    element-by-element reader. It walks every top-level element before Pixel Data, as
+    ``dcmread(stop_before_pixels=True)`` does, and answers only when that walk is plain:
+    a preamble and meta group, a little/big endian uncompressed syntax (not deflated),
+    well-formed VRs, ascending tags, every value inside the file, the wanted elements of
+    defined length. Anything else returns None and the caller asks pydicom. Raises
+    ``Part10Error`` only where ``read_file_meta`` does.
+    """
+    from pydicom.dataelem import RawDataElement, empty_value_for_VR
+    from pydicom.tag import BaseTag
+
+    meta = read_file_meta(fp)
+    if meta is None:
+        return None
+    fp.seek(128)
+    if fp.read(4) != b"DICM":
+        return None
+    values, offset = meta
+    ts = values.get(_META_TS, "")
+    if not _scannable_syntax(ts) or values.get(_META_SOP_CLASS) == MEDIA_STORAGE_DIRECTORY:
+        return None
+    implicit = ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    little = ts != uids.EXPLICIT_VR_BIG_ENDIAN
+    e = "<" if little else ">"
+    fp.seek(offset)
+    buf = fp.read(_SCAN_BYTES)
+    at_eof = len(buf) < _SCAN_BYTES
+    size = len(buf)
+    found: dict[int, Any] = {}
+    pos, previous = 0, -1
+    while True:
+        if pos == size:
+            if not at_eof:
+                return None
+            break
+        if pos + 8 > size:
+            return None
+        group, elem = struct.unpack_from(e + "HH", buf, pos)
+        tag = (group << 16) | elem
+        if tag <= previous or group == 0xFFFE:
+            return None
+        if tag >= _PIXEL_DATA_TAG:
+            break
+        previous = tag
+        if implicit:
+            length = struct.unpack_from(e + "L", buf, pos + 4)[0]
+            vr = None
+            pos += 8
+        else:
+            raw_vr = buf[pos + 4:pos + 6]
+            if not (raw_vr.isalpha() and raw_vr.isupper()):
+                return None
+            if raw_vr in _LONG_VRS:
+                if pos + 12 > size:
+                    return None
+                length = struct.unpack_from(e + "L", buf, pos + 8)[0]
+                pos += 12
+            else:
+                length = struct.unpack_from(e + "H", buf, pos + 6)[0]
+                pos += 8
+            vr = raw_vr.decode("ascii")
+        if length == _UNDEFINED:
+            if tag in tags or vr not in ("SQ", "UN", None):
+                return None
+            end = _skip_undefined(buf, pos, _SEQ_END, implicit, e, 0)
+            if end is None:
+                return None
+            pos = end
+            continue
+        if pos + length > size:
+            return None
+        if tag in tags:
+            if vr == "SQ":
+                return None
+            value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
+            found[tag] = RawDataElement(BaseTag(tag), vr, length, value, offset + pos,
+                                        implicit, little, True, False)
+        pos += length
+    return HeaderScan(values, ts, offset, found, offset + pos)
+
+
 # ------------------------------------------------------------------------- context planning
 #: The fallback context's syntaxes: what any file we can convert may be sent as (PS3.5 A.1/A.2).
 FALLBACK_TRANSFER_SYNTAXES: tuple[str, ...] = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
@@ -429,6 +594,51 @@ class _DataSetReader:
         return bytes(buf[:count])
 
 
+_SOP_UID_TAGS = frozenset({_SOP_CLASS_TAG, _SOP_INSTANCE_TAG})
+
+
+def _prepare_plain_file(rq: Any, ctx: Any, path: Any, on_bytes: Any) -> BinaryIO | None:
+    """The common case of ``_prepare`` in one open: a plain Part-10 file in the context's syntax.
+
+    The header is read once (``scan_header``), the structure check starts where that walk
+    stopped, and the same open file is then streamed. Returns None (file closed) for
+    anything else, and the general path decides, with the same checks and messages.
+    """
+    try:
+        fp = open(path, "rb")
+    except (OSError, TypeError):
+        return None
+    try:
+        scan = scan_header(fp, _SOP_UID_TAGS)
+        if scan is None or scan.transfer_syntax != ctx.supported_ts:
+            fp.close()
+            return None
+        uids_found = []
+        for tag in (_SOP_CLASS_TAG, _SOP_INSTANCE_TAG):
+            elem = scan.elements.get(tag)
+            raw = elem.value if elem is not None and elem.VR in (None, "UI") else None
+            if not raw or not raw.isascii() or b"\\" in raw:
+                fp.close()
+                return None
+            uids_found.append(_clean_uid(raw))
+        if not all(uids_found):
+            fp.close()
+            return None
+        header = Part10Header(scan.transfer_syntax, uids_found[0], uids_found[1], scan.data_offset)
+        check_structure_of(fp, header, scan.stop_offset)
+        length = fp.seek(0, os.SEEK_END) - header.data_offset
+    except (OSError, Part10Error):
+        fp.close()
+        return None
+    except BaseException:
+        fp.close()
+        raise
+    fp.seek(header.data_offset)
+    rq.affected_sop_instance_uid = header.sop_instance_uid
+    rq.data_set = _DataSetReader(fp, length, False, on_bytes)
+    return fp
+
+
 def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
     """Fill the C-STORE-RQ's instance UID and data set; return the file to close, if any."""
     if isinstance(dataset, Dataset):
@@ -440,6 +650,9 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
                                  f"{UID(ctx.supported_ts).name}")
         rq.data_set = dataset
         return None
+    fast = _prepare_plain_file(rq, ctx, dataset, on_bytes)
+    if fast is not None:
+        return fast
     try:
         header = read_part10_header(dataset)
     except OSError as exc:
@@ -619,11 +832,22 @@ def check_structure(path: str | os.PathLike[str], header: Part10Header) -> None:
     if header.transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return
     with open(path, "rb") as fp:
-        end = fp.seek(0, os.SEEK_END)
-        fp.seek(header.data_offset)
-        implicit = header.transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN
-        little = header.transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN
-        _Walker(fp, end, implicit, little).elements()
+        check_structure_of(fp, header)
+
+
+def check_structure_of(fp: BinaryIO, header: Part10Header, start: int | None = None) -> None:
+    """``check_structure`` on a file already open (binary, seekable); moves its position.
+
+    ``start`` (default: the data set's start) lets a caller that has already walked the
+    first elements (``HeaderScan.stop_offset``) check only the rest.
+    """
+    if header.transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return
+    end = fp.seek(0, os.SEEK_END)
+    fp.seek(header.data_offset if start is None else start)
+    implicit = header.transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    little = header.transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN
+    _Walker(fp, end, implicit, little).elements()
 
 
 def _all_transfer_syntaxes() -> tuple[str, ...]:
