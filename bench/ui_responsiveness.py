@@ -179,6 +179,9 @@ def measure_stall(tmp: Path, matches: int, files: int) -> dict:
         window = MainWindow(settings=settings, nodes_path=nodes, autostart_server=False)
         window.resize(1280, 800)
         window.show()
+        from dicomdesk.ui.workers import settle_heap
+
+        settle_heap()  # as dicomdesk.ui.app.main does once the window is shown
         window.show_panel("query")
         query, send = window.query_panel, window.send_panel
         query.node_picker.select("bench-qr")

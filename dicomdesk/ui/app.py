@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dicomdesk.ui.assets import load_icon, load_style
     from dicomdesk.ui.main_window import MainWindow
+    from dicomdesk.ui.workers import settle_heap
 
     QCoreApplication.setOrganizationName("dicomdesk")
     QCoreApplication.setApplicationName("dicomdesk")
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setStyleSheet(load_style())
     window = MainWindow()
     window.show()
+    settle_heap()  # start-up objects live as long as the window: keep them out of full GCs
     return int(app.exec())
 
 

@@ -35,7 +35,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 from dicomdesk.ui.errors import describe_exception
 
 __all__ = ["GUI_SWITCH_INTERVAL_S", "OperationWorker", "TaskTracker", "WorkerContext",
-           "WorkerSignals", "favour_gui_thread"]
+           "WorkerSignals", "favour_gui_thread", "no_gc_pause", "settle_heap"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +58,34 @@ def favour_gui_thread() -> None:
 
     if sys.getswitchinterval() > GUI_SWITCH_INTERVAL_S:
         sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+
+
+@contextmanager
+def no_gc_pause():
+    """Build many Qt wrappers without a cyclic-GC pass in the middle.
+
+    Creating thousands of QStandardItems triggers collections; a full one walks every object of
+    the process (pydicom data, models) and was the longest event-loop stall measured
+    (bench/ui_responsiveness.py). Collection resumes afterwards, between event-loop passes.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def settle_heap() -> None:
+    """After start-up, move the objects that live as long as the window out of the
+    collector's sight (``gc.freeze``), so later full collections stay short."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 class WorkerContext:

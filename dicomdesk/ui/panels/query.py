@@ -39,7 +39,7 @@ from dicomdesk.ui import calls, commands, errors, query_keys
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.models.results import Match, QueryResultsModel, match_from_dataset
 from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
-from dicomdesk.ui.workers import OperationWorker
+from dicomdesk.ui.workers import OperationWorker, no_gc_pause
 
 __all__ = ["QueryPanel"]
 
@@ -286,7 +286,7 @@ class QueryPanel(QWidget):
         batch = [self._pending_studies.popleft()
                  for _ in range(min(STUDY_SLICE, len(self._pending_studies)))]
         if batch:
-            with self.ctx.tracker.gui_work():
+            with self.ctx.tracker.gui_work(), no_gc_pause():
                 self.model.add_studies(batch, sort=False)
             self.count_label.setText(f"{self.model.study_count()} studies so far…")
         if self._pending_studies:
@@ -296,7 +296,7 @@ class QueryPanel(QWidget):
     def _flush_studies(self) -> None:
         """Insert whatever is still queued, then sort once (the search has ended)."""
         if self._pending_studies:
-            with self.ctx.tracker.gui_work():
+            with self.ctx.tracker.gui_work(), no_gc_pause():
                 self.model.add_studies(list(self._pending_studies), sort=False)
             self._pending_studies.clear()
         self.model.resort()
