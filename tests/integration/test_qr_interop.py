@@ -106,6 +106,8 @@ class QRTestAE(AE):
 
     def on_receive_get(self, context, ds):
         files = selected_files(self.paths, ds)
+        if str(ds.get("AccessionNumber", "")) == "MANY":  # a long get, for cancel tests
+            files = files * 40
         return len(files), iter(files)
 
     def on_receive_move(self, context, ds, destination):
@@ -200,6 +202,8 @@ def pynetdicom_handlers(paths: list[Path], dest_port: int):
 
     def on_get(event):
         chosen = selected_files(paths, event.identifier)
+        if str(event.identifier.get("AccessionNumber", "")) == "MANY":  # for cancel tests
+            chosen = chosen * 40
         yield len(chosen)
         for path in chosen:
             if event.is_cancelled:
@@ -413,6 +417,24 @@ def test_our_scp_serves_our_scu_find_get_and_move(our_qr, files, destination, tm
 def test_move_to_unknown_destination_is_a801(our_qr):
     result = move(peer_of(our_qr, "QRSCP"), "NOWHERE", "STUDY", {"StudyInstanceUID": STUDY1})
     assert result.status == 0xA801 and not result.ok
+
+
+def test_cancel_of_a_get_under_way_reports_counts(pynetdicom_qr, tmp_path):
+    cancel = threading.Event()
+    result = get(peer_of(pynetdicom_qr, "PYQR"), "STUDY",
+                 {"StudyInstanceUID": STUDY1, "AccessionNumber": "MANY"}, tmp_path / "got",
+                 progress=lambda p: cancel.set(), cancel=cancel)
+    assert result.status is not None and result.status.is_cancel, result
+    assert 1 <= result.completed < 160
+
+
+def test_our_scp_stops_a_cancelled_get_with_counts(our_qr, tmp_path):
+    cancel = threading.Event()
+    result = get(peer_of(our_qr, "QRSCP"), "STUDY",
+                 {"StudyInstanceUID": STUDY1, "AccessionNumber": "MANY"}, tmp_path / "got",
+                 progress=lambda p: cancel.set(), cancel=cancel)
+    assert result.status is not None and result.status.is_cancel, result
+    assert 1 <= result.completed < 160
 
 
 def test_our_scp_stops_a_cancelled_move_with_counts(our_qr):
