@@ -126,7 +126,8 @@ class DcmtkProcess:
         self.log_path: Path | None = None
 
     def __enter__(self) -> DcmtkProcess:
-        self.start()
+        if self.process is None:  # start_storescp() & co. return a process already started
+            self.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
