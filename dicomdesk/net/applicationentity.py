@@ -21,16 +21,15 @@ import socketserver
 import struct
 import tempfile
 import threading
-from typing import Any, Iterable, Mapping
-
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_file_meta_info
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import uids
 from .asceprovider import AssociationAcceptor, AssociationRequester, PContextDef
 from .exceptions import EventHandlingError
 from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
+
+if TYPE_CHECKING:  # pydicom is imported only where a file meta is written by pydicom
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +80,10 @@ def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
     if plain is not None:
         fp.write(plain)
         return
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_file_meta_info
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
     meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID

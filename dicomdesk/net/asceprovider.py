@@ -23,13 +23,10 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
-
-from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from . import pdu, trace, userdataitems, uids
+from .dimsemessages import is_dataset
 from .dulprovider import ConnectionClosed, DULServiceProvider
 from .exceptions import (
     AssociationAbortedError,
@@ -41,6 +38,9 @@ from .exceptions import (
     NetDICOMError,
 )
 from .fsm import APAbortIndication, States
+
+if TYPE_CHECKING:  # pydicom is imported only where a data set is encoded (not for C-ECHO)
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,9 @@ def _pdu_items(assoc_pdu: Any, item_type: int) -> list:
 
 def encode_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
     """A data set's bytes in a context's transfer syntax (PS3.5 section 10 / A.5 deflate)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
     implicit = transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN
     little = transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN
     fp = DicomBytesIO()
@@ -312,7 +315,7 @@ class Association:
         ctx = self.context(pc_id)
         if trace.enabled():
             self.trace.dimse("sent", dimse_msg, ctx.id)
-        if isinstance(dimse_msg.data_set, Dataset):
+        if is_dataset(dimse_msg.data_set):
             dimse_msg.data_set = encode_data_set(dimse_msg.data_set, ctx.supported_ts)
         for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
             self.dul.send(p_data)

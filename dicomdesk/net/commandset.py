@@ -7,30 +7,79 @@ of every message, so this is a small codec that knows the few value
 representations of the command group (Table E.1-1 and the retired E.2-1)
 rather than pydicom's general reader; its output is byte-for-byte what pydicom
 writes, and its decoded datasets equal pydicom's.
+
+Two representations are supported.  The internal one, used by ``dimsemessages``,
+is a plain ``dict`` of element number (the low 16 bits of the tag) to value
+(``encode_fields``/``decode_fields``); it needs no pydicom, so ``dicomdesk echo``
+never imports it.  The public one is a pydicom ``Dataset`` (``encode_command``,
+``decode_command``, ``command_dataset``); pydicom is imported only when one is built.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from typing import Any
-
-from pydicom import config as _pydicom_config
-from pydicom.dataelem import DataElement
-from pydicom.datadict import DicomDictionary
-from pydicom.dataset import Dataset
-from pydicom.tag import Tag
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dicomdesk.net.exceptions import DIMSEProcessingError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
 COMMAND_GROUP_LENGTH = 0x00000000
 
-# VR of each command element, keyed by element number (group 0000): PS3.7
-# Table E.1-1 (current) and E.2-1 (retired), as pydicom's data dictionary holds them.
+#: VR of each command element, keyed by element number (group 0000): PS3.7 Table E.1-1
+#: (current) and E.2-1 (retired); a test checks it equals pydicom's data dictionary.
 COMMAND_VRS: dict[int, str] = {
-    tag & 0xFFFF: entry[0] for tag, entry in DicomDictionary.items() if tag >> 16 == 0
+    0x0000: 'UL',  # Command Group Length
+    0x0001: 'UL',  # Command Length to End (retired)
+    0x0002: 'UI',  # Affected SOP Class UID
+    0x0003: 'UI',  # Requested SOP Class UID
+    0x0010: 'SH',  # Command Recognition Code (retired)
+    0x0100: 'US',  # Command Field
+    0x0110: 'US',  # Message ID
+    0x0120: 'US',  # Message ID Being Responded To
+    0x0200: 'AE',  # Initiator (retired)
+    0x0300: 'AE',  # Receiver (retired)
+    0x0400: 'AE',  # Find Location (retired)
+    0x0600: 'AE',  # Move Destination
+    0x0700: 'US',  # Priority
+    0x0800: 'US',  # Command Data Set Type
+    0x0850: 'US',  # Number of Matches (retired)
+    0x0860: 'US',  # Response Sequence Number (retired)
+    0x0900: 'US',  # Status
+    0x0901: 'AT',  # Offending Element
+    0x0902: 'LO',  # Error Comment
+    0x0903: 'US',  # Error ID
+    0x1000: 'UI',  # Affected SOP Instance UID
+    0x1001: 'UI',  # Requested SOP Instance UID
+    0x1002: 'US',  # Event Type ID
+    0x1005: 'AT',  # Attribute Identifier List
+    0x1008: 'US',  # Action Type ID
+    0x1020: 'US',  # Number of Remaining Sub-operations
+    0x1021: 'US',  # Number of Completed Sub-operations
+    0x1022: 'US',  # Number of Failed Sub-operations
+    0x1023: 'US',  # Number of Warning Sub-operations
+    0x1030: 'AE',  # Move Originator Application Entity Title
+    0x1031: 'US',  # Move Originator Message ID
+    0x4000: 'LT',  # Dialog Receiver (retired)
+    0x4010: 'LT',  # Terminal Type (retired)
+    0x5010: 'SH',  # Message Set ID (retired)
+    0x5020: 'SH',  # End Message ID (retired)
+    0x5110: 'LT',  # Display Format (retired)
+    0x5120: 'LT',  # Page Position ID (retired)
+    0x5130: 'CS',  # Text Format ID (retired)
+    0x5140: 'CS',  # Normal Reverse (retired)
+    0x5150: 'CS',  # Add Gray Scale (retired)
+    0x5160: 'CS',  # Borders (retired)
+    0x5170: 'IS',  # Copies (retired)
+    0x5180: 'CS',  # Command Magnification Type (retired)
+    0x5190: 'CS',  # Erase (retired)
+    0x51A0: 'CS',  # Print (retired)
+    0x51B0: 'US',  # Overlays (retired)
 }
 
 _NUMERIC = {'US': 'H', 'UL': 'I', 'SS': 'h', 'SL': 'i'}
@@ -39,9 +88,43 @@ _NUMERIC_STRUCT = {vr: struct.Struct('<' + code) for vr, code in _NUMERIC.items(
 _SINGLE_TEXT = {'LT', 'ST', 'UT'}
 _HEADER = struct.Struct('<HHI')
 _TAG = struct.Struct('<HH')
+_GROUP_LENGTH_ELEMENT = struct.Struct('<HHII')
 # pydicom's default character repertoire (ISO-IR 6, written as ISO 8859-1).
 _ENCODING = 'latin-1'
-_IGNORE = _pydicom_config.IGNORE
+
+
+def command_vr(element: int) -> str:
+    """The VR of command element (0000,element); UN for one the standard does not define."""
+    return COMMAND_VRS.get(element, 'UN')
+
+
+def _as_tag(value: Any) -> int:
+    """An AT value as a 32-bit tag: an int, a (group, element) pair, or (with pydicom) a keyword."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        return (value[0] << 16) | value[1]
+    from pydicom.tag import Tag  # keywords and the other forms pydicom's Tag() accepts
+
+    return Tag(value)
+
+
+def normalise_value(element: int, value: Any) -> Any:
+    """A value set on command element (0000,element), in the form the internal
+    representation keeps and pydicom would read back: a one-item list is its item; AT
+    values are tag ints (a ``(group, element)`` pair is one tag, a list holds several).
+    Anything else is kept as given."""
+    if value is None:
+        return None
+    is_at = COMMAND_VRS.get(element) == 'AT'
+    if isinstance(value, list) or (isinstance(value, tuple) and not is_at):
+        if len(value) == 1:
+            value = value[0]
+        elif is_at:
+            return [_as_tag(v) for v in value]
+        else:
+            return value
+    return _as_tag(value) if is_at else value
 
 
 def _encode_value(vr: str, value: Any) -> bytes:
@@ -59,7 +142,7 @@ def _encode_value(vr: str, value: Any) -> bytes:
         values = list(value) if multi else [value]
         out = bytearray()
         for tag in values:
-            tag = Tag(tag)
+            tag = _as_tag(tag)
             out += _TAG.pack(tag >> 16, tag & 0xFFFF)
         return bytes(out)
     if isinstance(value, bytes):  # OB/UN or a raw value a caller kept
@@ -74,6 +157,34 @@ def _encode_value(vr: str, value: Any) -> bytes:
     return raw
 
 
+def _encode_elements(elements: Iterable[tuple[int, str, Any]]) -> bytes:
+    """Encode (element, VR, value) triples, in the given order, after a fresh group length."""
+    parts = []
+    length = 0
+    pack_header = _HEADER.pack
+    for element, vr, value in elements:
+        if element == 0:
+            continue
+        value = _encode_value(vr, value)
+        parts.append(pack_header(0, element, len(value)))
+        parts.append(value)
+        length += 8 + len(value)
+    parts.insert(0, _GROUP_LENGTH_ELEMENT.pack(0, 0, 4, length))
+    return b''.join(parts)
+
+
+def encode_fields(fields: Mapping[int, Any]) -> bytes:
+    """Encode a Command Set held as ``{element number: value}`` (the internal form).
+
+    The VRs come from ``COMMAND_VRS``; elements are written in ascending order with a
+    freshly computed Command Group Length (PS3.7 6.3.1); any element 0 in ``fields``
+    is ignored and ``fields`` is not changed.  The bytes equal ``encode_command`` of
+    the equivalent data set.
+    """
+    return _encode_elements((element, command_vr(element), fields[element])
+                            for element in sorted(fields))
+
+
 def encode_command(ds: Dataset) -> bytes:
     """Encode a Command Set with a freshly computed Command Group Length (PS3.7 6.3.1).
 
@@ -81,20 +192,14 @@ def encode_command(ds: Dataset) -> bytes:
     Raises ``ValueError`` if ``ds`` holds an element outside group 0000: a
     command set is only the command group (PS3.7 6.3.1).
     """
-    parts = []
-    length = 0
-    for elem in ds:
-        tag = elem.tag
-        if tag >> 16:
-            raise ValueError(f'{tag} is not a command element (group 0000)')
-        element = tag & 0xFFFF
-        if element == 0:
-            continue
-        value = _encode_value(elem.VR, elem.value)
-        parts.append(_HEADER.pack(0, element, len(value)))
-        parts.append(value)
-        length += 8 + len(value)
-    return b''.join([_HEADER.pack(0, 0, 4), struct.pack('<I', length)] + parts)
+    def elements() -> Iterable[tuple[int, str, Any]]:
+        for elem in ds:
+            tag = elem.tag
+            if tag >> 16:
+                raise ValueError(f'{tag} is not a command element (group 0000)')
+            yield tag & 0xFFFF, elem.VR, elem.value
+
+    return _encode_elements(elements())
 
 
 def _decode_value(vr: str, raw: bytes) -> Any:
@@ -112,7 +217,7 @@ def _decode_value(vr: str, raw: bytes) -> Any:
             return None
         if len(raw) % 4:
             raise DIMSEProcessingError(f'AT value of length {len(raw)}')
-        tags = [Tag(g, e) for g, e in _TAG.iter_unpack(raw)]
+        tags = [(g << 16) | e for g, e in _TAG.iter_unpack(raw)]
         return tags[0] if len(tags) == 1 else tags
     if vr in ('OB', 'UN', 'OW'):
         return raw
@@ -129,8 +234,10 @@ def _decode_value(vr: str, raw: bytes) -> Any:
     return values[0] if len(values) == 1 else values
 
 
-def decode_command(data: bytes | bytearray | memoryview) -> Dataset:
-    """Decode a Command Set (Implicit VR Little Endian, group 0000 only).
+def decode_fields(data: bytes | bytearray | memoryview) -> dict[int, Any]:
+    """Decode a Command Set (Implicit VR Little Endian, group 0000 only) to the internal
+    form: ``{element number: value}`` in ascending element order, values as pydicom's
+    reader converts them except that UIDs are ``str`` and AT values ``int``.
 
     Raises ``DIMSEProcessingError`` for anything malformed: a truncated
     element, an element outside group 0000, an undefined length, tags out of
@@ -139,8 +246,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Dataset:
     """
     raw = bytes(data)
     size = len(raw)
-    ds = Dataset()
-    elements = ds._dict  # direct insert: tags are checked in ascending order below
+    fields: dict[int, Any] = {}
     offset = 0
     previous = -1
     group_length = None
@@ -159,8 +265,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Dataset:
             raise DIMSEProcessingError(f'command element (0000,{element:04X}) overruns the data')
         value_bytes = raw[offset:offset + length]
         offset += length
-        vr = COMMAND_VRS.get(element, 'UN')
-        value = _decode_value(vr, value_bytes)
+        value = _decode_value(COMMAND_VRS.get(element, 'UN'), value_bytes)
         if element == 0:
             if not isinstance(value, int):
                 raise DIMSEProcessingError('invalid Command Group Length')
@@ -168,8 +273,41 @@ def decode_command(data: bytes | bytearray | memoryview) -> Dataset:
             if group_length != size - offset:
                 raise DIMSEProcessingError(
                     f'Command Group Length {group_length} but {size - offset} bytes follow')
-        tag = Tag(0, element)
-        elements[tag] = DataElement(tag, vr, value, validation_mode=_IGNORE)
+        fields[element] = value
     if group_length is None:
         raise DIMSEProcessingError('command set without Command Group Length (0000,0000)')
+    return fields
+
+
+def command_dataset(fields: Mapping[int, Any]) -> Dataset:
+    """The pydicom ``Dataset`` of a Command Set held as ``{element number: value}``.
+
+    Elements get their ``COMMAND_VRS`` VR (UN for unknown ones); AT values become
+    pydicom tags.  Values are not validated (a peer's command set is what it is).
+    """
+    from pydicom import config
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.tag import Tag
+
+    ds = Dataset()
+    elements = ds._dict  # direct insert, in ascending tag order
+    for element in sorted(fields):
+        value = fields[element]
+        vr = COMMAND_VRS.get(element, 'UN')
+        if vr == 'AT' and value is not None:
+            value = [Tag(v) for v in value] if isinstance(value, list) else Tag(value)
+        tag = Tag(0, element)
+        elements[tag] = DataElement(tag, vr, value, validation_mode=config.IGNORE)
     return ds
+
+
+def decode_command(data: bytes | bytearray | memoryview) -> Dataset:
+    """Decode a Command Set (Implicit VR Little Endian, group 0000 only) to a ``Dataset``.
+
+    Raises ``DIMSEProcessingError`` for anything malformed: a truncated
+    element, an element outside group 0000, an undefined length, tags out of
+    order, a value whose length does not fit its VR, or a Command Group Length
+    that disagrees with the data (PS3.7 6.3.1).
+    """
+    return command_dataset(decode_fields(data))

@@ -9,6 +9,9 @@ transfer syntax) or, for the SOP classes in ``store_in_file``, writes every
 fragment straight to a file the application supplies, so that a large object
 never sits whole in memory.
 
+pydicom is imported only when a data set is decoded: a message without one (C-ECHO, most
+responses) is reassembled with the pydicom-free command set codec.
+
 A data set that cannot be decoded or stored does not abort the association:
 the message keeps what arrived in ``data_set`` and the reason in
 ``data_set_error``, so the service can answer with a failure status
@@ -21,16 +24,14 @@ import io
 import logging
 import zlib
 from collections.abc import Callable, Collection, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
-from pydicom.uid import UID
-
-from dicomdesk.net.commandset import decode_command
-from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_command
+from dicomdesk.net.commandset import decode_fields
+from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private)
     transfer syntaxes are read that way.
     """
+    from pydicom.uid import UID
+
     uid = UID(str(transfer_syntax).strip().rstrip('\x00'))
     deflated = uid in _DEFLATED
     try:
@@ -71,6 +74,16 @@ def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
     Raises whatever pydicom or zlib raise for a malformed data set; the decoder
     turns that into ``data_set_error``.
     """
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filereader import read_dataset
+
+    from dicomdesk.net.dataset_codec import decode_identifier
+
+    # A flat identifier of text/integer elements (every C-FIND response) is walked by the
+    # narrow fast codec (pydicom's Dataset of raw elements); anything unusual goes to pydicom.
+    fast = decode_identifier(raw, transfer_syntax)
+    if fast is not None:
+        return fast
     implicit, little, deflated = transfer_syntax_encoding(transfer_syntax)
     if deflated:
         raw = _inflate(raw)
@@ -197,9 +210,9 @@ class DIMSEDecoder:
         return None
 
     def _command_complete(self) -> tuple[DIMSEMessage, int] | None:
-        command_set = decode_command(bytes(self._command))
+        fields = decode_fields(self._command)
         self._command = bytearray()
-        msg = message_from_command(command_set)
+        msg = message_from_fields(fields)
         self.msg = msg
         self.command_set_received = True
         if msg.command_data_set_type in (None, NO_DATA_SET):
@@ -207,7 +220,7 @@ class DIMSEDecoder:
         context = self.accepted_contexts[self.pc_id]
         if context.sop_class in self.store_in_file and self.get_file_cb is not None:
             try:
-                self._file, self._file_start = self.get_file_cb(context, command_set)
+                self._file, self._file_start = self.get_file_cb(context, msg.command_set)
             except OSError as exc:
                 logger.warning('cannot open a file for the data set: %s', exc)
                 self._sink_error = f'cannot open a file for the data set: {exc}'

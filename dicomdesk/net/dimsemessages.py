@@ -1,28 +1,41 @@
 """DIMSE-C and DIMSE-N messages (PS3.7 Sections 9.3 and 10.3) and their fragmentation.
 
-A message is a Command Set (a pydicom ``Dataset`` of group 0000, PS3.7 6.3.1)
-and an optional Data Set.  ``encode`` turns it into P-DATA-TF PDUs, one
+A message is a Command Set (group 0000, PS3.7 6.3.1) and an optional Data Set.  ``encode`` turns it into P-DATA-TF PDUs, one
 Presentation Data Value each (PS3.8 9.3.5, Annex E): first the command
 fragments, then the data set fragments, each no larger than the peer's
 Maximum Length Received allows (PS3.8 D.1).  A data set may be bytes or a
 binary file object; a file is streamed in bounded reads, never loaded whole.
 
 As in the reference, messages do not validate required and conditional fields.
+
+A message keeps its command set as a plain ``{element number: value}`` dict
+(``commandset.encode_fields``/``decode_fields``), so building, sending, receiving and
+reading a message needs no pydicom (``dicomdesk echo`` never imports it).  The
+reference's ``command_set`` — a pydicom ``Dataset`` — is built from those fields the
+first time it is read; from then on that Dataset is the message's command set, and the
+properties read and write it, so both views always agree.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
-from pydicom.dataset import Dataset
-from pydicom.tag import Tag
-
-from dicomdesk.net.commandset import COMMAND_VRS, encode_command
+from dicomdesk.net.commandset import (
+    COMMAND_VRS,
+    command_dataset,
+    encode_command,
+    encode_fields,
+    normalise_value,
+)
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
 from dicomdesk.net.statuses import Status
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +66,24 @@ PRIORITY_HIGH = 0x0001
 def value_or_none(elem: Any) -> Any:
     """The element's value, or ``None`` when the element is absent."""
     return None if elem is None else elem.value
+
+
+def is_dataset(obj: Any) -> bool:
+    """Is ``obj`` a pydicom ``Dataset``?  Answered without importing pydicom: if pydicom
+    was never imported, nothing can be one."""
+    module = sys.modules.get('pydicom.dataset')
+    return module is not None and isinstance(obj, module.Dataset)
+
+
+def _element(tag: tuple[int, int] | int) -> int:
+    """The element number of a group 0000 tag given as an int or a (group, element) pair."""
+    if isinstance(tag, tuple):
+        group, element = tag
+    else:
+        group, element = tag >> 16, tag & 0xFFFF
+    if group != 0:
+        raise ValueError(f'({group:04X},{element:04X}) is not a command element (group 0000)')
+    return element
 
 
 def _fragment_size(max_pdu_length: int) -> int:
@@ -154,20 +185,16 @@ def dimse_property(tag: tuple[int, int] | int) -> property:
 
     Setting ``None`` removes the element, so optional fields stay absent.
     """
-    tag = Tag(tag)
-    vr = COMMAND_VRS.get(tag & 0xFFFF, 'UN')
+    element = _element(tag)
+    vr = COMMAND_VRS.get(element, 'UN')
 
     def getter(self: DIMSEMessage) -> Any:
-        return value_or_none(self.command_set.get(tag))
+        return self.get_command_value(element)
 
     def setter(self: DIMSEMessage, value: Any) -> None:
-        if value is None:
-            if tag in self.command_set:
-                del self.command_set[tag]
-        else:
-            self.command_set.add_new(tag, vr, value)
+        self.set_command_value(element, value)
 
-    return property(getter, setter, doc=f'Command element {tag} ({vr}).')
+    return property(getter, setter, doc=f'Command element (0000,{element:04X}) ({vr}).')
 
 
 class StatusMixin:
@@ -177,23 +204,18 @@ class StatusMixin:
     0xA700 reads as the C-STORE or C-FIND meaning as appropriate.
     """
 
-    command_set: Dataset
     command_field: ClassVar[int]
 
     @property
     def status(self) -> Status | None:
-        value = value_or_none(self.command_set.get(0x00000900))
+        value = self.get_command_value(0x0900)  # type: ignore[attr-defined]
         if value is None:
             return None
         return Status(value, command=self.command_field)
 
     @status.setter
     def status(self, value: int | None) -> None:
-        if value is None:
-            if 0x00000900 in self.command_set:
-                del self.command_set[0x00000900]
-        else:
-            self.command_set.add_new(0x00000900, 'US', int(value))
+        self.set_command_value(0x0900, None if value is None else int(value))  # type: ignore[attr-defined]
 
     # Error reporting fields of failure/warning responses (PS3.7 Annex C).
     offending_element = dimse_property((0x0000, 0x0901))
@@ -227,16 +249,71 @@ class DIMSEMessage:
     requested_sop_class_uid = dimse_property((0x0000, 0x0003))
 
     def __init__(self, command_set: Dataset | None = None):
+        # Exactly one of _fields ({element: value}) and _command_set (a Dataset) is set.
+        self._fields: dict[int, Any] | None = None
+        self._command_set: Dataset | None = None
         if command_set is None:
-            command_set = Dataset()
-            command_set.add_new(0x00000000, 'UL', 0)
-            command_set.add_new(0x00000100, 'US', self.command_field)
-            command_set.add_new(0x00000800, 'US', NO_DATA_SET)
-            for tag, (vr, value) in self._defaults.items():
-                command_set.add_new(tag, vr, value)
-        self.command_set = command_set
+            fields = {0x0000: 0, 0x0100: self.command_field, 0x0800: NO_DATA_SET}
+            for tag, (_vr, value) in self._defaults.items():
+                fields[_element(tag)] = value
+            self._fields = fields
+        else:
+            self._command_set = command_set
         self.data_set: Any = None
         self.data_set_error: str | None = None
+
+    @classmethod
+    def from_fields(cls, fields: dict[int, Any]) -> DIMSEMessage:
+        """A message whose command set is ``fields`` ({element number: value}, group 0000),
+        as ``commandset.decode_fields`` returns it; the dict is kept, not copied."""
+        msg = cls()
+        msg._fields = fields
+        return msg
+
+    @property
+    def command_set(self) -> Dataset:
+        """The Command Set as a pydicom ``Dataset`` (the reference's attribute).
+
+        Built from the message's fields on first access; from then on this Dataset is
+        the message's command set: the properties read and write it, and changes made to
+        it directly are sent.
+        """
+        ds = self._command_set
+        if ds is None:
+            assert self._fields is not None
+            ds = self._command_set = command_dataset(self._fields)
+            self._fields = None
+        return ds
+
+    @command_set.setter
+    def command_set(self, ds: Dataset) -> None:
+        self._command_set = ds
+        self._fields = None
+
+    def get_command_value(self, element: int) -> Any:
+        """The value of command element (0000,element), or ``None`` when it is absent."""
+        fields = self._fields
+        if fields is not None:
+            return fields.get(element)
+        assert self._command_set is not None
+        return value_or_none(self._command_set.get(element))
+
+    def set_command_value(self, element: int, value: Any) -> None:
+        """Set command element (0000,element) with its standard VR; ``None`` removes it."""
+        fields = self._fields
+        if fields is not None:
+            if value is None:
+                fields.pop(element, None)
+            else:
+                fields[element] = normalise_value(element, value)
+            return
+        ds = self._command_set
+        assert ds is not None
+        if value is None:
+            if element in ds:
+                del ds[element]
+        else:
+            ds.add_new(element, COMMAND_VRS.get(element, 'UN'), value)
 
     def __repr__(self) -> str:
         return f'<{type(self).__name__} data_set={type(self.data_set).__name__}>'
@@ -244,7 +321,7 @@ class DIMSEMessage:
     @property
     def command_data_set_type(self) -> int | None:
         """Command Data Set Type (0000,0800): 0101H when there is no data set."""
-        return value_or_none(self.command_set.get(0x00000800))
+        return self.get_command_value(0x0800)
 
     @property
     def has_data_set(self) -> bool:
@@ -255,16 +332,20 @@ class DIMSEMessage:
     def set_length(self) -> bytes:
         """Set Command Group Length (0000,0000) and return the encoded command set."""
         self._set_data_set_type()
-        encoded = encode_command(self.command_set)
-        self.command_set.add_new(0x00000000, 'UL', len(encoded) - 12)
+        if self._fields is not None:
+            encoded = encode_fields(self._fields)
+        else:
+            assert self._command_set is not None
+            encoded = encode_command(self._command_set)
+        self.set_command_value(0x0000, len(encoded) - 12)
         return encoded
 
     def _set_data_set_type(self) -> None:
         # PS3.7 Table E.1-1: 0101H means no data set; keep a peer's "present" value.
         if self.data_set is None:
-            self.command_set.add_new(0x00000800, 'US', NO_DATA_SET)
+            self.set_command_value(0x0800, NO_DATA_SET)
         elif self.command_data_set_type in (None, NO_DATA_SET):
-            self.command_set.add_new(0x00000800, 'US', DATA_SET_PRESENT)
+            self.set_command_value(0x0800, DATA_SET_PRESENT)
 
     def encode(self, pc_id: int, max_pdu_length: int) -> Iterator[PDataTfPDU]:
         """Yield the message as P-DATA-TF PDUs, one PDV each (PS3.8 9.3.5, Annex E).
@@ -273,7 +354,7 @@ class DIMSEMessage:
         most ``max_pdu_length - 6`` bytes (1 MiB when ``max_pdu_length`` is 0).
         """
         data_set = self.data_set
-        if isinstance(data_set, Dataset):
+        if is_dataset(data_set):
             raise TypeError('encode the data set in the transfer syntax of the '
                             'presentation context before encoding the message')
         command = self.set_length()
@@ -514,14 +595,24 @@ MESSAGE_TYPES: dict[int, type[DIMSEMessage]] = {
 """Message classes by Command Field (PS3.7 Table E.1-1)."""
 
 
+def _message_class(command_field: Any) -> type[DIMSEMessage]:
+    cls = MESSAGE_TYPES.get(command_field) if isinstance(command_field, int) else None
+    if cls is None:
+        raise DIMSEProcessingError(f'unknown DIMSE Command Field {command_field!r}')
+    return cls
+
+
 def message_from_command(ds: Dataset) -> DIMSEMessage:
-    """Wrap a received command set in the message class its Command Field names.
+    """Wrap a received command set (a pydicom ``Dataset``) in the message class its
+    Command Field names.
 
     Raises ``DIMSEProcessingError`` for a missing or unknown Command Field: the
     peer sent something that is not a DIMSE message (PS3.7 Table E.1-1).
     """
-    command_field = value_or_none(ds.get(0x00000100))
-    cls = MESSAGE_TYPES.get(command_field) if isinstance(command_field, int) else None
-    if cls is None:
-        raise DIMSEProcessingError(f'unknown DIMSE Command Field {command_field!r}')
-    return cls(ds)
+    return _message_class(value_or_none(ds.get(0x00000100)))(ds)
+
+
+def message_from_fields(fields: dict[int, Any]) -> DIMSEMessage:
+    """Like ``message_from_command`` for a command set in the internal form
+    (``commandset.decode_fields``); no pydicom is involved."""
+    return _message_class(fields.get(0x0100)).from_fields(fields)

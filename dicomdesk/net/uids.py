@@ -6,13 +6,16 @@ Modality Worklist (PS3.4 K.6) and Storage Commitment (PS3.4 J.3) classes that
 dicomdesk uses.  ``STORAGE_SOP_CLASSES`` holds every Storage SOP Class
 (PS3.4 Annex B) that pydicom's UID dictionary knows, so a Storage SCP can accept
 objects of classes newer than this module.
+
+Every constant is a plain ``str``, so importing this module does not import pydicom
+(``dicomdesk echo`` needs none of it); ``STORAGE_SOP_CLASSES`` alone needs pydicom's UID
+dictionary and is computed on first access (PEP 562 module ``__getattr__``).
 """
 
 from __future__ import annotations
 
 import logging
-
-from pydicom.uid import UID_dictionary as _PYDICOM_UIDS
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -585,8 +588,10 @@ def _pydicom_storage_classes() -> list[str]:
     or "- Trial" suffix); Storage Commitment and the Media Storage Directory class
     carry the word but are not storage classes of PS3.4 Annex B.
     """
+    from pydicom.uid import UID_dictionary
+
     found = []
-    for uid, entry in _PYDICOM_UIDS.items():
+    for uid, entry in UID_dictionary.items():
         name, uid_type = entry[0], entry[1]
         if uid_type != 'SOP Class' or 'Storage' not in name:
             continue
@@ -602,7 +607,27 @@ _NAMED_STORAGE_CLASSES = [
     and key.isupper()
 ]
 
-STORAGE_SOP_CLASSES: tuple[str, ...] = tuple(
-    dict.fromkeys(_NAMED_STORAGE_CLASSES + _pydicom_storage_classes())
-)
-"""All Storage SOP Classes: the named constants first, then the rest pydicom knows."""
+#: Names computed on first access (PEP 562), because they need pydicom's dictionaries.
+_LAZY_NAMES = ('STORAGE_SOP_CLASSES',)
+
+
+def _storage_sop_classes() -> tuple[str, ...]:
+    """All Storage SOP Classes: the named constants first, then the rest pydicom knows."""
+    return tuple(dict.fromkeys(_NAMED_STORAGE_CLASSES + _pydicom_storage_classes()))
+
+
+def __getattr__(name: str) -> Any:
+    """``STORAGE_SOP_CLASSES`` (a tuple of str): every Storage SOP Class (PS3.4 Annex B),
+    the named constants of this module first, then the rest pydicom's UID dictionary knows.
+
+    Built on first access and then kept as an ordinary module attribute.
+    """
+    if name == 'STORAGE_SOP_CLASSES':
+        value = _storage_sop_classes()
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))

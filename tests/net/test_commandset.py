@@ -8,13 +8,22 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
 
-from dicomdesk.net.commandset import decode_command, encode_command
+from dicomdesk.net.commandset import (
+    COMMAND_VRS,
+    command_dataset,
+    decode_command,
+    decode_fields,
+    encode_command,
+    encode_fields,
+    normalise_value,
+)
 from dicomdesk.net.exceptions import DIMSEProcessingError
 
 
@@ -211,3 +220,116 @@ def test_decoding_mutated_command_sets_never_raises_anything_else(ds, data):
     except DIMSEProcessingError:
         return
     assert isinstance(result, Dataset)
+
+
+# --- the pydicom-free internal form: {element number: value} -------------------------------
+
+def as_fields(ds: Dataset) -> dict[int, object]:
+    """A Dataset's command set in the internal form, values as plain Python values."""
+    fields = {}
+    for elem in ds:
+        value = elem.value
+        if isinstance(value, (list, tuple)) or type(value).__name__ == 'MultiValue':
+            value = list(value)
+        fields[elem.tag & 0xFFFF] = value
+    return fields
+
+
+def test_command_vr_table_equals_pydicoms_dictionary_for_group_0000():
+    from_pydicom = {tag & 0xFFFF: entry[0] for tag, entry in DicomDictionary.items() if tag >> 16 == 0}
+    assert COMMAND_VRS == from_pydicom
+
+
+@pytest.mark.parametrize('name', sorted(COMMAND_SETS))
+def test_fields_encoding_equals_pydicoms_byte_for_byte(name):
+    ds = COMMAND_SETS[name]
+    assert encode_fields(as_fields(ds)) == pydicom_encoding(ds)
+
+
+def test_fields_are_encoded_in_ascending_element_order_whatever_the_dict_order():
+    fields = as_fields(COMMAND_SETS['c-store-rq-odd-uid'])
+    reversed_fields = dict(reversed(list(fields.items())))
+    assert encode_fields(reversed_fields) == encode_fields(fields)
+
+
+def test_fields_encoding_ignores_a_stale_group_length_and_leaves_fields_unchanged():
+    fields = {0x0000: 999, 0x0100: 0x30, 0x0110: 1}
+    data = encode_fields(fields)
+    assert decode_fields(data)[0x0000] == len(data) - 12
+    assert fields[0x0000] == 999
+
+
+@pytest.mark.parametrize('name', sorted(COMMAND_SETS))
+def test_decoded_fields_hold_the_values_pydicom_reads(name):
+    data = pydicom_encoding(COMMAND_SETS[name])
+    fields = decode_fields(data)
+    expected = pydicom_decoding(data)
+    assert list(fields) == [elem.tag & 0xFFFF for elem in expected]  # ascending, complete
+    for elem in expected:
+        assert fields[elem.tag & 0xFFFF] == elem.value
+
+
+@pytest.mark.parametrize('name', sorted(COMMAND_SETS))
+def test_command_dataset_of_decoded_fields_equals_pydicoms_decoding(name):
+    data = pydicom_encoding(COMMAND_SETS[name])
+    ds = command_dataset(decode_fields(data))
+    assert ds == pydicom_decoding(data)
+    assert [elem.VR for elem in ds] == [elem.VR for elem in pydicom_decoding(data)]
+
+
+def test_at_values_are_plain_ints_in_fields_and_pydicom_tags_in_the_dataset():
+    ds = COMMAND_SETS['c-store-rsp-error']
+    fields = decode_fields(encode_command(ds))
+    assert fields[0x0901] == [0x00100010, 0x00100020]
+    assert all(type(tag) is int for tag in fields[0x0901])
+    assert list(command_dataset(fields).OffendingElement) == [Tag(0x00100010), Tag(0x00100020)]
+
+
+@pytest.mark.parametrize('given, stored', [
+    ((0x0010, 0x0010), 0x00100010),          # a (group, element) pair is one tag, as in pydicom
+    (0x00100020, 0x00100020),
+    ([0x00100010, (0x0008, 0x0018)], [0x00100010, 0x00080018]),
+    ('PatientName', 0x00100010),             # a keyword: pydicom resolves it
+])
+def test_at_values_set_in_any_pydicom_form_are_normalised_to_tag_ints(given, stored):
+    assert normalise_value(0x0901, given) == stored
+    ds = Dataset()
+    ds.add_new(0x00000901, 'AT', given)
+    assert encode_fields({0x0901: normalise_value(0x0901, given)}) == encode_command(ds)
+
+
+def test_values_of_other_vrs_are_kept_as_given():
+    uid = '1.2.3'
+    assert normalise_value(0x0002, uid) is uid
+    assert normalise_value(0x0110, 7) == 7
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(command_sets())
+def test_random_command_sets_encode_identically_from_fields_and_decode_to_the_same_values(ds):
+    data = encode_fields(as_fields(ds))
+    assert data == encode_command(ds) == pydicom_encoding(ds)
+    fields = decode_fields(data)
+    assert command_dataset(fields) == decode_command(data) == pydicom_decoding(data)
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_decode_fields_and_decode_command_agree_on_any_bytes(data):
+    try:
+        fields = decode_fields(data)
+    except DIMSEProcessingError:
+        with pytest.raises(DIMSEProcessingError):
+            decode_command(data)
+        return
+    assert command_dataset(fields) == decode_command(data)
+
+
+@pytest.mark.parametrize('element, vr, given', [
+    (0x0110, 'US', [5]), (0x0600, 'AE', ['DEST']), (0x1005, 'AT', [0x00080018]),
+    (0x1005, 'AT', [(0x0008, 0x0018), 0x00080020]), (0x0110, 'US', 5), (0x0902, 'LO', 'x'),
+])
+def test_normalised_values_are_what_pydicom_reads_back(element, vr, given):
+    ds = Dataset()
+    ds.add_new(element, vr, given)
+    assert normalise_value(element, given) == ds[element].value

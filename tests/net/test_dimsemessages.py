@@ -8,7 +8,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomdesk.net import dimsemessages as dm
-from dicomdesk.net.commandset import decode_command
+from dicomdesk.net.commandset import decode_command, decode_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.pdu import PDataTfPDU
 from dicomdesk.net.statuses import Status
@@ -240,3 +240,119 @@ def test_message_from_command_picks_the_class_by_command_field():
 def test_value_or_none():
     assert dm.value_or_none(None) is None
     assert dm.value_or_none(dm.CEchoRQMessage().command_set['CommandField']) == 0x30
+
+
+# --- the command set kept as fields, the pydicom Dataset built on demand ------------------
+
+def _command_bytes(msg: dm.DIMSEMessage, pc_id: int = 1) -> bytes:
+    pdus = list(msg.encode(pc_id, 0))
+    return bytes(pdus[0].data_value_items[0].data_value[1:])
+
+
+def _filled(cls: type[dm.DIMSEMessage]) -> dm.DIMSEMessage:
+    """A message of ``cls`` with every property it has set to a plausible value."""
+    msg = cls()
+    values = {
+        'message_id': 11, 'message_id_being_responded_to': 12, 'sop_class_uid': '1.2.840.10008.1.1',
+        'affected_sop_instance_uid': '1.2.3.4.5', 'requested_sop_instance_uid': '1.2.3.4',
+        'priority': dm.PRIORITY_HIGH, 'status': 0xB000, 'move_destination': 'DEST',
+        'move_originator_aet': 'MOVER', 'move_originator_message_id': 3,
+        'num_of_remaining_sub_ops': 4, 'num_of_completed_sub_ops': 5,
+        'num_of_failed_sub_ops': 6, 'num_of_warning_sub_ops': 7, 'event_type_id': 1,
+        'action_type_id': 2, 'error_comment': 'odd comment', 'error_id': 9,
+        'offending_element': [0x00100010, 0x00100020], 'attribute_identifier_list': [0x00080018],
+    }
+    for name, value in values.items():
+        if isinstance(getattr(cls, name, None), property):
+            setattr(msg, name, value)
+    return msg
+
+
+@pytest.mark.parametrize('cls', list(dm.MESSAGE_TYPES.values()), ids=lambda c: c.__name__)
+def test_encoding_is_identical_whether_or_not_command_set_was_read(cls):
+    untouched, touched = _filled(cls), _filled(cls)
+    ds = touched.command_set  # builds the Dataset; from now on it is the command set
+    assert _command_bytes(untouched) == _command_bytes(touched)
+    assert decode_command(_command_bytes(untouched)) == ds
+
+
+@pytest.mark.parametrize('cls', list(dm.MESSAGE_TYPES.values()), ids=lambda c: c.__name__)
+def test_properties_read_the_same_from_fields_and_from_the_dataset(cls):
+    msg = _filled(cls)
+    names = [n for n in dir(cls) if isinstance(getattr(cls, n), property) and n != 'command_set']
+    before = {n: getattr(msg, n) for n in names}
+    msg.command_set  # noqa: B018 - switch to the Dataset
+    assert {n: getattr(msg, n) for n in names} == before
+
+
+def test_setting_properties_after_reading_command_set_changes_that_dataset_and_the_encoding():
+    msg = dm.CStoreRSPMessage()
+    msg.status = 0
+    ds = msg.command_set
+    msg.status = 0xA700
+    msg.error_comment = 'Out of resources'
+    msg.message_id_being_responded_to = 5
+    assert msg.command_set is ds
+    assert (ds.Status, ds.ErrorComment, ds.MessageIDBeingRespondedTo) == (0xA700, 'Out of resources', 5)
+    msg.error_comment = None
+    assert 'ErrorComment' not in ds
+    decoded = decode_command(_command_bytes(msg))
+    assert decoded.Status == 0xA700 and 'ErrorComment' not in decoded
+
+
+def test_changes_made_to_command_set_directly_are_read_by_properties_and_sent():
+    msg = dm.CStoreRSPMessage()
+    msg.status = 0xB000
+    msg.command_set.ErrorComment = 'elements discarded'
+    msg.command_set.MessageIDBeingRespondedTo = 8
+    assert msg.error_comment == 'elements discarded'
+    assert msg.message_id_being_responded_to == 8
+    decoded = decode_command(_command_bytes(msg))
+    assert decoded.ErrorComment == 'elements discarded' and decoded.Status == 0xB000
+
+
+def test_assigning_a_command_set_replaces_the_fields():
+    msg = dm.CEchoRQMessage()
+    msg.message_id = 1
+    other = dm.CEchoRQMessage()
+    other.message_id = 99
+    msg.command_set = other.command_set
+    assert msg.message_id == 99
+    assert decode_command(_command_bytes(msg)).MessageID == 99
+
+
+def test_received_message_reads_its_fields_and_builds_the_dataset_on_demand():
+    sent = _filled(dm.CGetRSPMessage)
+    data = _command_bytes(sent)
+    got = dm.message_from_fields(decode_fields(data))
+    assert isinstance(got, dm.CGetRSPMessage)
+    assert got.status == 0xB000 and got.status.is_warning
+    assert got.num_of_completed_sub_ops == 5 and got.offending_element == [0x00100010, 0x00100020]
+    assert got.command_set == decode_command(data)
+    got.num_of_remaining_sub_ops = 0  # the Dataset now holds the command set
+    assert got.command_set.NumberOfRemainingSuboperations == 0
+
+
+def test_message_from_fields_refuses_an_unknown_or_missing_command_field():
+    with pytest.raises(DIMSEProcessingError):
+        dm.message_from_fields({0x0000: 0, 0x0100: 0x4242})
+    with pytest.raises(DIMSEProcessingError):
+        dm.message_from_fields({0x0000: 0})
+
+
+def test_an_at_property_set_as_a_group_element_pair_is_one_tag_before_and_after_the_dataset():
+    msg = dm.NSetRSPMessage()
+    msg.offending_element = (0x0010, 0x0010)
+    assert msg.offending_element == 0x00100010
+    from_fields = _command_bytes(msg)
+    msg.command_set  # noqa: B018
+    msg.offending_element = (0x0010, 0x0010)
+    assert _command_bytes(msg) == from_fields
+    assert decode_command(from_fields).OffendingElement == 0x00100010
+
+
+def test_is_dataset_recognises_pydicom_datasets_only():
+    assert dm.is_dataset(Dataset())
+    assert not dm.is_dataset(b'')
+    assert not dm.is_dataset(None)
+    assert not dm.is_dataset(io.BytesIO())
