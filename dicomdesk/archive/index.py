@@ -33,6 +33,7 @@ from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.tag import Tag
 
+from ..net.dataset_codec import raw_text_element
 from . import matching
 from .matching import STATUS_IDENTIFIER_DOES_NOT_MATCH, QueryError, value_text
 
@@ -662,8 +663,15 @@ class FindQuery:
         self.unsupported = unsupported
 
     def response(self, row: sqlite3.Row | tuple) -> Dataset:
+        """The response identifier for one row (PS3.4 C.4.1.2.3).
+
+        Plain text values go in as canonical raw elements (``raw_text_element``): pydicom
+        converts them on access to the values ``add_new`` would give, without validating and
+        converting every element of every match up front; anything else uses ``add_new``.
+        """
         ds = Dataset()
         non_ascii = False
+        values: list[object] = []
         for out in self.outs:
             value: object
             if out.kind == "empty":
@@ -680,7 +688,17 @@ class FindQuery:
                     value = None
             if isinstance(value, str) and not value.isascii():
                 non_ascii = True
-            ds.add_new(out.tag, out.vr, value)
+            values.append(value)
+        codec = "utf_8" if non_ascii else "ascii"
+        for out, value in zip(self.outs, values):
+            if isinstance(value, int) and not isinstance(value, bool) and out.vr == "IS":
+                value = str(value)
+            raw = raw_text_element(out.tag, out.vr, value, codec) \
+                if isinstance(value, (str, list)) else None
+            if raw is not None:
+                ds[raw.tag] = raw
+            else:
+                ds.add_new(out.tag, out.vr, value)
         ds.QueryRetrieveLevel = self.level
         if non_ascii:
             ds.SpecificCharacterSet = "ISO_IR 192"

@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 
 from .. import dimsemessages, statuses, uids
 from ..exceptions import DCMTimeoutError, EventHandlingError, NetDICOMError
+from ..dataset_codec import encode_identifier
 from .base import sop_classes
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,18 @@ def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = 
     comment = error_comment or getattr(status, "error_comment", None)
     if comment and not statuses.Status(int(status)).is_pending:
         rsp.error_comment = _error_comment(comment)
+    if isinstance(identifier, Dataset):
+        # The fast codec gives pydicom's bytes for a flat identifier (None: pydicom encodes).
+        encoded = encode_identifier(identifier, _context_syntax(ctx))
+        if encoded is not None:
+            identifier = encoded
     rsp.data_set = identifier
     asce.send(rsp, ctx.id)
+
+
+def _context_syntax(ctx: Any) -> str:
+    ts = ctx.supported_ts
+    return str(ts[0] if isinstance(ts, (list, tuple)) else ts)
 
 
 @sop_classes(FIND_SOP_CLASSES)
