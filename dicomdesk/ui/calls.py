@@ -157,7 +157,8 @@ def find_call(
             ctx.emit_row(to_row(ds))
 
         return operations.find(
-            _peer(target), level, keys, model=model, on_match=on_match, cancel=ctx.cancel
+            _peer(target), level, keys, model=model, on_match=on_match, cancel=ctx.cancel,
+            keep_matches=False,  # the rows are the results; holding the Datasets slows the GC
         )
 
     return call

@@ -143,6 +143,26 @@ def test_encoding_with_non_ascii_text_equals_pydicom_or_declines(ds, ts):
         assert fast == pydicom_bytes(ds, ts)
 
 
+def _state(ds):
+    """A Dataset's instance attributes other than its elements (compared below by value)."""
+    return {k: v for k, v in vars(ds).items() if k != "_dict"}
+
+
+def test_decoded_identifiers_share_no_mutable_state():
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = "P1"
+    raw = pydicom_bytes(ds, IMPLICIT_VR_LITTLE_ENDIAN)
+    first = decode_identifier(raw, IMPLICIT_VR_LITTLE_ENDIAN)
+    second = decode_identifier(raw, IMPLICIT_VR_LITTLE_ENDIAN)
+    assert first is not None and second is not None
+    for name, value in vars(first).items():
+        if isinstance(value, (dict, list, set)):
+            assert value is not vars(second)[name], name
+    first.PatientID = "CHANGED"
+    assert second.PatientID != "CHANGED"
+
+
 @FAST
 @given(identifiers(non_ascii=True), st.sampled_from(SYNTAXES))
 def test_decoded_identifier_equals_pydicoms_decoding(ds, ts):
@@ -150,6 +170,8 @@ def test_decoded_identifier_equals_pydicoms_decoding(ds, ts):
     expected = pydicom_decode(raw, ts)
     fast = decode_identifier(raw, ts)
     if fast is not None:
+        # the same instance state as pydicom's reader gives (the Dataset is built directly)
+        assert _state(fast) == _state(expected)
         assert fast == expected
         assert fast.original_encoding == expected.original_encoding
         assert fast.original_character_set == expected.original_character_set

@@ -138,3 +138,40 @@ def test_retrieve_copy_as_command_uses_the_selection(window, qtbot, loaded_qrscp
     assert text.startswith(f"dicomdesk move 127.0.0.1 {qrscp.port} --aet DICOMDESK --aec "
                            f"{qrscp.aet} --dest DICOMDESK --level STUDY --model study "
                            "-k StudyInstanceUID=")
+
+
+def test_a_burst_of_matches_goes_in_by_short_passes_and_the_search_ends_after_the_last(
+        window, qtbot):
+    import time
+
+    from pydicom import Dataset
+
+    from dicomdesk.net.statuses import Status
+    from dicomdesk.operations.query import FindResult
+    from dicomdesk.ui.models.results import match_from_dataset
+
+    panel = window.query_panel
+    matches = []
+    for i in range(3000):
+        ds = Dataset()
+        ds.PatientName = f"BURST^{i:05d}"
+        ds.StudyInstanceUID = f"1.2.3.{i + 1}"
+        matches.append(match_from_dataset(ds, "STUDY"))
+    passes: list[float] = []
+    insert = panel.model.add_studies
+
+    def timed(batch, sort=True):
+        start = time.perf_counter()
+        insert(batch, sort)
+        passes.append(time.perf_counter() - start)
+
+    panel.model.add_studies = timed  # type: ignore[method-assign]
+    ended: list[object] = []
+    panel.search_finished.connect(ended.append)
+    panel._on_studies(matches)
+    panel._on_search_finished(FindResult(Status(0x0000), [], None))  # the worker ended first
+    assert not ended  # rows are still queued: the search is not over yet
+    qtbot.waitUntil(lambda: bool(ended), timeout=20_000)
+    assert panel.model.study_count() == 3000
+    assert panel.count_label.text() == "3000 studies"
+    assert len(passes) > 1 and max(passes) < 0.25  # STUDY_SLICE rows per call, not all at once

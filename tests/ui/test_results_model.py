@@ -105,3 +105,41 @@ def test_model_sorts_itself_and_rows_arriving_later_land_in_place(qapp):
     model.sort(0, Qt.SortOrder.AscendingOrder)
     assert model.index(0, 0).data().startswith("A Z")
     del tester
+
+
+def test_result_cells_are_read_only_selectable_and_keep_no_python_wrappers(qapp):
+    import gc
+
+    from PySide6.QtGui import QStandardItem
+
+    def wrappers() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is QStandardItem)
+
+    model = QueryResultsModel()
+    before = wrappers()
+    model.add_studies([_study(f"1.{i}", f"P^{i}") for i in range(50)])
+    # the model makes its cells in C++: no Python wrapper stays alive for them
+    assert wrappers() == before
+    cell = model.index(3, 1)
+    flags = model.flags(cell)
+    assert flags & Qt.ItemFlag.ItemIsSelectable and flags & Qt.ItemFlag.ItemIsEnabled
+    assert not flags & Qt.ItemFlag.ItemIsEditable
+    assert cell.data(SORT_ROLE) == cell.data().lower()
+    assert model.index(3, 6).data(SORT_ROLE) == 3  # the count column sorts as a number
+    assert model.hasChildren(model.index(3, 0))  # an expander before the series are fetched
+    assert model.rowCount(model.index(3, 0)) == 1
+
+
+def test_marking_few_or_many_studies_local_marks_exactly_those_rows(qapp):
+    from dicomdesk.ui.models.results import LOCAL_ROLE
+
+    model = QueryResultsModel()
+    model.add_studies([_study(f"1.{i}", f"P^{i}") for i in range(40)])
+    model.sort(1, Qt.SortOrder.DescendingOrder)  # rows no longer in arrival order
+    model.mark_local(["1.3"])  # one row: looked up by its key
+    model.mark_local([f"1.{i}" for i in range(10, 35)])  # many rows: one pass over the tree
+    marked = {model.index(r, 0).data(Qt.ItemDataRole.UserRole + 3)
+              for r in range(model.rowCount()) if model.index(r, 5).data(LOCAL_ROLE)}
+    assert marked == {"1.3"} | {f"1.{i}" for i in range(10, 35)}
+    assert sorted(model.local_rows()) == sorted(marked)
+    assert model.index(0, 0).data(Qt.ItemDataRole.ToolTipRole) in (None, "Present in the local archive")
