@@ -21,6 +21,7 @@ archive-find (the archive serving 10,000 matches), durable (archive durable vs n
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -70,6 +71,13 @@ def pn_scp(folder: Path, port: int) -> Server:
 
 
 # ----------------------------------------------------------------------------- C-STORE
+def _settle() -> None:
+    """Write dirty pages back before a timed run: otherwise a pair competes with the kernel's
+    writeback of the data just generated, or of the 260 MB the previous pair received."""
+    if hasattr(os, "sync"):
+        os.sync()
+
+
 def _store_pairs(files_list: Path) -> dict[str, tuple]:
     """pair name -> (server factory, client argv factory, client is timed internally)."""
     def storescu(port: int, best: bool = False) -> list[str]:
@@ -108,6 +116,7 @@ def _run_store(name: str, files: list[Path], rounds: int, tmp: Path, unit: str,
     for r in range(rounds):
         for pair, (server, client, internal) in pairs.items():
             out_dir = tmp / "out"
+            _settle()  # each pair starts without the previous pair's dirty pages
             port = free_port()
             srv = server(out_dir, port)
             with srv:
@@ -156,6 +165,7 @@ def durable(args, tmp: Path) -> None:
     results: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(args.rounds):
         for is_durable in (False, True):
+            _settle()  # neither run pays for the other's (or the generator's) writeback
             port = free_port()
             with dd_serve(tmp / "dur-out", port, durable=is_durable):
                 _, _, out = run_client(driver("dd_store_scu", "127.0.0.1", port, files_list))

@@ -22,13 +22,17 @@ never holds the writer's lock.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom import config as pydicom_config
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.tag import Tag
@@ -94,6 +98,7 @@ KEYS: dict[str, Key] = {k.keyword: k for k in (
 
 
 _KEY_TAGS: tuple[tuple[str, int], ...] = tuple((kw, tag_for_keyword(kw)) for kw in KEYS)
+_KEY_TAGS_VRS: tuple[tuple[str, int, str], ...] = tuple((kw, tag, KEYS[kw].vr) for kw, tag in _KEY_TAGS)
 
 
 @dataclass(frozen=True)
@@ -162,12 +167,73 @@ class InstanceRecord:
     @classmethod
     def from_dataset(cls, ds: Dataset, **facts: object) -> InstanceRecord:
         # By tag, not keyword: the same values as ``ds.get(keyword)`` without pydicom's
-        # keyword lookup per attribute (this runs once per stored object).
+        # keyword lookup per attribute (this runs once per stored object). A raw element
+        # whose bytes are plain ASCII is read directly (``_plain_value``); anything else
+        # is pydicom's conversion.
         values = {}
-        for kw, tag in _KEY_TAGS:
-            elem = ds.get(tag) if tag in ds else None
-            values[kw] = value_text(elem.value if elem is not None else None)
+        elements = ds._dict
+        plain = _has_plain_charset(elements.get(_CHARSET_TAG))
+        for kw, tag, vr in _KEY_TAGS_VRS:
+            elem = elements.get(tag)
+            if elem is None:
+                values[kw] = ""
+                continue
+            text = _plain_value(elem, vr) if plain else None
+            if text is None:
+                elem = ds.get(tag)
+                text = value_text(elem.value if elem is not None else None)
+            values[kw] = text
         return cls(values=values, **facts)  # type: ignore[arg-type]
+
+
+_CHARSET_TAG = 0x00080005
+#: Character sets in which a printable-ASCII byte string decodes to itself (PS3.5 6.1).
+_PLAIN_CHARSETS = frozenset({b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"})
+#: Printable ASCII without backslash (a single value), not starting with a space.
+_PLAIN_TEXT = re.compile(rb"[!-\[\]-~][ -\[\]-~]*\Z")
+#: Per VR, values that pydicom's reading validation accepts (a subset of what it accepts:
+#: anything else goes to pydicom, which then warns as it always did).
+_PLAIN_BY_VR = {
+    "UI": re.compile(rb"(?=.{1,64}\Z)(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\Z"),
+    "IS": re.compile(rb"[+-]?[0-9]{1,9}\Z"),
+    "CS": re.compile(rb"[A-Z0-9 _]{1,16}\Z"),
+    "SH": re.compile(rb".{1,16}\Z"),
+    "LO": re.compile(rb".{1,64}\Z"),
+    "PN": re.compile(rb"(?=.{1,64}\Z)[^=^]*(\^[^=^]*){0,4}\Z"),
+    "DA": re.compile(rb"[0-9]{8}\Z"),
+    "TM": re.compile(rb"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?\Z"),
+}
+_TEXT_VRS = frozenset(_PLAIN_BY_VR)
+
+
+def _has_plain_charset(elem: object) -> bool:
+    """No Specific Character Set, or one where ASCII bytes are ASCII text (raw, unconverted)."""
+    if elem is None:
+        return True
+    if type(elem) is not RawDataElement or not isinstance(elem.value, bytes):
+        return False
+    return elem.value.rstrip(b" \0") in _PLAIN_CHARSETS
+
+
+def _plain_value(elem: object, vr: str) -> str | None:
+    """``value_text`` of a raw text element whose value is one plain ASCII string, without
+    pydicom (equal to pydicom's conversion: trailing spaces/NULs removed; checked against
+    pydicom in tests/perf/test_fast_headers.py); None when pydicom must convert it."""
+    if type(elem) is not RawDataElement or vr not in _TEXT_VRS or elem.VR not in (None, vr):
+        return None
+    raw = elem.value
+    if not isinstance(raw, bytes) or len(raw) != elem.length:
+        return None
+    raw = raw.rstrip(b" \0")
+    if not raw:
+        return ""
+    if not _PLAIN_TEXT.match(raw):
+        return None
+    if not _PLAIN_BY_VR[vr].match(raw):
+        return None
+    if vr in ("DA", "TM") and pydicom_config.datetime_conversion:
+        return None
+    return raw.decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -185,6 +251,36 @@ class ForwardItem:
 
 def _columns_of(level: str) -> list[Key]:
     return [k for k in KEYS.values() if k.level == level]
+
+
+#: The key columns of each level, in KEYS order (the order of ``_upsert_level``'s row).
+_LEVEL_COLUMNS: dict[str, tuple[Key, ...]] = {
+    level: tuple(k for k in KEYS.values() if k.level == level)
+    for level in ("PATIENT", "STUDY", "SERIES", "IMAGE")}
+
+
+@functools.lru_cache(maxsize=None)
+def _upsert_sql(level: str, extra: tuple[str, ...], replace: bool) -> str:
+    """The INSERT … ON CONFLICT statement of one level, built once per shape (it runs four
+    times per stored object; formatting it each time cost more than SQLite's own work)."""
+    table = _TABLES[level][0]
+    names: list[str] = []
+    for k in _LEVEL_COLUMNS[level]:
+        names.append(k.column)
+        if k.vr in _MATCH_FORM_VRS:
+            names.append(k.match_column)
+    names.extend(extra)
+    key = {"PATIENT": "patient_id", "STUDY": "study_uid", "SERIES": "series_uid",
+           "IMAGE": "sop_instance_uid"}[level]
+    if replace:
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
+    else:  # an empty value never overwrites a known one
+        updates = ", ".join(
+            f"{n} = CASE WHEN excluded.{n} IS NULL OR excluded.{n} = '' THEN {table}.{n} "
+            f"ELSE excluded.{n} END" if n not in extra else f"{n} = excluded.{n}"
+            for n in names if n != key)
+    return (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+            f"ON CONFLICT({key}) DO UPDATE SET {updates}")
 
 
 def _column_defs(level: str) -> list[str]:
@@ -325,29 +421,17 @@ class Index:
     @staticmethod
     def _upsert_level(c: sqlite3.Connection, level: str, v: dict[str, object],
                       extra: dict[str, object], replace: bool = False) -> int | None:
-        table = _TABLES[level][0]
-        row: dict[str, object] = {}
-        for k in _columns_of(level):
+        row: list[object] = []
+        for k in _LEVEL_COLUMNS[level]:
             raw = v.get(k.keyword, "")
-            row[k.column] = matching.stored_form("IS", raw) if k.vr == "IS" else str(raw or "").strip()
+            row.append(matching.stored_form("IS", raw) if k.vr == "IS" else str(raw or "").strip())
             if k.vr in _MATCH_FORM_VRS:
-                row[k.match_column] = matching.stored_form(k.vr, raw)
-        row.update(extra)
-        names = list(row)
-        key = {"PATIENT": "patient_id", "STUDY": "study_uid", "SERIES": "series_uid",
-               "IMAGE": "sop_instance_uid"}[level]
-        if replace:
-            updates = ", ".join(f"{n} = excluded.{n}" for n in names if n != key)
-        else:  # an empty value never overwrites a known one
-            updates = ", ".join(
-                f"{n} = CASE WHEN excluded.{n} IS NULL OR excluded.{n} = '' THEN {table}.{n} "
-                f"ELSE excluded.{n} END" if n not in extra else f"{n} = excluded.{n}"
-                for n in names if n != key)
-        sql = (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-               f"ON CONFLICT({key}) DO UPDATE SET {updates}")
+                row.append(matching.stored_form(k.vr, raw))
+        row.extend(extra.values())
+        sql = _upsert_sql(level, tuple(extra), replace)
         if level == "PATIENT":
-            return c.execute(sql + " RETURNING pk", [row[n] for n in names]).fetchone()[0]
-        c.execute(sql, [row[n] for n in names])
+            return c.execute(sql + " RETURNING pk", row).fetchone()[0]
+        c.execute(sql, row)
         return None
 
     @staticmethod

@@ -56,8 +56,12 @@ def _plain_meta_bytes(command_set: Dataset, ts: str) -> bytes | None:
     """
     sop_class = command_set.get(0x00000002)
     sop_instance = command_set.get(0x00001000)
-    values = [getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts,
-              uids.IMPLEMENTATION_CLASS_UID]
+    return _plain_meta_bytes_of(getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts)
+
+
+def _plain_meta_bytes_of(sop_class: Any, sop_instance: Any, ts: str) -> bytes | None:
+    """``_plain_meta_bytes`` from the two UID values themselves."""
+    values = [sop_class, sop_instance, ts, uids.IMPLEMENTATION_CLASS_UID]
     if not all(isinstance(v, str) and _PLAIN_UID.match(v) for v in values):
         return None
     name = uids.IMPLEMENTATION_VERSION_NAME
@@ -80,13 +84,26 @@ def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
     if plain is not None:
         fp.write(plain)
         return
+    _write_meta_with_pydicom(fp, command_set.AffectedSOPClassUID, command_set.AffectedSOPInstanceUID, ts)
+
+
+def write_meta_of(fp: Any, sop_class: str, sop_instance: str, ts: str) -> None:
+    """``write_meta`` from the C-STORE-RQ's Affected SOP Class/Instance UIDs (message fields)."""
+    plain = _plain_meta_bytes_of(sop_class, sop_instance, str(ts))
+    if plain is not None:
+        fp.write(plain)
+        return
+    _write_meta_with_pydicom(fp, sop_class, sop_instance, ts)
+
+
+def _write_meta_with_pydicom(fp: Any, sop_class: Any, sop_instance: Any, ts: str) -> None:
     from pydicom.dataset import FileMetaDataset
     from pydicom.filebase import DicomFileLike
     from pydicom.filewriter import write_file_meta_info
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
-    meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
     meta.TransferSyntaxUID = ts
     meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME

@@ -269,7 +269,8 @@ class Association:
         self.dul = DULServiceProvider(
             getattr(local_ae, "store_in_file", ()), local_ae.get_file, dul_socket, max_pdu_length,
             artim_timeout=getattr(local_ae, "artim_timeout", 30.0),
-            idle_timeout=getattr(local_ae, "network_timeout", None))
+            idle_timeout=getattr(local_ae, "network_timeout", None),
+            message_file_cb=getattr(local_ae, "get_file_for_message", None))
         self.trace = trace.AssociationTrace(self.dul.peer_address)
         self.dul.trace = self.trace  # the DUL traces PDUs into the same association record
         self.accepted_contexts: dict[int, PContextDef] = {}

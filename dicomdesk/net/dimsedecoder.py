@@ -141,10 +141,14 @@ class DIMSEDecoder:
     max_data_set_length = MAX_IN_MEMORY_DATA_SET_LENGTH
 
     def __init__(self, accepted_contexts: Mapping[int, Any], store_in_file: Collection[str],
-                 get_file_cb: Callable[[Any, Dataset], tuple[IO[bytes], int]] | None):
+                 get_file_cb: Callable[[Any, Dataset], tuple[IO[bytes], int]] | None, *,
+                 message_file_cb: Callable[[Any, DIMSEMessage], tuple[IO[bytes], int]] | None = None):
         self.accepted_contexts = accepted_contexts
         self.store_in_file = store_in_file
         self.get_file_cb = get_file_cb
+        # Extension: when set, called instead of ``get_file_cb`` with the message itself, so
+        # the AE can read the UIDs from its fields without a pydicom command set per object.
+        self.message_file_cb = message_file_cb
         self._reset()
 
     def _reset(self) -> None:
@@ -220,7 +224,10 @@ class DIMSEDecoder:
         context = self.accepted_contexts[self.pc_id]
         if context.sop_class in self.store_in_file and self.get_file_cb is not None:
             try:
-                self._file, self._file_start = self.get_file_cb(context, msg.command_set)
+                if self.message_file_cb is not None:
+                    self._file, self._file_start = self.message_file_cb(context, msg)
+                else:
+                    self._file, self._file_start = self.get_file_cb(context, msg.command_set)
             except OSError as exc:
                 logger.warning('cannot open a file for the data set: %s', exc)
                 self._sink_error = f'cannot open a file for the data set: {exc}'

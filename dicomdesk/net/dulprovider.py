@@ -121,10 +121,13 @@ class DULServiceProvider(threading.Thread):
     def __init__(self, store_in_file: Iterable[str] = (), get_file_cb: Callable | None = None,
                  dul_socket: socket.socket | None = None, max_pdu_length: int = 65536, *,
                  artim_timeout: float | None = 30.0, idle_timeout: float | None = None,
-                 name: str = "dul"):
+                 name: str = "dul", message_file_cb: Callable | None = None):
         super().__init__(name=name, daemon=True)
         self.store_in_file = set(store_in_file)
         self.get_file_cb = get_file_cb
+        # Extension: ``message_file_cb(context, msg)`` opens the file from the message's
+        # fields (no pydicom command set per received object); see DIMSEDecoder.
+        self.message_file_cb = message_file_cb
         self.dul_socket = dul_socket
         self.max_pdu_length = max_pdu_length
         self.idle_timeout = idle_timeout
@@ -163,7 +166,8 @@ class DULServiceProvider(threading.Thread):
     def accepted_contexts(self, contexts: dict) -> None:
         self._accepted_contexts = dict(contexts)
         from .dimsedecoder import DIMSEDecoder  # late: decoder needs the contexts first
-        self.dimse_decoder = DIMSEDecoder(self._accepted_contexts, self.store_in_file, self.get_file_cb)
+        self.dimse_decoder = DIMSEDecoder(self._accepted_contexts, self.store_in_file, self.get_file_cb,
+                                          message_file_cb=self.message_file_cb)
 
     @property
     def state(self) -> fsm.States:

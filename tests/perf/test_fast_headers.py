@@ -10,16 +10,23 @@ set, and files the fast path must refuse (deflated, truncated, no preamble).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian, generate_uid)
 
 from dicomdesk.archive import store
+from dicomdesk.archive import index as index_module
 from dicomdesk.archive.index import KEYS, InstanceRecord
 from dicomdesk.archive.matching import value_text
 from dicomdesk.net.sopclass.storage import scan_header
@@ -166,3 +173,65 @@ def test_header_scan_is_one_read_of_the_file_start(tmp_path):
         scan = scan_header(Counting(fp), frozenset({0x00080018}))
     assert scan is not None
     assert sum(reads) <= 132 + 512 + 64 * 1024
+
+
+# -------------------------------------------------- index values read without pydicom
+_ASCII_VALUES = st.binary(max_size=24).map(lambda b: bytes(c % 96 + 32 for c in b)) | st.sampled_from(
+    [b"", b" ", b"\0", b"12 ", b" 12", b"+7", b"-0", b"1.2.840.10008\0", b"1.2. 3", b"Doe^John ",
+     b"A\\B", b"20240101", b"101112.5 ", b"caf\xe9", b"\x1b$B", b"~x~", b"1e3", b"O "])
+
+
+def _pydicom_values(elements: dict, charset: bytes | None) -> dict[str, str]:
+    ds = Dataset()
+    if charset is not None:
+        ds._dict[Tag(0x00080005)] = RawDataElement(Tag(0x00080005), None, len(charset), charset, 0, True, True)
+    ds._dict.update(elements)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about invalid values; the text is what counts
+        for keyword in KEYS:
+            try:
+                out[keyword] = value_text(ds.get(keyword))
+            except Exception:  # pragma: no cover - then the fast path must not have answered
+                out[keyword] = "<error>"
+    return out
+
+
+def test_index_key_vrs_are_the_dictionary_vrs():
+    assert all(dictionary_VR(key.keyword) == key.vr for key in KEYS.values())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_ASCII_VALUES, implicit=st.booleans(),
+       charset=st.sampled_from([None, b"ISO_IR 100", b"ISO_IR 192 ", b"ISO_IR 13", b"\\ISO 2022 IR 87"]))
+def test_index_values_read_without_pydicom_equal_pydicom_conversion(raw, implicit, charset):
+    elements = {}
+    for keyword, key in KEYS.items():
+        tag = Tag(tag_for_keyword(keyword))
+        elements[tag] = RawDataElement(tag, None if implicit else key.vr, len(raw), raw, 0, implicit, True)
+    expected = _pydicom_values(elements, charset)
+    ds = Dataset()
+    if charset is not None:
+        ds._dict[Tag(0x00080005)] = RawDataElement(Tag(0x00080005), None, len(charset), charset, 0, True, True)
+    ds._dict.update(elements)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        record = InstanceRecord.from_dataset(ds, transfer_syntax="", file_size=0, path="", received_at="")
+    assert record.values == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_ASCII_VALUES, vr=st.sampled_from(sorted({key.vr for key in KEYS.values()})))
+def test_a_value_read_without_pydicom_is_one_pydicom_reads_without_a_warning(raw, vr):
+    keyword = next(k for k, key in KEYS.items() if key.vr == vr)
+    tag = Tag(tag_for_keyword(keyword))
+    elem = RawDataElement(tag, vr, len(raw), raw, 0, False, True)
+    fast = index_module._plain_value(elem, vr)
+    ds = Dataset()
+    ds._dict[tag] = elem
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expected = value_text(ds.get(keyword))
+    if fast is not None:
+        assert fast == expected
+        assert not caught, [str(w.message) for w in caught]

@@ -710,8 +710,9 @@ def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any
             fp.close()
     rsp, _ = asce.receive_response(msg_id)
     status = statuses.Status(rsp.status, 0x0001)
-    comment = rsp.command_set.get("ErrorComment")
-    status.error_comment = str(comment.value).strip() if comment is not None and comment.value else None
+    # Error Comment (0000,0902) from the decoded fields: no pydicom command set per response.
+    comment = rsp.get_command_value(0x0902)
+    status.error_comment = str(comment).strip() if comment else None
     return status
 
 
