@@ -54,6 +54,9 @@ PC_NO_REASON = 2
 PC_ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 PC_TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
+#: Longest wait for a rejected requestor to close its connection (see AssociationAcceptor.reject).
+REJECT_CLOSE_WAIT_S = 10.0
+
 PC_RESULT_TEXT = {
     PC_ACCEPTANCE: "accepted",
     PC_USER_REJECTION: "user rejection",
@@ -596,11 +599,17 @@ class AssociationAcceptor(Association):
         self.end_reason = ""
 
     def reject(self, result: int, source: int, diag: int) -> None:
-        """Send A-ASSOCIATE-RJ with these fields (PS3.8 9.3.4) and close."""
+        """Send A-ASSOCIATE-RJ with these fields (PS3.8 9.3.4) and close.
+
+        After the RJ the requestor closes the connection (Sta13, PS3.8 9.2.3); we wait for that
+        up to the ARTIM timeout (at most REJECT_CLOSE_WAIT_S), so a slow peer reads its RJ before
+        our side closes, and a peer that never closes costs one bounded wait.
+        """
         try:
             self.dul.send(pdu.AAssociateRjPDU(result, source, diag))
         finally:
-            self.dul.wait_closed(1)
+            artim = getattr(self.ae, "artim_timeout", None) or REJECT_CLOSE_WAIT_S
+            self.dul.wait_closed(min(artim, REJECT_CLOSE_WAIT_S))
             self.dul.kill()
 
     def accept(self, assoc_req: Any) -> bool:

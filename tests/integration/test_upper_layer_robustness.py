@@ -68,6 +68,17 @@ def _read_all(sock: socket.socket) -> bytes:
         chunks.append(data)
 
 
+def _read_reject(sock: socket.socket) -> bytes:
+    """The 10-byte A-ASSOCIATE-RJ; then we close, as a requestor must (PS3.8 Sta13)."""
+    data = b""
+    while len(data) < 10:
+        chunk = sock.recv(10 - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def _associate_rq(called: str = "SERVER") -> bytes:
     from dicomdesk.net.applicationentity import ClientAE
     from dicomdesk.net.asceprovider import AssociationRequester
@@ -170,7 +181,7 @@ def test_connections_over_the_limit_are_rejected_with_local_limit_exceeded(serve
             holders.append(sock)
         with _connect(server.port) as extra:
             extra.sendall(_associate_rq())
-            answer = _read_all(extra)
+            answer = _read_reject(extra)
         rj = pdu.AAssociateRjPDU.decode(answer[:10])
         assert (rj.result, rj.source, rj.reason_diag) == (2, 3, 2)
     finally:
@@ -186,7 +197,7 @@ def test_unknown_called_ae_title_gets_a_reject_when_the_server_is_strict():
     with AE("STRICT", 0, require_called_aet=True).add_scp(verification_scp) as strict:
         with _connect(strict.port) as sock:
             sock.sendall(_associate_rq(called="SOMEONE"))
-            answer = _read_all(sock)
+            answer = _read_reject(sock)
     rj = pdu.AAssociateRjPDU.decode(answer[:10])
     assert (rj.result, rj.source, rj.reason_diag) == (1, 1, 7)
 
@@ -197,7 +208,7 @@ def test_unsupported_protocol_version_is_rejected():
     with AE("SERVER", 0).add_scp(verification_scp) as server:
         with _connect(server.port) as sock:
             sock.sendall(bytes(raw))
-            answer = _read_all(sock)
+            answer = _read_reject(sock)
     rj = pdu.AAssociateRjPDU.decode(answer[:10])
     assert (rj.source, rj.reason_diag) == (2, 2)
     assert uids.VERIFICATION_SOP_CLASS  # the constant the request used
