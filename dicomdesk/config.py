@@ -37,6 +37,8 @@ from typing import Any
 import platformdirs
 import tomli_w
 
+from .durable import fsync_directory
+
 logger = logging.getLogger(__name__)
 
 APP_NAME = "dicomdesk"
@@ -516,21 +518,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible on every platform."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_directory(path.parent)
 
 
 def find_node(nodes: Sequence[Node], name: str) -> Node | None:

@@ -34,6 +34,7 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
+from ..durable import fsync_directory
 from ..net.sopclass.storage import Part10Error, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 
@@ -117,19 +118,6 @@ def is_path_safe_uid(uid: str) -> bool:
     """A UID (PS3.5 9.1: digits and dots, at most 64 chars, no empty component) can be a file name.
     Leading zeros in a component are tolerated: they occur in the wild and are still path-safe."""
     return 0 < len(uid) <= 64 and _UID.match(uid) is not None
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # e.g. Windows cannot open a directory; NTFS metadata is journaled
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _scan_header(path: Path) -> Dataset | None:
@@ -440,7 +428,7 @@ class Archive:
         for d in reversed(missing):
             d.mkdir(exist_ok=True)
             if self.durable:
-                _fsync_dir(d.parent)
+                fsync_directory(d.parent)
 
     def _place(self, source: Path, ds: Dataset, calling_aet: str,
                values: dict[str, object]) -> StoredInstance:
@@ -451,7 +439,7 @@ class Archive:
                 self._makedirs(final.parent)
                 os.replace(source, final)
                 if self.durable:
-                    _fsync_dir(final.parent)
+                    fsync_directory(final.parent)
             except OSError as exc:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
             stored = self._index_file(final, ds, size, calling_aet, values=values)
