@@ -298,6 +298,22 @@ def _scannable_syntax(ts: str) -> bool:
         and ts not in _DEFLATED_SYNTAXES
 
 
+def _vr_and_length(buf: bytes, pos: int, implicit: bool, e: str) -> tuple[bytes | None, int, int] | None:
+    """(VR bytes or None, value length, position of the value) of the element header at
+    ``pos`` (PS3.5 7.1; ``implicit`` also for item and delimiter tags, which have no VR);
+    None when the header is not one pydicom would read the same way."""
+    if implicit:
+        return None, struct.unpack_from(e + "L", buf, pos + 4)[0], pos + 8
+    vr = buf[pos + 4:pos + 6]
+    if not (vr.isalpha() and vr.isupper()):
+        return None
+    if vr in _LONG_VRS:
+        if pos + 12 > len(buf):
+            return None
+        return vr, struct.unpack_from(e + "L", buf, pos + 8)[0], pos + 12
+    return vr, struct.unpack_from(e + "H", buf, pos + 6)[0], pos + 8
+
+
 def _skip_undefined(buf: bytes, pos: int, end_tag: int, implicit: bool, e: str, depth: int) -> int | None:
     """Position after the delimiter ``end_tag`` (PS3.5 7.5), or None when unsure."""
     if depth > 16:
@@ -306,22 +322,10 @@ def _skip_undefined(buf: bytes, pos: int, end_tag: int, implicit: bool, e: str, 
     while pos + 8 <= size:
         group, elem = struct.unpack_from(e + "HH", buf, pos)
         tag = (group << 16) | elem
-        if group == 0xFFFE or implicit:
-            length = struct.unpack_from(e + "L", buf, pos + 4)[0]
-            vr = None
-            pos += 8
-        else:
-            vr = buf[pos + 4:pos + 6]
-            if not (vr.isalpha() and vr.isupper()):
-                return None
-            if vr in _LONG_VRS:
-                if pos + 12 > size:
-                    return None
-                length = struct.unpack_from(e + "L", buf, pos + 8)[0]
-                pos += 12
-            else:
-                length = struct.unpack_from(e + "H", buf, pos + 6)[0]
-                pos += 8
+        header = _vr_and_length(buf, pos, implicit or group == 0xFFFE, e)
+        if header is None:
+            return None
+        vr, length, pos = header
         if tag == end_tag:
             return pos
         if length == _UNDEFINED:
@@ -387,23 +391,11 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
         if tag >= _PIXEL_DATA_TAG:
             break
         previous = tag
-        if implicit:
-            length = struct.unpack_from(e + "L", buf, pos + 4)[0]
-            vr = None
-            pos += 8
-        else:
-            raw_vr = buf[pos + 4:pos + 6]
-            if not (raw_vr.isalpha() and raw_vr.isupper()):
-                return None
-            if raw_vr in _LONG_VRS:
-                if pos + 12 > size:
-                    return None
-                length = struct.unpack_from(e + "L", buf, pos + 8)[0]
-                pos += 12
-            else:
-                length = struct.unpack_from(e + "H", buf, pos + 6)[0]
-                pos += 8
-            vr = raw_vr.decode("ascii")
+        header = _vr_and_length(buf, pos, implicit, e)
+        if header is None:
+            return None
+        raw_vr, length, pos = header
+        vr = raw_vr.decode("ascii") if raw_vr is not None else None
         if length == _UNDEFINED:
             if tag in tags or vr not in ("SQ", "UN", None):
                 return None
