@@ -76,3 +76,14 @@ def _lookup_node(name: str, nodes_path: Path | None):
 def fail(message: str, code: int = 2) -> None:
     print(f"dicomdesk: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def parse_keys(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` strings → ordered mapping; a bare ``KEY`` (empty value) is a return key."""
+    keys: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key.strip():
+            fail(f"bad key {item!r}: expected KEY=VALUE")
+        keys[key.strip()] = value
+    return keys

@@ -14,7 +14,7 @@ import json
 import sys
 from typing import Any
 
-from .common import add_peer_arguments, fail, peer_from_args
+from .common import add_peer_arguments, fail, parse_keys, peer_from_args
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 
@@ -45,17 +45,6 @@ def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--key", action="append", default=[], metavar="KEY=VALUE",
                         dest="keys", help="matching or return key, by keyword or gggg,eeee "
                         "(repeatable; empty VALUE: return the attribute)")
-
-
-def parse_keys(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings → ordered mapping; a bare ``KEY`` is a return key."""
-    keys: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key.strip():
-            fail(f"bad key {item!r}: expected KEY=VALUE")
-        keys[key.strip()] = value
-    return keys
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:

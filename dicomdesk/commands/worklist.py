@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .common import add_peer_arguments, fail, peer_from_args
+from .common import add_peer_arguments, parse_keys, peer_from_args
 
 #: Columns of the plain output: (heading, keyword, inside the Scheduled Procedure Step item).
 COLUMNS = (
@@ -33,17 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="matching key (keyword or gggg,eeee); KEY alone asks for it back")
     parser.add_argument("--json", action="store_true", help="print the matches as DICOM JSON")
     parser.set_defaults(func=run)
-
-
-def parse_keys(items: list[str]) -> dict[str, str]:
-    """``KEY=VALUE`` strings (``KEY`` alone: empty, a return key) into a mapping."""
-    keys: dict[str, str] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key.strip():
-            fail(f"bad key {item!r}: use KEY=VALUE")
-        keys[key.strip()] = value
-    return keys
 
 
 def _value(ds: Any, keyword: str, in_sps: bool) -> str:

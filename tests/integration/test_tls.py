@@ -21,26 +21,6 @@ pytestmark = pytest.mark.interop
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    """A throw-away CA with a server and a client certificate (made with openssl)."""
-    folder = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=dicomdesk test CA", cwd=folder)
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}", cwd=folder)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", cwd=folder)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue.key", "-out", "rogue.pem",
-             "-days", "2", "-subj", "/CN=rogue", cwd=folder)
-    return folder
-
-
 @pytest.fixture
 def tls_server(pki):
     context = tls.server_context(pki / "server.pem", pki / "server.key", pki / "ca.pem")

@@ -8,7 +8,6 @@ positive response sub-item (0x59) in the A-ASSOCIATE-AC.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -154,23 +153,6 @@ def test_c_find_stops_at_max_matches_with_a_warning_status(tmp_path):
                       {"StudyInstanceUID": ""})
     assert len(result.matches) == 2
     assert int(result.status) == 0xB000 and result.status.is_warning
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("pki")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=dicomdesk test CA", cwd=folder)
-    for name in ("server", "client"):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN={name}", cwd=folder)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", cwd=folder)
-    return folder
 
 
 def test_serve_over_tls_admits_a_certified_client_and_tells_a_plain_one(pki, tmp_path):
