@@ -27,7 +27,8 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,14 @@ from pydicom.tag import Tag
 from ..net.dataset_codec import raw_text_element
 from . import matching
 from .matching import STATUS_IDENTIFIER_DOES_NOT_MATCH, QueryError, value_text
+from .write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+#: How long queued rows wait for more before their transaction (a burst of C-STOREs becomes
+#: one commit); readers never wait for it (``WriteBehind.wait_idle`` flushes at once).
+WRITE_BEHIND_LINGER_S = 0.02
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 _RANK = {lvl: i for i, lvl in enumerate(LEVELS)}
 _MATCH_FORM_VRS = frozenset({"PN", "DA", "TM", "DT"})
@@ -253,7 +258,7 @@ def _columns_of(level: str) -> list[Key]:
     return [k for k in KEYS.values() if k.level == level]
 
 
-#: The key columns of each level, in KEYS order (the order of ``_upsert_level``'s row).
+#: The key columns of each level, in KEYS order (the order of ``_level_row``).
 _LEVEL_COLUMNS: dict[str, tuple[Key, ...]] = {
     level: tuple(k for k in KEYS.values() if k.level == level)
     for level in ("PATIENT", "STUDY", "SERIES", "IMAGE")}
@@ -281,6 +286,22 @@ def _upsert_sql(level: str, extra: tuple[str, ...], replace: bool) -> str:
             for n in names if n != key)
     return (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT({key}) DO UPDATE SET {updates}")
+
+
+#: The instance row's facts that are not header values, in ``_upsert_one``'s order.
+_INSTANCE_FACTS = ("series_uid", "study_uid", "transfer_syntax", "file_size", "path",
+                   "received_at", "calling_aet")
+
+
+def _level_row(level: str, v: dict[str, object]) -> tuple[object, ...]:
+    """The header columns of one level's row (with the matching forms), as stored."""
+    row: list[object] = []
+    for k in _LEVEL_COLUMNS[level]:
+        raw = v.get(k.keyword, "")
+        row.append(matching.stored_form("IS", raw) if k.vr == "IS" else str(raw or "").strip())
+        if k.vr in _MATCH_FORM_VRS:
+            row.append(matching.stored_form(k.vr, raw))
+    return tuple(row)
 
 
 def _column_defs(level: str) -> list[str]:
@@ -347,8 +368,39 @@ CREATE INDEX IF NOT EXISTS forward_due_idx ON forward_queue(state, next_attempt_
 """
 
 
+#: ``Index.upsert_later``'s callback: the previous relative path (``upsert``'s answer), or the
+#: exception that kept the row from being written.
+UpsertDone = Callable[["str | None | Exception"], None]
+
+
+#: The write-behind queue of each index file open for writing in this process (resolved
+#: path -> queue): a second ``Index`` on the same file, read-only (a retrieve checking what
+#: is local, the archive browser), waits for it too.
+_WRITERS: weakref.WeakValueDictionary[str, WriteBehind] = weakref.WeakValueDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def _settled(method: Callable) -> Callable:
+    """Run ``method`` once every ``upsert_later`` handed over before the call is written, by
+    this index or by another in this process on the same file: whoever got a C-STORE
+    response sees that object in the next query (read your writes)."""
+    @functools.wraps(method)
+    def wrapper(self: Index, *args: object, **kwargs: object) -> object:
+        behind = self._behind
+        if behind is None:
+            with _WRITERS_LOCK:
+                behind = _WRITERS.get(self._key)
+        if behind is not None:
+            behind.wait_idle()
+        return method(self, *args, **kwargs)
+    return wrapper
+
+
 class Index:
-    """The archive's SQLite database (``index.sqlite3``): upserts, queries, forward queue."""
+    """The archive's SQLite database (``index.sqlite3``): upserts, queries, forward queue.
+
+    Every public method except ``upsert_later`` first waits for the rows queued by
+    ``upsert_later`` (``_settled``), so the write-behind is invisible to readers."""
 
     def __init__(self, path: Path, *, read_only: bool = False, durable: bool = True,
                  busy_timeout: float = 10.0) -> None:
@@ -357,8 +409,14 @@ class Index:
         self._durable = durable
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._behind: WriteBehind[tuple[InstanceRecord, UpsertDone | None]] | None = None
+        self._key = str(self.path.resolve())
         self._conn = self.connect()
         if not read_only:
+            self._behind = WriteBehind(self._write_behind_batch, name="archive-index",
+                                       linger=WRITE_BEHIND_LINGER_S)
+            with _WRITERS_LOCK:
+                _WRITERS[self._key] = self._behind
             with self._lock:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(_schema())
@@ -379,6 +437,11 @@ class Index:
         return conn
 
     def close(self) -> None:
+        if self._behind is not None:
+            self._behind.close()  # rows still queued are written first
+            with _WRITERS_LOCK:
+                if _WRITERS.get(self._key) is self._behind:
+                    del _WRITERS[self._key]
         with self._lock:
             self._conn.close()
 
@@ -389,50 +452,106 @@ class Index:
             raise PermissionError("the archive index is open read-only")
         return _Transaction(self._conn, self._lock)
 
+    def upsert_later(self, rec: InstanceRecord, done: UpsertDone | None = None) -> None:
+        """Queue one instance row: a helper thread writes it, with the others queued meanwhile,
+        in one transaction, then calls ``done(previous relative path or None)`` — or
+        ``done(exception)`` if the row could not be written (``Archive.recover`` re-indexes the
+        file at the next start). On a closed or read-only index it is written now."""
+        if self._behind is not None:
+            try:
+                self._behind.submit((rec, done))
+                return
+            except RuntimeError:  # closed: fall through to a synchronous write
+                pass
+        try:
+            result: str | None | Exception = self.upsert(rec)
+        except Exception as exc:
+            result = exc
+        if done is not None:
+            done(result)
+
+    def wait_written(self) -> None:
+        """Return once every row queued by ``upsert_later`` is written and its callback ran."""
+        if self._behind is not None:
+            self._behind.wait_idle()
+
+    def _write_behind_batch(self, items: Sequence[tuple[InstanceRecord, UpsertDone | None]]) -> None:
+        """One transaction for the batch; if it fails, each row alone (one bad row costs only itself)."""
+        results: list[str | None | Exception]
+        try:
+            results = list(self._upsert_batch([rec for rec, _ in items]))
+        except Exception as batch_error:
+            logger.warning("indexing %d queued instances in one transaction failed (%s); "
+                           "one at a time", len(items), batch_error)
+            results = []
+            for rec, _ in items:
+                try:
+                    results.append(self._upsert_batch([rec])[0])
+                except Exception as exc:
+                    logger.error("cannot index %s: %s", rec.path, exc)
+                    results.append(exc)
+        for (_, done), result in zip(items, results):
+            if done is not None:
+                try:
+                    done(result)
+                except Exception:
+                    logger.exception("after indexing %s", result)
+
+    @_settled
     def upsert(self, rec: InstanceRecord) -> str | None:
         """Index one instance in one transaction; returns the previous relative path if the
         SOP Instance UID was already indexed (the caller removes that file if it differs)."""
         return self.upsert_many([rec])[0]
 
+    @_settled
     def upsert_many(self, records: Iterable[InstanceRecord]) -> list[str | None]:
         """Index many instances in one transaction (rebuilds, bulk imports)."""
-        with self._write() as c:
-            return [self._upsert_one(c, rec) for rec in records]
+        return self._upsert_batch(records)
 
-    def _upsert_one(self, c: sqlite3.Connection, rec: InstanceRecord) -> str | None:
+    def _upsert_batch(self, records: Iterable[InstanceRecord]) -> list[str | None]:
+        with self._write() as c:
+            written: dict[tuple, int | None] = {}
+            return [self._upsert_one(c, rec, written) for rec in records]
+
+    def _upsert_one(self, c: sqlite3.Connection, rec: InstanceRecord,
+                    written: dict[tuple, int | None]) -> str | None:
+        """One instance row and its patient/study/series rows.
+
+        ``written`` holds the patient/study/series rows this transaction already wrote
+        (patient rows with their pk): a burst of one series' objects writes those rows once,
+        not once per object. Any pruning empties it (a written row may be gone).
+        """
         v = rec.values
         old = c.execute("SELECT path, series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
                         (v["SOPInstanceUID"],)).fetchone()
-        old_patient = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?",
-                                (v["StudyInstanceUID"],)).fetchone()
-        patient_pk = self._upsert_level(c, "PATIENT", v, {})
-        self._upsert_level(c, "STUDY", v, {"patient_pk": patient_pk})
-        self._upsert_level(c, "SERIES", v, {"study_uid": v["StudyInstanceUID"]})
-        inst = {"series_uid": v["SeriesInstanceUID"], "study_uid": v["StudyInstanceUID"],
-                "transfer_syntax": rec.transfer_syntax, "file_size": rec.file_size,
-                "path": rec.path, "received_at": rec.received_at, "calling_aet": rec.calling_aet}
-        self._upsert_level(c, "IMAGE", v, inst, replace=True)
+        if old is not None:
+            written.clear()
+        patient_key = ("PATIENT", *_level_row("PATIENT", v))
+        patient_pk = written.get(patient_key)
+        if patient_pk is None:
+            patient_pk = c.execute(_upsert_sql("PATIENT", (), False) + " RETURNING pk",
+                                   patient_key[1:]).fetchone()[0]
+            written[patient_key] = patient_pk
+        study_key = ("STUDY", *_level_row("STUDY", v), patient_pk)
+        old_patient = None
+        if study_key not in written:
+            old_patient = c.execute("SELECT patient_pk FROM study WHERE study_uid = ?",
+                                    (v["StudyInstanceUID"],)).fetchone()
+            c.execute(_upsert_sql("STUDY", ("patient_pk",), False), study_key[1:])
+            written[study_key] = None
+        series_key = ("SERIES", *_level_row("SERIES", v), v["StudyInstanceUID"])
+        if series_key not in written:
+            c.execute(_upsert_sql("SERIES", ("study_uid",), False), series_key[1:])
+            written[series_key] = None
+        c.execute(_upsert_sql("IMAGE", _INSTANCE_FACTS, True),
+                  (*_level_row("IMAGE", v), v["SeriesInstanceUID"], v["StudyInstanceUID"],
+                   rec.transfer_syntax, rec.file_size, rec.path, rec.received_at, rec.calling_aet))
         if old is not None:
             self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
         if old_patient is not None and old_patient["patient_pk"] != patient_pk:
+            written.clear()
             self._prune(c, [], [], [old_patient["patient_pk"]])
         return old["path"] if old is not None else None
-
-    @staticmethod
-    def _upsert_level(c: sqlite3.Connection, level: str, v: dict[str, object],
-                      extra: dict[str, object], replace: bool = False) -> int | None:
-        row: list[object] = []
-        for k in _LEVEL_COLUMNS[level]:
-            raw = v.get(k.keyword, "")
-            row.append(matching.stored_form("IS", raw) if k.vr == "IS" else str(raw or "").strip())
-            if k.vr in _MATCH_FORM_VRS:
-                row.append(matching.stored_form(k.vr, raw))
-        row.extend(extra.values())
-        sql = _upsert_sql(level, tuple(extra), replace)
-        if level == "PATIENT":
-            return c.execute(sql + " RETURNING pk", row).fetchone()[0]
-        c.execute(sql, row)
-        return None
 
     @staticmethod
     def _prune(c: sqlite3.Connection, series: list[str], studies: list[str], patients: list[int]) -> None:
@@ -450,6 +569,7 @@ class Index:
             c.execute("DELETE FROM patient WHERE pk = ? AND NOT EXISTS "
                       "(SELECT 1 FROM study WHERE patient_pk = ?)", (pk, pk))
 
+    @_settled
     def remove_instance(self, sop_instance_uid: str) -> bool:
         with self._write() as c:
             old = c.execute("SELECT series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
@@ -460,6 +580,7 @@ class Index:
             self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
         return True
 
+    @_settled
     def clear(self, path_prefix: str = "") -> None:
         """Remove every instance (or those whose relative path starts with ``path_prefix``)."""
         with self._write() as c:
@@ -475,11 +596,13 @@ class Index:
 
     # ---------------------------------------------------------------- reading
 
+    @_settled
     def instance(self, sop_instance_uid: str) -> sqlite3.Row | None:
         with self._lock:
             return self._conn.execute("SELECT * FROM instance WHERE sop_instance_uid = ?",
                                       (sop_instance_uid,)).fetchone()
 
+    @_settled
     def instances(self, sop_instance_uids: Iterable[str]) -> dict[str, sqlite3.Row]:
         uids = list(sop_instance_uids)
         out: dict[str, sqlite3.Row] = {}
@@ -492,22 +615,26 @@ class Index:
                     out[row["sop_instance_uid"]] = row
         return out
 
+    @_settled
     def all_files(self) -> dict[str, tuple[str, int]]:
         """``{sop_instance_uid: (relative path, size)}`` for reconciliation."""
         with self._lock:
             return {r[0]: (r[1], r[2]) for r in
                     self._conn.execute("SELECT sop_instance_uid, path, file_size FROM instance")}
 
+    @_settled
     def count(self) -> int:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
 
+    @_settled
     def counts(self) -> dict[str, int]:
         """Entities per level (``dicomdesk index`` prints them)."""
         with self._lock:
             return {table: self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
                     for table in ("patient", "study", "series", "instance")}
 
+    @_settled
     def find(self, level: str, identifier: Dataset, model: str = "study", *,
              combined_datetime: bool = False, retrieve_ae_title: str = "",
              batch: int = 256) -> Iterator[Dataset]:
@@ -517,6 +644,7 @@ class Index:
                            retrieve_ae_title=retrieve_ae_title)
         return self.responses(query, batch)
 
+    @_settled
     def responses(self, query: FindQuery, batch: int = 256) -> Iterator[Dataset]:
         """Run a compiled C-FIND (``build_find``): one response data set per matching entity."""
         conn = self.connect()
@@ -531,6 +659,7 @@ class Index:
         finally:
             conn.close()
 
+    @_settled
     def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
         """C-MOVE/C-GET SCP (PS3.4 C.4.2.2.1/C.4.3.2.1): the instances selected by unique keys."""
         level = _check_level(level, model)
@@ -567,6 +696,7 @@ class Index:
                     "series_description", "sop_instance_uid", "sop_class_uid", "instance_number",
                     "transfer_syntax", "file_size", "path")
 
+    @_settled
     def tree_rows(self, *, sop_instance_uids: Iterable[str] | None = None,
                   study_uid: str | None = None) -> list[tuple]:
         """One tuple per instance (``TREE_COLUMNS`` order, ``path`` relative to the archive),
@@ -599,6 +729,7 @@ class Index:
         finally:
             conn.close()
 
+    @_settled
     def remove_study(self, study_uid: str) -> list[str]:
         """Delete a study's instance rows (and its series, and its patient if left without
         studies) plus their pending forwards, in one transaction; returns the relative paths
@@ -616,10 +747,12 @@ class Index:
 
     # ---------------------------------------------------------------- forward queue
 
+    @_settled
     def enqueue_forward(self, sop_instance_uid: str, destination: str, now: float) -> None:
         """Queue (or re-arm) forwarding of an instance to a node of the address book."""
         self.enqueue_forwards(sop_instance_uid, [destination], now)
 
+    @_settled
     def enqueue_forwards(self, sop_instance_uid: str, destinations: Iterable[str], now: float) -> None:
         """Queue an instance for several nodes in one transaction; an instance received again
         is re-armed with a fresh attempt count (it is a new copy to deliver)."""
@@ -631,6 +764,7 @@ class Index:
                 "next_attempt_at = excluded.next_attempt_at",
                 [(sop_instance_uid, d, now) for d in destinations])
 
+    @_settled
     def due_forwards(self, now: float, limit: int = 100) -> list[ForwardItem]:
         with self._lock:
             rows = self._conn.execute(
@@ -639,6 +773,7 @@ class Index:
                 "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall()
         return [ForwardItem(*r) for r in rows]
 
+    @_settled
     def next_forward_at(self) -> float | None:
         """When the earliest pending forward is due (``None``: nothing pending); the forwarder
         sleeps until then instead of polling."""
@@ -647,6 +782,7 @@ class Index:
                 "SELECT MIN(next_attempt_at) FROM forward_queue WHERE state = 'pending'").fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    @_settled
     def forwards(self, sop_instance_uid: str | None = None) -> list[ForwardItem]:
         """Forward queue rows (all, or those of one instance): the state the user sees."""
         sql = ("SELECT id, sop_instance_uid, destination, state, attempts, next_attempt_at, last_error "
@@ -659,6 +795,7 @@ class Index:
             rows = self._conn.execute(sql + " ORDER BY id", params).fetchall()
         return [ForwardItem(*r) for r in rows]
 
+    @_settled
     def modality_of(self, sop_instance_uid: str) -> str:
         """The Modality of an instance's series ('' if unknown), for forwarding rules."""
         with self._lock:
@@ -667,6 +804,7 @@ class Index:
                 "WHERE i.sop_instance_uid = ?", (sop_instance_uid,)).fetchone()
         return row[0] if row is not None and row[0] else ""
 
+    @_settled
     def mark_forward(self, item_id: int, *, state: str, error: str = "",
                      next_attempt_at: float | None = None) -> None:
         """Record an attempt: ``state`` is "done", "failed" (given up) or "pending" (retry at

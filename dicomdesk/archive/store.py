@@ -16,6 +16,7 @@ Refusals carry the C-STORE failure status to send (PS3.4 B.2.3): 0xA700 Out of R
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import re
@@ -35,7 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from ..durable import fsync_directory
-from ..net.sopclass.storage import Part10Error, scan_header
+from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 
 logger = logging.getLogger(__name__)
@@ -129,9 +130,27 @@ def _scan_header(path: Path) -> Dataset | None:
     """
     try:
         with open(path, "rb") as fp:
-            scan = scan_header(fp, _HEADER_TAG_SET)
+            return _header_of_scan(scan_header(fp, _HEADER_TAG_SET))
     except (OSError, Part10Error):
         return None
+
+
+def _scan_head(head: bytes | bytearray, whole_file: bool) -> Dataset | None:
+    """``_scan_header`` of the first bytes of a file, kept in memory while it was written.
+
+    The scan reads ``_SCAN_BYTES`` after the meta and takes a short read for the end of the
+    file; so ``head`` answers only when it holds the whole file or that much past the meta.
+    """
+    try:
+        scan = scan_header(io.BytesIO(head), _HEADER_TAG_SET)
+    except Part10Error:
+        return None
+    if scan is None or not (whole_file or scan.data_offset + _SCAN_BYTES <= len(head)):
+        return None
+    return _header_of_scan(scan)
+
+
+def _header_of_scan(scan: object) -> Dataset | None:
     if scan is None or not scan.elements:
         return None
     ds = Dataset({BaseTag(tag): elem for tag, elem in scan.elements.items()})
@@ -159,6 +178,62 @@ def _read_header(path: Path) -> Dataset:
     if len(ds) == 0:  # a file meta header but no data set (truncated)
         raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, "the file holds no data set")
     return ds
+
+
+def _newer(path: Path, than: Path) -> bool:
+    """Whether ``path`` was written after ``than`` (received files keep the mtime of their
+    last data write: renaming into place does not change it)."""
+    try:
+        return path.stat().st_mtime_ns > than.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
+class IncomingFileIO(io.FileIO):
+    """The temp file a received object is written to, keeping its first bytes in memory.
+
+    The archive indexes a few header elements of every object it receives; reading them
+    back from the file cost an open, a read and a close per object. Writes are appends (the
+    network layer writes the meta, then the data set as it arrives), so the first
+    ``HEAD_BYTES`` written are the file's start; a write after a ``seek`` ends that promise
+    and the header is read from the file as before. Unbuffered: fragments are large, and
+    every byte goes straight to the kernel as it did through a buffer of 8 KiB.
+    """
+
+    HEAD_BYTES = _SCAN_BYTES + 8192  # the meta plus what the header scan reads after it
+
+    def __init__(self, name: str, fd: int) -> None:
+        super().__init__(name, "w+", opener=lambda _path, _flags: fd)
+        self.head = bytearray()
+        self.written = 0
+        self._appending = True
+        self._seeked = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of ``data`` (a regular file takes it whole unless the disk is full)."""
+        size = len(data)
+        if self._seeked:
+            self._appending = False
+        elif len(self.head) < self.HEAD_BYTES:
+            self.head += data[:self.HEAD_BYTES - len(self.head)]
+        done = super().write(data)
+        while done is not None and done < size:
+            more = super().write(memoryview(data)[done:])
+            if not more:
+                raise OSError(errno.EIO, "short write")
+            done += more
+        self.written += size
+        return size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._seeked = True
+        return super().seek(offset, whence)
+
+    def header(self) -> Dataset | None:
+        """The header elements from ``head``, or None (then read them from the file)."""
+        if not self._appending:
+            return None
+        return _scan_head(self.head, self.written == len(self.head))
 
 
 class _TempFilePool:
@@ -295,6 +370,9 @@ class Archive:
         self.read_only = read_only
         self.min_free_bytes = min_free_bytes
         self._lock = threading.Lock()
+        #: Relative paths renamed into place whose queued index row is not written yet (count).
+        self._pending_paths: dict[str, int] = {}
+        self._pending_lock = threading.Lock()
         if read_only:
             if not (self.root / INDEX_NAME).exists():
                 raise ArchiveError(f"no archive index in {self.root}")
@@ -342,7 +420,7 @@ class Archive:
         try:
             # mkstemp's descriptor, wrapped under its name so that ``fp.name`` leads back to
             # the IncomingFile (no second open of the new file).
-            fp = open(name, "w+b", opener=lambda _path, _flags: fd)  # noqa: SIM115 - owned by the caller
+            fp = IncomingFileIO(name, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -377,15 +455,18 @@ class Archive:
         self._check_writable()
         incoming = self._as_incoming(incoming)
         try:
+            fp = incoming.fp
+            ds = fp.header() if isinstance(fp, IncomingFileIO) else None
             try:
-                if not incoming.fp.closed:
-                    incoming.fp.flush()
+                if not fp.closed:
+                    fp.flush()
                     if self.durable:
-                        os.fsync(incoming.fp.fileno())
-                    incoming.fp.close()
+                        os.fsync(fp.fileno())
+                    fp.close()
             except OSError as exc:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
-            ds = _read_header(incoming.path)
+            if ds is None:
+                ds = _read_header(incoming.path)
             values = _header_values(ds)
             self._validate(values, expected_sop_instance_uid, expected_sop_class_uid)
             if not self.has_free_space():
@@ -432,34 +513,101 @@ class Archive:
 
     def _place(self, source: Path, ds: Dataset, calling_aet: str,
                values: dict[str, object]) -> StoredInstance:
+        """Rename the complete file into place, then queue its index row (write-behind).
+
+        The row is written by the index's helper thread just after the C-STORE response, not
+        before it: readers of the index wait for queued rows, so nobody sees the difference,
+        and a crash before the row is written leaves a placed file that ``recover`` indexes.
+        """
         final = self._final_path(values)
         size = source.stat().st_size
-        with self._lock:  # rename + index of one UID must not interleave with another commit
+        with self._lock:  # renames and queued rows stay in the same order
+            replaced = self._rename_into_place(source, final)
+            rel = final.relative_to(self.root).as_posix()
+            with self._pending_lock:
+                self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
+            record = self._record(rel, ds, size, calling_aet, values)
+            self.index.upsert_later(record, lambda old: self._indexed(rel, old))
+        if replaced:
+            logger.info("replaced %s", _uid(values, "SOPInstanceUID"))
+        return self._stored(final, record, replaced)
+
+    def wait_indexed(self) -> None:
+        """Return once every stored object is indexed and the copies it replaced are removed
+        (queries wait by themselves; this is for callers that look at the folder)."""
+        self.index.wait_written()
+
+    def _rename_into_place(self, source: Path, final: Path) -> bool:
+        """``os.replace`` into the study/series folder; True if a file was there (replaced).
+
+        A folder emptied by the removal of a replaced copy (``_indexed``, which runs on the
+        index's thread without this lock) can vanish between ``_makedirs`` and the rename:
+        then the folders are made again.
+        """
+        for attempt in range(3):
             try:
                 self._makedirs(final.parent)
+                replaced = final.exists()
                 os.replace(source, final)
                 if self.durable:
                     fsync_directory(final.parent)
+                return replaced
+            except FileNotFoundError as exc:
+                if attempt == 2 or not source.exists():
+                    raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                         f"cannot store the file: {exc.strerror}") from exc
             except OSError as exc:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
-            stored = self._index_file(final, ds, size, calling_aet, values=values)
-        if stored.replaced:
-            logger.info("replaced %s", stored.sop_instance_uid)
-        return stored
+        raise AssertionError("unreachable")
+
+    def _indexed(self, rel: str, old: str | None | Exception) -> None:
+        """The queued row of ``rel`` is written (index thread): remove the copy it replaced.
+
+        A replaced copy at another path (same SOP Instance UID, another study or series) is
+        removed unless a later object, still queued, was renamed to that very path: then that
+        later row names the file, and removing it would lose an acknowledged object.
+        """
+        with self._pending_lock:
+            left = self._pending_paths.get(rel, 0) - 1
+            if left > 0:
+                self._pending_paths[rel] = left
+            else:
+                self._pending_paths.pop(rel, None)
+            keep_old = isinstance(old, str) and old in self._pending_paths
+        if isinstance(old, Exception):  # recover() indexes the placed file at the next start
+            logger.error("cannot index %s: %s", rel, old)
+        elif old is not None and old != rel and not keep_old:
+            logger.info("replaced %s (was %s)", rel, old)
+            self._remove_file(self.root / old)
+
+    def _record(self, rel: str, ds: Dataset, size: int, calling_aet: str,
+                values: dict[str, object]) -> InstanceRecord:
+        meta = getattr(ds, "file_meta", None)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        return InstanceRecord(
+            values, transfer_syntax=ts or IMPLICIT_VR_LITTLE_ENDIAN, file_size=size, path=rel,
+            received_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            calling_aet=calling_aet.strip())
+
+    @staticmethod
+    def _stored(path: Path, record: InstanceRecord, replaced: bool) -> StoredInstance:
+        values = record.values
+        return StoredInstance(
+            path=path, sop_class_uid=_uid(values, "SOPClassUID"),
+            sop_instance_uid=_uid(values, "SOPInstanceUID"),
+            study_uid=_uid(values, "StudyInstanceUID"), series_uid=_uid(values, "SeriesInstanceUID"),
+            patient_id=str(values.get("PatientID") or ""), patient_name=str(values.get("PatientName") or ""),
+            transfer_syntax=record.transfer_syntax, size=record.file_size, calling_aet=record.calling_aet,
+            replaced=replaced, modality=str(values.get("Modality") or "").strip())
 
     def _index_file(self, path: Path, ds: Dataset, size: int, calling_aet: str, *,
                     remove_replaced: bool = True,
                     values: dict[str, object] | None = None) -> StoredInstance:
-        """Index one placed file; ``values`` (``_header_values(ds)``) if already read."""
+        """Index one placed file now (recovery, imports); ``values`` if already read."""
         rel = path.relative_to(self.root).as_posix()
-        meta = getattr(ds, "file_meta", None)
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         if values is None:
             values = _header_values(ds)
-        record = InstanceRecord(
-            values, transfer_syntax=ts or IMPLICIT_VR_LITTLE_ENDIAN, file_size=size, path=rel,
-            received_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            calling_aet=calling_aet.strip())
+        record = self._record(rel, ds, size, calling_aet, values)
         try:
             old = self.index.upsert(record)
         except Exception as exc:  # sqlite3 errors: disk full, I/O; recover() indexes the file later
@@ -470,13 +618,7 @@ class Archive:
                 self._remove_file(self.root / old)
             else:
                 logger.warning("%s and %s hold the same SOP Instance UID; indexed the latter", old, rel)
-        return StoredInstance(
-            path=path, sop_class_uid=_uid(values, "SOPClassUID"),
-            sop_instance_uid=_uid(values, "SOPInstanceUID"),
-            study_uid=_uid(values, "StudyInstanceUID"), series_uid=_uid(values, "SeriesInstanceUID"),
-            patient_id=str(values.get("PatientID") or ""), patient_name=str(values.get("PatientName") or ""),
-            transfer_syntax=record.transfer_syntax, size=size, calling_aet=record.calling_aet,
-            replaced=old is not None, modality=str(values.get("Modality") or "").strip())
+        return self._stored(path, record, old is not None)
 
     def _remove_file(self, path: Path) -> None:
         """Delete an archive file and the series/study folders it leaves empty."""
@@ -562,8 +704,11 @@ class Archive:
                 continue
             uid = _uid_text(ds, "SOPInstanceUID")
             other = rows.get(uid)
-            if other is not None and other[0] in by_path and (self.root / other[0]).exists():
-                self._remove_file(full)  # an older copy, or a replacement never acknowledged
+            if other is not None and other[0] in by_path and (self.root / other[0]).exists() \
+                    and not _newer(full, self.root / other[0]):
+                # an older copy whose removal a crash cut short; a newer one is a replacement
+                # placed (perhaps acknowledged) whose row the crash lost: indexed below
+                self._remove_file(full)
                 report.removed_stale_files += 1
                 continue
             self._index_file(full, ds, full.stat().st_size, "")

@@ -350,7 +350,8 @@ class DULServiceProvider(threading.Thread):
             self._handle(fsm.Events.EVT_17, None)
             return False
         try:
-            pdu_obj = pdu.decode_pdu(raw)
+            # P-DATA-TF: PDV values stay views of ``raw`` (a buffer of this PDU's own)
+            pdu_obj = pdu.PDataTfPDU.decode(raw, copy=False) if raw[0] == 4 else pdu.decode_pdu(raw)
         except PDUProcessingError as exc:
             logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
             self._handle(fsm.Events.EVT_19, exc)

@@ -636,9 +636,14 @@ class PDataTfPDU(_PDU):
         return b"".join(self.encode_parts())
 
     @classmethod
-    def decode(cls, rawstring: bytes | memoryview) -> PDataTfPDU:
+    def decode(cls, rawstring: bytes | bytearray | memoryview, copy: bool = True) -> PDataTfPDU:
         """Decode a whole P-DATA-TF PDU; each PDV must fit inside the PDU and hold at
-        least its message control header (PS3.8 9.3.5.1, E.2)."""
+        least its message control header (PS3.8 9.3.5.1, E.2).
+
+        Extension: ``copy=False`` leaves each ``data_value`` a memoryview of ``rawstring``
+        instead of ``bytes`` — the DUL's receive path, whose buffer is fresh per PDU and
+        whose DIMSE decoder writes or copies each fragment at once (one pass over the data
+        fewer per PDU)."""
         view, reserved, length = _check_header(rawstring, cls.pdu_type)
         end = len(view)
         offset = PDU_HEADER.size
@@ -655,7 +660,8 @@ class PDataTfPDU(_PDU):
                 raise protocol_error(f"PDV item length {item_length}: no message control header")
             if offset > end:
                 raise protocol_error(f"PDV item length {item_length} overruns the P-DATA-TF PDU")
-            append(PresentationDataValueItem(context_id, bytes(view[start:offset])))
+            append(PresentationDataValueItem(context_id, bytes(view[start:offset]) if copy
+                                             else view[start:offset]))
         return cls(items, reserved)
 
 

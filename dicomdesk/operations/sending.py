@@ -2,12 +2,12 @@
 
 ``send`` proposes, per association, the contexts ``plan_contexts`` computed from the files'
 SOP classes and transfer syntaxes (several associations only when more than 128 contexts
-are needed), streams each file from disk and reports per file. Statuses (PS3.4 B.2.3):
-success → "stored"; warnings B000/B006/B007 → "stored" with the warning in the message;
-anything else → "failed" with the status description. A file that cannot be sent (broken
-header, syntax the peer will not take, SOP class refused) fails alone; if the association
-is lost, every file not yet confirmed is "failed" and listed in ``SendResult.not_sent``,
-so a retry can send just those.
+are needed), streams each file from disk, preparing the next one while the peer answers,
+and reports per file. Statuses (PS3.4 B.2.3): success → "stored"; warnings B000/B006/B007 →
+"stored" with the warning in the message; anything else → "failed" with the status
+description. A file that cannot be sent (broken header, syntax the peer will not take, SOP
+class refused) fails alone; if the association is lost, every file not yet confirmed is
+"failed" and listed in ``SendResult.not_sent``, so a retry can send just those.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from pydicom.uid import UID
 from ..net.applicationentity import ClientAE
 from ..net.asceprovider import PC_RESULT_TEXT
 from ..net.exceptions import NetDICOMError
-from ..net.sopclass.storage import (AssociationPlan, StorageNotSent, choose_context, plan_contexts,
-                                   proposed_transfer_syntaxes, storage_scu)
+from ..net.sopclass.storage import (AssociationPlan, PreparedStore, StorageNotSent, choose_context,
+                                   plan_contexts, prepare_store, proposed_transfer_syntaxes,
+                                   receive_store_status, send_prepared)
 from ..net.statuses import Status
 from .common import Peer, describe_error
 from .files import FileInfo, inspect_file
@@ -115,7 +116,7 @@ class _Run:
             logger.info("%s", message)
         self.emit(index, state, status, message)
 
-    def streaming(self, index: int, base: int) -> Callable[[int], None]:
+    def streaming(self, index: int) -> Callable[[int], None]:
         """An ``on_bytes`` callback that advances ``bytes_done`` and emits at most 10/s."""
         def on_bytes(count: int) -> None:
             self.bytes_done += count
@@ -210,10 +211,56 @@ def _refusal_reason(assoc: Any, sop_class: str) -> str:
     return f"the peer refused {UID(sop_class).name} ({text})"
 
 
+@dataclass
+class _Turn:
+    """File ``index`` made ready before its turn on the association.
+
+    Exactly one of the other fields is set: the prepared C-STORE; why no accepted context
+    fits (the file fails without "sending"); why ``prepare_store`` refused it
+    (``StorageNotSent``: "sending" then failed, as when it was prepared at its turn); or an
+    unexpected error, raised only at the file's turn so it ends the association at the same
+    point as before preparation moved ahead.
+    """
+
+    index: int
+    prepared: PreparedStore | None = None
+    refused: str | None = None
+    not_sent: str | None = None
+    error: Exception | None = None
+
+    def close(self) -> None:
+        if self.prepared is not None:
+            self.prepared.close()
+
+
+def _prepare_turn(assoc: Any, run: _Run, index: int) -> _Turn:
+    """Choose the context for file ``index`` and prepare its C-STORE; reports nothing yet."""
+    info = run.infos[index]
+    ctx, why = choose_context(assoc.contexts_for(info.sop_class_uid), info.transfer_syntax)
+    if ctx is None:
+        if not assoc.contexts_for(info.sop_class_uid):
+            why = _refusal_reason(assoc, info.sop_class_uid)
+        return _Turn(index, refused=why)
+    try:
+        return _Turn(index, prepare_store(ctx, str(info.path), assoc.next_message_id(),
+                                          on_bytes=run.streaming(index)))
+    except StorageNotSent as exc:
+        return _Turn(index, not_sent=str(exc))
+    except Exception as exc:  # kept for the file's turn (see _Turn)
+        return _Turn(index, error=exc)
+
+
 def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[int], run: _Run,
                          cancel: threading.Event | None, max_pdu_length: int
                          ) -> tuple[str | None, bool, bool]:
     """Send ``members`` on one association proposing ``plan``.
+
+    Pipelined in this one thread: once file N is on the wire, file N+1 is prepared (opened,
+    header read, structure checked, request built) before N's response is awaited, so our
+    preparation overlaps the peer's handling of N instead of following it. Still one C-STORE
+    at a time (no asynchronous operations window, PS3.7 D.3.3.3), and events and outcomes are
+    reported in file order, as if each file were prepared at its turn. A prepared file that
+    is never sent (cancel, association lost) is closed and left for the caller to retry.
 
     Returns (error sentence, cancelled, whether the association had been established).
     """
@@ -227,30 +274,37 @@ def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[in
     except Exception as exc:  # rejected, refused, unreachable: a sentence for every file
         return describe_error(exc, peer), False, False
     current: int | None = None
+    turn: _Turn | None = None
+    queue = iter(members)
+
+    def following() -> _Turn | None:
+        index = next(queue, None)
+        return None if index is None else _prepare_turn(assoc, run, index)
+
     try:
         with assoc:
-            for index in members:
+            turn = following()
+            while turn is not None:
                 if cancel is not None and cancel.is_set():
                     return None, True, True
-                info = run.infos[index]
+                index, info, prepared = turn.index, run.infos[turn.index], turn.prepared
                 current = index
-                ctx, why = choose_context(assoc.contexts_for(info.sop_class_uid), info.transfer_syntax)
-                if ctx is None:
-                    if not assoc.contexts_for(info.sop_class_uid):
-                        why = _refusal_reason(assoc, info.sop_class_uid)
-                    run.finish(index, "failed", message=f"{info.path}: not sent: {why}")
-                    current = None
+                if turn.refused is not None:
+                    run.finish(index, "failed", message=f"{info.path}: not sent: {turn.refused}")
+                    current, turn = None, following()
                     continue
                 run.emit(index, "sending")
                 base = run.bytes_done
-                try:
-                    status = storage_scu(assoc, ctx, str(info.path), assoc.next_message_id(),
-                                         on_bytes=run.streaming(index, base))
-                except StorageNotSent as exc:
+                if turn.error is not None:
+                    raise turn.error
+                if prepared is None:
                     run.bytes_done = base + info.size
-                    run.finish(index, "failed", message=f"{info.path}: not sent: {exc}")
-                    current = None
+                    run.finish(index, "failed", message=f"{info.path}: not sent: {turn.not_sent}")
+                    current, turn = None, following()
                     continue
+                send_prepared(assoc, prepared)
+                turn = following()  # while the peer handles this file
+                status = receive_store_status(assoc, prepared.message_id)
                 run.bytes_done = base + info.size
                 current = None
                 if status.is_success:
@@ -266,4 +320,7 @@ def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[in
         if current is not None:
             run.finish(current, "failed", message=f"{run.infos[current].path}: not stored: {error}")
         return error, False, current is not None
+    finally:
+        if turn is not None:
+            turn.close()  # prepared but never sent: the file is closed, its outcome still open
     return None, False, True

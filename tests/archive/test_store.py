@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -189,6 +190,7 @@ def test_same_instance_again_replaces_file_and_row(archive: Archive, caplog: pyt
 def test_replacement_in_another_series_removes_old_file_and_empty_folders(archive: Archive) -> None:
     first = receive(archive, part10_bytes("1.2.3.9"))
     second = receive(archive, part10_bytes("1.2.3.9", series=SERIES + "2"))
+    archive.wait_indexed()  # the old copy goes once the new row is written (write-behind)
     assert not first.path.exists() and not first.path.parent.exists()
     assert second.path.exists() and archive.count() == 1
     q = Dataset()
@@ -217,6 +219,7 @@ def test_add_file_without_copy_keeps_a_refused_source(archive: Archive, tmp_path
 
 def test_read_only_archive_answers_queries_and_refuses_writes(archive: Archive) -> None:
     receive(archive, part10_bytes())
+    archive.wait_indexed()  # another reader of the file sees the row once it is written
     with Archive(archive.root, read_only=True) as ro:
         assert ro.count() == 1
         with pytest.raises(ArchiveError):
@@ -272,8 +275,28 @@ def test_recover_removes_a_stale_copy_indexed_elsewhere(archive: Archive) -> Non
     stale = archive.root / STUDY / SERIES / "1.2.3.9.dcm"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(part10_bytes("1.2.3.9"))  # killed before the old copy was unlinked
+    older = stored.path.stat().st_mtime_ns - 10**9
+    os.utime(stale, ns=(older, older))
     report = archive.recover()
     assert report.removed_stale_files == 1 and not stale.exists() and stored.path.exists()
+
+
+def test_recover_keeps_a_newer_replacement_whose_row_was_lost(archive: Archive) -> None:
+    """Rows are written just after the response (write-behind): a crash in between leaves the
+    replacement in place and the old row; the newer file wins, the older copy goes."""
+    old = receive(archive, part10_bytes("1.2.3.9", description="old"))
+    archive.wait_indexed()
+    newer = archive.root / STUDY / (SERIES + "2") / "1.2.3.9.dcm"
+    newer.parent.mkdir(parents=True)
+    newer.write_bytes(part10_bytes("1.2.3.9", series=SERIES + "2", description="new"))
+    later = old.path.stat().st_mtime_ns + 10**9
+    os.utime(newer, ns=(later, later))
+    report = archive.recover()
+    archive.wait_indexed()
+    assert report.indexed_files == 1 and newer.exists() and not old.path.exists()
+    q = Dataset()
+    q.SeriesInstanceUID = ""
+    assert [r.SeriesInstanceUID for r in archive.find("SERIES", q)] == [SERIES + "2"]
 
 
 def test_recover_reports_unreadable_files_and_keeps_them(archive: Archive) -> None:
@@ -322,3 +345,20 @@ def test_commitment_status_reports_each_failure_reason(archive: Archive) -> None
         (CTImageStorage, truncated.sop_instance_uid, FAILURE_PROCESSING),
         (CTImageStorage, gone.sop_instance_uid, FAILURE_PROCESSING),
     ]
+
+
+def test_queued_rows_never_remove_a_file_a_later_object_was_renamed_to(archive: Archive) -> None:
+    """A at series 1, B (same UID) at series 2, C (same UID) back at series 1, all acknowledged
+    before any row is written: the rows are written in order, and B's row must not remove
+    series 1's file, which by then is C's."""
+    with archive.index._lock:  # the index thread cannot write until all three are placed
+        receive(archive, part10_bytes("1.2.3.9", description="A"))
+        receive(archive, part10_bytes("1.2.3.9", series=SERIES + "2", description="B"))
+        c = receive(archive, part10_bytes("1.2.3.9", description="C"))
+    archive.wait_indexed()
+    assert dcmread(c.path).StudyDescription == "C"
+    assert not (archive.root / STUDY / (SERIES + "2")).exists()
+    q = Dataset()
+    q.SeriesInstanceUID = ""
+    assert [r.SeriesInstanceUID for r in archive.find("SERIES", q)] == [SERIES]
+    assert archive.commitment_status([(CTImageStorage, "1.2.3.9")])[0]

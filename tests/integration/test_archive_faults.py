@@ -160,8 +160,14 @@ def test_kill_during_a_200_mb_transfer_leaves_no_partial_file_and_the_retry_stor
         assert archive_files(storage) == {}
         retry = run_dcmtk("storescu", "-aec", SERVER_AET, LOCALHOST, str(server.port), source, timeout=120)
         assert retry.returncode == 0, retry.stdout + retry.stderr
-        with Archive(storage, read_only=True) as archive:  # a second process reads while serving
-            rows = archive.index.all_files()
+        # A second reader (the index is written just after the response: write-behind).
+        deadline = time.monotonic() + 10
+        while True:
+            with Archive(storage, read_only=True) as archive:
+                rows = archive.index.all_files()
+            if rows or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert list(rows) == [uid]
         path, size = rows[uid]
         assert archive_files(storage) == {path: size}

@@ -346,17 +346,32 @@ def echo_ok(port: int, aet: str = "DICOMDESK", timeout: float = 10.0) -> None:
     assert result.ok, result.error
 
 
-def archive_state(storage: Path) -> tuple[set[str], set[str], list[Path]]:
-    """(SOP Instance UIDs with a file, UIDs with an index row, files in .incoming)."""
-    import sqlite3
+def archive_state(storage: Path, settle: float = 5.0) -> tuple[set[str], set[str], list[Path]]:
+    """(SOP Instance UIDs with a file, UIDs with an index row, files in .incoming).
 
-    files = {p.stem for p in storage.rglob("*.dcm") if ".incoming" not in p.parts}
-    rows: set[str] = set()
-    index = storage / "index.sqlite3"
-    if index.exists():
-        with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as db:
-            rows = {r[0] for r in db.execute("SELECT sop_instance_uid FROM instance")}
-        db.close()
+    The server writes an object's index row just after its C-STORE response (write-behind,
+    docs/internals.md), so another process may see the file a few ms before its row: wait up
+    to ``settle`` seconds for the rows to catch up before answering.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        files = {p.stem for p in storage.rglob("*.dcm") if ".incoming" not in p.parts}
+        rows = _index_rows(storage)
+        if files <= rows or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
     incoming = storage / ".incoming"
     temp = sorted(p for p in incoming.iterdir()) if incoming.exists() else []
     return files, rows, temp
+
+
+def _index_rows(storage: Path) -> set[str]:
+    import sqlite3
+
+    index = storage / "index.sqlite3"
+    if not index.exists():
+        return set()
+    with sqlite3.connect(f"file:{index}?mode=ro", uri=True) as db:
+        rows = {r[0] for r in db.execute("SELECT sop_instance_uid FROM instance")}
+    db.close()
+    return rows

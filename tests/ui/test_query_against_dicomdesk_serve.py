@@ -81,7 +81,12 @@ def _start_local_server(window, qtbot, port: int) -> None:
     assert window.server_host.is_running
 
 
-def _archived_studies(storage: Path) -> dict[str, int]:
+def _archived_studies(storage: Path, window=None) -> dict[str, int]:
+    """Instances per study, as a second reader of the index sees them once the running
+    server's queued rows are written (write-behind)."""
+    running = window.server_host.running_archive() if window is not None else None
+    if running is not None:
+        running.wait_indexed()
     with Archive(storage, read_only=True) as archive:
         counts: dict[str, int] = {}
         for _uid, (rel, _size) in archive.index.all_files().items():
@@ -133,7 +138,7 @@ def test_c_move_lands_every_instance_in_the_local_archive_with_full_progress(
     assert blocker.args[0] == f"{len(PEER_FILES)} completed in {len(PEER_FILES)} retrieves."
     assert panel.progress.maximum() > 0
     assert panel.progress.value() == panel.progress.maximum()
-    assert _archived_studies(tmp_path / "storage") == {uid: 1 for uid in EXPECTED}
+    assert _archived_studies(tmp_path / "storage", window) == {uid: 1 for uid in EXPECTED}
     assert sorted(panel.model.local_rows()) == sorted(EXPECTED)
     assert all(panel.proxy.index(r, 0).data(LOCAL_ROLE) for r in range(panel.proxy.rowCount()))
     # the archive browser of the server panel lists what arrived
@@ -154,7 +159,7 @@ def test_c_get_lands_every_instance_in_the_local_archive_and_marks_the_studies(
     assert blocker.args[0] == f"{len(PEER_FILES)} completed in {len(PEER_FILES)} retrieves."
     assert panel.progress.value() == panel.progress.maximum() > 0
     storage = tmp_path / "storage"
-    assert _archived_studies(storage) == {uid: 1 for uid in EXPECTED}
+    assert _archived_studies(storage, window) == {uid: 1 for uid in EXPECTED}
     assert not [p for p in (storage / "retrieved").iterdir()]  # all moved into the archive
     assert sorted(panel.model.local_rows()) == sorted(EXPECTED)
     assert window.server_panel.stored.rowCount() == len(PEER_FILES)
@@ -239,7 +244,7 @@ def test_cancel_stops_a_c_get_midway_with_status_fe00(window, qtbot, tmp_path):
         assert int(result.status) == 0xFE00
         assert 2 <= result.completed < SLOW_COUNT
         assert stopped.is_set()
-        archived = sum(_archived_studies(tmp_path / "storage").values())
+        archived = sum(_archived_studies(tmp_path / "storage", window).values())
         assert archived == result.completed < SLOW_COUNT
         assert not panel.cancel_retrieve_button.isEnabled()
     finally:

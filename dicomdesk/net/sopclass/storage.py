@@ -5,6 +5,8 @@
   set, becomes the message's data set, so the association reads it in PDV-sized pieces and
   the object is never held whole in memory. Only when the accepted transfer syntax differs
   from the file's (both uncompressed, PS3.5 A.1-A.5) is the file decoded and re-encoded.
+  Its three steps are public (``prepare_store``, ``send_prepared``, ``receive_store_status``)
+  so that a sender of many objects prepares the next while the peer answers the last.
 * ``storage_scp`` receives into a file (``@store_in_file``: ``AE.get_file`` supplies it) and
   answers with the status of ``AE.on_receive_store`` (PS3.4 B.2.3).
 * ``plan_contexts`` is the pure part of a storage SCU's negotiation: which presentation
@@ -680,6 +682,71 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
                          f"({header.transfer_syntax}) cannot be converted to {UID(ctx.supported_ts).name}")
 
 
+class PreparedStore:
+    """A C-STORE-RQ ready to go and the open file its data set streams from (if any).
+
+    ``prepare_store`` does all of a storage SCU's own work on an object (open, header,
+    structure check, request) before anything is sent, so a caller sending many objects
+    can prepare the next one while the peer is still answering the previous one. The
+    file stays open until ``send_prepared`` has sent it or ``close()`` is called (safe
+    twice; also a context manager), so an unsent preparation never leaks a descriptor.
+    """
+
+    __slots__ = ("rq", "ctx", "_fp")
+
+    def __init__(self, rq: Any, ctx: Any, fp: BinaryIO | None):
+        self.rq, self.ctx, self._fp = rq, ctx, fp
+
+    @property
+    def message_id(self) -> int:
+        return self.rq.message_id
+
+    def close(self) -> None:
+        fp, self._fp = self._fp, None
+        if fp is not None:
+            fp.close()
+
+    def __enter__(self) -> "PreparedStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def prepare_store(ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None) -> PreparedStore:
+    """Build the C-STORE-RQ for ``dataset`` (a pydicom Dataset or a file name) on ``ctx``.
+
+    Nothing touches the association. Raises ``StorageNotSent`` (nothing opened is left
+    open) for the reasons ``storage_scu`` documents; ``on_bytes(n)`` is called later, as
+    ``send_prepared`` streams the file.
+    """
+    rq = dimsemessages.CStoreRQMessage()
+    rq.message_id = msg_id
+    rq.affected_sop_class_uid = ctx.sop_class
+    return PreparedStore(rq, ctx, _prepare(rq, ctx, dataset, on_bytes))
+
+
+def send_prepared(asce: Any, prepared: PreparedStore) -> None:
+    """Send a prepared C-STORE-RQ and its data set, then close its file (even on failure)."""
+    try:
+        asce.send(prepared.rq, prepared.ctx.id)
+    finally:
+        prepared.close()
+
+
+def receive_store_status(asce: Any, msg_id: int) -> statuses.Status:
+    """Wait for the C-STORE-RSP to ``msg_id``; its status, with ``error_comment`` (or None).
+
+    Other messages arriving meanwhile are kept for the association's next ``receive``.
+    """
+    rsp, _ = asce.receive_response(msg_id)
+    status = statuses.Status(rsp.status, 0x0001)
+    # Error Comment (0000,0902) from the decoded fields: no pydicom command set per response.
+    comment = rsp.get_command_value(0x0902)
+    status.error_comment = str(comment).strip() if comment else None
+    return status
+
+
 @sop_classes(uids.STORAGE_SOP_CLASSES)
 def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None
                 ) -> statuses.Status:
@@ -689,23 +756,12 @@ def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any
     uncompressed file is converted otherwise. ``StorageNotSent`` means nothing was sent
     (unreadable file, compressed syntax the context cannot carry). Extension: ``on_bytes(n)``
     is called as the streamed file is read (progress). The response's Error Comment, if
-    any, is on the returned status as ``error_comment``.
+    any, is on the returned status as ``error_comment``. It is ``prepare_store``,
+    ``send_prepared`` and ``receive_store_status`` in a row; a caller sending many objects
+    calls them itself to prepare the next object while waiting for this one's response.
     """
-    rq = dimsemessages.CStoreRQMessage()
-    rq.message_id = msg_id
-    rq.affected_sop_class_uid = ctx.sop_class
-    fp = _prepare(rq, ctx, dataset, on_bytes)
-    try:
-        asce.send(rq, ctx.id)
-    finally:
-        if fp is not None:
-            fp.close()
-    rsp, _ = asce.receive_response(msg_id)
-    status = statuses.Status(rsp.status, 0x0001)
-    # Error Comment (0000,0902) from the decoded fields: no pydicom command set per response.
-    comment = rsp.get_command_value(0x0902)
-    status.error_comment = str(comment).strip() if comment else None
-    return status
+    send_prepared(asce, prepare_store(ctx, dataset, msg_id, on_bytes=on_bytes))
+    return receive_store_status(asce, msg_id)
 
 
 @store_in_file
