@@ -26,6 +26,7 @@ import logging
 import queue
 import select
 import socket
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -44,6 +45,12 @@ logger = logging.getLogger(__name__)
 
 #: Bytes asked of the kernel per recv() when no large body is pending.
 RECV_CHUNK = 256 * 1024
+#: The receive buffer's first size; it grows to the longest PDU received (at most our
+#: Maximum Length, or UNLIMITED_PDU_CAP) and is reused for every PDU after that.
+RX_BUFFER_START = 64 * 1024
+#: P-DATA-TF PDUs at least this long are handed on as a view of the receive buffer
+#: (no copy); shorter PDUs, and every other PDU, get bytes of their own.
+RX_VIEW_MIN = 64 * 1024
 
 #: What we read at most for one P-DATA-TF PDU when we announced "no limit" (0): the peer
 #: may send any length then, but memory must stay bounded (PS3.8 D.1 allows refusing it).
@@ -145,7 +152,10 @@ class DULServiceProvider(threading.Thread):
         self.trace: Any = None  # trace.AssociationTrace, set by the association
         self._reader_started = False
         self._finished = False
-        self._rbuf = bytearray()
+        # Received bytes not yet framed are ``_rx[_rx_start:_rx_end]`` (``_read_pdu``).
+        self._rx = bytearray(RX_BUFFER_START)
+        self._rx_start = 0
+        self._rx_end = 0
         self.peer_address: tuple | None = None
         if dul_socket is not None:
             _tune_socket(dul_socket)
@@ -261,7 +271,7 @@ class DULServiceProvider(threading.Thread):
         kernel wait it becomes is rounded up to 1 ms, which an SCP checking for C-CANCEL
         between C-FIND responses would pay on every match."""
         sock = self.dul_socket
-        if sock is None or self._rbuf or self._closed.is_set():
+        if sock is None or self._rx_end > self._rx_start or self._closed.is_set():
             return True  # let _pump_one report what there is (data or the closed transport)
         pending = getattr(sock, "pending", None)
         if pending is not None and pending():
@@ -333,7 +343,7 @@ class DULServiceProvider(threading.Thread):
             # The length field cannot be trusted, so the stream cannot be re-framed:
             # answer (AA-1/AA-8), then only drain until close or ARTIM (Sta13).
             logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
-            self._rbuf.clear()
+            self._rx_start = self._rx_end = 0
             self._handle(fsm.Events.EVT_19, exc)
             self._drain_until_closed()
             return not self._closed.is_set()
@@ -350,7 +360,7 @@ class DULServiceProvider(threading.Thread):
             self._handle(fsm.Events.EVT_17, None)
             return False
         try:
-            # P-DATA-TF: PDV values stay views of ``raw`` (a buffer of this PDU's own)
+            # P-DATA-TF: PDV values stay views of ``raw`` (no copy of the data)
             pdu_obj = pdu.PDataTfPDU.decode(raw, copy=False) if raw[0] == 4 else pdu.decode_pdu(raw)
         except PDUProcessingError as exc:
             logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
@@ -359,6 +369,10 @@ class DULServiceProvider(threading.Thread):
         if self.trace is not None and trace.enabled():
             self.trace.pdu("received", pdu_obj, len(raw))
         self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
+        if type(raw) is memoryview:
+            # The DIMSE decoder has written or copied every PDV: drop the last references to
+            # the PDU so that the receive buffer it views can take the next one.
+            self.primitive = self.state_machine.primitive = None
         return not self._closed.is_set()
 
     def _drain_until_closed(self) -> None:
@@ -374,42 +388,74 @@ class DULServiceProvider(threading.Thread):
             except _IdleTimeout:
                 self._close_socket()
                 return
-        self._rbuf.clear()
+        self._rx_start = self._rx_end = 0
 
-    def _read_pdu(self, deadline: float | None) -> bytes | bytearray | None:
+    def _read_pdu(self, deadline: float | None) -> bytes | memoryview | None:
         """One whole PDU (header and body) or None at EOF; the length is checked first.
+
+        The bytes land in one reusable buffer (``_rx``): a read asks for as much as the
+        buffer holds (several short PDUs in one syscall), and a long P-DATA-TF body is read
+        straight into place and handed on as a view of it — no allocation, zeroing or copy
+        per PDU. The view is valid until the next call; ``_pump_one`` consumes it before.
 
         Once a PDU has begun, it must be complete within the idle timeout plus its length at
         MIN_TRANSFER_RATE: a peer dribbling a byte now and then cannot hold a slot forever.
         """
-        started = time.monotonic() if self._rbuf else None
-        while len(self._rbuf) < 6:
+        self._rx_reclaim()
+        started = time.monotonic() if self._rx_end > self._rx_start else None
+        while self._rx_end - self._rx_start < 6:
+            if self._rx_end == len(self._rx):
+                self._rx_fit(6)
             pdu_deadline = self._pdu_deadline(started, 6)
-            chunk = self._recv(RECV_CHUNK, deadline if not self._rbuf else None, pdu_deadline)
-            if not chunk:
+            n = self._recv_into(memoryview(self._rx)[self._rx_end:],
+                                deadline if self._rx_end == self._rx_start else None, pdu_deadline)
+            if not n:
                 return None
             if started is None:
                 started = time.monotonic()
-            self._rbuf += chunk
-        pdu_type, length = pdu.parse_pdu_header(bytes(self._rbuf[:6]))
+            self._rx_end += n
+        start = self._rx_start
+        pdu_type, length = pdu.parse_pdu_header(bytes(self._rx[start:start + 6]))
         pdu.check_pdu_length(pdu_type, length, self.max_pdu_length or UNLIMITED_PDU_CAP)
         total = 6 + length
+        if start + total > len(self._rx):
+            self._rx_fit(total)
+            start = self._rx_start
         pdu_deadline = self._pdu_deadline(started, total)
-        if len(self._rbuf) >= total:
-            raw = bytes(self._rbuf[:total])
-            del self._rbuf[:total]
-            return raw
-        body = bytearray(total)
-        have = len(self._rbuf)
-        body[:have] = self._rbuf
-        self._rbuf.clear()
-        view = memoryview(body)
-        while have < total:
-            n = self._recv_into(view[have:], pdu_deadline)
-            if n == 0:
+        end = start + total
+        while self._rx_end < end:
+            n = self._recv_into(memoryview(self._rx)[self._rx_end:end], None, pdu_deadline)
+            if not n:
                 return None
-            have += n
-        return bytes(body) if total < 65536 else body
+            self._rx_end += n
+        if self._rx_end == end:
+            self._rx_start = self._rx_end = 0
+        else:
+            self._rx_start = end
+        if total >= RX_VIEW_MIN and pdu_type == 4:
+            return memoryview(self._rx)[start:end]
+        return bytes(self._rx[start:end])
+
+    def _rx_reclaim(self) -> None:
+        """Write into ``_rx`` only when no view of it is alive (someone kept a PDU: the
+        protocol trace, a test): otherwise move the unframed bytes to a buffer of their own."""
+        if sys.getrefcount(self._rx) > 2:  # the attribute and the call's argument
+            size = max(RX_BUFFER_START, self._rx_end - self._rx_start)
+            fresh = bytearray(size)
+            fresh[:self._rx_end - self._rx_start] = self._rx[self._rx_start:self._rx_end]
+            self._rx, self._rx_end, self._rx_start = fresh, self._rx_end - self._rx_start, 0
+
+    def _rx_fit(self, total: int) -> None:
+        """Make room for a PDU of ``total`` bytes from ``_rx_start``: move the unframed bytes
+        to the front, and grow the buffer (once, to that PDU's length) if it is too short."""
+        have = self._rx_end - self._rx_start
+        if total > len(self._rx):
+            fresh = bytearray(total)
+            fresh[:have] = self._rx[self._rx_start:self._rx_end]
+            self._rx = fresh
+        elif self._rx_start:
+            self._rx[:have] = self._rx[self._rx_start:self._rx_end]
+        self._rx_start, self._rx_end = 0, have
 
     def _pdu_deadline(self, started: float | None, length: int) -> float | None:
         if started is None or self.idle_timeout is None:
@@ -446,11 +492,12 @@ class DULServiceProvider(threading.Thread):
         except OSError:
             return b""
 
-    def _recv_into(self, view: memoryview, pdu_deadline: float | None = None) -> int:
+    def _recv_into(self, view: memoryview, deadline: float | None = None,
+                   pdu_deadline: float | None = None) -> int:
         sock = self.dul_socket
         if sock is None:
             return 0
-        timeout, on_timeout = self._wait_timeout(None, pdu_deadline)
+        timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
         try:
             sock.settimeout(timeout)
             return sock.recv_into(view)

@@ -1,0 +1,98 @@
+"""The DUL's receive buffer: PDUs framed from one reusable buffer, long P-DATA-TF as views.
+
+``DULServiceProvider._read_pdu`` reads into one buffer that grows to the longest PDU and is
+then reused: a long P-DATA-TF PDU is handed on as a view of it (no allocation, zeroing or
+copy per PDU). These tests read real bytes from a socket pair and check the framing, the
+reuse, and that a PDU somebody kept is never overwritten by the next one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from dicomdesk.net import pdu
+from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider
+
+
+def p_data(context_id: int, payload: bytes) -> bytes:
+    """One P-DATA-TF PDU with one PDV (message control header 0x00: data, not last)."""
+    return pdu.PDataTfPDU([pdu.PresentationDataValueItem(context_id, b"\x00" + payload)]).encode()
+
+
+@pytest.fixture
+def dul_and_peer():
+    ours, theirs = socket.socketpair()
+    dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=10)
+    yield dul, theirs
+    theirs.close()
+    ours.close()
+
+
+def send_later(sock: socket.socket, data: bytes) -> threading.Thread:
+    """Write from another thread: more than a socket buffer holds would block this one."""
+    thread = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+    thread.start()
+    return thread
+
+
+def payloads(count: int, size: int) -> list[bytes]:
+    return [bytes([i]) * size for i in range(count)]
+
+
+def test_short_and_long_pdus_in_one_stream_are_framed_exactly(dul_and_peer):
+    dul, peer = dul_and_peer
+    sizes = [10, 300_000, 3, RX_VIEW_MIN, 70, 900_000, 1]
+    stream = [p_data(1, bytes([i % 251]) * n) for i, n in enumerate(sizes)]
+    writer = send_later(peer, b"".join(stream))
+    for expected in stream:
+        raw = dul._read_pdu(None)
+        assert bytes(raw) == expected
+        del raw
+    writer.join(5)
+
+
+def test_long_p_data_pdus_reuse_one_buffer(dul_and_peer):
+    dul, peer = dul_and_peer
+    data = payloads(6, 400_000)
+    writer = send_later(peer, b"".join(p_data(1, d) for d in data))
+    buffers = set()
+    for d in data:
+        raw = dul._read_pdu(None)
+        assert isinstance(raw, memoryview) and raw.obj is dul._rx
+        assert bytes(raw[12:]) == d  # 6-byte PDU header, 4-byte length, context, control
+        buffers.add(id(raw.obj))
+        del raw
+    writer.join(5)
+    assert len(buffers) == 1
+
+
+def test_a_pdu_kept_by_someone_is_never_overwritten(dul_and_peer):
+    dul, peer = dul_and_peer
+    data = payloads(4, 300_000)
+    writer = send_later(peer, b"".join(p_data(1, d) for d in data))
+    kept = [dul._read_pdu(None) for _ in data]  # e.g. a protocol trace holding every PDU
+    writer.join(5)
+    assert [bytes(k[12:]) for k in kept] == data
+
+
+def test_p_data_decoded_as_views_matches_the_copying_decoder(dul_and_peer):
+    dul, peer = dul_and_peer
+    stream = p_data(3, bytes(range(256)) * 1000)
+    writer = send_later(peer, stream)
+    raw = dul._read_pdu(None)
+    writer.join(5)
+    viewed = pdu.PDataTfPDU.decode(raw, copy=False)
+    copied = pdu.PDataTfPDU.decode(stream)
+    assert [(v.context_id, bytes(v.data_value)) for v in viewed.data_value_items] == \
+        [(v.context_id, v.data_value) for v in copied.data_value_items]
+    assert isinstance(copied.data_value_items[0].data_value, bytes)
+
+
+def test_a_peer_that_closes_mid_pdu_gives_end_of_stream(dul_and_peer):
+    dul, peer = dul_and_peer
+    peer.sendall(p_data(1, b"x" * 200_000)[:100_000])
+    peer.shutdown(socket.SHUT_WR)
+    assert dul._read_pdu(None) is None
