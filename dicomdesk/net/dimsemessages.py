@@ -142,30 +142,63 @@ def _read_full(fp: IO[bytes], view: memoryview) -> int:
     return filled
 
 
+#: Fragment buffers whose values were sent, by size, for ``_file_values`` to reuse: files
+#: sent one after another read into the same few buffers (no allocation or zeroing per
+#: fragment). Shared by every thread: a buffer is taken with one atomic ``pop`` and used
+#: only if no view of it is left, so two threads never share one.
+_SPENT: dict[int, list[bytearray]] = {}
+_SPENT_MAX = 8
+
+
+def _take_buffer(size: int) -> bytearray:
+    spent = _SPENT.get(size)
+    if spent:
+        try:
+            buf = spent.pop(0)  # the oldest: its value went out longest ago
+        except IndexError:  # another thread took the last one
+            buf = None
+        if buf is not None:
+            if sys.getrefcount(buf) == 2:  # ``buf`` and the call's argument: no view left
+                return buf
+            _keep(size, buf)  # still being sent (or kept): leave it
+    return bytearray(size)
+
+
+def _keep(size: int, *buffers: bytearray) -> None:
+    spent = _SPENT.setdefault(size, [])
+    for buf in buffers:
+        if len(spent) < _SPENT_MAX:
+            spent.append(buf)
+
+
 def _file_values(fp: IO[bytes], max_pdu_length: int, normal: int,
                  last: int) -> Iterator[memoryview]:
     """Stream a file as complete PDV values: header byte + fragment, read in place.
 
-    Each value is read straight into a fresh buffer after a one-byte slot for the
-    message control header, so nothing is copied after the read; one fragment
-    is read ahead to know which one is last.  Memory stays bounded by two fragments.
+    Each value is read straight into a buffer after a one-byte slot for the message
+    control header, so nothing is copied after the read; one fragment is read ahead to
+    know which one is last. Buffers come from ``_SPENT`` and go back to it once yielded;
+    memory stays bounded by a few fragments.
     """
     size = _fragment_size(max_pdu_length)
-    buf = bytearray(size + 1)
+    buf = _take_buffer(size + 1)
     count = _read_full(fp, memoryview(buf)[1:])
     while True:
         if count < size:  # short read: end of file
             buf[0] = last
             yield memoryview(buf)[:count + 1]
+            _keep(size + 1, buf)
             return
-        following = bytearray(size + 1)
+        following = _take_buffer(size + 1)
         next_count = _read_full(fp, memoryview(following)[1:])
         if next_count == 0:
             buf[0] = last
             yield memoryview(buf)
+            _keep(size + 1, buf, following)
             return
         buf[0] = normal
         yield memoryview(buf)
+        _keep(size + 1, buf)
         buf, count = following, next_count
 
 

@@ -82,13 +82,15 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _inspect_fast(path: Path, size: int) -> FileInfo | None:
+def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | None:
     """``inspect_file`` for a plain Part-10 file in one open and one read of its start.
 
     ``scan_header`` hands back pydicom's own raw elements, so names and descriptions decode
     (character sets included) exactly as ``dcmread`` would; the structure check runs on the
     same file. Anything unusual (no preamble, DICOMDIR, deflate, missing UIDs, a fault)
     returns None and the general path below reads the file with pydicom and says why.
+    Without ``details`` (``inspect_for_sending``) the names are not decoded and the
+    structure is not checked: only what plans the association is read.
     """
     try:
         with open(path, "rb") as fp:
@@ -109,6 +111,9 @@ def _inspect_fast(path: Path, size: int) -> FileInfo | None:
             sop_instance = raw_instance.decode("ascii").strip("\0 ")
             if not sop_class or not sop_instance or scan.data_offset >= size:
                 return None
+            if not details:
+                return FileInfo(path, True, None, sop_class_uid=sop_class, sop_instance_uid=sop_instance,
+                                transfer_syntax=scan.transfer_syntax, size=size)
             header = Part10Header(scan.transfer_syntax, sop_class, sop_instance, scan.data_offset)
             try:
                 check_structure_of(fp, header, scan.stop_offset)
@@ -130,6 +135,21 @@ def _inspect_fast(path: Path, size: int) -> FileInfo | None:
         return None
     return FileInfo(path, True, None, patient_name, patient_id, study_uid, study_description,
                     sop_class, sop_instance, scan.transfer_syntax, size)
+
+
+def inspect_for_sending(path: Path) -> FileInfo:
+    """``inspect_file`` without what sending does not need before the association: a plain
+    Part-10 file gives its SOP class, instance and transfer syntax from one header scan
+    (no names decoded, no structure check — ``storage.prepare_store`` checks the structure
+    of each file just before it is sent, and fails it with the same reason). Anything else
+    is inspected in full, so refusals and skips read exactly as ``inspect_file``'s."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return inspect_file(path)
+    fast = _inspect_fast(path, size, details=False) if size > 132 else None
+    return fast if fast is not None else inspect_file(path)
 
 
 def inspect_file(path: Path) -> FileInfo:

@@ -30,7 +30,7 @@ from ..net.sopclass.storage import (AssociationPlan, PreparedStore, StorageNotSe
                                    receive_store_status, send_prepared)
 from ..net.statuses import Status
 from .common import Peer, describe_error
-from .files import FileInfo, inspect_file
+from .files import FileInfo, inspect_for_sending
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class _Run:
 
 
 def _as_info(item: FileInfo | str | os.PathLike[str]) -> FileInfo:
-    return item if isinstance(item, FileInfo) else inspect_file(Path(item))
+    return item if isinstance(item, FileInfo) else inspect_for_sending(Path(item))
 
 
 def _describe_status(status: Status) -> str:

@@ -356,3 +356,33 @@ def test_is_dataset_recognises_pydicom_datasets_only():
     assert not dm.is_dataset(b'')
     assert not dm.is_dataset(None)
     assert not dm.is_dataset(io.BytesIO())
+
+
+def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent() -> None:
+    """A file streamed after another reads into the buffers the first one used (no
+    allocation per fragment), and every fragment still carries its own bytes."""
+    import io
+
+    from dicomdesk.net.dimsemessages import _file_values
+
+    max_pdu = 4096 + 12
+    first, second = bytes(range(256)) * 40, bytes(reversed(range(256))) * 40
+    buffers = set()
+    for content in (first, second):
+        got = b""
+        for value in _file_values(io.BytesIO(content), max_pdu, 0, 2):
+            got += bytes(value[1:])
+            buffers.add(id(value.obj))
+            del value  # sent: nobody keeps the view
+        assert got == content
+    assert len(buffers) <= 3
+
+
+def test_a_fragment_someone_keeps_is_never_overwritten() -> None:
+    import io
+
+    from dicomdesk.net.dimsemessages import _file_values
+
+    content = bytes(range(256)) * 100
+    kept = [v for v in _file_values(io.BytesIO(content), 4096 + 12, 0, 2)]
+    assert b"".join(bytes(v[1:]) for v in kept) == content
