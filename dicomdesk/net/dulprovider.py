@@ -23,6 +23,7 @@ TCP_NODELAY is set on every socket: without it each message waits ~40 ms for a d
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import select
 import socket
@@ -107,12 +108,29 @@ class ConnectionClosed:
         return "ConnectionClosed()"
 
 
-def _tune_socket(sock: socket.socket) -> None:
-    """TCP_NODELAY on every DICOM socket: each PDU is one write, so Nagle only adds delay."""
+def _tune_socket(sock: socket.socket) -> bool:
+    """TCP_NODELAY on every DICOM socket: each PDU is one write, so Nagle only adds delay.
+
+    A plain socket is also made non-blocking for good, and True returned: every read and
+    write is tried first and waited for (``poll``) only when the kernel has nothing, where
+    a socket timeout costs an ``ioctl`` per change of timeout and a ``poll`` before every
+    call. TLS sockets keep timeouts (a TLS read may need a write, and the reverse).
+    """
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:  # not a TCP socket (tests with socketpair)
         pass
+    if getattr(sock, "context", None) is not None:  # ssl.SSLSocket
+        return False
+    sock.setblocking(False)
+    return True
+
+
+def _wait_io(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
+    """Wait until ``sock`` can be read (or written); False when ``timeout`` s pass first."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT if writing else select.POLLIN)
+    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 
 class DULServiceProvider(threading.Thread):
@@ -157,8 +175,9 @@ class DULServiceProvider(threading.Thread):
         self._rx_start = 0
         self._rx_end = 0
         self.peer_address: tuple | None = None
+        self._nonblocking = False
         if dul_socket is not None:
-            _tune_socket(dul_socket)
+            self._nonblocking = _tune_socket(dul_socket)
             try:
                 self.peer_address = dul_socket.getpeername()
             except OSError:
@@ -197,13 +216,13 @@ class DULServiceProvider(threading.Thread):
             if not isinstance(effect, fsm.OpenTransport):
                 self._apply(effect)
         sock = socket.create_connection(address, timeout=timeout)
-        _tune_socket(sock)
         if ssl_context is not None:
             try:
                 sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
             except OSError:
                 sock.close()
                 raise
+        self._nonblocking = _tune_socket(sock)
         self.dul_socket = sock
         self.peer_address = address
         self._handle(fsm.Events.EVT_2, rq_pdu)
@@ -480,31 +499,41 @@ class DULServiceProvider(threading.Thread):
         return timeout, kind
 
     def _recv(self, size: int, deadline: float | None, pdu_deadline: float | None = None) -> bytes:
-        sock = self.dul_socket
-        if sock is None:
-            return b""
-        timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
-        try:
-            sock.settimeout(timeout)
-            return sock.recv(size)
-        except socket.timeout:
-            raise on_timeout() from None
-        except OSError:
-            return b""
+        data = bytearray(size)
+        n = self._recv_into(memoryview(data), deadline, pdu_deadline)
+        del data[n:]
+        return bytes(data)
 
     def _recv_into(self, view: memoryview, deadline: float | None = None,
                    pdu_deadline: float | None = None) -> int:
+        """Read what is there into ``view`` (0 at EOF or on a transport error); waiting is
+        bounded by ``_wait_timeout``, whose expiry raises the exception it names."""
         sock = self.dul_socket
         if sock is None:
             return 0
-        timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
-        try:
-            sock.settimeout(timeout)
-            return sock.recv_into(view)
-        except socket.timeout:
-            raise on_timeout() from None
-        except OSError:
-            return 0
+        if not self._nonblocking:
+            timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
+            try:
+                sock.settimeout(timeout)
+                return sock.recv_into(view)
+            except socket.timeout:
+                raise on_timeout() from None
+            except OSError:
+                return 0
+        while True:
+            try:
+                return sock.recv_into(view)
+            except BlockingIOError:
+                pass
+            except OSError:
+                return 0
+            timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
+            try:
+                ready = _wait_io(sock, False, timeout)
+            except (OSError, ValueError):  # closed under us
+                return 0
+            if not ready:
+                raise on_timeout()
 
     # ------------------------------------------------------------------ state machine driver
     def _handle(self, event: fsm.Events, primitive: Any) -> None:
@@ -568,8 +597,11 @@ class DULServiceProvider(threading.Thread):
                 if self.trace is not None and trace.enabled():
                     self.trace.pdu("sent", item, sum(len(p) for p in parts))
                 try:
-                    sock.settimeout(None if self.idle_timeout is None else self.idle_timeout)
-                    _sendmsg_all(sock, parts)
+                    if self._nonblocking:
+                        _send_parts_nonblocking(sock, parts, self.idle_timeout)
+                    else:
+                        sock.settimeout(self.idle_timeout)
+                        _sendmsg_all(sock, parts)
                 except OSError as exc:
                     logger.info("write to %s failed: %s", self._peer(), exc)
                     self._close_socket()
@@ -629,6 +661,27 @@ def _sendmsg_all(sock: socket.socket, parts: list) -> None:
     views = [memoryview(p) for p in parts if len(p)]
     while views:
         sent = sock.sendmsg(views)
+        while sent and views:
+            first = views[0]
+            if sent >= len(first):
+                sent -= len(first)
+                views.pop(0)
+            else:
+                views[0] = first[sent:]
+                sent = 0
+
+
+def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | None) -> None:
+    """``_sendmsg_all`` on a non-blocking socket: gathered writes, and a wait of at most
+    ``timeout`` s whenever the peer's window is full (then ``socket.timeout``)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    while views:
+        try:
+            sent = sock.sendmsg(views)
+        except BlockingIOError:
+            if not _wait_io(sock, True, timeout):
+                raise socket.timeout("the peer takes no data") from None
+            continue
         while sent and views:
             first = views[0]
             if sent >= len(first):
