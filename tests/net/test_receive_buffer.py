@@ -96,3 +96,35 @@ def test_a_peer_that_closes_mid_pdu_gives_end_of_stream(dul_and_peer):
     peer.sendall(p_data(1, b"x" * 200_000)[:100_000])
     peer.shutdown(socket.SHUT_WR)
     assert dul._read_pdu(None) is None
+
+
+def test_a_peer_that_stops_reading_gets_the_connection_closed_after_the_idle_timeout():
+    """Writes wait for the peer's window at most ``idle_timeout`` s (the socket is
+    non-blocking; the wait is a poll), then the transport is closed, not held forever."""
+    import time
+
+    ours, theirs = socket.socketpair()
+    try:
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=0.3)
+        big = pdu.PDataTfPDU([pdu.PresentationDataValueItem(1, b"\x00" + bytes(16 << 20))])
+        started = time.monotonic()
+        dul._write_all([big])  # nobody reads ``theirs``
+        assert dul._closed.is_set()
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        theirs.close()
+        ours.close()
+
+
+def test_a_wait_for_the_next_pdu_ends_at_the_idle_timeout():
+    from dicomdesk.net.dulprovider import _IdleTimeout
+
+    ours, theirs = socket.socketpair()
+    try:
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=0.2)
+        theirs.sendall(p_data(1, b"x" * 100)[:20])  # a PDU that begins, then nothing
+        with pytest.raises(_IdleTimeout):
+            dul._read_pdu(None)
+    finally:
+        theirs.close()
+        ours.close()
