@@ -202,6 +202,51 @@ def _file_values(fp: IO[bytes], max_pdu_length: int, normal: int,
         buf, count = following, next_count
 
 
+class FileRegion:
+    """A PDV value whose data stay in a file until the DUL writes them: the message control
+    header byte (``head``), then ``length`` bytes at ``offset`` of ``source``'s file.
+
+    The DUL sends the header with the PDU's other headers and the data with
+    ``os.sendfile`` — from the page cache to the socket, never through a Python buffer.
+    ``bytes()`` reads them (``source.read_region``) where a copy is needed (TLS, ``encode``).
+    """
+
+    __slots__ = ('head', 'source', 'offset', 'length')
+
+    def __init__(self, head: bytes, source: Any, offset: int, length: int) -> None:
+        self.head, self.source, self.offset, self.length = head, source, offset, length
+
+    def __len__(self) -> int:
+        return len(self.head) + self.length
+
+    def __getitem__(self, index: int) -> int:
+        if index in (0, -len(self)) and self.head:
+            return self.head[0]
+        return bytes(self)[index]
+
+    def __bytes__(self) -> bytes:
+        return self.head + self.source.read_region(self.offset, self.length)
+
+    def fileno(self) -> int:
+        return self.source.fileno()
+
+
+def _region_values(source: Any, place: tuple[int, int], max_pdu_length: int) -> Iterator[FileRegion]:
+    """The data set as ``FileRegion`` PDV values of at most one fragment each."""
+    offset, length = place
+    size = _fragment_size(max_pdu_length)
+    done = 0
+    while True:
+        count = min(size, length - done)
+        last = done + count >= length
+        yield FileRegion(bytes((LAST_DATA_FRAGMENT if last else DATA_FRAGMENT,)), source,
+                         offset + done, count)
+        source.sent(count)
+        done += count
+        if last:
+            return
+
+
 def fragment_file(fp: IO[bytes], max_pdu_length: int, normal: int,
                   last: int) -> Iterator[tuple[memoryview, int]]:
     """Fragment a data set read from a binary file object, from its current position.
@@ -401,6 +446,12 @@ class DIMSEMessage:
                                         LAST_DATA_FRAGMENT):
                 yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
         else:
+            region = getattr(data_set, 'file_region', None)
+            place = region() if region is not None else None
+            if place is not None:
+                for value in _region_values(data_set, place, max_pdu_length):
+                    yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])
+                return
             for value in _file_values(data_set, max_pdu_length, DATA_FRAGMENT,
                                       LAST_DATA_FRAGMENT):
                 yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])

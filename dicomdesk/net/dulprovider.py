@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import select
 import socket
@@ -651,6 +652,7 @@ class _WaitOver(Exception):
 
 def _sendmsg_all(sock: socket.socket, parts: list) -> None:
     """Write all buffers, gathered, with as few syscalls as the kernel allows."""
+    parts = _as_buffers(parts)
     if len(parts) == 1:
         sock.sendall(parts[0])
         return
@@ -671,13 +673,47 @@ def _sendmsg_all(sock: socket.socket, parts: list) -> None:
                 sent = 0
 
 
+_BUFFERS = (bytes, bytearray, memoryview)
+#: Sending file data with ``os.sendfile`` needs MSG_MORE: the PDU's headers, written first,
+#: must wait in the kernel for the file bytes (one segment, no delayed-ACK stall).
+_CAN_SENDFILE = hasattr(os, "sendfile") and hasattr(socket, "MSG_MORE")
+
+
+def _as_buffers(parts: list) -> list:
+    """Parts with every file region (``dimsemessages.FileRegion``) read into bytes."""
+    return [p if isinstance(p, _BUFFERS) else bytes(p) for p in parts]
+
+
 def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | None) -> None:
-    """``_sendmsg_all`` on a non-blocking socket: gathered writes, and a wait of at most
-    ``timeout`` s whenever the peer's window is full (then ``socket.timeout``)."""
-    views = [memoryview(p) for p in parts if len(p)]
+    """``_sendmsg_all`` on a non-blocking socket, waiting at most ``timeout`` s whenever the
+    peer's window is full (then ``socket.timeout``).
+
+    A file region's bytes go from the page cache to the socket (``os.sendfile``); the
+    headers before them are written with MSG_MORE, so the PDU still leaves as one stream
+    of full segments.
+    """
+    if not _CAN_SENDFILE:
+        parts = _as_buffers(parts)
+    pending: list[memoryview] = []
+    for part in parts:
+        if isinstance(part, _BUFFERS):
+            if len(part):
+                pending.append(memoryview(part))
+            continue
+        if part.head:
+            pending.append(memoryview(part.head))
+        if part.length:
+            _sendmsg_views(sock, pending, timeout, socket.MSG_MORE)
+            pending = []
+            _sendfile_all(sock, part.fileno(), part.offset, part.length, timeout)
+    _sendmsg_views(sock, pending, timeout, 0)
+
+
+def _sendmsg_views(sock: socket.socket, views: list[memoryview], timeout: float | None,
+                   flags: int) -> None:
     while views:
         try:
-            sent = sock.sendmsg(views)
+            sent = sock.sendmsg(views, [], flags)
         except BlockingIOError:
             if not _wait_io(sock, True, timeout):
                 raise socket.timeout("the peer takes no data") from None
@@ -690,6 +726,21 @@ def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | N
             else:
                 views[0] = first[sent:]
                 sent = 0
+
+
+def _sendfile_all(sock: socket.socket, fd: int, offset: int, count: int, timeout: float | None) -> None:
+    out = sock.fileno()
+    while count:
+        try:
+            sent = os.sendfile(out, fd, offset, count)
+        except BlockingIOError:
+            if not _wait_io(sock, True, timeout):
+                raise socket.timeout("the peer takes no data") from None
+            continue
+        if not sent:  # the PDU's length is on the wire already: the stream cannot go on
+            raise OSError(f"the file ended {count} bytes early while sending")
+        offset += sent
+        count -= sent
 
 
 _LOCAL_EVENTS = {

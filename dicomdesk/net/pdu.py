@@ -632,8 +632,10 @@ class PDataTfPDU(_PDU):
         return parts
 
     def encode(self) -> bytes:
-        """Encode the PDU for the wire."""
-        return b"".join(self.encode_parts())
+        """Encode the PDU for the wire (a value that is not a buffer, such as a
+        ``dimsemessages.FileRegion``, gives its bytes)."""
+        return b"".join(p if isinstance(p, (bytes, bytearray, memoryview)) else bytes(p)
+                        for p in self.encode_parts())
 
     @classmethod
     def decode(cls, rawstring: bytes | bytearray | memoryview, copy: bool = True) -> PDataTfPDU:

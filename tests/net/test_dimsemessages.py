@@ -386,3 +386,32 @@ def test_a_fragment_someone_keeps_is_never_overwritten() -> None:
     content = bytes(range(256)) * 100
     kept = [v for v in _file_values(io.BytesIO(content), 4096 + 12, 0, 2)]
     assert b"".join(bytes(v[1:]) for v in kept) == content
+
+
+def test_a_file_data_set_goes_as_file_regions_that_encode_to_the_same_pdus(tmp_path) -> None:
+    """The storage SCU's data set (a file) becomes ``FileRegion`` values — the DUL sends
+    them with ``os.sendfile`` — and the PDUs are byte for byte those of the data in memory."""
+    from dicomdesk.net.dimsemessages import CStoreRQMessage, FileRegion
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    data = bytes(range(256)) * 97 + b"\x01"  # odd length, several fragments
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"HEADER" * 10 + data)
+    progress = []
+
+    def message(data_set):
+        rq = CStoreRQMessage()
+        rq.message_id = 7
+        rq.affected_sop_class_uid = "1.2.840.10008.5.1.4.1.1.2"
+        rq.affected_sop_instance_uid = "1.2.3.4"
+        rq.data_set = data_set
+        return rq
+
+    with open(path, "rb") as fp:
+        fp.seek(60)
+        reader = _DataSetReader(fp, len(data), False, progress.append)
+        regions = list(message(reader).encode(1, 4096 + 6))
+        assert all(isinstance(p.data_value_items[0].data_value, FileRegion) for p in regions[1:])
+        encoded = [p.encode() for p in regions]
+    assert encoded == [p.encode() for p in message(data).encode(1, 4096 + 6)]
+    assert sum(progress) == len(data)

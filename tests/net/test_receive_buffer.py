@@ -128,3 +128,41 @@ def test_a_wait_for_the_next_pdu_ends_at_the_idle_timeout():
     finally:
         theirs.close()
         ours.close()
+
+
+def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
+    """A PDU whose data set stays in a file (``FileRegion``, sent with ``os.sendfile``)
+    arrives byte for byte, also when the peer's window fills and the write has to wait."""
+    from dicomdesk.net.dimsemessages import FileRegion
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    data = bytes(range(256)) * (12 << 10)  # 3 MiB: more than the socket buffers hold
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x" * 100 + data)
+    ours, theirs = socket.socketpair()
+    try:
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=10)
+        with open(path, "rb") as fp:
+            reader = _DataSetReader(fp, len(data), False, None)
+            pdus = [pdu.PDataTfPDU([pdu.PresentationDataValueItem(
+                1, FileRegion(b"\x02", reader, 100 + start, min(1 << 20, len(data) - start)))])
+                for start in range(0, len(data), 1 << 20)]
+            expected = b"".join(p.encode() for p in pdus)
+            received = bytearray()
+
+            def drain():
+                while len(received) < len(expected):
+                    chunk = theirs.recv(1 << 16)
+                    if not chunk:
+                        return
+                    received.extend(chunk)
+
+            reader_thread = threading.Thread(target=drain, daemon=True)
+            reader_thread.start()
+            dul._write_all(pdus)
+            reader_thread.join(10)
+        assert not dul._closed.is_set()
+        assert bytes(received) == expected
+    finally:
+        theirs.close()
+        ours.close()

@@ -3,7 +3,9 @@
 * One write (send/sendall/sendmsg) per PDU: a C-STORE of a known file costs exactly one write
   for the command and one per data fragment on the SCU side, one write for the response on
   the SCP side, counted by a wrapper around the real socket. A change that writes PDU headers
-  and bodies separately (each then waits for a delayed ACK) fails here.
+  and bodies separately (each then waits for a delayed ACK) fails here. (A fragment's file
+  bytes follow its headers through ``os.sendfile``; the headers go with MSG_MORE, so the
+  kernel holds them for the data: still one stream of full segments.)
 * No polling: over an idle second with an idle association open, no thread of the stack
   wakes up (voluntary context switches of every thread of the process, from /proc).
 * The hand-written fast paths (File Meta Information, SOP UIDs from a file header) give

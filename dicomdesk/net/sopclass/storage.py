@@ -569,8 +569,39 @@ class _DataSetReader:
 
     def __init__(self, fp: BinaryIO, length: int, pad: bool, on_bytes: Any):
         self._fp = fp
+        self._length = length
         self._pad = pad and length % 2 == 1
         self._on_bytes = on_bytes
+
+    def file_region(self) -> tuple[int, int] | None:
+        """(offset, length) of the data set in the file, for ``dimsemessages.FileRegion``:
+        the DUL then hands the bytes from the page cache to the socket (``os.sendfile``)
+        without reading them into Python. None when a pad byte must be added."""
+        if self._pad:
+            return None
+        try:
+            self._fp.fileno()
+            return self._fp.tell(), self._length
+        except (OSError, AttributeError, ValueError):  # not a real file
+            return None
+
+    def fileno(self) -> int:
+        return self._fp.fileno()
+
+    def read_region(self, offset: int, length: int) -> bytes:
+        """The bytes of a region (a TLS socket, or a trace, needs them in memory)."""
+        data = os.pread(self._fp.fileno(), length, offset)
+        while len(data) < length:
+            more = os.pread(self._fp.fileno(), length - len(data), offset + len(data))
+            if not more:
+                raise OSError(f"the file ended {length - len(data)} bytes early while sending")
+            data += more
+        return data
+
+    def sent(self, count: int) -> None:
+        """Progress of a data set sent as file regions (``on_bytes``)."""
+        if count and self._on_bytes is not None:
+            self._on_bytes(count)
 
     def readinto(self, view: Any) -> int:
         count = self._fp.readinto(view)
