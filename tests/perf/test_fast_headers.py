@@ -120,8 +120,13 @@ def _deflated(path: Path) -> Path:
     return path
 
 def _truncated_header(path: Path) -> Path:
-    data = _write(path.with_suffix(".full"), ExplicitVRLittleEndian).read_bytes()
-    path.write_bytes(data[:400])  # cut inside the data set's first elements
+    full = _write(path.with_suffix(".full"), ExplicitVRLittleEndian)
+    data = full.read_bytes()
+    # Cut inside the value of the data set's SOP Instance UID (its last occurrence; the meta
+    # holds the first): a fixed offset could fall on an element boundary — the UIDs are
+    # random and of random length — and a file ending there is a plain, shorter data set.
+    uid = dcmread(full, stop_before_pixels=True).SOPInstanceUID.encode()
+    path.write_bytes(data[:data.rindex(uid) + len(uid) // 2])
     return path
 
 

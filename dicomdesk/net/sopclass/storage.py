@@ -300,6 +300,17 @@ def _scannable_syntax(ts: str) -> bool:
         and ts not in _DEFLATED_SYNTAXES
 
 
+#: The VRs of PS3.5 Table 6.2-1 with a 2-byte length in explicit VR (the rest: ``_LONG_VRS``).
+_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO",
+                        b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
+_VR_TEXT = {vr: vr.decode("ascii") for vr in _SHORT_VRS | _LONG_VRS}
+#: Element header structs by byte order: group and element, the explicit VR with its
+#: 2-byte length, a 4-byte length.
+_STRUCTS = {e: {"tag": struct.Struct(e + "HH").unpack_from,
+                "short": struct.Struct(e + "2sH").unpack_from,
+                "long": struct.Struct(e + "L").unpack_from} for e in "<>"}
+
+
 def _vr_and_length(buf: bytes, pos: int, implicit: bool, e: str) -> tuple[bytes | None, int, int] | None:
     """(VR bytes or None, value length, position of the value) of the element header at
     ``pos`` (PS3.5 7.1; ``implicit`` also for item and delimiter tags, which have no VR);
@@ -379,6 +390,10 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
     size = len(buf)
     found: dict[int, Any] = {}
     pos, previous = 0, -1
+    # One precompiled struct per header shape (this loop runs for every top-level element).
+    tag_of = _STRUCTS[e]["tag"]
+    short_header = _STRUCTS[e]["short"]
+    long_length = _STRUCTS[e]["long"]
     while True:
         if pos == size:
             if not at_eof:
@@ -386,18 +401,29 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
             break
         if pos + 8 > size:
             return None
-        group, elem = struct.unpack_from(e + "HH", buf, pos)
+        group, elem = tag_of(buf, pos)
         tag = (group << 16) | elem
         if tag <= previous or group == 0xFFFE:
             return None
         if tag >= _PIXEL_DATA_TAG:
             break
         previous = tag
-        header = _vr_and_length(buf, pos, implicit, e)
-        if header is None:
-            return None
-        raw_vr, length, pos = header
-        vr = raw_vr.decode("ascii") if raw_vr is not None else None
+        if implicit:
+            raw_vr, length, pos = None, long_length(buf, pos + 4)[0], pos + 8
+        else:
+            raw_vr, short_length = short_header(buf, pos + 4)
+            if raw_vr in _LONG_VRS:
+                if pos + 12 > size:
+                    return None
+                length, pos = long_length(buf, pos + 8)[0], pos + 12
+            elif raw_vr in _SHORT_VRS:
+                length, pos = short_length, pos + 8
+            else:
+                header = _vr_and_length(buf, pos, implicit, e)  # an unusual VR: the careful path
+                if header is None:
+                    return None
+                raw_vr, length, pos = header
+        vr = _VR_TEXT.get(raw_vr) or raw_vr.decode("ascii") if raw_vr is not None else None
         if length == _UNDEFINED:
             if tag in tags or vr not in ("SQ", "UN", None):
                 return None
