@@ -261,6 +261,11 @@ class IncomingFileIO(io.FileIO):
         self._seeked = True
         return super().seek(offset, whence)
 
+    @property
+    def size(self) -> int | None:
+        """The file's length when every write was an append (else None: ask the file system)."""
+        return self.written if self._appending else None
+
     def header(self) -> _ScannedHeader | None:
         """The header elements from ``head``, or None (then read them from the file)."""
         if not self._appending:
@@ -405,6 +410,8 @@ class Archive:
         #: Relative paths renamed into place whose queued index row is not written yet (count).
         self._pending_paths: dict[str, int] = {}
         self._pending_lock = threading.Lock()
+        self._root_text = str(self.root)
+        self._last_folder: str | None = None  # where the previous object went (it exists)
         if read_only:
             if not (self.root / INDEX_NAME).exists():
                 raise ArchiveError(f"no archive index in {self.root}")
@@ -489,6 +496,7 @@ class Archive:
         try:
             fp = incoming.fp
             ds = fp.header() if isinstance(fp, IncomingFileIO) else None
+            size = fp.size if isinstance(fp, IncomingFileIO) else None
             try:
                 if not fp.closed:
                     fp.flush()
@@ -504,7 +512,7 @@ class Archive:
             if not self.has_free_space():
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
                                      f"free space below {self.min_free_bytes} bytes")
-            return self._place(incoming.path, ds, calling_aet, values)
+            return self._place(incoming.path, ds, calling_aet, values, size)
         except BaseException:
             self.discard_incoming(incoming)
             raise
@@ -527,10 +535,6 @@ class Archive:
             raise ArchiveRefusal(STATUS_DATA_SET_DOES_NOT_MATCH,
                                  "SOP Class UID differs from the C-STORE request's")
 
-    def _final_path(self, values: dict[str, object]) -> Path:
-        return (self.root / _uid(values, "StudyInstanceUID") / _uid(values, "SeriesInstanceUID")
-                / f"{_uid(values, 'SOPInstanceUID')}.dcm")
-
     def _makedirs(self, directory: Path) -> None:
         """Create the study/series folders; fsync each parent whose entries changed (durable)."""
         missing = []
@@ -544,51 +548,59 @@ class Archive:
                 fsync_directory(d.parent)
 
     def _place(self, source: Path, ds: Header, calling_aet: str,
-               values: dict[str, object]) -> StoredInstance:
+               values: dict[str, object], size: int | None = None) -> StoredInstance:
         """Rename the complete file into place, then queue its index row (write-behind).
 
         The row is written by the index's helper thread just after the C-STORE response, not
         before it: readers of the index wait for queued rows, so nobody sees the difference,
         and a crash before the row is written leaves a placed file that ``recover`` indexes.
+        Paths are plain strings here (this runs once per received object).
         """
-        final = self._final_path(values)
-        size = source.stat().st_size
+        rel = (f"{_uid(values, 'StudyInstanceUID')}/{_uid(values, 'SeriesInstanceUID')}/"
+               f"{_uid(values, 'SOPInstanceUID')}.dcm")
+        final = os.path.join(self._root_text, rel)
+        if size is None:
+            size = os.stat(source).st_size
         with self._lock:  # renames and queued rows stay in the same order
-            replaced = self._rename_into_place(source, final)
-            rel = final.relative_to(self.root).as_posix()
+            replaced = self._rename_into_place(os.fspath(source), final)
             with self._pending_lock:
                 self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
             record = self._record(rel, ds, size, calling_aet, values)
             self.index.upsert_later(record, lambda old: self._indexed(rel, old))
         if replaced:
             logger.info("replaced %s", _uid(values, "SOPInstanceUID"))
-        return self._stored(final, record, replaced)
+        return self._stored(Path(final), record, replaced)
 
     def wait_indexed(self) -> None:
         """Return once every stored object is indexed and the copies it replaced are removed
         (queries wait by themselves; this is for callers that look at the folder)."""
         self.index.wait_written()
 
-    def _rename_into_place(self, source: Path, final: Path) -> bool:
+    def _rename_into_place(self, source: str, final: str) -> bool:
         """``os.replace`` into the study/series folder; True if a file was there (replaced).
 
-        A folder emptied by the removal of a replaced copy (``_indexed``, which runs on the
-        index's thread without this lock) can vanish between ``_makedirs`` and the rename:
-        then the folders are made again.
+        The folder of the previous object is remembered (a series arrives as a burst); a
+        folder that vanished since — emptied by the removal of a replaced copy (``_indexed``,
+        on the index's thread, without this lock) or a deleted study — is made again.
         """
+        folder = os.path.dirname(final)
         for attempt in range(3):
             try:
-                self._makedirs(final.parent)
-                replaced = final.exists()
+                if folder != self._last_folder:
+                    self._makedirs(Path(folder))
+                    self._last_folder = folder
+                replaced = os.path.exists(final)
                 os.replace(source, final)
                 if self.durable:
-                    fsync_directory(final.parent)
+                    fsync_directory(Path(folder))
                 return replaced
             except FileNotFoundError as exc:
-                if attempt == 2 or not source.exists():
+                self._last_folder = None
+                if attempt == 2 or not os.path.exists(source):
                     raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
                                          f"cannot store the file: {exc.strerror}") from exc
             except OSError as exc:
+                self._last_folder = None
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
         raise AssertionError("unreachable")
 

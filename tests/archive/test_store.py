@@ -362,3 +362,14 @@ def test_queued_rows_never_remove_a_file_a_later_object_was_renamed_to(archive: 
     q.SeriesInstanceUID = ""
     assert [r.SeriesInstanceUID for r in archive.find("SERIES", q)] == [SERIES]
     assert archive.commitment_status([(CTImageStorage, "1.2.3.9")])[0]
+
+
+def test_a_series_folder_removed_between_two_objects_is_made_again(archive: Archive) -> None:
+    """The archive remembers the folder of the previous object (a series comes as a burst);
+    a folder deleted meanwhile (the study deleted from the window) is created again."""
+    receive(archive, part10_bytes("1.2.3.1"))
+    assert archive.delete_study(STUDY) == 1
+    assert not (archive.root / STUDY).exists()
+    again = receive(archive, part10_bytes("1.2.3.2"))
+    assert again.path.exists() and again.path.parent == archive.root / STUDY / SERIES
+    assert archive.count() == 1
