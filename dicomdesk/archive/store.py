@@ -162,12 +162,20 @@ class _ScannedHeader:
     (``InstanceRecord.from_dataset``); the pydicom Dataset — ~25 µs to build, once per
     received object — is built only when a value needs pydicom's conversion (``get``)."""
 
-    __slots__ = ("_dict", "file_meta", "_dataset")
+    __slots__ = ("_dict", "file_meta", "_dataset", "_values")
 
     def __init__(self, elements: dict[int, object], transfer_syntax: str) -> None:
         self._dict = elements
         self.file_meta = {"TransferSyntaxUID": transfer_syntax}
         self._dataset: Dataset | None = None
+        self._values: dict[str, object] | None = None
+
+    def values(self) -> dict[str, object]:
+        """``_header_values`` of this header, read once."""
+        if self._values is None:
+            self._values = InstanceRecord.from_dataset(self, transfer_syntax="", file_size=0,
+                                                       path="", received_at="").values
+        return self._values
 
     def dataset(self) -> Dataset:
         if self._dataset is None:
@@ -240,14 +248,23 @@ class IncomingFileIO(io.FileIO):
         self.written = 0
         self._appending = True
         self._seeked = False
+        self._early: _ScannedHeader | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write all of ``data`` (a regular file takes it whole unless the disk is full)."""
+        """Write all of ``data`` (a regular file takes it whole unless the disk is full).
+
+        The write that completes ``head`` also reads the header from it: the index values
+        are ready while the rest of the object still arrives, not after its last byte,
+        when the peer waits for the response."""
         size = len(data)
         if self._seeked:
             self._appending = False
         elif len(self.head) < self.HEAD_BYTES:
             self.head += data[:self.HEAD_BYTES - len(self.head)]
+            if len(self.head) >= self.HEAD_BYTES:
+                self._early = _scan_head(self.head, False)
+                if self._early is not None:
+                    self._early.values()
         done = super().write(data)
         while done is not None and done < size:
             more = super().write(memoryview(data)[done:])
@@ -270,6 +287,8 @@ class IncomingFileIO(io.FileIO):
         """The header elements from ``head``, or None (then read them from the file)."""
         if not self._appending:
             return None
+        if self._early is not None:
+            return self._early
         return _scan_head(self.head, self.written == len(self.head))
 
 
@@ -389,6 +408,8 @@ def _header_values(ds: Header) -> dict[str, object]:
     """The index's key values of a header (``InstanceRecord.values``), each read from pydicom
     once: validation, the final path, the index row and the report all use this dict (each
     pydicom access costs microseconds, and this runs once per received object)."""
+    if isinstance(ds, _ScannedHeader):
+        return dict(ds.values())
     return InstanceRecord.from_dataset(ds, transfer_syntax="", file_size=0, path="",
                                        received_at="").values
 
