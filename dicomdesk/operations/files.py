@@ -82,6 +82,9 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+_SOP_UIDS = frozenset({_SOP_CLASS, _SOP_INSTANCE})
+
+
 def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | None:
     """``inspect_file`` for a plain Part-10 file in one open and one read of its start.
 
@@ -89,12 +92,14 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
     (character sets included) exactly as ``dcmread`` would; the structure check runs on the
     same file. Anything unusual (no preamble, DICOMDIR, deflate, missing UIDs, a fault)
     returns None and the general path below reads the file with pydicom and says why.
-    Without ``details`` (``inspect_for_sending``) the names are not decoded and the
-    structure is not checked: only what plans the association is read.
+    Without ``details`` (``inspect_for_sending``) the walk stops at the SOP Instance UID,
+    names are not decoded and the structure is not checked: only what plans the association
+    is read.
     """
     try:
         with open(path, "rb") as fp:
-            scan = scan_header(fp, _HEADER_TAGS)
+            scan = scan_header(fp, _HEADER_TAGS) if details else \
+                scan_header(fp, _SOP_UIDS, until_last_tag=True)
             if scan is None:
                 return None
             elements = scan.elements

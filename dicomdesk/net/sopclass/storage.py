@@ -356,7 +356,8 @@ def _skip_undefined(buf: bytes, pos: int, end_tag: int, implicit: bool, e: str, 
     return None
 
 
-def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | None:
+def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
+                until_last_tag: bool = False) -> HeaderScan | None:
     """Read a Part-10 file's meta and the top-level ``tags`` with plain ``struct`` (PS3.5 7.1).
 
     The fast path of header reading for a storage SCU (``inspect_file``) and the archive
@@ -366,7 +367,9 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
     a preamble and meta group, a little/big endian uncompressed syntax (not deflated),
     well-formed VRs, ascending tags, every value inside the file, the wanted elements of
     defined length. Anything else returns None and the caller asks pydicom. Raises
-    ``Part10Error`` only where ``read_file_meta`` does.
+    ``Part10Error`` only where ``read_file_meta`` does. With ``until_last_tag`` the walk
+    stops after the last wanted tag (tags ascend): for a caller that checks the rest later
+    (a storage SCU planning its association; ``stop_offset`` then says where it stopped).
     """
     from pydicom.dataelem import RawDataElement, empty_value_for_VR
     from pydicom.tag import BaseTag
@@ -390,6 +393,7 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
     size = len(buf)
     found: dict[int, Any] = {}
     pos, previous = 0, -1
+    stop_after = max(tags) if until_last_tag and tags else _PIXEL_DATA_TAG
     # One precompiled struct per header shape (this loop runs for every top-level element).
     tag_of = _STRUCTS[e]["tag"]
     short_header = _STRUCTS[e]["short"]
@@ -405,7 +409,7 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int]) -> HeaderScan | N
         tag = (group << 16) | elem
         if tag <= previous or group == 0xFFFE:
             return None
-        if tag >= _PIXEL_DATA_TAG:
+        if tag >= _PIXEL_DATA_TAG or tag > stop_after:
             break
         previous = tag
         if implicit:
