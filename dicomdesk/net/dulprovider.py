@@ -660,17 +660,7 @@ def _sendmsg_all(sock: socket.socket, parts: list) -> None:
         # TLS sockets cannot gather: one record per PDU instead.
         sock.sendall(b"".join(parts))
         return
-    views = [memoryview(p) for p in parts if len(p)]
-    while views:
-        sent = sock.sendmsg(views)
-        while sent and views:
-            first = views[0]
-            if sent >= len(first):
-                sent -= len(first)
-                views.pop(0)
-            else:
-                views[0] = first[sent:]
-                sent = 0
+    _sendmsg_views(sock, [memoryview(p) for p in parts if len(p)], None, 0)
 
 
 _BUFFERS = (bytes, bytearray, memoryview)
@@ -711,6 +701,8 @@ def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | N
 
 def _sendmsg_views(sock: socket.socket, views: list[memoryview], timeout: float | None,
                    flags: int) -> None:
+    """Gathered writes of ``views`` until all are sent. On a non-blocking socket a full
+    window is waited for (at most ``timeout`` s); a socket with a timeout waits itself."""
     while views:
         try:
             sent = sock.sendmsg(views, [], flags)

@@ -76,6 +76,16 @@ def _text(value: object) -> str:
     return "" if value is None else str(value).strip("\0 ")
 
 
+def _names(ds: Dataset) -> tuple[str, str]:
+    """Patient's Name and Study Description as text ("" for a value pydicom cannot decode:
+    a bad character set must not make the file unsendable)."""
+    try:
+        with pydicom_warnings_logged():
+            return _text(ds.get("PatientName")), _text(ds.get("StudyDescription"))
+    except Exception:
+        return "", ""
+
+
 def _looks_like_dicom(path: Path) -> bool:
     with open(path, "rb") as fp:
         head = fp.read(132)
@@ -127,12 +137,7 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
     except (OSError, Part10Error):
         return None
     ds = Dataset({BaseTag(tag): elem for tag, elem in elements.items()})
-    try:
-        with pydicom_warnings_logged():
-            patient_name = _text(ds.get("PatientName"))
-            study_description = _text(ds.get("StudyDescription"))
-    except Exception:  # a bad character set must not make the file unsendable
-        patient_name = study_description = ""
+    patient_name, study_description = _names(ds)
     try:
         with pydicom_warnings_logged():
             patient_id, study_uid = _text(ds.get("PatientID")), _text(ds.get("StudyInstanceUID"))
@@ -215,12 +220,7 @@ def inspect_file(path: Path) -> FileInfo:
             check_structure(path, header)
         except (Part10Error, OSError) as exc:
             reason = str(exc)
-    try:
-        with pydicom_warnings_logged():
-            patient_name = _text(ds.get("PatientName"))
-            study_description = _text(ds.get("StudyDescription"))
-    except Exception:  # a bad character set must not make the file unsendable
-        patient_name = study_description = ""
+    patient_name, study_description = _names(ds)
     return FileInfo(path, True, reason, patient_name, _text(ds.get("PatientID")),
                     _text(ds.get("StudyInstanceUID")), study_description, sop_class, sop_instance,
                     ts, size)
