@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -28,6 +29,30 @@ def display_available(environ: Mapping[str, str] | None = None,
     if platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
         return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
     return True  # Windows and macOS always have their native platform
+
+
+def _close_on_signals(window: object) -> None:
+    """Ctrl-C (or ``kill``) closes the window the way its close button does, so the local
+    server stops cleanly. Python runs a signal handler only when Python code runs, and the
+    idle Qt event loop runs none: the signal is written to a pipe (``set_wakeup_fd``) that
+    a QSocketNotifier watches, which gives Python the turn — no timer, no polling."""
+    from PySide6.QtCore import QSocketNotifier
+
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd)
+    notifier = QSocketNotifier(read_fd, QSocketNotifier.Type.Read, window)
+
+    def drain() -> None:
+        try:
+            os.read(read_fd, 512)
+        except BlockingIOError:
+            pass
+
+    notifier.activated.connect(drain)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: window.close())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setStyleSheet(load_style())
     window = MainWindow()
     window.show()
+    _close_on_signals(window)
     settle_heap()  # start-up objects live as long as the window: keep them out of full GCs
     return int(app.exec())
 

@@ -32,3 +32,34 @@ def test_style_sheet_and_every_icon_load(qapp):
         icon = assets.load_icon(name)
         assert not icon.isNull(), name
         assert not icon.pixmap(32, 32).toImage().isNull()
+
+
+def test_ctrl_c_closes_the_window_and_stops_its_server(tmp_path):
+    """SIGINT to the running app (Ctrl-C in the terminal that started it) closes the window
+    like its close button: the local server stops and the process exits 0, with no
+    KeyboardInterrupt traceback — even while the event loop is idle."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.peers import free_port, wait_for_port
+
+    port = free_port()
+    config = tmp_path / "config" / "dicomdesk"
+    config.mkdir(parents=True)
+    (config / "dicomdesk.conf").write_text(
+        f"[server]\nport={port}\nstorage_dir={tmp_path / 'storage'}\n")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    child = subprocess.Popen([sys.executable, "-m", "dicomdesk"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, timeout=30)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    assert "Traceback" not in err, err
