@@ -233,7 +233,14 @@ class AEBase:
         return C_STORE_ELEMENTS_DISCARDED
 
     def on_receive_find(self, context: PContextDef, ds: Dataset) -> Iterable:
-        """C-FIND: iterator of (result data set, status); the default finds nothing."""
+        """C-FIND: iterator of (result data set, status); the default finds nothing.
+
+        Yield each match with a Pending status (``statuses.C_FIND_PENDING``); when the
+        iterator ends, Success is sent. A non-pending status ends the search with that
+        status; if it comes with a data set (``(identifier, SUCCESS)``, as code written for
+        the reference may yield for its last match), that data set is first sent as one more
+        Pending match, because a final C-FIND response carries no identifier (PS3.4 C.4.1).
+        """
         return iter(())
 
     def on_receive_get(self, context: PContextDef, ds: Dataset) -> tuple[int, Iterable]:
@@ -294,6 +301,11 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self._serve_thread: threading.Thread | None = None
         self._stopping = threading.Event()
         socketserver.ThreadingTCPServer.__init__(self, (address, port), None, bind_and_activate)
+        #: Bound and listening? With ``bind_and_activate=False`` (the socketserver convention
+        #: the reference inherits) the socket is made but not bound: ``start()`` — and so
+        #: ``with ae:`` — binds and listens first, so the caller may set socket options
+        #: (``allow_reuse_address``, ``socket.setsockopt``) in between.
+        self._activated = bool(bind_and_activate)
         # Created after a successful bind: a port already taken must leak nothing.
         self._wake_r, self._wake_w = socket.socketpair()
 
@@ -311,7 +323,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         return self
 
     # -- accept loop without polling
-    def serve_forever(self, poll_interval: float | None = None) -> None:
+    def _serve_loop(self) -> None:
         """Accept connections until ``quit``; waits on the socket and a wake-up pipe only."""
         with selectors.DefaultSelector() as selector:
             selector.register(self.socket, selectors.EVENT_READ)
@@ -417,10 +429,32 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
     def active_associations(self) -> int:
         return self._active
 
+    def activate(self) -> "AE":
+        """Bind and listen, if ``bind_and_activate=False`` left that undone; idempotent."""
+        if not self._activated:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                for sock in (self._wake_r, self._wake_w):
+                    sock.close()
+                raise
+            self._activated = True
+        return self
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Bind and listen if not done yet, then accept connections in this thread until
+        ``quit`` (``poll_interval`` is accepted for socketserver's signature: nothing polls)."""
+        self.activate()
+        self._serve_loop()
+
     def start(self) -> "AE":
-        """Serve in a background thread (what ``with ae:`` does)."""
+        """Bind and listen if not done yet, then serve in a background thread (what
+        ``with ae:`` does)."""
+        self.activate()
         if self._serve_thread is None:
-            self._serve_thread = threading.Thread(target=self.serve_forever, name=f"ae-{self.ae_title}",
+            self._serve_thread = threading.Thread(target=self._serve_loop, name=f"ae-{self.ae_title}",
                                                   daemon=True)
             self._serve_thread.start()
         return self

@@ -82,6 +82,21 @@ COMMAND_VRS: dict[int, str] = {
     0x51B0: 'US',  # Overlays (retired)
 }
 
+#: Keyword of each current command element (PS3.7 Table E.1-1), the names the reference's
+#: messages list in ``command_fields``; a test checks them against pydicom's dictionary.
+COMMAND_KEYWORDS: dict[str, int] = {
+    'CommandGroupLength': 0x0000, 'AffectedSOPClassUID': 0x0002,
+    'RequestedSOPClassUID': 0x0003, 'CommandField': 0x0100, 'MessageID': 0x0110,
+    'MessageIDBeingRespondedTo': 0x0120, 'MoveDestination': 0x0600, 'Priority': 0x0700,
+    'CommandDataSetType': 0x0800, 'Status': 0x0900, 'OffendingElement': 0x0901,
+    'ErrorComment': 0x0902, 'ErrorID': 0x0903, 'AffectedSOPInstanceUID': 0x1000,
+    'RequestedSOPInstanceUID': 0x1001, 'EventTypeID': 0x1002,
+    'AttributeIdentifierList': 0x1005, 'ActionTypeID': 0x1008,
+    'NumberOfRemainingSuboperations': 0x1020, 'NumberOfCompletedSuboperations': 0x1021,
+    'NumberOfFailedSuboperations': 0x1022, 'NumberOfWarningSuboperations': 0x1023,
+    'MoveOriginatorApplicationEntityTitle': 0x1030, 'MoveOriginatorMessageID': 0x1031,
+}
+
 _NUMERIC = {'US': 'H', 'UL': 'I', 'SS': 'h', 'SL': 'i'}
 _NUMERIC_STRUCT = {vr: struct.Struct('<' + code) for vr, code in _NUMERIC.items()}
 # Text VRs that do not allow multiple values (PS3.5 6.2: LT, ST, UT keep backslashes).
@@ -185,18 +200,22 @@ def encode_fields(fields: Mapping[int, Any]) -> bytes:
                             for element in sorted(fields))
 
 
-def encode_command(ds: Dataset) -> bytes:
+def encode_command(ds: Dataset, *, skip_empty: bool = False) -> bytes:
     """Encode a Command Set with a freshly computed Command Group Length (PS3.7 6.3.1).
 
     Any (0000,0000) already in ``ds`` is ignored and ``ds`` is not changed.
     Raises ``ValueError`` if ``ds`` holds an element outside group 0000: a
-    command set is only the command group (PS3.7 6.3.1).
+    command set is only the command group (PS3.7 6.3.1). ``skip_empty`` leaves out
+    elements without a value: a message's ``command_set`` lists every field of its
+    ``command_fields``, empty where never set, and an empty field means "absent".
     """
     def elements() -> Iterable[tuple[int, str, Any]]:
         for elem in ds:
             tag = elem.tag
             if tag >> 16:
                 raise ValueError(f'{tag} is not a command element (group 0000)')
+            if skip_empty and tag and elem.is_empty:
+                continue
             yield tag & 0xFFFF, elem.VR, elem.value
 
     return _encode_elements(elements())

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from dicomdesk.net.commandset import (
+    COMMAND_KEYWORDS,
     COMMAND_VRS,
     command_dataset,
     encode_command,
@@ -267,7 +268,10 @@ def dimse_property(tag: tuple[int, int] | int) -> property:
     vr = COMMAND_VRS.get(element, 'UN')
 
     def getter(self: DIMSEMessage) -> Any:
-        return self.get_command_value(element)
+        value = self.get_command_value(element)
+        if value is None and element in self._unset_reads_empty():
+            return ''  # as the reference: a field of ``command_fields`` never set reads ''
+        return value
 
     def setter(self: DIMSEMessage, value: Any) -> None:
         self.set_command_value(element, value)
@@ -285,10 +289,11 @@ class StatusMixin:
     command_field: ClassVar[int]
 
     @property
-    def status(self) -> Status | None:
+    def status(self) -> Status | str | None:
+        """The Status as a ``statuses.Status``; ``''`` (as in the reference) when never set."""
         value = self.get_command_value(0x0900)  # type: ignore[attr-defined]
         if value is None:
-            return None
+            return '' if 0x0900 in self._unset_reads_empty() else None  # type: ignore[attr-defined]
         return Status(value, command=self.command_field)
 
     @status.setter
@@ -319,8 +324,15 @@ class DIMSEMessage:
     """
 
     command_field: ClassVar[int | None] = None
+    #: The message's command elements by keyword (PS3.7 Sections 9.3 and 10.3), as the
+    #: reference lists them: ``command_set`` always carries each of them (empty when never
+    #: set, and an empty element is not sent), and the properties read ``''`` for one never
+    #: set, where code written for the reference expects it.
+    command_fields: ClassVar[list[str]] = []
     # Default command elements of a fresh message, in addition to Command Field.
     _defaults: ClassVar[dict[int, tuple[str, Any]]] = {}
+    # Element numbers of ``command_fields``, per class (built on first use).
+    _field_elements: ClassVar[frozenset[int] | None] = None
 
     sop_class_uid = dimse_property((0x0000, 0x0002))
     affected_sop_class_uid = dimse_property((0x0000, 0x0002))
@@ -341,6 +353,14 @@ class DIMSEMessage:
         self.data_set_error: str | None = None
 
     @classmethod
+    def _unset_reads_empty(cls) -> frozenset[int]:
+        elements = cls.__dict__.get('_field_elements')
+        if elements is None:
+            elements = frozenset(COMMAND_KEYWORDS[name] for name in cls.command_fields)
+            cls._field_elements = elements
+        return elements
+
+    @classmethod
     def from_fields(cls, fields: dict[int, Any]) -> DIMSEMessage:
         """A message whose command set is ``fields`` ({element number: value}, group 0000),
         as ``commandset.decode_fields`` returns it; the dict is kept, not copied."""
@@ -359,7 +379,12 @@ class DIMSEMessage:
         ds = self._command_set
         if ds is None:
             assert self._fields is not None
-            ds = self._command_set = command_dataset(self._fields)
+            fields = dict(self._fields)
+            for element in self._unset_reads_empty():
+                if element not in fields:
+                    # empty: '' for text VRs, None (pydicom's empty) for numbers and tags
+                    fields[element] = '' if COMMAND_VRS[element] in ('AE', 'UI', 'LO') else None
+            ds = self._command_set = command_dataset(fields)
             self._fields = None
         return ds
 
@@ -378,6 +403,8 @@ class DIMSEMessage:
 
     def set_command_value(self, element: int, value: Any) -> None:
         """Set command element (0000,element) with its standard VR; ``None`` removes it."""
+        if isinstance(value, str) and not value.strip(' \0'):
+            value = None  # an empty value is no value: the element is not sent
         fields = self._fields
         if fields is not None:
             if value is None:
@@ -387,7 +414,10 @@ class DIMSEMessage:
             return
         ds = self._command_set
         assert ds is not None
-        if value is None:
+        if value is None and element in self._unset_reads_empty():
+            vr = COMMAND_VRS[element]
+            ds.add_new(element, vr, '' if vr in ('AE', 'UI', 'LO') else None)
+        elif value is None:
             if element in ds:
                 del ds[element]
         else:
@@ -414,7 +444,7 @@ class DIMSEMessage:
             encoded = encode_fields(self._fields)
         else:
             assert self._command_set is not None
-            encoded = encode_command(self._command_set)
+            encoded = encode_command(self._command_set, skip_empty=True)
         self.set_command_value(0x0000, len(encoded) - 12)
         return encoded
 
@@ -473,18 +503,23 @@ class CEchoRQMessage(DIMSERequestMessage):
     """C-ECHO-RQ (PS3.7 9.3.5.1)."""
 
     command_field = 0x0030
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID']
 
 
 class CEchoRSPMessage(StatusMixin, DIMSEResponseMessage):
     """C-ECHO-RSP (PS3.7 9.3.5.2)."""
 
     command_field = 0x8030
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status']
 
 
 class CStoreRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-STORE-RQ (PS3.7 9.3.1.1)."""
 
     command_field = 0x0001
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority',
+                      'AffectedSOPInstanceUID', 'MoveOriginatorApplicationEntityTitle',
+                      'MoveOriginatorMessageID']
     _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
@@ -496,6 +531,8 @@ class CStoreRSPMessage(StatusMixin, DIMSEResponseMessage):
     """C-STORE-RSP (PS3.7 9.3.1.2)."""
 
     command_field = 0x8001
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
@@ -504,6 +541,7 @@ class CFindRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-FIND-RQ (PS3.7 9.3.2.1)."""
 
     command_field = 0x0020
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority']
     _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
 
 
@@ -511,6 +549,7 @@ class CFindRSPMessage(StatusMixin, DIMSEResponseMessage):
     """C-FIND-RSP (PS3.7 9.3.2.2)."""
 
     command_field = 0x8020
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status']
 
 
 class _SubOperationsMixin:
@@ -526,6 +565,7 @@ class CGetRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-GET-RQ (PS3.7 9.3.3.1)."""
 
     command_field = 0x0010
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority']
     _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
 
 
@@ -533,12 +573,17 @@ class CGetRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
     """C-GET-RSP (PS3.7 9.3.3.2)."""
 
     command_field = 0x8010
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
+                      'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
 
 
 class CMoveRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-MOVE-RQ (PS3.7 9.3.4.1)."""
 
     command_field = 0x0021
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority',
+                      'MoveDestination']
     _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
 
     move_destination = dimse_property((0x0000, 0x0600))
@@ -548,6 +593,9 @@ class CMoveRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
     """C-MOVE-RSP (PS3.7 9.3.4.2)."""
 
     command_field = 0x8021
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
+                      'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
 
 
 class CCancelRQMessage(DIMSERequestMessage):
@@ -557,6 +605,7 @@ class CCancelRQMessage(DIMSERequestMessage):
     """
 
     command_field = 0x0FFF
+    command_fields = ['CommandGroupLength', 'MessageIDBeingRespondedTo']
 
     message_id_being_responded_to = dimse_property((0x0000, 0x0120))
 
@@ -565,6 +614,8 @@ class NEventReportRQMessage(DIMSERequestMessage):
     """N-EVENT-REPORT-RQ (PS3.7 10.3.1.1)."""
 
     command_field = 0x0100
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID',
+                      'AffectedSOPInstanceUID', 'EventTypeID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     event_type_id = dimse_property((0x0000, 0x1002))
@@ -574,6 +625,8 @@ class NEventReportRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-EVENT-REPORT-RSP (PS3.7 10.3.1.2)."""
 
     command_field = 0x8100
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID', 'EventTypeID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     event_type_id = dimse_property((0x0000, 0x1002))
@@ -583,6 +636,8 @@ class NGetRQMessage(DIMSERequestMessage):
     """N-GET-RQ (PS3.7 10.3.2.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0110
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
+                      'RequestedSOPInstanceUID', 'AttributeIdentifierList']
 
     sop_class_uid = dimse_property((0x0000, 0x0003))
     requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
@@ -593,6 +648,8 @@ class NGetRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-GET-RSP (PS3.7 10.3.2.2)."""
 
     command_field = 0x8110
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
@@ -601,6 +658,8 @@ class NSetRQMessage(DIMSERequestMessage):
     """N-SET-RQ (PS3.7 10.3.3.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0120
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
+                      'RequestedSOPInstanceUID']
 
     sop_class_uid = dimse_property((0x0000, 0x0003))
     requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
@@ -610,6 +669,8 @@ class NSetRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-SET-RSP (PS3.7 10.3.3.2)."""
 
     command_field = 0x8120
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
@@ -618,6 +679,8 @@ class NActionRQMessage(DIMSERequestMessage):
     """N-ACTION-RQ (PS3.7 10.3.4.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0130
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
+                      'RequestedSOPInstanceUID', 'ActionTypeID']
 
     sop_class_uid = dimse_property((0x0000, 0x0003))
     requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
@@ -628,6 +691,8 @@ class NActionRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-ACTION-RSP (PS3.7 10.3.4.2)."""
 
     command_field = 0x8130
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID', 'ActionTypeID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     action_type_id = dimse_property((0x0000, 0x1008))
@@ -637,6 +702,8 @@ class NCreateRQMessage(DIMSERequestMessage):
     """N-CREATE-RQ (PS3.7 10.3.5.1)."""
 
     command_field = 0x0140
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
@@ -645,6 +712,8 @@ class NCreateRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-CREATE-RSP (PS3.7 10.3.5.2)."""
 
     command_field = 0x8140
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
@@ -653,6 +722,8 @@ class NDeleteRQMessage(DIMSERequestMessage):
     """N-DELETE-RQ (PS3.7 10.3.6.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0150
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
+                      'RequestedSOPInstanceUID']
 
     sop_class_uid = dimse_property((0x0000, 0x0003))
     requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
@@ -662,6 +733,8 @@ class NDeleteRSPMessage(StatusMixin, DIMSEResponseMessage):
     """N-DELETE-RSP (PS3.7 10.3.6.2)."""
 
     command_field = 0x8150
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
+                      'AffectedSOPInstanceUID']
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 

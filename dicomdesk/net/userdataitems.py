@@ -117,6 +117,21 @@ def _uid_with_length(body: bytes, offset: int, what: str) -> tuple[str, int]:
     return decode_uid(body[start:start + length]), start + length
 
 
+def _as_text(value: str | bytes | bytearray | memoryview, encoding: str = "latin-1") -> str:
+    """A text field given as bytes becomes ``str``, as decoding gives it back (so an item
+    built from bytes equals the item its encoding decodes to)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode(encoding, "surrogateescape")
+    return value
+
+
+def _as_binary(value: str | bytes | bytearray | memoryview) -> bytes:
+    """A binary field given as ``str`` becomes UTF-8 bytes, as it goes on the wire."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return bytes(value)
+
+
 class _SubItem:
     """Shared decode(stream): read the header, check the type, build from the body."""
 
@@ -192,6 +207,9 @@ class ImplementationClassUIDSubItem(_SubItem):
 
     item_type: ClassVar[int] = 0x52
 
+    def __post_init__(self) -> None:
+        self.implementation_class_uid = _as_text(self.implementation_class_uid)
+
     def _body(self) -> bytes:
         return encode_uid(self.implementation_class_uid)
 
@@ -240,6 +258,9 @@ class ScpScuRoleSelectionSubItem(_SubItem):
 
     item_type: ClassVar[int] = 0x54
 
+    def __post_init__(self) -> None:
+        self.sop_class_uid = _as_text(self.sop_class_uid)
+
     def _body(self) -> bytes:
         uid = encode_uid(self.sop_class_uid)
         return _U16.pack(len(uid)) + uid + bytes((self.scu_role, self.scp_role))
@@ -261,6 +282,9 @@ class ImplementationVersionNameSubItem(_SubItem):
 
     item_type: ClassVar[int] = 0x55
 
+    def __post_init__(self) -> None:
+        self.implementation_version_name = _as_text(self.implementation_version_name)
+
     def _body(self) -> bytes:
         return str(self.implementation_version_name).encode("latin-1")
 
@@ -279,6 +303,10 @@ class SOPClassExtendedNegotiationSubItem(_SubItem):
     reserved: int = 0
 
     item_type: ClassVar[int] = 0x56
+
+    def __post_init__(self) -> None:
+        self.sop_class_uid = _as_text(self.sop_class_uid)
+        self.app_info = _as_binary(self.app_info)
 
     def _body(self) -> bytes:
         uid = encode_uid(self.sop_class_uid)
@@ -302,6 +330,12 @@ class SOPClassCommonExtendedNegotiationSubItem(_SubItem):
     reserved: int = 0
 
     item_type: ClassVar[int] = 0x57
+
+    def __post_init__(self) -> None:
+        self.sop_class_uid = _as_text(self.sop_class_uid)
+        self.service_class_uid = _as_text(self.service_class_uid)
+        self.related_general_sop_class_uids = [
+            _as_text(uid) for uid in self.related_general_sop_class_uids]
 
     def _body(self) -> bytes:
         sop = encode_uid(self.sop_class_uid)
@@ -359,6 +393,16 @@ class UserIdentityNegotiationSubItem(_SubItem):
 
     item_type: ClassVar[int] = 0x58
 
+    def __post_init__(self) -> None:
+        # Fields take the type decoding gives them back in: text for types 1 and 2,
+        # bytes for the binary types (PS3.7 Table D.3-14).
+        if self.user_identity_type in _TEXT_IDENTITY_TYPES:
+            self.primary_field = _as_text(self.primary_field, "utf-8")
+            self.secondary_field = _as_text(self.secondary_field, "utf-8")
+        else:
+            self.primary_field = _as_binary(self.primary_field)
+            self.secondary_field = _as_binary(self.secondary_field)
+
     def _body(self) -> bytes:
         primary = _identity_bytes(self.primary_field)
         secondary = _identity_bytes(self.secondary_field)
@@ -396,6 +440,11 @@ class UserIdentityNegotiationSubItemAc(_SubItem):
 
     item_type: ClassVar[int] = 0x59
 
+    def __post_init__(self) -> None:
+        # Binary whatever the identity type (PS3.7 D.3.3.7.2): a str is sent as UTF-8 and
+        # held as those bytes, so encode -> decode gives back an equal item.
+        self.server_response = _as_binary(self.server_response)
+
     def _body(self) -> bytes:
         response = _identity_bytes(self.server_response)
         return _U16.pack(len(response)) + response
@@ -418,6 +467,9 @@ class GenericUserDataSubItem(_SubItem):
     item_type: int
     user_data: bytes
     reserved: int = 0
+
+    def __post_init__(self) -> None:
+        self.user_data = _as_binary(self.user_data)
 
     def _body(self) -> bytes:
         return bytes(self.user_data)

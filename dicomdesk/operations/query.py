@@ -287,7 +287,7 @@ class _RetrieveTracker:
 
 
 def _count(value: Any, default: Any) -> Any:
-    return default if value is None else int(value)
+    return default if value is None or value == "" else int(value)
 
 
 def move(peer: Peer, destination_aet: str, level: str, keys: Mapping[str, Any] | Dataset,

@@ -55,8 +55,11 @@ def test_properties_read_and_write_their_command_elements():
     assert ds.MoveOriginatorApplicationEntityTitle == 'MOVER'
     assert ds.MoveOriginatorMessageID == 3
     msg.move_originator_aet = None
-    assert 'MoveOriginatorApplicationEntityTitle' not in ds
-    assert msg.move_originator_aet is None
+    # a command field of the reference's ``command_fields`` stays in the command set, empty,
+    # reads '' as in the reference, and is not sent
+    assert ds['MoveOriginatorApplicationEntityTitle'].is_empty
+    assert msg.move_originator_aet == ''
+    assert 'MoveOriginatorApplicationEntityTitle' not in decode_command(msg.set_length())
 
 
 def test_requested_sop_class_messages_use_requested_sop_class_uid():
@@ -78,7 +81,7 @@ def test_status_property_knows_the_command_it_answers():
     assert isinstance(store.status, Status)
     assert store.status.description == 'Coercion of Data Elements'
     assert move.status.description.startswith('Sub-operations Complete')
-    assert dm.CFindRSPMessage().status is None
+    assert dm.CFindRSPMessage().status == ''  # never set: '' as in the reference
 
 
 def test_response_error_fields_and_sub_operation_counters():

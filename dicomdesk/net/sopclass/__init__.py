@@ -31,7 +31,12 @@ _EXPORTS = {
     "storage_scp": "storage", "storage_scu": "storage",
     "qr_cancel_scu": "qr", "qr_find_scp": "qr", "qr_find_scu": "qr", "qr_get_scp": "qr",
     "qr_get_scu": "qr", "qr_move_scp": "qr", "qr_move_scu": "qr",
+    "FIND_SOP_CLASSES": "qr", "GET_SOP_CLASSES": "qr", "MOVE_SOP_CLASSES": "qr",
 }
+
+#: Modules of ``dicomdesk.net`` that the reference's ``sopclass`` imports and so exposes
+#: as attributes (``sopclass.dimsemessages.CStoreRQMessage`` works there, so it works here).
+_NET_MODULES = ("statuses", "dimsemessages", "exceptions")
 
 
 #: The service modules, importable as attributes (``sopclass.storage``) as before.
@@ -53,6 +58,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     elif name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    elif name in _NET_MODULES:
+        return importlib.import_module(f"dicomdesk.net.{name}")
     elif name in getattr(_uids, "_LAZY_NAMES", ()):
         value = getattr(_uids, name)
     else:
@@ -62,4 +69,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES) | set(_NET_MODULES))

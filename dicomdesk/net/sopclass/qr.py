@@ -172,6 +172,10 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     response; otherwise the final response is Success. A C-CANCEL-RQ between matches ends
     the search with FE00 (PS3.4 C.4.1.3.1). Each identifier is encoded into its own new
     message at once, so the hook may even reuse one Dataset for every match.
+
+    Code written for the reference may yield ``(identifier, SUCCESS)`` for its last match;
+    a final response carries no identifier (PS3.4 C.4.1.1.4), so such an identifier is sent
+    as one more Pending match, followed by the final status.
     """
     if msg.data_set_error or not isinstance(msg.data_set, Dataset):
         logger.info("C-FIND identifier could not be decoded: %s", msg.data_set_error)
@@ -186,6 +190,8 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
                 break
             code = statuses.Status(int(status), "C-FIND")
             if not code.is_pending:
+                if identifier is not None:
+                    _send_find_rsp(asce, ctx, msg, statuses.C_FIND_PENDING, identifier)
                 final, comment = code, getattr(status, "error_comment", None)
                 break
             _send_find_rsp(asce, ctx, msg, code, identifier)

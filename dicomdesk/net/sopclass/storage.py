@@ -774,16 +774,21 @@ class PreparedStore:
         self.close()
 
 
-def prepare_store(ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None) -> PreparedStore:
+def prepare_store(ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None,
+                  move_originator: tuple[str, int] | None = None) -> PreparedStore:
     """Build the C-STORE-RQ for ``dataset`` (a pydicom Dataset or a file name) on ``ctx``.
 
     Nothing touches the association. Raises ``StorageNotSent`` (nothing opened is left
     open) for the reasons ``storage_scu`` documents; ``on_bytes(n)`` is called later, as
-    ``send_prepared`` streams the file.
+    ``send_prepared`` streams the file. ``move_originator`` — (AE title, Message ID) of the
+    C-MOVE-RQ this store is a sub-operation of — fills Move Originator Application Entity
+    Title and Move Originator Message ID (PS3.7 9.3.1.1, required then by PS3.4 C.4.2.2).
     """
     rq = dimsemessages.CStoreRQMessage()
     rq.message_id = msg_id
     rq.affected_sop_class_uid = ctx.sop_class
+    if move_originator is not None:
+        rq.move_originator_aet, rq.move_originator_message_id = move_originator
     return PreparedStore(rq, ctx, _prepare(rq, ctx, dataset, on_bytes))
 
 
@@ -809,8 +814,8 @@ def receive_store_status(asce: Any, msg_id: int) -> statuses.Status:
 
 
 @sop_classes(uids.STORAGE_SOP_CLASSES)
-def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None
-                ) -> statuses.Status:
+def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None,
+                move_originator: tuple[str, int] | None = None) -> statuses.Status:
     """Send C-STORE-RQ with ``dataset`` (a pydicom Dataset or a file name); return the status.
 
     A file is streamed from disk when the context's transfer syntax is the file's own; an
@@ -820,8 +825,10 @@ def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any
     any, is on the returned status as ``error_comment``. It is ``prepare_store``,
     ``send_prepared`` and ``receive_store_status`` in a row; a caller sending many objects
     calls them itself to prepare the next object while waiting for this one's response.
+    Extension: ``move_originator`` = (AE title, Message ID) of the C-MOVE this store serves.
     """
-    send_prepared(asce, prepare_store(ctx, dataset, msg_id, on_bytes=on_bytes))
+    send_prepared(asce, prepare_store(ctx, dataset, msg_id, on_bytes=on_bytes,
+                                      move_originator=move_originator))
     return receive_store_status(asce, msg_id)
 
 
@@ -830,7 +837,8 @@ def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any
 def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """Answer C-STORE with the status of ``ae.on_receive_store(ctx, file)`` (PS3.4 B.2.3).
 
-    ``msg.data_set`` is the file ``get_file`` opened, positioned at the Part-10 file's start.
+    ``msg.data_set`` is the file ``get_file`` opened, positioned at the Part-10 file's start;
+    it is closed when the hook returns.
     A data set that could not be received answers A700 (out of resources) when our write
     failed, C000 otherwise; the AE's ``on_receive_store_failed`` (an extension, if present)
     is told so it can discard the file. ``EventHandlingError`` answers C000.
@@ -851,6 +859,12 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
         except EventHandlingError as exc:
             logger.info("on_receive_store refused %s: %s", msg.affected_sop_instance_uid, exc)
             status = statuses.C_STORE_CANNOT_UNDERSTAND
+        finally:
+            # As in the reference, the service closes the received file once the hook is
+            # done with it (a hook that keeps the data moves or copies it first).
+            close = getattr(msg.data_set, "close", None)
+            if close is not None and not getattr(msg.data_set, "closed", True):
+                close()
     rsp = dimsemessages.CStoreRSPMessage()
     rsp.message_id_being_responded_to = msg.message_id
     rsp.affected_sop_class_uid = msg.affected_sop_class_uid

@@ -55,7 +55,9 @@ def modality_work_list_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """Answer a worklist C-FIND from ``asce.ae.on_receive_find(ctx, identifier)``.
 
     The hook returns an iterable of ``(data set, status)``; each pending item is sent as a
-    pending response, then a final Success — or the first non-pending status the hook yields.
+    pending response, then a final Success — or the first non-pending status the hook yields
+    (a data set that comes with it is sent first as one more pending match, since a final
+    response carries no identifier, PS3.4 K.4.1.1.4).
     A C-CANCEL-RQ for this query, checked between responses, ends it with Cancel (FE00,
     PS3.4 C.4.1.2.3 / K.4.1.2.3). An identifier we cannot decode is answered with C000 and a
     hook that refuses (EventHandlingError) or breaks with A700/C000 instead of an abort.
@@ -79,6 +81,8 @@ def modality_work_list_scp(asce: Any, ctx: Any, msg: Any) -> None:
                 break
             status = statuses.Status(int(status), "C-FIND")
             if not status.is_pending:
+                if ds is not None:  # a final response carries no identifier: send it as a match
+                    _send_find_rsp(asce, ctx, msg, statuses.C_FIND_PENDING, ds)
                 _send_find_rsp(asce, ctx, msg, status)
                 return
             _send_find_rsp(asce, ctx, msg, status, ds)
