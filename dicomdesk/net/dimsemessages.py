@@ -269,7 +269,7 @@ def dimse_property(tag: tuple[int, int] | int) -> property:
 
     def getter(self: DIMSEMessage) -> Any:
         value = self.get_command_value(element)
-        if value is None and element in self._unset_reads_empty():
+        if value is None and self._fresh and element in self._unset_reads_empty():
             return ''  # as the reference: a field of ``command_fields`` never set reads ''
         return value
 
@@ -293,7 +293,8 @@ class StatusMixin:
         """The Status as a ``statuses.Status``; ``''`` (as in the reference) when never set."""
         value = self.get_command_value(0x0900)  # type: ignore[attr-defined]
         if value is None:
-            return '' if 0x0900 in self._unset_reads_empty() else None  # type: ignore[attr-defined]
+            fresh = self._fresh and 0x0900 in self._unset_reads_empty()  # type: ignore[attr-defined]
+            return '' if fresh else None
         return Status(value, command=self.command_field)
 
     @status.setter
@@ -325,9 +326,9 @@ class DIMSEMessage:
 
     command_field: ClassVar[int | None] = None
     #: The message's command elements by keyword (PS3.7 Sections 9.3 and 10.3), as the
-    #: reference lists them: ``command_set`` always carries each of them (empty when never
-    #: set, and an empty element is not sent), and the properties read ``''`` for one never
-    #: set, where code written for the reference expects it.
+    #: reference lists them: a message built here carries each of them in ``command_set``
+    #: (empty when never set, and an empty element is not sent), and its properties read
+    #: ``''`` for one never set, where code written for the reference expects it.
     command_fields: ClassVar[list[str]] = []
     # Default command elements of a fresh message, in addition to Command Field.
     _defaults: ClassVar[dict[int, tuple[str, Any]]] = {}
@@ -342,6 +343,10 @@ class DIMSEMessage:
         # Exactly one of _fields ({element: value}) and _command_set (a Dataset) is set.
         self._fields: dict[int, Any] | None = None
         self._command_set: Dataset | None = None
+        # Built here rather than received: as in the reference, its ``command_fields`` are
+        # in its command set from the start (empty) and read ''; a received message's
+        # command set is what the peer sent, and an absent field reads None.
+        self._fresh = command_set is None
         if command_set is None:
             fields = {0x0000: 0, 0x0100: self.command_field, 0x0800: NO_DATA_SET}
             for tag, (_vr, value) in self._defaults.items():
@@ -366,6 +371,7 @@ class DIMSEMessage:
         as ``commandset.decode_fields`` returns it; the dict is kept, not copied."""
         msg = cls()
         msg._fields = fields
+        msg._fresh = False
         return msg
 
     @property
@@ -380,7 +386,7 @@ class DIMSEMessage:
         if ds is None:
             assert self._fields is not None
             fields = dict(self._fields)
-            for element in self._unset_reads_empty():
+            for element in self._unset_reads_empty() if self._fresh else ():
                 if element not in fields:
                     # empty: '' for text VRs, None (pydicom's empty) for numbers and tags
                     fields[element] = '' if COMMAND_VRS[element] in ('AE', 'UI', 'LO') else None
@@ -414,7 +420,7 @@ class DIMSEMessage:
             return
         ds = self._command_set
         assert ds is not None
-        if value is None and element in self._unset_reads_empty():
+        if value is None and self._fresh and element in self._unset_reads_empty():
             vr = COMMAND_VRS[element]
             ds.add_new(element, vr, '' if vr in ('AE', 'UI', 'LO') else None)
         elif value is None:
