@@ -244,7 +244,10 @@ def test_an_association_lost_mid_run_fails_only_the_file_in_flight(pynetdicom_sc
     # File 4 was prepared when the abort came: it is sent on the new association, not failed.
     assert [states[p] for p in paths if p != paths[3]] == ["stored"] * 9
     assert result.error is None and result.not_sent == ()
-    assert [e.state for e in events if e.index == 4] == ["sending", "stored"]
+    # Sent once, on the new association: "sending" (repeated by progress while its bytes go
+    # out, at most 10 times a second, so a slow machine sees it more than once), then "stored".
+    states_of_4 = [e.state for e in events if e.index == 4]
+    assert states_of_4[-1] == "stored" and set(states_of_4[:-1]) == {"sending"}, states_of_4
     for path in paths:
         if path != paths[3]:
             uid, raw = data_set_bytes(path)
