@@ -21,6 +21,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursive) or DICOMDIRs")
     parser.add_argument("--max-pdu", type=int, default=65536,
                         help="maximum PDU length we receive, 0 = no limit [65536]")
+    change = parser.add_argument_group(
+        "changes to what is sent (the files on disk are never modified)")
+    change.add_argument("--deidentify", nargs="?", const="basic", default=None, metavar="PROFILE",
+                        help="de-identify with the PS3.15 Annex E Basic Profile; PROFILE adds options: "
+                             "basic[,retain-dates][,retain-patient-characteristics]"
+                             "[,retain-device-identity][,clean-descriptors]")
+    change.add_argument("--allow-burned-in", action="store_true",
+                        help="with --deidentify: also send images whose Burned In Annotation is YES")
+    change.add_argument("--mapping", metavar="FILE", default=None,
+                        help="with --deidentify: write original -> new identifiers to FILE (JSON)")
+    change.add_argument("--set", dest="edits", action="append", default=[], metavar="TAG=VALUE",
+                        help="set an attribute in every object sent (keyword or gggg,eeee); repeatable")
+    change.add_argument("--allow-uid-edits", action="store_true", help="let --set change UIDs")
+    change.add_argument("--decompress", choices=("lossless", "all", "never"), default="lossless",
+                        help="when the peer refuses a compressed file's syntax, send it decompressed: "
+                             "lossless syntaxes only, all (lossy too), never [lossless]")
+    change.add_argument("--compress", choices=("jpeg-ls-lossless", "jpeg2000-lossless", "rle"),
+                        default=None, help="send uncompressed images compressed (if the peer accepts)")
     parser.set_defaults(func=run)
 
 
@@ -32,11 +50,60 @@ def _human(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def _transform_arguments(args: argparse.Namespace) -> list[str]:
+    """The change options of this run, for the retry command."""
+    out: list[str] = []
+    if args.deidentify:
+        out += ["--deidentify", args.deidentify]
+    if args.allow_burned_in:
+        out.append("--allow-burned-in")
+    if args.mapping:
+        out += ["--mapping", args.mapping]
+    for edit in args.edits:
+        out += ["--set", edit]
+    if args.allow_uid_edits:
+        out.append("--allow-uid-edits")
+    if args.decompress != "lossless":
+        out += ["--decompress", args.decompress]
+    if args.compress:
+        out += ["--compress", args.compress]
+    return out
+
+
 def _split_host_port(args: argparse.Namespace) -> None:
     """``HOST PORT PATH...`` and ``NODE PATH...``: a non-numeric PORT is the first path."""
     if args.port is not None and not str(args.port).isdigit():
         args.paths.insert(0, args.port)
         args.port = None
+
+
+def _transform_from_args(args: argparse.Namespace):
+    """The ``Transform`` the options ask for (modules imported only when an option is used)."""
+    edits_given = bool(getattr(args, "edits", None))
+    if not (args.deidentify or edits_given or args.compress or args.decompress != "lossless"):
+        return None
+    from ..transform.spec import Transform
+
+    profile = edits = None
+    if args.deidentify:
+        from ..transform.deidentify import Profile
+
+        try:
+            profile = Profile.parse(args.deidentify)
+        except ValueError as exc:
+            raise SystemExit(f"dicomdesk: --deidentify: {exc}") from None
+    if edits_given:
+        from ..transform.edits import EditError, parse_edits
+
+        try:
+            edits = parse_edits(args.edits, allow_uids=args.allow_uid_edits)
+        except EditError as exc:
+            raise SystemExit(f"dicomdesk: --set {exc}") from None
+    if args.mapping and not args.deidentify:
+        raise SystemExit("dicomdesk: --mapping needs --deidentify")
+    return Transform(deidentify=profile, edits=edits or (), decompress=args.decompress,
+                     compress=args.compress, allow_burned_in=args.allow_burned_in,
+                     mapping_path=args.mapping)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose < 2:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
     _split_host_port(args)
+    transform = _transform_from_args(args)
     peer = peer_from_args(args)
     missing = [str(p) for p in args.paths if not Path(p).exists()]
     if missing:
@@ -84,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             if p.state == "failed":
                 sys.stdout.write(f"\nfailed: {p.message}\n")
 
-    result = send(peer, infos, progress=progress, max_pdu_length=args.max_pdu)
+    result = send(peer, infos, progress=progress, max_pdu_length=args.max_pdu, transform=transform)
     elapsed = time.monotonic() - started
     if tty:
         sys.stdout.write("\n")
@@ -93,12 +161,22 @@ def run(args: argparse.Namespace) -> int:
           f"{f' ({result.warnings} with warnings)' if result.warnings else ''}, {result.failed} failed, "
           f"{result.skipped} skipped (not DICOM) in {elapsed:.1f} s, {_human(sent_bytes)} "
           f"({_human(sent_bytes / max(elapsed, 1e-6))}/s)")
+    changed = [o for o in result.outcomes if o.state == "stored" and o.note]
+    for outcome in changed:
+        print(f"sent {outcome.note}: {outcome.path}")
+    if changed:
+        print(f"{len(result.decompressed)} file(s) sent decompressed, "
+              f"{len(changed) - len(result.decompressed)} compressed")
+    if result.mapping_path is not None:
+        print(f"de-identification mapping written to {result.mapping_path}")
     if result.error:
         print(f"dicomdesk: {result.error}", file=sys.stderr)
     if result.failed_paths:
         retry = [sys.argv[0] if sys.argv and sys.argv[0].endswith("dicomdesk") else "dicomdesk", "send"]
         retry += ["--aet", peer.calling_aet, "--aec", peer.called_aet, "--timeout", f"{peer.timeout:g}",
-                  "--max-pdu", str(args.max_pdu), peer.host, str(peer.port)]
+                  "--max-pdu", str(args.max_pdu)]
+        retry += _transform_arguments(args)
+        retry += [peer.host, str(peer.port)]
         retry += [str(p) for p in result.failed_paths]
         print("to retry the failed files:\n  " + shlex.join(retry))
     return 0 if result.ok else 1

@@ -8,6 +8,12 @@ and reports per file. Statuses (PS3.4 B.2.3): success → "stored"; warnings B00
 description. A file that cannot be sent (broken header, syntax the peer will not take, SOP
 class refused) fails alone; if the association is lost, every file not yet confirmed is
 "failed" and listed in ``SendResult.not_sent``, so a retry can send just those.
+
+A ``Transform`` (``dicomdesk.transform.spec``) changes what is sent, never the files: a file to
+de-identify, edit, decompress (the peer refused its compressed syntax; lossless ones by
+default) or compress is rewritten into a temporary file (``transform.rewrite``, bounded memory)
+which is then streamed like any file and removed. Files sent as they are keep the direct path
+(page cache to socket). Outcomes say which files were sent decompressed or compressed.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from pydicom.uid import UID
 from ..net.applicationentity import ClientAE
 from ..net.asceprovider import PC_RESULT_TEXT
 from ..net.exceptions import NetDICOMError
-from ..net.sopclass.storage import (AssociationPlan, PreparedStore, StorageNotSent, choose_context,
+from ..net.sopclass.storage import (CONVERTIBLE_TRANSFER_SYNTAXES, AssociationPlan, PreparedStore,
+                                   StorageNotSent, choose_context,
                                    plan_contexts, prepare_store, proposed_transfer_syntaxes,
                                    receive_store_status, send_prepared)
 from ..net.statuses import Status
@@ -64,6 +71,9 @@ class FileOutcome:
     state: str
     status: Status | None = None
     message: str = ""
+    #: what happened to the pixel data in flight ("decompressed from JPEG Lossless ...",
+    #: "compressed to RLE Lossless"), empty when sent as stored
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,13 @@ class SendResult:
     warnings: int = 0
     cancelled: bool = False
     not_sent: tuple[Path, ...] = field(default=())
+    #: where the de-identification mapping (original -> new identifiers) was written
+    mapping_path: Path | None = None
+
+    @property
+    def decompressed(self) -> list[FileOutcome]:
+        """Stored files that were sent decompressed (the peer refused their syntax)."""
+        return [o for o in self.outcomes if o.state == "stored" and o.note.startswith("decompressed")]
 
     @property
     def failed_paths(self) -> list[Path]:
@@ -93,8 +110,14 @@ class SendResult:
 class _Run:
     """State of one ``send`` call: outcomes by index, byte counters, progress throttling."""
 
-    def __init__(self, infos: list[FileInfo], progress: Callable[[SendProgress], None] | None):
+    def __init__(self, infos: list[FileInfo], progress: Callable[[SendProgress], None] | None,
+                 transform: Any = None):
         self.infos = infos
+        self.transform = transform
+        self.deidentifier: Any = None
+        #: per file index, the transfer syntax it is planned to travel in (``--compress``)
+        self.wire_ts: dict[int, str] = {}
+        self.notes: dict[int, str] = {}
         self.progress = progress
         self.outcomes: dict[int, FileOutcome] = {}
         self.bytes_total = sum(i.size for i in infos if i.sendable)
@@ -111,7 +134,10 @@ class _Run:
             logger.exception("send progress callback failed")
 
     def finish(self, index: int, state: str, status: Status | None = None, message: str = "") -> None:
-        self.outcomes[index] = FileOutcome(self.infos[index].path, state, status, message)
+        note = self.notes.get(index, "") if state == "stored" else ""
+        if note and not message:
+            message = f"sent {note}"
+        self.outcomes[index] = FileOutcome(self.infos[index].path, state, status, message, note)
         if state == "failed":
             logger.info("%s", message)
         self.emit(index, state, status, message)
@@ -138,15 +164,24 @@ def _describe_status(status: Status) -> str:
 
 def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
          progress: Callable[[SendProgress], None] | None = None,
-         cancel: threading.Event | None = None, *, max_pdu_length: int = 65536) -> SendResult:
+         cancel: threading.Event | None = None, *, max_pdu_length: int = 65536,
+         transform: Any = None) -> SendResult:
     """C-STORE every sendable file to ``peer``; never raises for peer or network failures.
 
     ``files`` are ``FileInfo``s from ``scan_paths`` (or paths, inspected here). Non-DICOM
     files are "skipped"; broken DICOM files "failed" without being sent. Extension:
-    ``max_pdu_length`` is the Maximum Length we receive (PS3.8 D.1).
+    ``max_pdu_length`` is the Maximum Length we receive (PS3.8 D.1); ``transform`` a
+    ``dicomdesk.transform.spec.Transform`` (default: none, lossless files decompressed when
+    the peer refuses their syntax).
     """
     infos = [_as_info(f) for f in files]
-    run = _Run(infos, progress)
+    run = _Run(infos, progress, transform)
+    if transform is not None and transform.deidentify is not None:
+        from ..transform.deidentify import Deidentifier
+
+        run.deidentifier = Deidentifier(transform.deidentify, transform.allow_burned_in)
+        if transform.mapping_path:
+            run.deidentifier.continue_from(transform.mapping_path)
     to_send: list[int] = []
     for index, info in enumerate(infos):
         if not info.is_dicom:
@@ -156,13 +191,18 @@ def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
         else:
             to_send.append(index)
 
-    plans = plan_contexts([(infos[i].sop_class_uid, infos[i].transfer_syntax) for i in to_send])
+    compress_ts = transform.compress_syntax() if transform is not None else None
+    for i in to_send:
+        ts = infos[i].transfer_syntax
+        run.wire_ts[i] = compress_ts if compress_ts and ts in CONVERTIBLE_TRANSFER_SYNTAXES else ts
+    plans = plan_contexts([(infos[i].sop_class_uid, run.wire_ts[i]) for i in to_send])
     error: str | None = None
     cancelled = False
     for plan in plans:
         while error is None and not cancelled:
             # Each (SOP class, proposal) is in exactly one plan: the file goes with it.
-            members = [i for i in to_send if i not in run.outcomes and _in_plan(plan, infos[i])]
+            members = [i for i in to_send
+                       if i not in run.outcomes and _in_plan(plan, infos[i], run.wire_ts[i])]
             if not members:
                 break
             if cancel is not None and cancel.is_set():
@@ -189,17 +229,21 @@ def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
                 run.finish(index, "failed", message=f"{infos[index].path}: {reason_left}")
             not_sent.append(infos[index].path)
     outcomes = tuple(run.outcomes[i] for i in range(len(infos)))
+    mapping_path = None
+    if run.deidentifier is not None and transform.mapping_path:
+        mapping_path = run.deidentifier.write_mapping(transform.mapping_path)
     return SendResult(
         stored=sum(o.state == "stored" for o in outcomes),
         failed=sum(o.state == "failed" for o in outcomes),
         skipped=sum(o.state == "skipped" for o in outcomes),
         outcomes=outcomes, error=error,
         warnings=sum(o.state == "stored" and o.status is not None and o.status.is_warning for o in outcomes),
-        cancelled=cancelled, not_sent=tuple(not_sent))
+        cancelled=cancelled, not_sent=tuple(not_sent), mapping_path=mapping_path)
 
 
-def _in_plan(plan: AssociationPlan, info: FileInfo) -> bool:
-    return (info.sop_class_uid, proposed_transfer_syntaxes(info.transfer_syntax)) in plan.contexts
+def _in_plan(plan: AssociationPlan, info: FileInfo, wire_ts: str | None = None) -> bool:
+    ts = wire_ts or info.transfer_syntax
+    return (info.sop_class_uid, proposed_transfer_syntaxes(ts)) in plan.contexts
 
 
 def _refusal_reason(assoc: Any, sop_class: str) -> str:
@@ -233,21 +277,93 @@ class _Turn:
             self.prepared.close()
 
 
+def _uncompressed_context(contexts: Sequence[Any]) -> Any | None:
+    for preferred in CONVERTIBLE_TRANSFER_SYNTAXES:
+        for ctx in contexts:
+            if ctx.supported_ts == preferred:
+                return ctx
+    return None
+
+
+def _transfer_plan(assoc: Any, run: _Run, index: int) -> tuple[Any | None, str | None, bool]:
+    """(context, why none fits, whether the pixel data must be decoded or encoded) for a file.
+
+    The planned syntax first (``--compress``: falls back to the file's own when refused),
+    then the file's own, then, for a compressed file the peer refused, an uncompressed
+    context when the decompress policy allows its syntax.
+    """
+    info = run.infos[index]
+    contexts = assoc.contexts_for(info.sop_class_uid)
+    wire = run.wire_ts.get(index, info.transfer_syntax)
+    if wire != info.transfer_syntax:
+        for ctx in contexts:
+            if ctx.supported_ts == wire:
+                return ctx, None, True
+    ctx, why = choose_context(contexts, info.transfer_syntax)
+    if ctx is not None:
+        return ctx, None, False
+    from ..transform.spec import may_decompress
+
+    policy = run.transform.decompress if run.transform is not None else "lossless"
+    fallback = _uncompressed_context(contexts)
+    if fallback is not None and may_decompress(policy, info.transfer_syntax):
+        return fallback, None, True
+    if fallback is not None and policy == "lossless":
+        why = f"{why}; it is lossy, decompressed only with --decompress all"
+    return None, why, False
+
+
 def _prepare_turn(assoc: Any, run: _Run, index: int) -> _Turn:
     """Choose the context for file ``index`` and prepare its C-STORE; reports nothing yet."""
     info = run.infos[index]
-    ctx, why = choose_context(assoc.contexts_for(info.sop_class_uid), info.transfer_syntax)
+    ctx, why, recode = _transfer_plan(assoc, run, index)
     if ctx is None:
         if not assoc.contexts_for(info.sop_class_uid):
             why = _refusal_reason(assoc, info.sop_class_uid)
         return _Turn(index, refused=why)
+    transform = run.transform
+    rewrite = recode or (transform is not None and transform.changes_data_set)
     try:
-        return _Turn(index, prepare_store(ctx, str(info.path), assoc.next_message_id(),
-                                          on_bytes=run.streaming(index)))
+        if not rewrite:
+            return _Turn(index, prepare_store(ctx, str(info.path), assoc.next_message_id(),
+                                              on_bytes=run.streaming(index)))
+        return _prepare_rewritten(assoc, run, index, ctx, recode)
     except StorageNotSent as exc:
         return _Turn(index, not_sent=str(exc))
     except Exception as exc:  # kept for the file's turn (see _Turn)
         return _Turn(index, error=exc)
+
+
+def _prepare_rewritten(assoc: Any, run: _Run, index: int, ctx: Any, recode: bool) -> _Turn:
+    """Rewrite file ``index`` for ``ctx`` into a temp file and prepare it (see module doc).
+
+    The temp file is unlinked as soon as the prepared store holds it open, so it goes away
+    when the file is sent or the preparation closed, whatever happens in between.
+    """
+    from ..transform.deidentify import DeidentifyRefused
+    from ..transform.rewrite import RewriteError, rewrite_file
+
+    info = run.infos[index]
+    transform = run.transform
+    try:
+        result = rewrite_file(info.path, ctx.supported_ts, deidentifier=run.deidentifier,
+                              edits=tuple(transform.edits) if transform is not None else (),
+                              decode=recode)
+    except (RewriteError, DeidentifyRefused, OSError) as exc:
+        if recode and ctx.supported_ts != info.transfer_syntax and \
+                run.wire_ts.get(index) == ctx.supported_ts:
+            # --compress could not encode this one: send it in its own syntax instead
+            run.wire_ts[index] = info.transfer_syntax
+            return _prepare_turn(assoc, run, index)
+        return _Turn(index, not_sent=str(exc))
+    try:
+        prepared = prepare_store(ctx, result.path, assoc.next_message_id(),
+                                 on_bytes=run.streaming(index))
+    finally:
+        os.unlink(result.path)
+    if result.pixel_note:
+        run.notes[index] = result.pixel_note
+    return _Turn(index, prepared)
 
 
 def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[int], run: _Run,
