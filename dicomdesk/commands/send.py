@@ -70,6 +70,21 @@ def _transform_arguments(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _unswallow_host(args: argparse.Namespace) -> None:
+    """``--deidentify HOST PORT PATH...``: argparse gives HOST to the optional PROFILE; a value
+    that names no profile option is the host, and the positionals shift back by one."""
+    value = args.deidentify
+    if not value:
+        return
+    from ..transform.profile import OPTIONS
+
+    if all(part.strip().lower() in ("basic", *OPTIONS) for part in value.split(",")):
+        return
+    rest = [args.host] + ([args.port] if args.port is not None else []) + list(args.paths)
+    args.deidentify = "basic"
+    args.host, args.port, args.paths = value, rest[0], rest[1:]
+
+
 def _split_host_port(args: argparse.Namespace) -> None:
     """``HOST PORT PATH...`` and ``NODE PATH...``: a non-numeric PORT is the first path."""
     if args.port is not None and not str(args.port).isdigit():
@@ -116,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     # already say what matters (run with -vv to see them).
     if args.verbose < 2:
         logging.getLogger("pydicom").setLevel(logging.ERROR)
+    _unswallow_host(args)
     _split_host_port(args)
     transform = _transform_from_args(args)
     peer = peer_from_args(args)

@@ -106,7 +106,7 @@ class Deidentifier:
         with self._lock:
             new = self.uid_map.get(uid)
             if new is None:
-                new = self.uid_map[uid] = generate_uid()  # 2.25.<uuid> (PS3.5 B.2)
+                new = self.uid_map[uid] = generate_uid()  # random, under pydicom's root (PS3.5 9)
             return new
 
     def pseudonym(self, patient_id: str) -> str:
