@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -888,15 +888,41 @@ class Archive:
         logger.info("deleted study %s (%d instances)", study_uid, len(paths))
         return len(paths)
 
-    def export_study(self, study_uid: str, folder: Path) -> list[Path]:
+    def export_study(self, study_uid: str, folder: Path, deidentifier: Any = None) -> list[Path]:
         """Copy a study's files to ``folder``/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm (the
-        archive's own layout, so UIDs never collide); returns the copies' paths."""
+        archive's own layout, so UIDs never collide); returns the copies' paths.
+
+        With ``deidentifier`` (``transform.deidentify.Deidentifier``) each copy is de-identified
+        (PS3.15 Annex E) on the way and named by its new UIDs; the archive is left as it was."""
         folder = Path(folder)
         copies: list[Path] = []
         for row in self.index.tree_rows(study_uid=study_uid):
             source = self.root / row[-1]
+            if deidentifier is not None:
+                copies.append(self._export_deidentified(source, folder, deidentifier))
+                continue
             target = folder / row[-1]
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
             copies.append(target)
         return copies
+
+    @staticmethod
+    def _export_deidentified(source: Path, folder: Path, deidentifier: Any) -> Path:
+        from ..net.sopclass.storage import read_part10_header
+        from ..transform.rewrite import rewrite_file
+
+        ts = read_part10_header(source).transfer_syntax
+        result = rewrite_file(source, ts, deidentifier=deidentifier, tmp_dir=str(folder))
+        try:
+            ids = dcmread(result.path, stop_before_pixels=True,
+                          specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+            target = (folder / str(ids.get("StudyInstanceUID", "study"))
+                      / str(ids.get("SeriesInstanceUID", "series")) / f"{result.sop_instance_uid}.dcm")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(result.path, target)
+        except BaseException:
+            if os.path.exists(result.path):
+                os.unlink(result.path)
+            raise
+        return target

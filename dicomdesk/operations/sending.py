@@ -322,7 +322,7 @@ def _prepare_turn(assoc: Any, run: _Run, index: int) -> _Turn:
             why = _refusal_reason(assoc, info.sop_class_uid)
         return _Turn(index, refused=why)
     transform = run.transform
-    rewrite = recode or (transform is not None and transform.changes_data_set)
+    rewrite = recode or (transform is not None and transform.rewrites(info.path))
     try:
         if not rewrite:
             return _Turn(index, prepare_store(ctx, str(info.path), assoc.next_message_id(),
@@ -347,7 +347,7 @@ def _prepare_rewritten(assoc: Any, run: _Run, index: int, ctx: Any, recode: bool
     transform = run.transform
     try:
         result = rewrite_file(info.path, ctx.supported_ts, deidentifier=run.deidentifier,
-                              edits=tuple(transform.edits) if transform is not None else (),
+                              edits=transform.edits_for(info.path) if transform is not None else (),
                               decode=recode)
     except (RewriteError, DeidentifyRefused, OSError) as exc:
         if recode and ctx.supported_ts != info.transfer_syntax and \

@@ -58,11 +58,22 @@ class Transform:
     compress: str | None = None
     allow_burned_in: bool = False
     mapping_path: str | None = None
+    #: edits for some files only (path -> edits, after ``edits``): the window's "Edit tags…"
+    #: on selected rows
+    file_edits: Any = None
 
     @property
     def changes_data_set(self) -> bool:
         """True when every object must be rewritten (not streamed from its file as is)."""
         return self.deidentify is not None or bool(self.edits)
+
+    def edits_for(self, path: Any) -> tuple[Any, ...]:
+        extra = (self.file_edits or {}).get(str(path), ())
+        return tuple(self.edits) + tuple(extra)
+
+    def rewrites(self, path: Any) -> bool:
+        """True when the file at ``path`` must be rewritten even if its syntax is kept."""
+        return self.deidentify is not None or bool(self.edits_for(path))
 
     def compress_syntax(self) -> str | None:
         return COMPRESS_SYNTAXES[self.compress] if self.compress else None

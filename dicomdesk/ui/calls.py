@@ -120,8 +120,10 @@ def scan_call(paths: Sequence[str]) -> WorkerCall:
     return call
 
 
-def send_call(target: Target, files: Sequence[Any]) -> WorkerCall:
-    """C-STORE (PS3.4 Annex B) of ``files`` (FileInfos or paths); final per-file states are rows."""
+def send_call(target: Target, files: Sequence[Any], transform: Any = None) -> WorkerCall:
+    """C-STORE (PS3.4 Annex B) of ``files`` (FileInfos or paths); final per-file states are rows.
+
+    ``transform``: a ``dicomdesk.transform.spec.Transform`` (de-identify, edits) or None."""
     files = list(files)
 
     def call(ctx: WorkerContext) -> Any:
@@ -132,7 +134,8 @@ def send_call(target: Target, files: Sequence[Any]) -> WorkerCall:
             if getattr(p, "state", None) in ("stored", "failed", "skipped"):
                 ctx.emit_row(p)
 
-        return operations.send(_peer(target), files, progress=progress, cancel=ctx.cancel)
+        return operations.send(_peer(target), files, progress=progress, cancel=ctx.cancel,
+                               transform=transform)
 
     return call
 

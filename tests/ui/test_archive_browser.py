@@ -293,3 +293,30 @@ def test_an_invalid_allowed_entry_is_refused_at_the_field(window):
     panel.start_server()
     assert window.server_host.state.status == "stopped"
     assert panel.state_label.text().startswith("Allowed calling AE titles:")
+
+
+def test_export_can_deidentify_the_copies(received, qtbot, tmp_path):
+    import json
+
+    import pydicom
+
+    window, _ = received
+    panel = window.server_panel
+    model = panel.archive_model
+    ct = _instance_index(model, CT)
+    selection = panel.archive_view.selectionModel()
+    selection.select(ct, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
+    target = tmp_path / "deid"
+    panel.choose_export_folder = lambda: str(target)  # type: ignore[method-assign]
+    panel.deidentify_export.click()
+    with qtbot.waitSignal(panel.archive_action_done, timeout=10_000) as blocker:
+        panel.export_button.click()
+    assert blocker.args[1].startswith("Exported 1 file(s) de-identified"), blocker.args[1]
+    (copy,) = target.rglob("*.dcm")
+    ds = pydicom.dcmread(copy)
+    original = pydicom.dcmread(_file(CT))
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == ""
+    mapping = json.loads((target / "deidentification-map.json").read_text())
+    assert mapping["uids"][str(original.SOPInstanceUID)] == ds.SOPInstanceUID
+    assert copy.name == f"{ds.SOPInstanceUID}.dcm"
+    assert model.count("instance") == 3

@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -86,6 +87,19 @@ class SendPanel(QWidget):
         self.add_files_button.clicked.connect(self.choose_files)
         self.add_folder_button.clicked.connect(self.choose_folder)
         self.clear_button.clicked.connect(self.clear)
+        # Changes to what is sent (issue 15): never to the files on disk.
+        self.deidentify_check = QCheckBox("De-identify", self)
+        self.deidentify_check.setToolTip(
+            "Send de-identified copies: PS3.15 Annex E Basic Profile, new UIDs consistent within "
+            "the send; images with Burned In Annotation = YES are refused")
+        self.edit_tags_button = QPushButton("Edit tags…", self)
+        self.edit_tags_button.setToolTip("Correct attributes (e.g. PatientID) of the selected files, "
+                                         "or of every file when none is selected, as they are sent")
+        self.edit_tags_button.clicked.connect(self.edit_tags)
+        self.edits_label = QLabel("", self)
+        self._edits: tuple[Any, ...] = ()
+        self._file_edits: dict[str, tuple[Any, ...]] = {}
+        self.edit_dialog: Any = None
 
         self.node_picker = NodePicker(ctx.book, self)
         self.send_button = QPushButton("Send", self)
@@ -112,6 +126,8 @@ class SendPanel(QWidget):
         for widget in (self.add_files_button, self.add_folder_button, self.clear_button):
             top.addWidget(widget)
         top.addStretch(1)
+        for widget in (self.edits_label, self.edit_tags_button, self.deidentify_check):
+            top.addWidget(widget)
         bottom = QHBoxLayout()
         bottom.addWidget(QLabel("Send to", self))
         bottom.addWidget(self.node_picker, 1)
@@ -223,7 +239,7 @@ class SendPanel(QWidget):
         for path in paths:
             self.model.set_state(path, "queued")
         target = calls.target_from_node(node, self.ctx.local_aet())
-        worker = OperationWorker(calls.send_call(target, self.model.file_infos(paths)),
+        worker = OperationWorker(calls.send_call(target, self.model.file_infos(paths), self.transform()),
                                  label=f"send {len(paths)} file(s) to {node.name}")
         self._send_paths = paths
         self._send_started = time.monotonic()
@@ -240,6 +256,49 @@ class SendPanel(QWidget):
         self.ctx.tracker.start(worker, transfer=True)
         self._update_buttons()
         return worker
+
+    # -- changes to what is sent -----------------------------------------------------------
+    def transform(self) -> Any:
+        """The ``Transform`` for the next send (None: files go as they are, lossless ones
+        decompressed if the node refuses their syntax)."""
+        if not (self.deidentify_check.isChecked() or self._edits or self._file_edits):
+            return None
+        from dicomdesk.transform.deidentify import Profile
+        from dicomdesk.transform.spec import Transform
+
+        return Transform(deidentify=Profile() if self.deidentify_check.isChecked() else None,
+                         edits=self._edits, file_edits=dict(self._file_edits))
+
+    def selected_paths(self) -> list[str]:
+        rows = self.model.rows()
+        selected = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
+        return [rows[i.row()].path for i in selected if 0 <= i.row() < len(rows)]
+
+    def edit_tags(self) -> Any:
+        """Open "Edit tags…" for the selected files (or all); returns the dialog (non-blocking)."""
+        from dicomdesk.ui.edit_tags import EditTagsDialog
+
+        paths = self.selected_paths()
+        scope = f"the {len(paths)} selected file(s)" if paths else "every file sent"
+        existing = self._file_edits.get(paths[0], ()) if paths else self._edits
+        dialog = EditTagsDialog(scope, existing, self)
+        dialog.accepted.connect(lambda: self.set_edits(dialog.edits, paths))
+        self.edit_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def set_edits(self, edits: tuple[Any, ...], paths: list[str] | None = None) -> None:
+        """Edits for ``paths`` (or for every file when empty), applied at the next send."""
+        if paths:
+            for path in paths:
+                if edits:
+                    self._file_edits[path] = tuple(edits)
+                else:
+                    self._file_edits.pop(path, None)
+        else:
+            self._edits = tuple(edits)
+        count = len(self._edits) + sum(len(e) for e in self._file_edits.values())
+        self.edits_label.setText(f"{count} tag edit(s)" if count else "")
 
     def cancel(self) -> None:
         if self._send is not None:
@@ -291,6 +350,9 @@ class SendPanel(QWidget):
         failed = getattr(result, "failed", 0)
         skipped = getattr(result, "skipped", 0)
         text = f"Stored {stored}, failed {failed}, skipped {skipped}."
+        decompressed = len(getattr(result, "decompressed", ()) or ())
+        if decompressed:
+            text += f" {decompressed} sent decompressed (the node refused their compression)."
         error = getattr(result, "error", None)
         if getattr(result, "cancelled", False):
             text = f"Cancelled. {text}"

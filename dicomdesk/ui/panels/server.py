@@ -21,6 +21,7 @@ from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase, QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QFileDialog,
     QMessageBox,
     QPlainTextEdit,
@@ -243,12 +244,17 @@ class ServerPanel(QWidget):
         self.refresh_button.clicked.connect(self.reload_archive)
         self.export_button.clicked.connect(self._export_clicked)
         self.delete_button.clicked.connect(self._delete_clicked)
+        self.deidentify_export = QCheckBox("De-identify", self)
+        self.deidentify_export.setToolTip(
+            "Export de-identified copies (PS3.15 Annex E Basic Profile); the mapping to the "
+            "original identifiers is written beside them as deidentification-map.json")
         self.archive_label = StatusLabel(self)
         archive_box = QWidget(self)
         archive_layout = QVBoxLayout(archive_box)
         archive_layout.setContentsMargins(0, 0, 0, 0)
         archive_buttons = QHBoxLayout()
-        for button in (self.refresh_button, self.export_button, self.delete_button):
+        for button in (self.refresh_button, self.export_button, self.deidentify_export,
+                       self.delete_button):
             archive_buttons.addWidget(button)
         archive_buttons.addWidget(self.archive_label, 1)
         archive_layout.addWidget(self.archive_view, 1)
@@ -536,16 +542,27 @@ class ServerPanel(QWidget):
         return self._archive_action("delete", call, finished)
 
     def export_studies(self, studies: list[str], folder: str | Path) -> OperationWorker:
-        """Copy the selected studies' files to ``folder`` (the archive's own layout)."""
+        """Copy the selected studies' files to ``folder`` (the archive's own layout), or
+        de-identified copies when "De-identify" is checked (one UID map for the export)."""
         root, archive, target = self.storage_dir(), self._archive_for_root(), Path(folder)
+        deidentifier = None
+        if self.deidentify_export.isChecked():
+            from dicomdesk.transform.deidentify import Deidentifier, Profile
+
+            deidentifier = Deidentifier(Profile())
 
         def call(ctx: WorkerContext) -> int:
-            return _with_archive(archive, root, lambda a: sum(
-                len(a.export_study(u, target)) for u in studies))
+            target.mkdir(parents=True, exist_ok=True)
+            count = _with_archive(archive, root, lambda a: sum(
+                len(a.export_study(u, target, deidentifier)) for u in studies))
+            if deidentifier is not None:
+                deidentifier.write_mapping(target / "deidentification-map.json")
+            return count
 
         def finished(count: int) -> None:
+            how = " de-identified" if deidentifier is not None else ""
             self.archive_action_done.emit(
-                "export", f"Exported {count} file(s) of {len(studies)} study(ies) to {target}.")
+                "export", f"Exported {count} file(s){how} of {len(studies)} study(ies) to {target}.")
 
         return self._archive_action("export", call, finished)
 
