@@ -174,6 +174,18 @@ def _take(out: Path, tmp: Path) -> int:
             path = out / f"{key}.png"
             window.grab().save(str(path), "PNG")
             print(f"{path} ({path.stat().st_size // 1024} KB)")
+        # Send: the "Edit tags…" dialog (patient reconciliation), for the selected file
+        window.show_panel("send")
+        send.table.selectRow(0)
+        dialog = send.edit_tags()
+        dialog.set_row(0, "PatientID", "123")
+        dialog.set_row(1, "PatientName", "DOE^JOHN")
+        dialog.add_row("StudyDescription", "CT CHEST (corrected)")
+        _settle(app, 0.3)
+        path = out / "edit_tags.png"
+        dialog.grab().save(str(path), "PNG")
+        print(f"{path} ({path.stat().st_size // 1024} KB)")
+        dialog.reject()
         window.confirm_close = lambda count: True  # type: ignore[method-assign]
         window.close()
         _wait(app, lambda: not window.isVisible(), what="the window to close")
