@@ -86,3 +86,11 @@ def test_user_identity_and_roles_are_reported():
     text = "\n".join(explain(PEER, [n]))
     assert "Role selection for CT Image Storage: SCU no, SCP yes" in text
     assert "User identity: accepted (server response of 0 byte(s))" in text
+
+
+def test_lossless_compressed_files_are_counted_as_sent_decompressed():
+    rle = "1.2.840.10008.1.2.5"
+    contexts = (ContextOutcome(1, CT, (IMPLICIT,), 0, IMPLICIT),)
+    lines = explain(PEER, [Negotiation(contexts, True)], files={(CT, rle): 3, (CT, J2K): 1})
+    assert lines[-1] == ("Files: 4 selected; 0 as they are, 3 decompressed (lossless compression the "
+                         "peer does not accept), 1 cannot be sent (class or transfer syntax refused)")

@@ -218,6 +218,13 @@ def explain_contexts(contexts: Sequence[ContextOutcome]) -> list[str]:
     return lines
 
 
+def _decompressed_by_default(ts: str) -> bool:
+    """What ``send`` does by default with a compressed file whose syntax is refused."""
+    from ..transform.spec import may_decompress
+
+    return may_decompress("lossless", ts)
+
+
 def explain_files(contexts: Sequence[ContextOutcome], files: Mapping[tuple[str, str], int]) -> list[str]:
     """What would happen to the files on a send: as they are, converted, or not at all."""
     if not files:
@@ -226,19 +233,24 @@ def explain_files(contexts: Sequence[ContextOutcome], files: Mapping[tuple[str, 
     for c in contexts:
         if c.usable:
             accepted.setdefault(c.sop_class, set()).add(str(c.accepted_ts))
-    as_is = converted = impossible = 0
+    as_is = converted = decompressed = impossible = 0
     for (sop_class, ts), count in files.items():
         taken = accepted.get(sop_class, set())
+        uncompressed_taken = taken & set(uids.UNCOMPRESSED_TRANSFER_SYNTAXES)
         if ts in taken:
             as_is += count
-        elif ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES and taken & set(uids.UNCOMPRESSED_TRANSFER_SYNTAXES):
+        elif ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES and uncompressed_taken:
             converted += count
+        elif uncompressed_taken and _decompressed_by_default(ts):
+            decompressed += count
         else:
             impossible += count
-    total = as_is + converted + impossible
+    total = as_is + converted + decompressed + impossible
     parts = [f"{as_is} as they are"]
     if converted:
         parts.append(f"{converted} after conversion to an accepted uncompressed transfer syntax")
+    if decompressed:
+        parts.append(f"{decompressed} decompressed (lossless compression the peer does not accept)")
     if impossible:
         parts.append(f"{impossible} cannot be sent (class or transfer syntax refused)")
     return [f"Files: {total} selected; {', '.join(parts)}"]

@@ -25,6 +25,9 @@ _INT_RANGES = {"US": (0, 0xFFFF), "SS": (-0x8000, 0x7FFF), "UL": (0, 0xFFFFFFFF)
                "SL": (-0x80000000, 0x7FFFFFFF), "UV": (0, 2**64 - 1), "SV": (-2**63, 2**63 - 1)}
 _FLOAT_VRS = frozenset({"FL", "FD"})
 _SINGLE_VALUE_VRS = frozenset({"LT", "ST", "UT", "UR"})
+#: How PS3.5 Table 6.2-1 writes the values people most often get wrong.
+_FORMAT_HINTS = {"DA": "YYYYMMDD", "TM": "HHMMSS.FFFFFF", "DT": "YYYYMMDDHHMMSS.FFFFFF&ZZXX",
+                 "AS": "nnnD, nnnW, nnnM or nnnY, e.g. 045Y", "PN": "Family^Given^Middle^Prefix^Suffix"}
 _TAG = re.compile(r"^\(?([0-9A-Fa-f]{4})[,]?([0-9A-Fa-f]{4})\)?$")
 
 
@@ -120,7 +123,9 @@ def _convert(label: str, vr: str, value: str) -> Any:
             try:
                 validate_value(vr, part, config.RAISE)
             except (ValueError, TypeError) as exc:
-                raise EditError(f"{label}: {part!r} does not fit VR {vr}: {exc}") from None
+                hint = _FORMAT_HINTS.get(vr, "")
+                raise EditError(f"{label}: {part!r} does not fit VR {vr}: {exc}"
+                                + (f" (expected {hint})" if hint else "")) from None
             converted.append(part)
     return converted[0] if len(converted) == 1 else converted
 

@@ -54,10 +54,12 @@ def send_command(
     paths: Iterable[str | PathLike[str]],
     calling_aet: str,
     called_aet: str,
+    options: Iterable[str] = (),
 ) -> str:
-    """``dicomdesk send``: C-STORE (PS3.4 Annex B) of the given files and folders."""
+    """``dicomdesk send``: C-STORE (PS3.4 Annex B) of the given files and folders; ``options``
+    are further arguments (``--deidentify basic``, ``--set TAG=VALUE``...)."""
     args = [_PROGRAM, "send", host, str(int(port)), *(str(p) for p in paths)]
-    args += ["--aet", calling_aet, "--aec", called_aet]
+    args += ["--aet", calling_aet, "--aec", called_aet, *options]
     return shlex.join(args)
 
 

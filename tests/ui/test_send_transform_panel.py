@@ -105,3 +105,15 @@ def test_files_sent_decompressed_are_named_in_the_panel(window, qtbot, tmp_path)
     assert "1 sent decompressed" in panel.summary.text()
     (received,) = out.iterdir()
     assert read_quietly(received).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+
+
+def test_copy_as_command_carries_deidentify_and_edits(window, qtbot, folder):
+    from dicomdesk.transform.edits import parse_edits
+
+    window.book.replace_all([config.Node("scp", "STORESCP", "10.0.0.1", 104)])
+    panel = _drop_and_wait(window, qtbot, [folder])
+    panel.deidentify_check.click()
+    panel.set_edits(parse_edits(["PatientID=123", "PatientName=DOE^JOHN"]))
+    assert panel.copy_command() == (
+        f"dicomdesk send 10.0.0.1 104 '{folder}' --aet DICOMDESK --aec STORESCP "
+        "--deidentify basic --set PatientID=123 --set 'PatientName=DOE^JOHN'")

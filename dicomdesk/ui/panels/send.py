@@ -269,6 +269,14 @@ class SendPanel(QWidget):
         return Transform(deidentify=Profile() if self.deidentify_check.isChecked() else None,
                          edits=self._edits, file_edits=dict(self._file_edits))
 
+    def command_options(self) -> list[str]:
+        """The CLI options of "De-identify" and the edits for every file (edits of selected
+        files only have no one-line equivalent and are left out)."""
+        options = ["--deidentify", "basic"] if self.deidentify_check.isChecked() else []
+        for edit in self._edits:
+            options += ["--set", str(edit)]
+        return options
+
     def selected_paths(self) -> list[str]:
         rows = self.model.rows()
         selected = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
@@ -392,7 +400,7 @@ class SendPanel(QWidget):
         if node is None or not self._roots:
             return ""
         text = commands.send_command(node.host, node.port, self._roots, self.ctx.local_aet(),
-                                     node.aet)
+                                     node.aet, self.command_options())
         copy_to_clipboard(text)
         return text
 
