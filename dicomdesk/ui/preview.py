@@ -8,8 +8,8 @@ Loading (``load_image``: read, decode, downsample to at most ``max_side``, resca
 runs in a worker; windowing (``render``) is one vectorised numpy pass over at most 512x512
 float32 values (a few milliseconds), so the window/level drag re-renders on the GUI thread at
 every mouse move without a worker round trip. Compressed transfer syntaxes (JPEG, JPEG-LS,
-JPEG 2000, RLE) decode through pydicom's pixel data plugins (pylibjpeg with its libjpeg and
-openjpeg plugins; RLE natively); a file none of them can decode raises ``PreviewError`` with
+JPEG 2000, RLE) decode through pydicom's pixel data plugins (pylibjpeg with its libjpeg,
+openjpeg and rle plugins; pyjpegls for JPEG-LS); a file none of them can decode raises ``PreviewError`` with
 pydicom's reason in words.
 """
 
