@@ -590,7 +590,7 @@ class AssociationAcceptor(Association):
     """
 
     def __init__(self, request: Any, client_address: Any, local_ae: Any, max_pdu_length: int,
-                 *, refuse_reason: tuple[int, int, int] | None = None):
+                 *, refuse_reason: tuple[int, int, int] | Callable[[], Any] | None = None):
         super().__init__(local_ae, request, max_pdu_length)
         self.client_address = client_address
         self.refuse_reason = refuse_reason
@@ -652,8 +652,10 @@ class AssociationAcceptor(Association):
 
     def _check_request(self, rq: Any) -> None:
         """Checks that need no hook: limits, protocol version, application context, called AE."""
-        if self.refuse_reason is not None:
-            raise AssociationRejectedError(*self.refuse_reason)
+        # A callable is asked when the request arrives (the AE's association slot is taken then).
+        refuse = self.refuse_reason() if callable(self.refuse_reason) else self.refuse_reason
+        if refuse is not None:
+            raise AssociationRejectedError(*refuse)
         if not (rq.protocol_version & 1):
             raise AssociationRejectedError(1, 2, 2)  # protocol version not supported
         contexts = _pdu_items(rq, 0x10)
@@ -662,6 +664,13 @@ class AssociationAcceptor(Association):
         if getattr(self.ae, "require_called_aet", False) and \
                 self.called_ae_title != self.ae.ae_title.strip():
             raise AssociationRejectedError(1, 1, 7)  # called AE title not recognised
+        # PS3.8 9.3.2: one or more presentation contexts, each with its own odd ID (9.3.2.2), so
+        # at most 128; an AC cannot answer duplicates unambiguously. ACSE-related, no reason.
+        ids = [item.context_id for item in _pdu_items(rq, 0x20)]
+        if not ids or len(ids) > 128 or len(set(ids)) != len(ids):
+            why = ("no presentation context" if not ids else f"{len(ids)} presentation contexts"
+                   if len(ids) > 128 else "duplicate presentation context IDs")
+            raise AssociationRejectedError(1, 2, 1, f"association rejected: {why} (PS3.8 9.3.2)")
 
     def serve(self) -> None:
         """The association's whole life: wait for the RQ (ARTIM), negotiate, dispatch, end.
