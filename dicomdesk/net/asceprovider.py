@@ -38,6 +38,7 @@ from .exceptions import (
     NetDICOMError,
 )
 from .fsm import APAbortIndication, States
+from .printable import printable
 
 if TYPE_CHECKING:  # pydicom is imported only where a data set is encoded (not for C-ECHO)
     from pydicom.dataset import Dataset
@@ -625,7 +626,7 @@ class AssociationAcceptor(Association):
             self.ae.on_association_request(self, assoc_req)
         except AssociationRejectedError as exc:
             logger.info("rejecting association from %s (%s -> %s): %s", self.client_address,
-                        self.calling_ae_title, self.called_ae_title, exc.describe())
+                        printable(self.calling_ae_title), printable(self.called_ae_title), exc.describe())
             self.end_reason = exc.describe()
             self.ae.on_association_rejected(self, exc)
             self.reject(exc.result, exc.source, exc.diagnostic)
