@@ -68,11 +68,26 @@ class _Pending:
         self.talking_since = time.monotonic()
         return True
 
+    def is_silent(self) -> bool:
+        """True when the peer has sent nothing yet — not even bytes its thread has not read
+        (a burst of real requestors may be accepted before their threads run)."""
+        if self.talking_since is not None:
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # closed or being wrapped for TLS: its thread is on it
+        self.talking_since = time.monotonic()  # data (or the end) is waiting to be read
+        return False
+
     def evict(self) -> None:
-        """Close the connection under its thread's feet: a blocked read sees the end at once."""
+        """Close the connection under its thread's feet: a blocked read sees the end at once.
+        The plain socket's shutdown, even on a TLS socket (its handshake then fails at once)."""
         self.evicted = True
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -422,12 +437,12 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         else:
             return True
         stalled = time.monotonic() - STALLED_REQUEST_S
-        victim = min((p for p in candidates if p.talking_since is None), key=lambda p: p.since, default=None)
+        victim = next((p for p in sorted(candidates, key=lambda p: p.since) if p.is_silent()), None)
         if victim is None:
             victim = min((p for p in candidates if p.talking_since <= stalled),
                          key=lambda p: p.since, default=None)
-        if victim is None:
-            return False  # every waiting connection is sending its request right now
+        if victim is None:  # every one is sending its request right now: a burst of real
+            return len(self._pending) < 2 * self.max_pending  # requestors, up to a hard bound
         victim.evict()
         del self._pending[id(victim)]
         return True
@@ -470,7 +485,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                             client_address, self.artim_timeout)
                 return
             if self.ssl_context is not None:
-                connection = self._tls_handshake(request, client_address)
+                connection = self._tls_handshake(request, client_address, pending)
                 if connection is None:
                     return
             acceptor = AssociationAcceptor(connection, client_address, self, self.max_pdu_length,
@@ -479,24 +494,30 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         except Exception:
             logger.exception("association thread for %s failed", client_address)
         finally:
-            try:
-                request.close()
-            except OSError:
-                pass
             with self._count_lock:
                 if pending.slot:
                     self._active -= 1
                 else:
                     self._pending.pop(id(pending), None)
+            for sock in {id(request): request, id(pending.sock): pending.sock}.values():
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
-    def _tls_handshake(self, request: socket.socket, client_address: Any) -> Any:
+    def _tls_handshake(self, request: socket.socket, client_address: Any, pending: "_Pending") -> Any:
         """Server side of PS3.15 B.1, in the association's thread (never the accept loop),
         while the connection is still pending, within ``TLS_HANDSHAKE_TIMEOUT_S``."""
         from .tls import describe_tls_error
 
         request.settimeout(min(self.timeout or TLS_HANDSHAKE_TIMEOUT_S, TLS_HANDSHAKE_TIMEOUT_S))
         try:
-            secure = self.ssl_context.wrap_socket(request, server_side=True)
+            secure = self.ssl_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            with self._count_lock:
+                pending.sock = secure  # an eviction now shuts down the socket the handshake uses
+            if pending.evicted:
+                raise ConnectionAbortedError("closed to make room for other connections")
+            secure.do_handshake()
         except (OSError, ValueError) as exc:
             logger.warning("TLS handshake with %s failed: %s", client_address, describe_tls_error(exc))
             self.on_tls_failure(client_address, exc)

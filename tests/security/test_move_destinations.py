@@ -60,7 +60,8 @@ def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("move")
     with ServeProcess(root / "dest", "--strict-aet", aet="DEST") as dest:
         nodes = root / "nodes.toml"
-        nodes.write_text(f'[[node]]\nname = "pacs-main"\naet = "DEST"\nhost = "127.0.0.1"\nport = {dest.port}\n')
+        nodes.write_text('[[node]]\nname = "pacs-main"\naet = "DEST"\nhost = "127.0.0.1"\n'
+                         f'port = {dest.port}\n')
         with ServeProcess(root / "source", "--nodes", str(nodes)) as source:
             raw = RawAssociation(source.port, CONTEXTS)
             raw.send_command(3, store_rq(INSTANCE))
