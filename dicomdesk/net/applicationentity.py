@@ -441,8 +441,8 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         if victim is None:
             victim = min((p for p in candidates if p.talking_since <= stalled),
                          key=lambda p: p.since, default=None)
-        if victim is None:  # every one is sending its request right now: a burst of real
-            return len(self._pending) < 2 * self.max_pending  # requestors, up to a hard bound
+        if victim is None:
+            return False  # every waiting connection is sending its request right now
         victim.evict()
         del self._pending[id(victim)]
         return True
