@@ -68,6 +68,10 @@ class _Pending:
         self.talking_since = time.monotonic()
         return True
 
+    def talking_before(self, moment: float) -> bool:
+        """True when its first byte came before ``moment`` (and it still has no slot)."""
+        return self.talking_since is not None and self.talking_since <= moment
+
     def is_silent(self) -> bool:
         """True when the peer has sent nothing yet — not even bytes its thread has not read
         (a burst of real requestors may be accepted before their threads run)."""
@@ -439,7 +443,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         stalled = time.monotonic() - STALLED_REQUEST_S
         victim = next((p for p in sorted(candidates, key=lambda p: p.since) if p.is_silent()), None)
         if victim is None:
-            victim = min((p for p in candidates if p.talking_since <= stalled),
+            victim = min((p for p in candidates if p.talking_before(stalled)),
                          key=lambda p: p.since, default=None)
         if victim is None:
             return False  # every waiting connection is sending its request right now

@@ -17,7 +17,7 @@ import pytest
 from dicomdesk.config import TLSSettings
 from dicomdesk.operations import Peer, echo
 
-from serving import LOCALHOST, ServeProcess, echo_ok
+from serving import LOCALHOST, ServeProcess, associate_rq, echo_ok, read_pdu
 
 pytestmark = pytest.mark.interop
 
@@ -108,3 +108,23 @@ def test_idle_sockets_on_a_tls_port_neither_hold_slots_nor_wait_long(pki, tmp_pa
         finally:
             _close_all(idle)
         assert proc.alive()
+
+
+def test_requestors_stalled_inside_their_request_give_way_to_a_new_one(tmp_path):
+    with ServeProcess(tmp_path / "storage") as proc:
+        # 32 connections from one address (its whole share) each send the first bytes of an
+        # A-ASSOCIATE-RQ and stall: the old server gave them every association slot.
+        stalled = _idle_sockets(proc.port, 32, source="127.0.0.3")
+        try:
+            for sock in stalled:
+                sock.sendall(associate_rq()[:3])
+            time.sleep(2.5)  # past STALLED_REQUEST_S (a deadline: nothing to wait on)
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.3", 0))
+                sock.settimeout(10)
+                sock.connect((LOCALHOST, proc.port))
+                sock.sendall(associate_rq())
+                assert read_pdu(sock)[:1] == b"\x02"  # accepted
+            assert _closed_by_server(stalled, timeout=5) >= 1  # the oldest stalled one made room
+        finally:
+            _close_all(stalled)
