@@ -112,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("dicomdesk").setLevel(level)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
                         if args.verbose >= 2 else "%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from .net.printable import PrintableLogFilter
+
+    for handler in logging.getLogger().handlers:  # a peer's AE title cannot forge a log line
+        handler.addFilter(PrintableLogFilter())
     if args.verbose >= 2:  # -vv also prints the protocol trace of every association
         from .commands.trace_output import install
 

@@ -13,6 +13,7 @@ from pydicom.uid import UID
 from . import __version__
 from .net import uids
 from .net.applicationentity import AEBase
+from .net.dimsemessages import MIN_SEND_PDU_LENGTH
 from .net.dulprovider import UNLIMITED_PDU_CAP
 from .net.pdu import MAX_CONTROL_PDU_LENGTH
 
@@ -127,7 +128,8 @@ def render() -> str:
         "- Asynchronous Operations Window: answered with 1/1 (operations are not asynchronous).",
         "- SOP Class Extended Negotiation: not used; the sub-items are read and ignored.",
         "- Presentation contexts: at most 128 per association; a send that needs more opens",
-        "  several associations.",
+        "  several associations. A request proposing none, more than 128, or one ID twice is",
+        "  rejected (rejected-permanent, ACSE related, no reason given; PS3.8 9.3.2, 9.3.2.2).",
         "",
         "## Limits",
         "",
@@ -136,9 +138,16 @@ def render() -> str:
         "  are read per PDU).",
         f"- Control PDUs (A-ASSOCIATE-RQ/AC and others) above {MAX_CONTROL_PDU_LENGTH} bytes are"
         " refused before their body is read.",
-        "- The peer's maximum PDU length is always honoured when sending.",
+        f"- The peer's maximum PDU length is honoured when sending, down to {MIN_SEND_PDU_LENGTH} bytes:"
+        " a peer that",
+        f"  announces less (PS3.8 D.1 sets no floor) gets P-DATA-TF PDUs of up to {MIN_SEND_PDU_LENGTH}"
+        " bytes, as DCMTK",
+        "  does, instead of a message cut into single-byte fragments.",
         "- Concurrent associations of the local server: 32 by default; more get A-ASSOCIATE-RJ",
-        "  (rejected-transient, local limit exceeded).",
+        "  (rejected-transient, local limit exceeded). A connection counts only once its",
+        "  A-ASSOCIATE-RQ has arrived (after the TLS handshake, which must finish within 5 s);",
+        "  connections still waiting for theirs are bounded (twice the association limit, half of",
+        "  that per source address), the oldest silent one closed to make room for a new one.",
         "- Timeouts: ARTIM 30 s, ACSE 30 s, DIMSE 60-120 s, network idle 60 s (configurable).",
         "",
         "## Security",

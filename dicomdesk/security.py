@@ -136,6 +136,45 @@ def _dummy_hash() -> str:
     return hash_password("", salt=b"\0" * SALT_BYTES)
 
 
+def dummy_hash_like(encoded: str) -> str:
+    """A hash of the empty password with the scheme, cost, salt and digest length of
+    ``encoded``: verifying a guess against it costs what verifying against ``encoded`` does."""
+    check_password_hash(encoded)
+    parts = encoded.split("$")
+    return _dummy_with(parts[0], tuple(int(v) for v in parts[1:-2]), len(_unb64(parts[-2])),
+                       len(_unb64(parts[-1])))
+
+
+@functools.lru_cache(maxsize=64)
+def _dummy_with(scheme: str, cost: tuple[int, ...], salt_length: int, digest_length: int) -> str:
+    """Made once per distinct cost (one hash computation each)."""
+    salt = b"\0" * salt_length
+    if scheme == "scrypt":
+        n, r, p = cost
+        fake = hashlib.scrypt(b"", salt=salt, n=n, r=r, p=p, dklen=digest_length,
+                              maxmem=n * r * 128 * 2 + 1024 * 1024)
+        return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(fake)}"
+    fake = hashlib.pbkdf2_hmac("sha256", b"", salt, cost[0], dklen=digest_length)
+    return f"pbkdf2_sha256${cost[0]}${_b64(salt)}${_b64(fake)}"
+
+
+#: Per-process key that ties an unknown user name to one configured user's hash cost.
+_DECOY_KEY = os.urandom(16)
+
+
+def decoy_hash(name: str, users: Mapping[str, "User"]) -> str:
+    """The hash to verify a passcode of an unknown user ``name`` against.
+
+    It has the scheme and cost of one configured user's hash, chosen by a keyed digest of the
+    name (the same name always the same cost, names spread over the users like real ones), so
+    an unknown name takes as long as a known one whatever schemes the users file mixes."""
+    hashes = sorted(u.password_hash for u in users.values() if u.password_hash)
+    if not hashes:
+        return _dummy_hash()
+    pick = hmac.new(_DECOY_KEY, name.encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+    return dummy_hash_like(hashes[int.from_bytes(pick[:8], "big") % len(hashes)])
+
+
 # --------------------------------------------------------------------------- allow-list
 @dataclass(frozen=True)
 class AllowedCaller:
@@ -274,6 +313,12 @@ class AccessPolicy:
         return cls(ae_title.strip(), tuple(AllowedCaller.parse(a) for a in allowed),
                    require_called_aet, load_users(users_file) if users_file else {})
 
+    def __post_init__(self) -> None:
+        # The decoy hashes are made now, not on the first unknown user (that would cost twice).
+        for user in self.users.values():
+            if user.password_hash:
+                dummy_hash_like(user.password_hash)
+
     @property
     def is_open(self) -> bool:
         """True when the policy admits every request (nothing configured)."""
@@ -315,7 +360,7 @@ class AccessPolicy:
         passcode = identity.secondary_field if kind == IDENTITY_USERNAME_AND_PASSCODE else None
         if user is None:
             if passcode is not None:
-                verify_password(passcode, _dummy_hash())  # same cost as for a known user
+                verify_password(passcode, decoy_hash(name, self.users))  # a known user's cost
             return None, "unknown user or wrong password"
         if user.password_hash is None:
             return name, None

@@ -48,16 +48,22 @@ QR_MODELS = {
 }
 
 
-def node_by_ae_title(nodes: Sequence[Any], aet: str) -> Any | None:
+def node_by_ae_title(nodes: Sequence[Any], aet: str, *, exact: bool = False) -> Any | None:
     """The address-book node with AE title ``aet`` (exact, then ignoring case), else by name.
 
-    AE titles are compared without their non-significant spaces (PS3.5 6.2, VR AE).
+    AE titles are compared without their non-significant spaces (PS3.5 6.2, VR AE) and NUL
+    padding. ``exact`` (for titles a peer sends: C-MOVE destinations, storage commitment
+    requesters) matches the AE title only, case-sensitively — never a node's name, so a peer
+    cannot steer objects to a node by guessing how the operator named it.
     """
-    wanted = (aet or "").strip()
+    wanted = (aet or "").rstrip("\0").strip() if isinstance(aet, str) else ""
     if not wanted:
         return None
-    for match in (lambda n: n.aet == wanted, lambda n: n.aet.casefold() == wanted.casefold(),
-                  lambda n: n.name.casefold() == wanted.casefold()):
+    matches = [lambda n: n.aet.strip() == wanted]
+    if not exact:
+        matches += [lambda n: n.aet.casefold() == wanted.casefold(),
+                    lambda n: n.name.casefold() == wanted.casefold()]
+    for match in matches:
         for node in nodes:
             if match(node):
                 return node
@@ -169,13 +175,13 @@ class ArchiveHooks:
     def on_receive_move(self, context: Any, ds: Dataset, destination: str
                         ) -> tuple[dict[str, Any] | None, int, Iterator[str]]:
         """(destination AE dict or None → A801, number of sub-operations, file paths)."""
-        node = node_by_ae_title(self.nodes or [], destination)
+        node = node_by_ae_title(self.nodes or [], destination, exact=True)
         if node is None:
             logger.warning("C-MOVE destination %r is not in the address book", destination)
             return None, 0, iter(())
         refs = self._locate(context, ds, "C-MOVE")
         remote = remote_ae_of(node, getattr(self, "timeout", None))
-        remote["aet"] = destination.strip() or node.aet
+        remote["aet"] = node.aet.strip()  # the Called AE of the sub-association
         logger.info("C-MOVE of %d instances to %s (%s:%d)", len(refs), remote["aet"], node.host, node.port)
         return remote, len(refs), iter([str(r.path) for r in refs])
 
@@ -185,7 +191,7 @@ class ArchiveHooks:
         """Commit what the archive holds intact (PS3.4 J.3.2); the result goes to the
         requester's node of the address book, or back on this association (``None``)."""
         committed, failed = self.archive.commitment_status((r[0], r[1]) for r in references)
-        node = node_by_ae_title(self.nodes or [], remote_ae)
+        node = node_by_ae_title(self.nodes or [], remote_ae, exact=True)
         logger.info("storage commitment from %s: %d committed, %d failed; report %s", remote_ae,
                     len(committed), len(failed),
                     f"to {node.aet}@{node.host}:{node.port}" if node else "on the same association")

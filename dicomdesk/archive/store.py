@@ -38,6 +38,7 @@ from pydicom.tag import BaseTag
 from ..durable import fsync_directory
 from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
+from .private import PRIVATE_DIR_MODE, make_private
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +438,7 @@ class Archive:
             if not (self.root / INDEX_NAME).exists():
                 raise ArchiveError(f"no archive index in {self.root}")
         else:
-            (self.root / INCOMING_DIR).mkdir(parents=True, exist_ok=True)
+            make_private(self.root, INDEX_NAME, INCOMING_DIR)  # folders 0700, index 0600
         self.index = Index(self.root / INDEX_NAME, read_only=read_only, durable=durable)
         self._temp_pool: _TempFilePool | None = None
 
@@ -564,7 +565,7 @@ class Archive:
             missing.append(d)
             d = d.parent
         for d in reversed(missing):
-            d.mkdir(exist_ok=True)
+            d.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
             if self.durable:
                 fsync_directory(d.parent)
 

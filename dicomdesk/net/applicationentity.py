@@ -4,8 +4,12 @@
   ``AssociationRequester`` (a context manager).
 * ``AE``: also listens (a ``socketserver.ThreadingTCPServer``); each connection is served in
   an association thread (kept for the next connection once its association ends), at most
-  ``max_associations`` at once; a connection over the limit is answered with A-ASSOCIATE-RJ
-  "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. The accept loop waits on the listening socket and a wake-up pipe, never polls.
+  ``max_associations`` associations at once; a request over the limit is answered with
+  A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. A connection
+  takes a slot only when its A-ASSOCIATE-RQ arrives (after the TLS handshake): idle sockets
+  wait as *pending* connections, bounded per source address and in all, the oldest closed to
+  make room, so they cannot lock a real requestor out. The accept loop waits on the
+  listening socket and a wake-up pipe, never polls.
 
 Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 """
@@ -15,12 +19,14 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import select
 import selectors
 import socket
 import socketserver
 import struct
 import tempfile
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import uids
@@ -35,6 +41,59 @@ logger = logging.getLogger(__name__)
 
 #: Association threads kept waiting for the next connection once theirs has ended.
 MAX_IDLE_ASSOCIATION_THREADS = 8
+#: A pending connection that has sent bytes but no whole A-ASSOCIATE-RQ for this long may be
+#: closed to make room (a real requestor sends its request within milliseconds).
+STALLED_REQUEST_S = 2.0
+#: Longest TLS handshake; it runs before the connection holds an association slot.
+TLS_HANDSHAKE_TIMEOUT_S = 5.0
+
+
+class _Pending:
+    """A connection that holds no association slot yet: its socket, source host and start."""
+
+    __slots__ = ("sock", "host", "since", "talking_since", "evicted", "slot")
+
+    def __init__(self, sock: socket.socket, host: str, since: float):
+        self.sock, self.host, self.since = sock, host, since
+        self.talking_since: float | None = None  # when its first byte was seen
+        self.evicted = False
+        self.slot = False
+
+    def wait_for_first_byte(self, timeout: float | None) -> bool:
+        """Block until the peer sends something (or the connection ends); False on timeout."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN | select.POLLPRI)
+        if not poller.poll(None if timeout is None else int(timeout * 1000)):
+            return False
+        self.talking_since = time.monotonic()
+        return True
+
+    def talking_before(self, moment: float) -> bool:
+        """True when its first byte came before ``moment`` (and it still has no slot)."""
+        return self.talking_since is not None and self.talking_since <= moment
+
+    def is_silent(self) -> bool:
+        """True when the peer has sent nothing yet — not even bytes its thread has not read
+        (a burst of real requestors may be accepted before their threads run)."""
+        if self.talking_since is not None:
+            return False
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # closed or being wrapped for TLS: its thread is on it
+        self.talking_since = time.monotonic()  # data (or the end) is waiting to be read
+        return False
+
+    def evict(self) -> None:
+        """Close the connection under its thread's feet: a blocked read sees the end at once.
+        The plain socket's shutdown, even on a TLS socket (its handshake then fails at once)."""
+        self.evicted = True
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 _PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
@@ -294,7 +353,10 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self.ssl_context = ssl_context
         self.network_timeout = 60
         self._active = 0
-        self._overflow = 0
+        # Connections still waiting for their A-ASSOCIATE-RQ (or TLS handshake), by id.
+        self._pending: dict[int, _Pending] = {}
+        self.max_pending = max(2 * max_associations, 16)
+        self.max_pending_per_address = max(self.max_pending // 2, 8)
         self._count_lock = threading.Lock()
         self._assoc_threads: set[threading.Thread] = set()
         self._idle_workers: list[queue.SimpleQueue] = []  # inboxes of idle association threads
@@ -344,21 +406,22 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
             self._serve_thread.join(timeout=5)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
-        """One thread per connection, bounded; over the bound the RQ is answered with RJ."""
+        """One thread per connection, bounded. A connection holds no association slot until its
+        A-ASSOCIATE-RQ has arrived (``_claim_slot``): until then it is *pending*, and pending
+        connections are bounded per source address and in all; room for a new one is made by
+        closing the oldest silent pending connection (or one stalled in its request)."""
         with self._count_lock:
-            over_limit = self._active >= self.max_associations
-            if over_limit and self._overflow >= self.max_associations:
-                request.close()  # even the refusal budget is spent: drop at once
-                logger.warning("connection from %s dropped: too many connections", client_address)
+            if not self._make_room_for(client_address[0]):
+                request.close()
+                logger.warning("connection from %s dropped: too many connections waiting for "
+                               "their association request", client_address)
                 return
-            if over_limit:
-                self._overflow += 1
-            else:
-                self._active += 1
+            pending = _Pending(request, client_address[0], time.monotonic())
+            self._pending[id(pending)] = pending
             # An idle association thread takes the connection at once: starting a thread
             # costs more than a whole C-ECHO association on loopback.
             inbox = self._idle_workers.pop() if self._idle_workers else None
-        job = (request, client_address, over_limit)
+        job = (request, client_address, pending)
         if inbox is not None:
             inbox.put(job)
             return
@@ -366,6 +429,38 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                                   name=f"assoc-{client_address[0]}:{client_address[1]}", daemon=True)
         self._assoc_threads.add(thread)
         thread.start()
+
+    def _make_room_for(self, host: str) -> bool:
+        """Under ``_count_lock``: True when a new connection from ``host`` may wait for its
+        request, after closing the oldest silent pending connection if a bound is reached."""
+        same = [p for p in self._pending.values() if p.host == host]
+        if len(same) >= self.max_pending_per_address:
+            candidates = same
+        elif len(self._pending) >= self.max_pending:
+            candidates = list(self._pending.values())
+        else:
+            return True
+        stalled = time.monotonic() - STALLED_REQUEST_S
+        victim = next((p for p in sorted(candidates, key=lambda p: p.since) if p.is_silent()), None)
+        if victim is None:
+            victim = min((p for p in candidates if p.talking_before(stalled)),
+                         key=lambda p: p.since, default=None)
+        if victim is None:
+            return False  # every waiting connection is sending its request right now
+        victim.evict()
+        del self._pending[id(victim)]
+        return True
+
+    def _claim_slot(self, pending: "_Pending") -> tuple[int, int, int] | None:
+        """The A-ASSOCIATE-RQ has arrived: take an association slot, or the RJ fields
+        (rejected-transient, service-provider presentation, local limit exceeded)."""
+        with self._count_lock:
+            if pending.evicted or self._active >= self.max_associations:
+                return (2, 3, 2)
+            self._pending.pop(id(pending), None)
+            pending.slot = True
+            self._active += 1
+        return None
 
     def _association_worker(self, job: tuple | None) -> None:
         """An association thread: serve one connection, then wait (blocked, never polling)
@@ -384,37 +479,49 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         finally:
             self._assoc_threads.discard(threading.current_thread())
 
-    def _serve_association(self, request: socket.socket, client_address: Any, over_limit: bool) -> None:
-        refuse = (2, 3, 2) if over_limit else None  # rejected-transient, presentation, local limit
+    def _serve_association(self, request: socket.socket, client_address: Any, pending: "_Pending") -> None:
         try:
             connection = request
+            # Nothing is read (no TLS, no DUL) before the peer speaks: a silent connection
+            # is the first closed to make room, and ends with ARTIM (PS3.8 9.1.5).
+            if not pending.wait_for_first_byte(self.artim_timeout):
+                logger.info("connection from %s closed: no association request within %s s",
+                            client_address, self.artim_timeout)
+                return
             if self.ssl_context is not None:
-                connection = self._tls_handshake(request, client_address)
+                connection = self._tls_handshake(request, client_address, pending)
                 if connection is None:
                     return
             acceptor = AssociationAcceptor(connection, client_address, self, self.max_pdu_length,
-                                           refuse_reason=refuse)
+                                           refuse_reason=lambda: self._claim_slot(pending))
             acceptor.serve()
         except Exception:
             logger.exception("association thread for %s failed", client_address)
         finally:
-            try:
-                request.close()
-            except OSError:
-                pass
             with self._count_lock:
-                if over_limit:
-                    self._overflow -= 1
-                else:
+                if pending.slot:
                     self._active -= 1
+                else:
+                    self._pending.pop(id(pending), None)
+            for sock in {id(request): request, id(pending.sock): pending.sock}.values():
+                try:
+                    sock.close()
+                except OSError:
+                    pass
 
-    def _tls_handshake(self, request: socket.socket, client_address: Any) -> Any:
-        """Server side of PS3.15 B.1, in the association's thread (never the accept loop)."""
+    def _tls_handshake(self, request: socket.socket, client_address: Any, pending: "_Pending") -> Any:
+        """Server side of PS3.15 B.1, in the association's thread (never the accept loop),
+        while the connection is still pending, within ``TLS_HANDSHAKE_TIMEOUT_S``."""
         from .tls import describe_tls_error
 
-        request.settimeout(self.timeout)
+        request.settimeout(min(self.timeout or TLS_HANDSHAKE_TIMEOUT_S, TLS_HANDSHAKE_TIMEOUT_S))
         try:
-            secure = self.ssl_context.wrap_socket(request, server_side=True)
+            secure = self.ssl_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            with self._count_lock:
+                pending.sock = secure  # an eviction now shuts down the socket the handshake uses
+            if pending.evicted:
+                raise ConnectionAbortedError("closed to make room for other connections")
+            secure.do_handshake()
         except (OSError, ValueError) as exc:
             logger.warning("TLS handshake with %s failed: %s", client_address, describe_tls_error(exc))
             self.on_tls_failure(client_address, exc)

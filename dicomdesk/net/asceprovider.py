@@ -38,6 +38,7 @@ from .exceptions import (
     NetDICOMError,
 )
 from .fsm import APAbortIndication, States
+from .printable import printable
 
 if TYPE_CHECKING:  # pydicom is imported only where a data set is encoded (not for C-ECHO)
     from pydicom.dataset import Dataset
@@ -590,7 +591,7 @@ class AssociationAcceptor(Association):
     """
 
     def __init__(self, request: Any, client_address: Any, local_ae: Any, max_pdu_length: int,
-                 *, refuse_reason: tuple[int, int, int] | None = None):
+                 *, refuse_reason: tuple[int, int, int] | Callable[[], Any] | None = None):
         super().__init__(local_ae, request, max_pdu_length)
         self.client_address = client_address
         self.refuse_reason = refuse_reason
@@ -625,7 +626,7 @@ class AssociationAcceptor(Association):
             self.ae.on_association_request(self, assoc_req)
         except AssociationRejectedError as exc:
             logger.info("rejecting association from %s (%s -> %s): %s", self.client_address,
-                        self.calling_ae_title, self.called_ae_title, exc.describe())
+                        printable(self.calling_ae_title), printable(self.called_ae_title), exc.describe())
             self.end_reason = exc.describe()
             self.ae.on_association_rejected(self, exc)
             self.reject(exc.result, exc.source, exc.diagnostic)
@@ -652,8 +653,10 @@ class AssociationAcceptor(Association):
 
     def _check_request(self, rq: Any) -> None:
         """Checks that need no hook: limits, protocol version, application context, called AE."""
-        if self.refuse_reason is not None:
-            raise AssociationRejectedError(*self.refuse_reason)
+        # A callable is asked when the request arrives (the AE's association slot is taken then).
+        refuse = self.refuse_reason() if callable(self.refuse_reason) else self.refuse_reason
+        if refuse is not None:
+            raise AssociationRejectedError(*refuse)
         if not (rq.protocol_version & 1):
             raise AssociationRejectedError(1, 2, 2)  # protocol version not supported
         contexts = _pdu_items(rq, 0x10)
@@ -662,6 +665,13 @@ class AssociationAcceptor(Association):
         if getattr(self.ae, "require_called_aet", False) and \
                 self.called_ae_title != self.ae.ae_title.strip():
             raise AssociationRejectedError(1, 1, 7)  # called AE title not recognised
+        # PS3.8 9.3.2: one or more presentation contexts, each with its own odd ID (9.3.2.2), so
+        # at most 128; an AC cannot answer duplicates unambiguously. ACSE-related, no reason.
+        ids = [item.context_id for item in _pdu_items(rq, 0x20)]
+        if not ids or len(ids) > 128 or len(set(ids)) != len(ids):
+            why = ("no presentation context" if not ids else f"{len(ids)} presentation contexts"
+                   if len(ids) > 128 else "duplicate presentation context IDs")
+            raise AssociationRejectedError(1, 2, 1, f"association rejected: {why} (PS3.8 9.3.2)")
 
     def serve(self) -> None:
         """The association's whole life: wait for the RQ (ARTIM), negotiate, dispatch, end.

@@ -57,6 +57,11 @@ DATA_SET_PRESENT = 0x0001
 PDV_OVERHEAD = 6
 # Fragment size when the peer set no limit (Maximum Length Received 0, PS3.8 D.1).
 UNLIMITED_FRAGMENT_SIZE = 1024 * 1024
+# Floor of the Maximum Length Received we honour when sending: PS3.8 D.1 sets no lower bound,
+# and a tiny one turns each message into many PDUs. DCMTK floors PDU sizes at 4096 bytes
+# (ASC_MINIMUMPDUSIZE); a peer announcing less gets P-DATA-TF PDUs of up to 4096 bytes
+# (docs/conformance.md says so).
+MIN_SEND_PDU_LENGTH = 4096
 
 # Priority (0000,0700), PS3.7 9.1.1.1.3 / Table E.1-1.
 PRIORITY_LOW = 0x0002
@@ -88,13 +93,12 @@ def _element(tag: tuple[int, int] | int) -> int:
 
 
 def _fragment_size(max_pdu_length: int) -> int:
-    """Largest fragment a peer with this Maximum Length Received accepts (PS3.8 D.1)."""
+    """Largest fragment a peer with this Maximum Length Received accepts (PS3.8 D.1), but
+    never less than ``MIN_SEND_PDU_LENGTH`` allows: a peer announcing 7 bytes would otherwise
+    get one-byte PDVs (78 PDUs for a C-ECHO response)."""
     if not max_pdu_length:
         return UNLIMITED_FRAGMENT_SIZE
-    size = max_pdu_length - PDV_OVERHEAD
-    if size < 1:
-        raise ValueError(f'maximum PDU length {max_pdu_length} leaves no room for data')
-    return size
+    return max(max_pdu_length, MIN_SEND_PDU_LENGTH) - PDV_OVERHEAD
 
 
 def chunks(seq: bytes | bytearray | memoryview, size: int) -> Iterator[tuple[memoryview, bool]]:

@@ -12,7 +12,8 @@ The records go to the logger ``dicomdesk.net.trace`` at DEBUG, so they cost one
 * ``dataset``: the DIMSE data set (a pydicom Dataset) when one is held in memory, else None.
 
 The message text never contains patient data: data set contents travel only in ``dataset``,
-for a listener that the user has allowed to show them.
+for a listener that the user has allowed to show them. Peer-supplied strings in the text and
+the label (AE titles, UIDs) are escaped by ``printable``: a record is always one line.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import itertools
 import logging
 import time
 from typing import Any
+
+from .printable import printable
 
 TRACE = logging.getLogger("dicomdesk.net.trace")
 
@@ -61,12 +64,13 @@ class AssociationTrace:
 
     def name(self, calling: str, called: str) -> None:
         """Once the AE titles are known, the label says who talks to whom."""
-        self.label = f"#{self.assoc_id} {calling.strip()} -> {called.strip()} @ {self.peer}"
+        calling, called = printable(calling.strip()), printable(called.strip())
+        self.label = f"#{self.assoc_id} {calling} -> {called} @ {self.peer}"
 
     def emit(self, layer: str, direction: str, text: str, dataset: Any = None) -> None:
         if not TRACE.isEnabledFor(logging.DEBUG):
             return
-        TRACE.debug(text, extra={
+        TRACE.debug(printable(text), extra={
             "assoc_id": self.assoc_id, "assoc_label": self.label, "layer": layer,
             "direction": direction, "elapsed_ms": (time.monotonic() - self.started) * 1000,
             "dataset": dataset})
@@ -101,8 +105,8 @@ def describe_association_pdu(pdu: Any) -> str:
     if pdu_type in (1, 2):
         contexts = getattr(pdu, "presentation_contexts", None) or []
         verb = "request" if pdu_type == 1 else "accept"
-        return (f"A-ASSOCIATE {verb}: {str(pdu.calling_ae_title).strip()} -> "
-                f"{str(pdu.called_ae_title).strip()}, {len(contexts)} presentation context(s)")
+        return (f"A-ASSOCIATE {verb}: {printable(str(pdu.calling_ae_title).strip())} -> "
+                f"{printable(str(pdu.called_ae_title).strip())}, {len(contexts)} presentation context(s)")
     if pdu_type == 3:
         return f"A-ASSOCIATE-RJ result {pdu.result} source {pdu.source} reason {pdu.reason_diag}"
     if pdu_type == 5:

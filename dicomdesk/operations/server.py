@@ -20,6 +20,7 @@ from ..archive.forwarding import ForwardEvent
 from ..archive.scp import ArchiveHooks
 from ..net.applicationentity import AE, write_meta, write_meta_of
 from ..net.exceptions import AssociationRejectedError
+from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
 from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
 from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
@@ -120,11 +121,11 @@ class ServerAE(ArchiveHooks, AE):
                                  time.monotonic() - asce.started_at)
         level = logging.INFO if state in ("open", "released") else logging.WARNING
         logger.log(level, "association %s from %s (%s -> %s)%s%s", state, event.peer_address,
-                   event.calling_aet, event.called_aet,
-                   f" contexts: {', '.join(event.contexts)}" if state == "open" else "",
+                   printable(event.calling_aet), printable(event.called_aet),
+                   printable(f" contexts: {', '.join(event.contexts)}") if state == "open" else "",
                    f" after {event.duration_s:.3f} s" if state != "open" else "")
         if reason and state != "open":
-            logger.log(level, "  reason: %s", reason)
+            logger.log(level, "  reason: %s", printable(reason))
         if self._on_association is not None:
             try:
                 self._on_association(event)
@@ -251,7 +252,8 @@ class ServerAE(ArchiveHooks, AE):
                                                   expected_sop_instance_uid=instance_uid or None,
                                                   expected_sop_class_uid=class_uid or None)
         except ArchiveRefusal as exc:
-            logger.warning("refused %s from %s: %s", instance_uid, calling, exc.reason)
+            logger.warning("refused %s from %s: %s", printable(instance_uid), printable(calling),
+                           printable(exc.reason))
             self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, exc.reason))
             status = Status(exc.status, "C-STORE")
             status.error_comment = exc.reason

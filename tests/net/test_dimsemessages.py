@@ -160,6 +160,11 @@ def test_zero_max_pdu_length_means_one_mib_fragments():
     assert sizes == [dm.UNLIMITED_FRAGMENT_SIZE, 10]
 
 
+def test_a_tiny_peer_maximum_is_raised_to_the_floor():
+    sizes = [len(f) for f, _ in dm.fragment(bytes(10_000), 7, 0, 2)]
+    assert sizes == [dm.MIN_SEND_PDU_LENGTH - dm.PDV_OVERHEAD] * 2 + [10_000 - 2 * (dm.MIN_SEND_PDU_LENGTH - 6)]
+
+
 def _pdus(msg, max_pdu=4096, pc_id=3):
     return list(msg.encode(pc_id, max_pdu))
 
@@ -169,33 +174,32 @@ def test_encode_sends_command_then_data_one_pdv_per_pdu_within_the_limit():
     msg.message_id = 1
     msg.sop_class_uid = '1.2.840.10008.5.1.4.1.1.7'
     msg.affected_sop_instance_uid = '1.2.3'
-    msg.data_set = bytes(10_000)
-    pdus = _pdus(msg, max_pdu=1000)
+    msg.data_set = bytes(20_000)
+    pdus = _pdus(msg, max_pdu=5000)
     headers = []
     for pdu in pdus:
         assert isinstance(pdu, PDataTfPDU)
         assert len(pdu.data_value_items) == 1
         item = pdu.data_value_items[0]
         assert item.context_id == 3
-        assert len(pdu.encode()) - 6 <= 1000  # the variable field Maximum Length bounds
+        assert len(pdu.encode()) - 6 <= 5000  # the variable field Maximum Length bounds
         headers.append(item.data_value[0])
     assert headers[0] == dm.LAST_COMMAND_FRAGMENT
     assert headers[1:] == [0] * (len(headers) - 2) + [dm.LAST_DATA_FRAGMENT]
     data = b''.join(bytes(p.data_value_items[0].data_value[1:]) for p in pdus[1:])
-    assert data == bytes(10_000)
+    assert data == bytes(20_000)
     command = decode_command(bytes(pdus[0].data_value_items[0].data_value[1:]))
     assert command.CommandDataSetType != 0x0101
 
 
-def test_command_set_is_itself_fragmented_when_the_limit_is_tiny():
+def test_a_tiny_limit_does_not_cut_the_command_set_into_bytes():
     msg = dm.CEchoRQMessage()
     msg.message_id = 1
     msg.sop_class_uid = '1.2.840.10008.1.1'
-    pdus = _pdus(msg, max_pdu=20)
+    pdus = _pdus(msg, max_pdu=20)  # below MIN_SEND_PDU_LENGTH: the floor applies
     values = [p.data_value_items[0].data_value for p in pdus]
-    assert [v[0] for v in values] == [1] * (len(values) - 1) + [3]
-    assert all(len(v) - 1 <= 14 for v in values)
-    command = decode_command(b''.join(bytes(v[1:]) for v in values))
+    assert [v[0] for v in values] == [3]
+    command = decode_command(bytes(values[0][1:]))
     assert command.CommandDataSetType == 0x0101 and command.MessageID == 1
 
 

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset
 from .. import dimsemessages, statuses, uids
 from ..exceptions import DCMTimeoutError, EventHandlingError, NetDICOMError
 from ..dataset_codec import encode_identifier
+from ..printable import printable
 from .base import sop_classes
 
 logger = logging.getLogger(__name__)
@@ -480,7 +481,14 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
                            statuses.C_MOVE_UNABLE_TO_PROCESS, None, final=True)
         return
-    destination = (msg.move_destination or "").strip()
+    destination = msg.move_destination
+    if not isinstance(destination, str):  # multi-valued (PACS\EVIL), binary: no AE title
+        logger.info("C-MOVE destination %s is not one AE title", printable(destination))
+        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
+                           statuses.C_MOVE_DESTINATION_UNKNOWN, None, final=True,
+                           error_comment="Move Destination must be a single AE title")
+        return
+    destination = destination.rstrip("\0").strip()  # VR AE: spaces and NUL padding
     try:
         remote, count, items = asce.ae.on_receive_move(ctx, msg.data_set, destination)
     except EventHandlingError as exc:
@@ -490,7 +498,7 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
                            error_comment=str(exc))
         return
     if remote is None:
-        logger.info("C-MOVE destination %r unknown", destination)
+        logger.info("C-MOVE destination %s unknown", printable(destination))
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
                            statuses.C_MOVE_DESTINATION_UNKNOWN, None, final=True)
         return
@@ -510,7 +518,7 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     try:
         sub = _open_sub_association(asce, remote, [d for d in described if isinstance(d, _Item)])
     except Exception as exc:  # no association: every sub-operation fails (PS3.4 C.4.2.3.1)
-        logger.info("C-MOVE: cannot associate with %r: %s", destination, exc)
+        logger.info("C-MOVE: cannot associate with %s: %s", printable(destination), printable(exc))
         counts = SubOperations(remaining=0, failed=count,
                                failed_uids=[d.sop_instance for d in described if isinstance(d, _Item)])
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
