@@ -215,7 +215,12 @@ class OperationWorker(QRunnable):
             _log.exception("operation %r raised", self.label)
             self._error = describe_exception(exc)
         finally:
-            self.signals._worker_done.emit()
+            try:
+                self.signals._worker_done.emit()
+            except RuntimeError:
+                # The window closed (Ctrl-C, close button) while this operation was ending:
+                # its signals object is deleted with it and nobody is left to tell.
+                _log.debug("operation %r ended after its window closed", self.label)
 
 
 class TaskTracker(QObject):
