@@ -432,7 +432,7 @@ def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
     with archive:
         for path in files:
             try:
-                s = archive.add_file(path, copy=False)
+                s = archive.add_file(path, copy=False, calling_aet=calling_aet)
             except Exception as exc:  # one bad file must not stop the others
                 logger.warning("could not import %s into the archive: %s", path, exc)
                 failed.append((str(path), str(exc)))

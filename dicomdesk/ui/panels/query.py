@@ -214,7 +214,15 @@ class QueryPanel(QWidget):
         for edit in (self.date_from, self.date_to):
             edit.setEnabled(preset == "Range")
 
+    def reset_progress(self) -> None:
+        """An empty bar: the last retrieve's value belongs to that retrieve, not to a new search
+        or another node (a running retrieve keeps its bar)."""
+        if self._retrieve is None:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
     def _on_node_changed(self, _name: str) -> None:
+        self.reset_progress()
         node = self.node_picker.node()
         if node is not None:
             self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(node.retrieve)))
@@ -265,6 +273,7 @@ class QueryPanel(QWidget):
         self.model.clear()
         self._pending_studies.clear()
         self._result_waiting = None
+        self.reset_progress()
         self.count_label.setText("Searching…")
         self.outcome.show_message("")
         worker = OperationWorker(

@@ -1,0 +1,132 @@
+"""Issue 17's bugs, each driven through real widgets against a real peer (a ``dicomdesk serve``
+``LocalServer`` filled by DCMTK storescu, pynetdicom SCPs, the window's own local server)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pydicom
+import pydicom.data
+import pytest
+from peers import LOCALHOST, free_port, run_dcmtk
+
+from dicomdesk import config, operations
+from dicomdesk.archive import Archive
+
+PEER_AET = "DDSERVE"
+PEER_FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
+
+
+def _header(name: str) -> pydicom.Dataset:
+    return pydicom.dcmread(pydicom.data.get_testdata_file(name), stop_before_pixels=True)
+
+
+@pytest.fixture
+def dicomdesk_serve(tmp_path: Path):
+    """A LocalServer (what `dicomdesk serve` runs) knowing ``known`` move destinations,
+    filled with ``files`` by DCMTK storescu."""
+    servers: list = []
+
+    def start(known: dict[str, int] | None = None, files=PEER_FILES):
+        settings = config.ServerSettings(aet=PEER_AET, port=0, bind=LOCALHOST,
+                                         storage_dir=tmp_path / f"peer-{len(servers)}",
+                                         durable=False)
+        nodes = [config.Node(aet.lower(), aet, LOCALHOST, port)
+                 for aet, port in (known or {}).items()]
+        server = operations.LocalServer(settings, nodes=nodes).start()
+        servers.append(server)
+        paths = [pydicom.data.get_testdata_file(n) for n in files]
+        done = run_dcmtk("storescu", "-aec", PEER_AET, LOCALHOST, str(server.port), *paths)
+        assert done.returncode == 0, done.stderr
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _use_peer(window, port: int, retrieve: str = "get", name: str = "serve") -> None:
+    window.book.replace_all([config.Node(name, PEER_AET, LOCALHOST, port, retrieve=retrieve)])
+
+
+def _search(window, qtbot):
+    panel = window.query_panel
+    with qtbot.waitSignal(panel.local_checked, timeout=20_000):
+        with qtbot.waitSignal(panel.search_finished, timeout=20_000):
+            panel.search()
+    return panel
+
+
+def _select_all_studies(panel) -> None:
+    selection = panel.tree.selectionModel()
+    flags = selection.SelectionFlag.Select | selection.SelectionFlag.Rows
+    for row in range(panel.model.rowCount()):
+        selection.select(panel.model.index(row, 0), flags)
+
+
+def _retrieve(panel, qtbot) -> str:
+    with qtbot.waitSignal(panel.local_checked, timeout=30_000):
+        with qtbot.waitSignal(panel.retrieve_finished, timeout=30_000) as blocker:
+            panel.retrieve()
+    return blocker.args[0]
+
+
+def _start_local_server(window, qtbot, port: int) -> None:
+    window.server_panel.port_spin.setValue(port)
+    with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
+                          check_params_cb=lambda s: s.status != "starting"):
+        window.server_panel.start_server()
+    assert window.server_host.is_running
+
+
+# ------------------------------------------------------------------------------------ bug 1
+def test_c_get_objects_are_indexed_with_their_size_and_source_and_can_be_committed(
+        window, qtbot, dicomdesk_serve, tmp_path):
+    server = dicomdesk_serve()
+    _use_peer(window, server.port, retrieve="get")
+    panel = _search(window, qtbot)
+    _select_all_studies(panel)
+    assert _retrieve(panel, qtbot) == f"{len(PEER_FILES)} completed in {len(PEER_FILES)} retrieves."
+    stored = window.server_panel.stored
+    assert stored.rowCount() == len(PEER_FILES)
+    for row in range(stored.rowCount()):
+        record = stored.record(row).event
+        assert record.size == Path(record.path).stat().st_size > 0
+        assert stored.index(row, 3).data() == PEER_AET  # "From"
+        assert stored.index(row, 4).data() != "0 B"
+    storage = tmp_path / "storage"
+    with Archive(storage, read_only=True) as archive:
+        rows = archive.index.all_files()
+        assert len(rows) == len(PEER_FILES)
+        for _uid, (rel, size) in rows.items():
+            assert size == (storage / rel).stat().st_size
+    # a storage commitment request for them, to the window's own server, commits every one
+    port = free_port()
+    _start_local_server(window, qtbot, port)
+    files = [stored.record(r).event.path for r in range(stored.rowCount())]
+    result = operations.commit(operations.Peer(LOCALHOST, port, "DICOMDESK", "COMMITSCU"),
+                               files, timeout=20, listen_port=None)
+    assert result.ok, result.error
+    assert sorted(result.committed) == sorted(_header(n).SOPInstanceUID for n in PEER_FILES)
+
+
+# ------------------------------------------------------------------------------------ bug 8
+def test_a_new_search_or_another_node_empties_the_retrieve_progress_bar(
+        window, qtbot, dicomdesk_serve):
+    server = dicomdesk_serve()
+    window.book.replace_all([config.Node("serve", PEER_AET, LOCALHOST, server.port, retrieve="get"),
+                             config.Node("other", PEER_AET, LOCALHOST, server.port, retrieve="get")])
+    panel = window.query_panel
+    panel.node_picker.select("serve")
+    _search(window, qtbot)
+    _select_all_studies(panel)
+    _retrieve(panel, qtbot)
+    assert panel.progress.value() == panel.progress.maximum() > 0
+    _search(window, qtbot)
+    assert panel.progress.value() == 0 and panel.progress.maximum() == 1
+    _select_all_studies(panel)
+    _retrieve(panel, qtbot)
+    assert panel.progress.value() == panel.progress.maximum() > 0
+    panel.node_picker.select("other")
+    assert panel.progress.value() == 0 and panel.progress.maximum() == 1
