@@ -189,6 +189,8 @@ class RetrieveResult:
     failed_uids: tuple = ()
     error: str | None = None
     files: tuple = ()
+    #: the final response's Error Comment (0000,0902), e.g. where a C-MOVE SCP tried to send
+    error_comment: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -261,6 +263,7 @@ class _RetrieveTracker:
         self.status: Status | None = None
         self.counts = RetrieveProgress(None, 0, 0, 0)
         self.failed_uids: tuple = ()
+        self.error_comment: str | None = None
 
     def update(self, status: Status, rsp: Any) -> None:
         self.status = status
@@ -274,6 +277,8 @@ class _RetrieveTracker:
             if self.progress is not None:
                 self.progress(self.counts)
             return
+        comment = getattr(rsp, "error_comment", None)
+        self.error_comment = str(comment).strip() or None if comment else None
         data = rsp.data_set
         if isinstance(data, Dataset) and "FailedSOPInstanceUIDList" in data:
             value = data.FailedSOPInstanceUIDList
@@ -283,7 +288,8 @@ class _RetrieveTracker:
     def result(self, error: str | None = None, files: tuple = ()) -> RetrieveResult:
         return RetrieveResult(self.status, self.counts.completed, self.counts.failed,
                               self.counts.warning, self.failed_uids,
-                              error if error is not None else _status_error(self.status), files)
+                              error if error is not None else _status_error(self.status), files,
+                              self.error_comment)
 
 
 def _count(value: Any, default: Any) -> Any:

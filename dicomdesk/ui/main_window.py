@@ -225,7 +225,11 @@ class MainWindow(QMainWindow):
         if suggested:
             self.other_port_button.setText(f"Use port {suggested}")
         if state.status == "listening":
-            self.settings.setValue("server/port", state.port)
+            # a port taken because another program holds the usual one is for this run only:
+            # saving it would move the server for the next start, away from the address the
+            # PACS know for us (issue 17)
+            if state.port != self.server_panel.borrowed_port:
+                self.settings.setValue("server/port", state.port)
             self.settings.setValue("server/aet", state.aet)
 
     def _use_other_port(self) -> None:
@@ -294,7 +298,8 @@ class MainWindow(QMainWindow):
         s.setValue("query/method", self.query_panel.method_combo.currentData())
         state = self.server_host.state
         s.setValue("server/aet", self.server_panel.aet_edit.text().strip() or state.aet)
-        s.setValue("server/port", self.server_panel.port_spin.value())
+        if self.server_panel.port_spin.value() != self.server_panel.borrowed_port:
+            s.setValue("server/port", self.server_panel.port_spin.value())
         s.setValue("server/storage_dir", self.server_panel.storage_edit.text().strip())
         s.sync()
 

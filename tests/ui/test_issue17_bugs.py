@@ -130,3 +130,54 @@ def test_a_new_search_or_another_node_empties_the_retrieve_progress_bar(
     assert panel.progress.value() == panel.progress.maximum() > 0
     panel.node_picker.select("other")
     assert panel.progress.value() == 0 and panel.progress.maximum() == 1
+
+
+# ------------------------------------------------------------------------------------ bug 2
+def _two_free_ports() -> tuple[socket.socket, int]:
+    """A listening socket on a port P whose neighbour P+1 is free (for "Use port P+1")."""
+    for _ in range(50):
+        blocker = socket.socket()
+        blocker.bind((LOCALHOST, 0))
+        port = blocker.getsockname()[1]
+        probe = socket.socket()
+        try:
+            probe.bind((LOCALHOST, port + 1))
+        except OSError:
+            blocker.close()
+            continue
+        finally:
+            probe.close()
+        blocker.listen(1)
+        return blocker, port
+    raise RuntimeError("no two neighbouring free ports")
+
+
+def test_a_borrowed_port_is_not_saved_and_a_failed_move_says_the_peer_could_not_reach_us(
+        make_window, ui_settings, qtbot, dicomdesk_serve):
+    blocker, usual = _two_free_ports()
+    try:
+        ui_settings.setValue("server/port", usual)
+        window = make_window(autostart_server=True)
+        qtbot.waitUntil(lambda: window.server_host.state.status == "port_taken", timeout=10_000)
+        button = window.other_port_button
+        assert not button.isHidden()
+        assert button.text() == f"Use port {usual + 1}"
+        with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
+                              check_params_cb=lambda s: s.status == "listening"):
+            button.click()
+        assert window.server_host.state.port == usual + 1
+        assert int(ui_settings.value("server/port")) == usual
+        window.save_settings()
+        assert int(ui_settings.value("server/port")) == usual
+    finally:
+        blocker.close()
+    # the PACS knows DICOMDESK at the usual port, where nothing listens now
+    server = dicomdesk_serve({"DICOMDESK": usual})
+    _use_peer(window, server.port, retrieve="move")
+    panel = _search(window, qtbot)
+    _select_all_studies(panel)
+    message = _retrieve(panel, qtbot)
+    assert "serve could not send the images back to DICOMDESK" in message
+    assert f"{LOCALHOST}:{usual}" in message
+    assert f"listens on port {usual + 1}" in message
+    assert panel.outcome.text() == message

@@ -90,6 +90,8 @@ class QueryPanel(QWidget):
         self._children: dict[tuple[str, ...], OperationWorker] = {}
         self._retrieve: OperationWorker | None = None
         self._retrieve_dest = ""
+        self._retrieve_method = ""
+        self._retrieve_node = ""
         self._retrieve_studies: list[str] = []
         #: the last retrieve's ``calls.RetrieveRun`` (results per item, imported objects)
         self.last_retrieve_run: Any = None
@@ -443,6 +445,8 @@ class QueryPanel(QWidget):
                 "error")
             return None
         self._retrieve_dest = destination
+        self._retrieve_method = method
+        self._retrieve_node = target.name
         self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
         worker = OperationWorker(
             calls.retrieve_call(target, method, items, self.information_model(),
@@ -493,8 +497,14 @@ class QueryPanel(QWidget):
             self.ctx.server.report_stored(imported)
         cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
                         for r in results)
+        undelivered = [errors.move_not_delivered(r, self._retrieve_node, self._retrieve_dest,
+                                                 self.ctx.server.state.port)
+                       for r in results] if self._retrieve_method == "move" else []
+        undelivered = [u for u in undelivered if u]
         if not results:
             message, kind = "Retrieve cancelled.", "info"
+        elif undelivered:
+            message, kind = undelivered[0], "error"
         elif cancelled:
             completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
             failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)

@@ -181,6 +181,8 @@ class ServerPanel(QWidget):
         self._render_timer.timeout.connect(self._render_now)
         self._tree_worker: OperationWorker | None = None
         self._tree_pending: list[str] | None = None  # instance UIDs waiting ([] = full reload)
+        #: a port used for this run only because the usual one was taken (see start_server)
+        self.borrowed_port: int | None = None
 
         state = ctx.server.state
         self.aet_edit = QLineEdit(state.aet, self)
@@ -343,7 +345,12 @@ class ServerPanel(QWidget):
             self.allowed_edit.setFocus()
             return
         if port:
+            # "Use port N" of the status bar: another program holds the usual port; this
+            # one is borrowed for this run and never saved as the server's port
+            self.borrowed_port = int(port)
             self.port_spin.setValue(int(port))
+        elif self.port_spin.value() != self.borrowed_port:
+            self.borrowed_port = None
         # an empty field keeps the settings file's allow-list (as `dicomdesk serve --settings`)
         self.ctx.server.start(self.aet_edit.text().strip(), self.port_spin.value(),
                               self.storage_edit.text().strip(),
