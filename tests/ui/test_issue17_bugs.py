@@ -181,3 +181,40 @@ def test_a_borrowed_port_is_not_saved_and_a_failed_move_says_the_peer_could_not_
     assert f"{LOCALHOST}:{usual}" in message
     assert f"listens on port {usual + 1}" in message
     assert panel.outcome.text() == message
+
+
+# ------------------------------------------------------------------------------------ bug 6
+def test_the_server_form_explains_refused_input_clears_the_error_when_fixed_and_serves(
+        window, ui_settings, qtbot, tmp_path):
+    from PySide6.QtCore import Qt
+
+    panel = window.server_panel
+    window.show()
+    window.show_panel("server")
+    panel.aet_edit.clear()
+    qtbot.keyClicks(panel.aet_edit, "A" * 22)
+    assert panel.aet_edit.text() == "A" * 16
+    assert panel.state_label.text() == "An AE title has at most 16 characters."
+    assert panel.state_label.property("kind") == "error"
+    qtbot.keyClick(panel.aet_edit, Qt.Key.Key_Backspace)  # fixed: the error goes
+    assert "stopped" in panel.state_label.text()
+    editor = panel.port_spin.lineEdit()
+    editor.selectAll()
+    qtbot.keyClicks(editor, "99999")
+    assert panel.state_label.text() == "The port must be at most 65535."
+    editor.selectAll()
+    qtbot.keyClicks(editor, "abc")
+    assert panel.state_label.text() == "The port is a number from 1 to 65535."
+    port = free_port()
+    editor.selectAll()
+    qtbot.keyClicks(editor, str(port))
+    assert panel.port_spin.value() == port
+    assert "stopped" in panel.state_label.text()
+    with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
+                          check_params_cb=lambda s: s.status == "listening"):
+        panel.start_button.click()
+    echo = run_dcmtk("echoscu", "-aec", "A" * 15, LOCALHOST, str(port))
+    assert echo.returncode == 0, echo.stderr
+    window.save_settings()
+    assert ui_settings.value("server/aet") == "A" * 15
+    assert int(ui_settings.value("server/port")) == port
