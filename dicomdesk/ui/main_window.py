@@ -191,6 +191,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.transfers_status)
         self.server_host.state_changed.connect(self._on_server_state)
         self.tracker.changed.connect(self._on_transfers)
+        self.server_host.incoming_changed.connect(lambda *_: self._on_transfers(
+            self.tracker.transfer_count()))
         self._on_server_state(self.server_host.state)
         self._on_transfers(0)
 
@@ -238,10 +240,17 @@ class MainWindow(QMainWindow):
             self.server_panel.start_server(port=suggested)
 
     def _on_transfers(self, count: int) -> None:
+        associations, objects = self.server_host.incoming
+        parts = []
         if count:
-            labels = self.tracker.labels()
-            self.transfers_status.setText(f"{count} transfer{'s' if count > 1 else ''} under way")
-            self.transfers_status.setToolTip("\n".join(labels))
+            parts.append(f"{count} transfer{'s' if count > 1 else ''} under way")
+        if associations:
+            parts.append(f"receiving on {associations} association{'s' if associations > 1 else ''}"
+                         f" ({objects} object{'' if objects == 1 else 's'} so far)")
+        if parts:
+            text = "; ".join(parts)
+            self.transfers_status.setText(text[:1].upper() + text[1:])
+            self.transfers_status.setToolTip("\n".join(self.tracker.labels()))
         else:
             self.transfers_status.setText("No transfer under way")
             self.transfers_status.setToolTip("")

@@ -218,3 +218,51 @@ def test_the_server_form_explains_refused_input_clears_the_error_when_fixed_and_
     window.save_settings()
     assert ui_settings.value("server/aet") == "A" * 15
     assert int(ui_settings.value("server/port")) == port
+
+
+# ------------------------------------------------------------------------------------ bug 7
+def test_an_open_association_counts_its_objects_live_and_the_status_bar_says_so(window, qtbot):
+    import threading
+
+    from pydicom.uid import generate_uid
+    from pynetdicom import AE
+
+    port = free_port()
+    _start_local_server(window, qtbot, port)
+    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    sent, release = threading.Event(), threading.Event()
+    statuses: list[int] = []
+
+    def sender() -> None:
+        ae = AE(ae_title="LIVESCU")
+        ae.add_requested_context(ct.SOPClassUID, ct.file_meta.TransferSyntaxUID)
+        assoc = ae.associate(LOCALHOST, port, ae_title="DICOMDESK")
+        try:
+            for _ in range(5):
+                image = pydicom.Dataset(ct)
+                image.file_meta = ct.file_meta
+                image.SOPInstanceUID = generate_uid()
+                statuses.append(int(assoc.send_c_store(image).Status))
+            sent.set()
+            release.wait(30)
+        finally:
+            assoc.release()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        assert sent.wait(30)
+        assert statuses == [0] * 5
+        log = window.server_panel.associations
+        qtbot.waitUntil(lambda: log.rowCount() == 1 and log.index(0, 5).data() == "5",
+                        timeout=5000)
+        assert log.index(0, 4).data() == "open"
+        qtbot.waitUntil(lambda: window.transfers_status.text()
+                        == "Receiving on 1 association (5 objects so far)", timeout=5000)
+    finally:
+        release.set()
+        thread.join(30)
+    qtbot.waitUntil(lambda: log.index(0, 4).data() == "released", timeout=5000)
+    assert log.rowCount() == 1 and log.index(0, 5).data() == "5"
+    qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way",
+                    timeout=5000)

@@ -310,6 +310,7 @@ class ServerPanel(QWidget):
 
         ctx.server.state_changed.connect(self._on_state)
         ctx.server.associations.connect(self._on_associations)
+        ctx.server.association_progress.connect(self._on_association_progress)
         ctx.server.stored.connect(self._on_stored)
         ctx.server.forwarded.connect(
             lambda events: self.forwarding.append([_Stamped(e) for e in events]))
@@ -422,6 +423,18 @@ class ServerPanel(QWidget):
                     opened, _Stamped(event, objects, opened.time)):
                 fresh.append(_Stamped(event, objects))
         self.associations.append(fresh)
+
+    def _on_association_progress(self, records: list[Any]) -> None:
+        """Objects counted while the association is still open (the row updates in place)."""
+        for record in records:
+            event = record.event
+            key = (str(event.peer_address), str(event.calling_aet))
+            opened = self._open_rows.get(key)
+            if opened is None:
+                continue
+            row = _Stamped(opened.event, int(record.objects), opened.time)
+            if self.associations.replace(opened, row):
+                self._open_rows[key] = row
 
     def _on_stored(self, objects: list[Any]) -> None:
         self.stored.append([_Stamped(o) for o in objects])
