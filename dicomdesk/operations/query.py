@@ -448,6 +448,33 @@ def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
     return ArchiveImport(tuple(stored), tuple(failed))
 
 
+def study_instance_counts(storage_dir: str | os.PathLike[str], study_uids: Any) -> dict[str, int]:
+    """How many instances of each of ``study_uids`` the local archive holds (Number of Study
+    Related Instances, PS3.4 C.3.4), so a window can tell a whole study from part of one (a
+    retrieve cancelled at 707 of 800). Studies it does not hold are left out."""
+    from ..archive import Archive
+
+    wanted = [str(u) for u in study_uids if u]
+    if not wanted:
+        return {}
+    try:
+        archive = Archive(Path(storage_dir), read_only=True)
+    except Exception as exc:
+        logger.debug("no local archive in %s: %s", storage_dir, exc)
+        return {}
+    counts: dict[str, int] = {}
+    with archive:
+        for start in range(0, len(wanted), 200):
+            identifier = Dataset()
+            identifier.StudyInstanceUID = wanted[start:start + 200]
+            identifier.NumberOfStudyRelatedInstances = None
+            for ds in archive.find("STUDY", identifier):
+                if "StudyInstanceUID" in ds:
+                    counts[str(ds.StudyInstanceUID)] = int(ds.get("NumberOfStudyRelatedInstances")
+                                                           or 0)
+    return counts
+
+
 def studies_in_archive(storage_dir: str | os.PathLike[str], study_uids: Any) -> frozenset:
     """Which of ``study_uids`` the local archive holds (List of UID matching, PS3.4 C.2.2.2.2).
 

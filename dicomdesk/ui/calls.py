@@ -248,14 +248,15 @@ def retrieve_call(
 
 
 def local_studies_call(archive_dir: str, study_uids: Iterable[str]) -> WorkerCall:
-    """Which of ``study_uids`` the local archive holds (reads the index off the GUI thread)."""
+    """Which of ``study_uids`` the local archive holds, with how many instances of each
+    (a dict; its keys are the studies held). Reads the index off the GUI thread."""
     study_uids = tuple(study_uids)
 
-    def call(ctx: WorkerContext) -> frozenset:
+    def call(ctx: WorkerContext) -> dict:
         from dicomdesk.operations import query as query_operations
 
         if not archive_dir:
-            return frozenset()
-        return query_operations.studies_in_archive(archive_dir, study_uids)
+            return {}
+        return query_operations.study_instance_counts(archive_dir, study_uids)
 
     return call

@@ -9,6 +9,7 @@ from pathlib import Path
 import pydicom
 import pydicom.data
 import pytest
+from PySide6.QtCore import Qt
 from peers import LOCALHOST, free_port, run_dcmtk
 
 from dicomdesk import config, operations
@@ -266,3 +267,95 @@ def test_an_open_association_counts_its_objects_live_and_the_status_bar_says_so(
     assert log.rowCount() == 1 and log.index(0, 5).data() == "5"
     qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way",
                     timeout=5000)
+
+
+# ------------------------------------------------------------------------------------ bug 4
+SLOW_COUNT = 40
+
+
+def _slow_get_peer():
+    """A pynetdicom Q/R SCP: one study whose C-GET sends SLOW_COUNT CT images, one every
+    50 ms, and stops with FE00 on C-CANCEL (PS3.4 C.4.3.3.1)."""
+    import time
+
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+    from pynetdicom import evt
+    from pynetdicom.presentation import PresentationContext
+
+    from peers import start_pynetdicom_scp
+
+    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+
+    def on_find(event):
+        match = pydicom.Dataset()
+        match.QueryRetrieveLevel = "STUDY"
+        for keyword in ("PatientName", "PatientID", "StudyDate", "StudyInstanceUID"):
+            setattr(match, keyword, getattr(ct, keyword))
+        yield 0xFF00, match
+
+    def on_get(event):
+        yield SLOW_COUNT
+        for _ in range(SLOW_COUNT):
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            time.sleep(0.05)
+            image = pydicom.Dataset(ct)
+            image.file_meta = ct.file_meta
+            image.SOPInstanceUID = generate_uid()
+            yield 0xFF00, image
+
+    storage = PresentationContext()
+    storage.abstract_syntax = ct.SOPClassUID
+    storage.transfer_syntax = [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+    storage.scu_role, storage.scp_role = False, True
+    return start_pynetdicom_scp(
+        ["1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.1.2.2.3", storage],
+        handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_C_GET, on_get)], ae_title="SLOWQR"), ct
+
+
+def test_a_cancelled_retrieve_marks_its_study_partial_with_counts_not_present(window, qtbot):
+    from dicomdesk.ui.models.results import LOCAL_ROLE, PRESENCE_ROLE
+
+    scp, ct = _slow_get_peer()
+    try:
+        window.book.replace_all([config.Node("slow", "SLOWQR", LOCALHOST, scp.port,
+                                             retrieve="get")])
+        panel = _search(window, qtbot)
+        assert panel.model.presence(ct.StudyInstanceUID) == "absent"
+        _select_all_studies(panel)
+        panel.retrieve()
+        qtbot.waitUntil(lambda: panel.progress.value() >= 2, timeout=20_000)
+        with qtbot.waitSignal(panel.local_checked, timeout=20_000):
+            with qtbot.waitSignal(panel.retrieve_finished, timeout=20_000):
+                panel.cancel_retrieve()
+        held = panel.last_retrieve_run.results[0].completed
+        assert 2 <= held < SLOW_COUNT
+        uid = ct.StudyInstanceUID
+        assert panel.model.presence(uid) == "partial"
+        assert panel.model.local_rows() == []
+        first = panel.model.index(0, 0)
+        assert not first.data(LOCAL_ROLE)
+        assert first.data(PRESENCE_ROLE) == "partial"
+        assert first.data(Qt.ItemDataRole.ToolTipRole) == \
+            f"Partly in the local archive: {held} of {SLOW_COUNT} images"
+        # a new search keeps telling the partial study apart
+        _search(window, qtbot)
+        assert panel.model.presence(uid) == "partial"
+        assert panel.model.index(0, 0).data(PRESENCE_ROLE) == "partial"
+    finally:
+        scp.stop()
+
+
+def test_a_whole_retrieve_marks_its_studies_complete(window, qtbot, dicomdesk_serve):
+    from dicomdesk.ui.models.results import PRESENCE_ROLE
+
+    server = dicomdesk_serve()
+    _use_peer(window, server.port, retrieve="get")
+    panel = _search(window, qtbot)
+    _select_all_studies(panel)
+    _retrieve(panel, qtbot)
+    uids = panel.model.study_uids()
+    assert [panel.model.presence(u) for u in uids] == ["complete"] * len(PEER_FILES)
+    assert all(panel.model.index(r, 0).data(PRESENCE_ROLE) == "complete"
+               for r in range(panel.model.rowCount()))

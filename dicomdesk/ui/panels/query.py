@@ -93,6 +93,7 @@ class QueryPanel(QWidget):
         self._retrieve_method = ""
         self._retrieve_node = ""
         self._retrieve_studies: list[str] = []
+        self._retrieve_levels: list[str] = []
         #: the last retrieve's ``calls.RetrieveRun`` (results per item, imported objects)
         self.last_retrieve_run: Any = None
 
@@ -207,6 +208,11 @@ class QueryPanel(QWidget):
         # objects reaching the local archive (C-MOVE to our server, imported C-GETs) mark
         # their studies as present locally at once
         ctx.server.stored.connect(self._on_stored)
+        self._stored_studies: set[str] = set()
+        self._stored_timer = QTimer(self)
+        self._stored_timer.setSingleShot(True)
+        self._stored_timer.setInterval(300)
+        self._stored_timer.timeout.connect(self._check_stored_studies)
         self._local_check: OperationWorker | None = None
         self._on_preset(self.date_combo.currentText())
         self._update_buttons()
@@ -374,8 +380,20 @@ class QueryPanel(QWidget):
         self.local_checked.emit(frozenset(uids or ()))
 
     def _on_stored(self, objects: list[Any]) -> None:
-        self.model.mark_local(getattr(o, "study_uid", "") for o in objects
-                              if getattr(o, "error", None) is None)
+        """Objects reached the local archive: count their studies again (coalesced), so a
+        study shows as complete or partial by what the archive holds, not by one arrival.
+        A running retrieve checks its studies when it ends."""
+        uids = {str(getattr(o, "study_uid", "")) for o in objects
+                if getattr(o, "error", None) is None} & set(self.model.study_uids())
+        if not uids or self._retrieve is not None:
+            return
+        self._stored_studies |= uids
+        if not self._stored_timer.isActive():
+            self._stored_timer.start()
+
+    def _check_stored_studies(self) -> None:
+        uids, self._stored_studies = sorted(self._stored_studies), set()
+        self.check_local(uids)
 
     def _on_search_done(self) -> None:
         self._search = None
@@ -448,6 +466,7 @@ class QueryPanel(QWidget):
         self._retrieve_method = method
         self._retrieve_node = target.name
         self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
+        self._retrieve_levels = [item.level for item in items]
         worker = OperationWorker(
             calls.retrieve_call(target, method, items, self.information_model(),
                                 destination_aet=destination, out_dir=self.get_dir(),
@@ -481,6 +500,9 @@ class QueryPanel(QWidget):
         if remaining is None:
             return
         total = done + int(remaining)
+        if step.index < len(self._retrieve_levels) and self._retrieve_levels[step.index] == "STUDY":
+            # the study's size, even when the C-FIND did not return its number of instances
+            self.model.set_expected(self._retrieve_studies[step.index], total)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         prefix = f"Item {step.index + 1} of {step.total}: " if step.total > 1 else ""
