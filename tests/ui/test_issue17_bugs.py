@@ -359,3 +359,85 @@ def test_a_whole_retrieve_marks_its_studies_complete(window, qtbot, dicomdesk_se
     assert [panel.model.presence(u) for u in uids] == ["complete"] * len(PEER_FILES)
     assert all(panel.model.index(r, 0).data(PRESENCE_ROLE) == "complete"
                for r in range(panel.model.rowCount()))
+
+
+# ------------------------------------------------------------------------------- bugs 5 and 9
+def _drop(widget, paths) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    center = widget.rect().center()
+    enter = QDragEnterEvent(center, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(widget, QDropEvent(QPointF(center), Qt.DropAction.CopyAction, mime,
+                                              Qt.MouseButton.LeftButton,
+                                              Qt.KeyboardModifier.NoModifier))
+
+
+def _drop_and_wait(panel, qtbot, paths) -> None:
+    with qtbot.waitSignal(panel.scan_finished, timeout=20_000):
+        _drop(panel, paths)
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    """3 DICOM files, 4 files that are not DICOM at all and one DICOMDIR (whose referenced
+    files are not there)."""
+    import shutil
+
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for name in ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm"):
+        shutil.copy(pydicom.data.get_testdata_file(name), folder / name)
+    for n in range(4):
+        (folder / f"notes{n}.txt").write_text("not DICOM\n")
+    dicomdir = Path(pydicom.data.get_testdata_file("DICOMDIR"))
+    shutil.copy(dicomdir, folder / "DICOMDIR")
+    return folder
+
+
+def test_send_panel_counts_are_true_names_the_dicomdir_and_a_dropped_again_folder_resends(
+        window, qtbot, mixed_folder, dcmtk_storescp):
+    window.book.replace_all([config.Node("scp", "STORESCP", LOCALHOST, dcmtk_storescp.port)])
+    panel = window.send_panel
+    _drop_and_wait(panel, qtbot, [mixed_folder])
+    summary = panel.summary.text()
+    assert summary.startswith("3 DICOM file(s) queued")
+    assert "4 skipped (not DICOM)" in summary
+    assert "not sent: DICOMDIR (DICOMDIR: a media directory, not an instance" in summary
+    rows = {Path(r.path).name: r for r in panel.model.rows()}
+    assert rows["DICOMDIR"].state == "skipped"
+    assert panel.model.index(list(rows).index("DICOMDIR"), 6).data().startswith(
+        "skipped: DICOMDIR: a media directory, not an instance")
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000):
+        panel.send()
+    assert panel.summary.text().startswith(
+        "Stored 3, failed 0, skipped 5 (4 not DICOM; not sent: DICOMDIR (DICOMDIR: a media")
+    # the same folder dropped again: queued again (true count), and Send sends it again
+    _drop_and_wait(panel, qtbot, [mixed_folder])
+    assert panel.summary.text().startswith("3 DICOM file(s) queued")
+    assert "3 of them again" in panel.summary.text()
+    with qtbot.waitSignal(panel.send_finished, timeout=30_000) as blocker:
+        panel.send()
+    assert blocker.args[0].stored == 3
+    assert panel.summary.text().startswith("Stored 3, failed 0, skipped 5")
+    assert len(list(dcmtk_storescp.output_dir.iterdir())) >= 3  # storescp keeps one per UID
+
+
+def test_dicomdesk_send_names_a_dicomdir_instead_of_counting_it_as_not_dicom(
+        mixed_folder, dcmtk_storescp):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "dicomdesk", "send", "--aec", "STORESCP",
+                          LOCALHOST, str(dcmtk_storescp.port), str(mixed_folder)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (f"not sent: {mixed_folder / 'DICOMDIR'}: DICOMDIR: a media directory, not an instance"
+            in run.stdout)
+    assert "3 stored, 0 failed, 4 skipped (not DICOM), 1 not sent (named above)" in run.stdout

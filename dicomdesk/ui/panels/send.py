@@ -46,6 +46,11 @@ def local_paths(mime: Any) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
+def _is_part10(row: Any) -> bool:
+    """A queue row of a Part-10 file that is not an instance (a DICOMDIR)."""
+    return bool(getattr(row.info, "part10", False))
+
+
 class SendPanel(QWidget):
     """Queue table, drop target, Send / Cancel / Retry failed."""
 
@@ -167,7 +172,7 @@ class SendPanel(QWidget):
 
         def finished(infos: Any) -> None:
             self.model.add_file_infos(list(infos or []))
-            self._show_queue_summary()
+            self._show_queue_summary(self.model.take_requeued())
 
         def done() -> None:
             self._scans.remove(worker)
@@ -192,15 +197,29 @@ class SendPanel(QWidget):
         self.rate_label.setText("")
         self._update_buttons()
 
-    def _show_queue_summary(self) -> None:
+    def _show_queue_summary(self, requeued: int = 0) -> None:
+        """What Send will do, truly: the files queued (those dropped again included), the
+        Part-10 files that will not be sent named with their reason, the rest counted."""
         rows = self.model.rows()
-        dicom = sum(1 for r in rows if r.is_dicom)
-        skipped = len(rows) - dicom
-        size = sum(r.size for r in rows if r.is_dicom)
-        text = f"{dicom} DICOM file(s) queued ({human_size(size)})"
-        if skipped:
-            text += f", {skipped} skipped (not DICOM)"
+        queued = [r for r in rows if r.is_dicom and r.state == "queued"]
+        size = sum(r.size for r in queued)
+        text = f"{len(queued)} DICOM file(s) queued ({human_size(size)})"
+        if requeued:
+            text += f", {requeued} of them again"
+        text += self._skipped_sentence(rows)
         self.summary.show_message(text + ".")
+
+    @staticmethod
+    def _skipped_sentence(rows: list[Any]) -> str:
+        """", N skipped (not DICOM); not sent: DICOMDIR: …" for the rows that are not sent."""
+        not_dicom = sum(1 for r in rows if not r.is_dicom and not _is_part10(r))
+        named = [r for r in rows if not r.is_dicom and _is_part10(r)]
+        text = f", {not_dicom} skipped (not DICOM)" if not_dicom else ""
+        if named:
+            listed = "; ".join(f"{Path(r.path).name} ({r.message})" for r in named[:3])
+            more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+            text += f"; not sent: {listed}{more}"
+        return text
 
     # -- send ------------------------------------------------------------------------------
     def send(self) -> OperationWorker | None:
@@ -289,8 +308,13 @@ class SendPanel(QWidget):
         self._show_files_done()
         stored = getattr(result, "stored", 0)
         failed = getattr(result, "failed", 0)
-        skipped = getattr(result, "skipped", 0)
-        text = f"Stored {stored}, failed {failed}, skipped {skipped}."
+        # the queue's skipped rows are the truth: Send is handed the queued files only
+        rows = self.model.rows()
+        skipped = sum(1 for r in rows if r.state == "skipped")
+        text = f"Stored {stored}, failed {failed}, skipped {skipped}"
+        named = [r for r in rows if not r.is_dicom and _is_part10(r)]
+        text += (f" ({skipped - len(named)} not DICOM{self._skipped_sentence(named)})"
+                 if named else " (not DICOM)" if skipped else "") + "."
         error = getattr(result, "error", None)
         if getattr(result, "cancelled", False):
             text = f"Cancelled. {text}"
