@@ -441,3 +441,28 @@ def test_dicomdesk_send_names_a_dicomdir_instead_of_counting_it_as_not_dicom(
     assert (f"not sent: {mixed_folder / 'DICOMDIR'}: DICOMDIR: a media directory, not an instance"
             in run.stdout)
     assert "3 stored, 0 failed, 4 skipped (not DICOM), 1 not sent (named above)" in run.stdout
+
+
+# ------------------------------------------------------------------------------------ bug 3
+def test_a_palette_color_image_received_by_the_local_server_previews_in_colour(window, qtbot):
+    import numpy as np
+
+    port = free_port()
+    _start_local_server(window, qtbot, port)
+    palette = pydicom.data.get_testdata_file("examples_palette.dcm")
+    done = run_dcmtk("storescu", "-aec", "DICOMDESK", LOCALHOST, str(port), palette)
+    assert done.returncode == 0, done.stderr
+    panel = window.server_panel
+    qtbot.waitUntil(lambda: panel.stored.rowCount() == 1, timeout=10_000)
+    with qtbot.waitSignal(panel.preview_ready, timeout=20_000) as blocker:
+        panel.stored_view.selectRow(0)
+    image = blocker.args[0]
+    assert image.rgb
+    pixels = np.frombuffer(image.pixels, np.uint8).reshape(image.height, image.width, 3)
+    # grey indices would have R == G == B everywhere; the palette gives colours
+    assert (pixels[..., 0] != pixels[..., 1]).any() or (pixels[..., 1] != pixels[..., 2]).any()
+    expected = pydicom.pixels.apply_color_lut(pydicom.dcmread(palette).pixel_array,
+                                              pydicom.dcmread(palette))
+    step = -(-max(expected.shape[:2]) // 512)
+    assert np.array_equal(pixels, (expected[::step, ::step] >> 8).astype(np.uint8))
+    assert "palette colour" in panel.preview_caption.text()
