@@ -36,6 +36,8 @@ from dicomdesk.ui.panels.nodes import NodesPanel
 from dicomdesk.ui.panels.query import QueryPanel
 from dicomdesk.ui.panels.send import SendPanel
 from dicomdesk.ui.panels.server import ServerPanel
+from dicomdesk.ui.panels.worklist import WorklistPanel
+from dicomdesk.ui.panels.commitment import CommitmentPanel
 from dicomdesk.ui.query_keys import SearchForm
 from dicomdesk.ui.server_host import ServerHost, ServerState
 from dicomdesk.ui.workers import TaskTracker, favour_gui_thread
@@ -51,6 +53,8 @@ PANELS = (
     ("send", "Send", "send"),
     ("server", "Local server", "server"),
     ("nodes", "Nodes", "nodes"),
+    ("worklist", "Worklist", "worklist"),
+    ("commitment", "Commitment", "commitment"),
 )
 
 
@@ -100,14 +104,21 @@ class MainWindow(QMainWindow):
         self.send_panel = SendPanel(self.ctx)
         self.server_panel = ServerPanel(self.ctx)
         self.nodes_panel = NodesPanel(self.ctx)
+        self.worklist_panel = WorklistPanel(self.ctx)
+        self.commitment_panel = CommitmentPanel(self.ctx)
         self.inspector_panel = InspectorPanel()
         self.panels: dict[str, QWidget] = {
+            "worklist": self.worklist_panel,
+            "commitment": self.commitment_panel,
             "echo": self.echo_panel,
             "query": self.query_panel,
             "send": self.send_panel,
             "server": self.server_panel,
             "nodes": self.nodes_panel,
         }
+
+        self.send_panel.commit_requested.connect(self._commit_objects)
+        self.server_panel.commit_requested.connect(self._commit_objects)
 
         self.side_bar = QListWidget(self)
         self.side_bar.setObjectName("sideBar")
@@ -207,6 +218,11 @@ class MainWindow(QMainWindow):
 
     def current_panel_key(self) -> str:
         return PANELS[max(0, self.side_bar.currentRow())][0]
+
+    def _commit_objects(self, paths: list[str], node: str) -> None:
+        """Objects to commit from a send or the local server: the Commitment panel takes them."""
+        self.commitment_panel.set_files(paths, node or None)
+        self.show_panel("commitment")
 
     def _add_files(self) -> None:
         self.show_panel("send")

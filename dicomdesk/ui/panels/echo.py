@@ -215,7 +215,7 @@ class EchoPanel(QWidget):
         if node is None:
             return ""
         text = commands.echo_command(node.host, node.port, self.ctx.local_aet(), node.aet)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def _show_details(self, *_: Any) -> None:

@@ -581,7 +581,7 @@ class QueryPanel(QWidget):
         keys = {k: v for k, v in self.study_keys().items() if v}
         text = commands.find_command(node.host, node.port, "STUDY", keys, self.ctx.local_aet(),
                                      node.aet, model=self.information_model())
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def copy_retrieve_command(self) -> str:
@@ -600,7 +600,7 @@ class QueryPanel(QWidget):
                     node.host, node.port, self.ctx.local_aet(), item.level, item.key_dict(),
                     self.ctx.local_aet(), node.aet, model=self.information_model()))
         text = "\n".join(lines)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def selected_index(self) -> QModelIndex:

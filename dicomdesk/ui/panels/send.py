@@ -58,6 +58,8 @@ class SendPanel(QWidget):
     scan_finished = Signal(int)
     #: a send finished (the operations.SendResult, or None if the worker failed)
     send_finished = Signal(object)
+    #: "Request commitment": the stored files and the node they went to
+    commit_requested = Signal(list, str)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -107,6 +109,10 @@ class SendPanel(QWidget):
         self.diagnose_button.clicked.connect(self.diagnose)
         self.doctor: Any = None
 
+        self.commit_button = QPushButton("Request commitment…", self)
+        self.commit_button.setToolTip("Ask the node whether it keeps the stored files safe "
+                                      "(Storage Commitment)")
+        self.commit_button.clicked.connect(self.request_commitment)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -123,6 +129,7 @@ class SendPanel(QWidget):
         for widget in (self.send_button, self.cancel_button, self.retry_button, self.copy_button,
                        self.diagnose_button):
             bottom.addWidget(widget)
+        bottom.addWidget(self.commit_button)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.rate_label)
@@ -342,8 +349,16 @@ class SendPanel(QWidget):
             self.rate_label.setText(f"{human_size(self._send_bytes_done / elapsed)}/s average")
         self._update_buttons()
 
+    def request_commitment(self) -> list[str]:
+        """Hand the stored files (and the node they went to) to the Commitment panel."""
+        paths = [r.path for r in self.model.rows() if r.state == "stored"]
+        if paths:
+            self.commit_requested.emit(paths, self.node_picker.currentData() or "")
+        return paths
+
     def _update_buttons(self) -> None:
         sending = self._send is not None
+        self.commit_button.setEnabled(not sending and self.model.count("stored") > 0)
         self.send_button.setEnabled(not sending)
         self.retry_button.setEnabled(not sending)
         self.cancel_button.setEnabled(sending or bool(self._scans))
@@ -355,7 +370,7 @@ class SendPanel(QWidget):
             return ""
         text = commands.send_command(node.host, node.port, self._roots, self.ctx.local_aet(),
                                      node.aet)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def diagnose(self) -> Any:

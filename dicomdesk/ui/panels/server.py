@@ -167,6 +167,8 @@ class ServerPanel(QWidget):
     archive_updated = Signal()
     #: (action, sentence) after Delete or Export ended
     archive_action_done = Signal(str, str)
+    #: "Request commitment" for the selected received objects (their file paths)
+    commit_requested = Signal(list, str)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -208,6 +210,10 @@ class ServerPanel(QWidget):
         self.start_button.clicked.connect(self.start_server)
         self.stop_button.clicked.connect(ctx.server.stop)
         self.copy_button.clicked.connect(self.copy_command)
+        self.commit_button = QPushButton("Request commitment…", self)
+        self.commit_button.setToolTip("Ask a node whether it keeps the selected received "
+                                      "objects safe (Storage Commitment)")
+        self.commit_button.clicked.connect(self.request_commitment)
         self.state_label = StatusLabel(self)
 
         storage_row = QHBoxLayout()
@@ -222,6 +228,7 @@ class ServerPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.copy_button):
             buttons.addWidget(button)
+        buttons.addWidget(self.commit_button)
         buttons.addWidget(self.state_label, 1)
 
         # archive browser
@@ -261,6 +268,7 @@ class ServerPanel(QWidget):
         self.association_view = self._table(self.associations)
         self.stored_view = self._table(self.stored)
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
+        self.stored_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
         self.tabs = tabs
@@ -400,7 +408,7 @@ class ServerPanel(QWidget):
             allowed = ()
         text = commands.serve_command(self.port_spin.value(), self.aet_edit.text().strip(),
                                       self.storage_edit.text().strip(), allowed)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     # -- association log and received objects --------------------------------------------
@@ -435,6 +443,17 @@ class ServerPanel(QWidget):
             row = _Stamped(opened.event, int(record.objects), opened.time)
             if self.associations.replace(opened, row):
                 self._open_rows[key] = row
+
+    def request_commitment(self) -> list[str]:
+        """The selected received objects (all of them when none is selected) go to the
+        Commitment panel."""
+        rows = sorted({i.row() for i in self.stored_view.selectionModel().selectedRows()})
+        rows = rows or list(range(self.stored.rowCount()))
+        paths = [str(self.stored.record(r).event.path) for r in rows
+                 if getattr(self.stored.record(r).event, "path", None)]
+        if paths:
+            self.commit_requested.emit(paths, "")
+        return paths
 
     def _on_stored(self, objects: list[Any]) -> None:
         self.stored.append([_Stamped(o) for o in objects])
