@@ -65,7 +65,7 @@ def retrieve_outcome(result: object, destination_aet: str = "") -> str:
 
 
 def move_not_delivered(result: object, peer_name: str, destination_aet: str,
-                       local_port: int | None) -> str | None:
+                       local_port: int | None, back: bool = True) -> str | None:
     """Words for a C-MOVE whose images never came back (PS3.4 C.4.2.3.1: the SCP could not
     open its association to the destination), or None when that is not what happened.
 
@@ -82,12 +82,12 @@ def move_not_delivered(result: object, peer_name: str, destination_aet: str,
     if not failed and not (0xA700 <= code <= 0xA7FF or 0xC000 <= code <= 0xCFFF):
         return None
     who = destination_aet or "our AE title"
-    sentence = (f"{peer_name} could not send the images back to {who} (status 0x{code:04X}, "
-                f"{failed} failed).")
+    sentence = (f"{peer_name} could not send the images {'back ' if back else ''}to {who} "
+                f"(status 0x{code:04X}, {failed} failed).")
     comment = getattr(result, "error_comment", None)
     if comment:
         sentence += f" It said: \"{comment}\"."
-    if local_port:
+    if local_port and back:
         sentence += (f" Check the address and port {peer_name} has for {who}: the local "
                      f"server listens on port {local_port} of this computer.")
     return sentence

@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
             "nodes": self.nodes_panel,
         }
 
+        self.nodes_panel.echoed.connect(self.echo_panel.record)
         self.send_panel.commit_requested.connect(self._commit_objects)
         self.server_panel.commit_requested.connect(self._commit_objects)
 

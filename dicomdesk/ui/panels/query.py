@@ -174,6 +174,13 @@ class QueryPanel(QWidget):
         self.method_combo = QComboBox(self)
         self.method_combo.addItem("C-MOVE to the local server", "move")
         self.method_combo.addItem("C-GET", "get")
+        self.method_combo.addItem("C-MOVE to another node", "move_to")
+        # the Move Destination of a C-MOVE to a third node (PS3.4 C.4.2.1.2), as `--dest`
+        self.dest_picker = NodePicker(ctx.book, self)
+        self.dest_picker.setToolTip("The node the peer sends the images to (its AE title is "
+                                    "the Move Destination; the peer must know it)")
+        self.dest_label = QLabel("to", self)
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.retrieve_button = QPushButton("Retrieve", self)
         self.cancel_retrieve_button = QPushButton("Cancel", self)
         self.retrieve_button.clicked.connect(self.retrieve)
@@ -193,6 +200,8 @@ class QueryPanel(QWidget):
         retrieve_row = QHBoxLayout()
         retrieve_row.addWidget(self.count_label, 1)
         retrieve_row.addWidget(self.method_combo)
+        retrieve_row.addWidget(self.dest_label)
+        retrieve_row.addWidget(self.dest_picker)
         retrieve_row.addWidget(self.retrieve_button)
         retrieve_row.addWidget(self.cancel_retrieve_button)
         retrieve_row.addWidget(self.copy_button)
@@ -215,12 +224,25 @@ class QueryPanel(QWidget):
         self._stored_timer.timeout.connect(self._check_stored_studies)
         self._local_check: OperationWorker | None = None
         self._on_preset(self.date_combo.currentText())
+        self._on_method_changed()
         self._update_buttons()
 
     # -- form ------------------------------------------------------------------------------
     def _on_preset(self, preset: str) -> None:
         for edit in (self.date_from, self.date_to):
             edit.setEnabled(preset == "Range")
+
+    def _on_method_changed(self, *_: Any) -> None:
+        third = self.method_combo.currentData() == "move_to"
+        self.dest_picker.setVisible(third)
+        self.dest_label.setVisible(third)
+
+    def move_destination(self) -> str:
+        """The Move Destination AE title: the local server's, or the chosen third node's."""
+        if self.method_combo.currentData() == "move_to":
+            node = self.dest_picker.node()
+            return node.aet if node is not None else ""
+        return self.ctx.local_aet()
 
     def reset_progress(self) -> None:
         """An empty bar: the last retrieve's value belongs to that retrieve, not to a new search
@@ -456,7 +478,10 @@ class QueryPanel(QWidget):
                                       "error")
             return None
         method = self.method_combo.currentData()
-        destination = self.ctx.local_aet()
+        destination = self.move_destination()
+        if method == "move_to" and not destination:
+            self.outcome.show_message("Choose the node to send the images to.", "error")
+            return None
         if method == "move" and not self.ctx.server.is_running:
             self.outcome.show_message(
                 "Start the local server first: with C-MOVE the peer sends the images to it.",
@@ -468,7 +493,8 @@ class QueryPanel(QWidget):
         self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
         self._retrieve_levels = [item.level for item in items]
         worker = OperationWorker(
-            calls.retrieve_call(target, method, items, self.information_model(),
+            calls.retrieve_call(target, "move" if method == "move_to" else method, items,
+                                self.information_model(),
                                 destination_aet=destination, out_dir=self.get_dir(),
                                 archive_dir=self.ctx.storage_dir()),
             label=f"retrieve from {target.name}")
@@ -520,8 +546,9 @@ class QueryPanel(QWidget):
         cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
                         for r in results)
         undelivered = [errors.move_not_delivered(r, self._retrieve_node, self._retrieve_dest,
-                                                 self.ctx.server.state.port)
-                       for r in results] if self._retrieve_method == "move" else []
+                                                 self.ctx.server.state.port,
+                                                 back=self._retrieve_method == "move")
+                       for r in results] if self._retrieve_method in ("move", "move_to") else []
         undelivered = [u for u in undelivered if u]
         if not results:
             message, kind = "Retrieve cancelled.", "info"
@@ -597,7 +624,7 @@ class QueryPanel(QWidget):
                     self.ctx.local_aet(), node.aet, model=self.information_model()))
             else:
                 lines.append(commands.move_command(
-                    node.host, node.port, self.ctx.local_aet(), item.level, item.key_dict(),
+                    node.host, node.port, self.move_destination(), item.level, item.key_dict(),
                     self.ctx.local_aet(), node.aet, model=self.information_model()))
         text = "\n".join(lines)
         copy_to_clipboard(text, self)
