@@ -4,12 +4,8 @@
   ``AssociationRequester`` (a context manager).
 * ``AE``: also listens (a ``socketserver.ThreadingTCPServer``); each connection is served in
   an association thread (kept for the next connection once its association ends), at most
-  ``max_associations`` associations at once; a request over the limit is answered with
-  A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. A connection
-  takes a slot only when its A-ASSOCIATE-RQ arrives (after the TLS handshake): idle sockets
-  wait as *pending* connections, bounded per source address and in all, the oldest closed to
-  make room, so they cannot lock a real requestor out. The accept loop waits on the
-  listening socket and a wake-up pipe, never polls.
+  ``max_associations`` at once; a connection over the limit is answered with A-ASSOCIATE-RJ
+  "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. The accept loop waits on the listening socket and a wake-up pipe, never polls.
 
 Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
 """
@@ -25,7 +21,6 @@ import socketserver
 import struct
 import tempfile
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import uids
@@ -40,30 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: Association threads kept waiting for the next connection once theirs has ended.
 MAX_IDLE_ASSOCIATION_THREADS = 8
-#: A pending connection (no A-ASSOCIATE-RQ yet) younger than this is never closed to make room:
-#: a real requestor sends its request within milliseconds of connecting.
-PENDING_GRACE_S = 1.0
-#: Longest TLS handshake; it runs before the connection holds an association slot.
-TLS_HANDSHAKE_TIMEOUT_S = 5.0
-
-
-class _Pending:
-    """A connection that holds no association slot yet: its socket, source host and start."""
-
-    __slots__ = ("sock", "host", "since", "evicted", "slot")
-
-    def __init__(self, sock: socket.socket, host: str, since: float):
-        self.sock, self.host, self.since = sock, host, since
-        self.evicted = False
-        self.slot = False
-
-    def evict(self) -> None:
-        """Close the connection under its thread's feet: a blocked read sees the end at once."""
-        self.evicted = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 _PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
@@ -323,10 +294,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self.ssl_context = ssl_context
         self.network_timeout = 60
         self._active = 0
-        # Connections still waiting for their A-ASSOCIATE-RQ (or TLS handshake), by id.
-        self._pending: dict[int, _Pending] = {}
-        self.max_pending = max(2 * max_associations, 16)
-        self.max_pending_per_address = max(self.max_pending // 2, 8)
+        self._overflow = 0
         self._count_lock = threading.Lock()
         self._assoc_threads: set[threading.Thread] = set()
         self._idle_workers: list[queue.SimpleQueue] = []  # inboxes of idle association threads
@@ -376,22 +344,21 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
             self._serve_thread.join(timeout=5)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
-        """One thread per connection, bounded. A connection holds no association slot until its
-        A-ASSOCIATE-RQ has arrived (``_claim_slot``): until then it is *pending*, and pending
-        connections are bounded per source address and in all; room for a new one is made by
-        closing the oldest pending connection that has been silent for ``PENDING_GRACE_S``."""
+        """One thread per connection, bounded; over the bound the RQ is answered with RJ."""
         with self._count_lock:
-            if not self._make_room_for(client_address[0]):
-                request.close()
-                logger.warning("connection from %s dropped: too many connections waiting for "
-                               "their association request", client_address)
+            over_limit = self._active >= self.max_associations
+            if over_limit and self._overflow >= self.max_associations:
+                request.close()  # even the refusal budget is spent: drop at once
+                logger.warning("connection from %s dropped: too many connections", client_address)
                 return
-            pending = _Pending(request, client_address[0], time.monotonic())
-            self._pending[id(pending)] = pending
+            if over_limit:
+                self._overflow += 1
+            else:
+                self._active += 1
             # An idle association thread takes the connection at once: starting a thread
             # costs more than a whole C-ECHO association on loopback.
             inbox = self._idle_workers.pop() if self._idle_workers else None
-        job = (request, client_address, pending)
+        job = (request, client_address, over_limit)
         if inbox is not None:
             inbox.put(job)
             return
@@ -399,36 +366,6 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                                   name=f"assoc-{client_address[0]}:{client_address[1]}", daemon=True)
         self._assoc_threads.add(thread)
         thread.start()
-
-    def _make_room_for(self, host: str) -> bool:
-        """Under ``_count_lock``: True when a new connection from ``host`` may wait for its
-        request, after closing the oldest silent pending connection if a bound is reached."""
-        same = [p for p in self._pending.values() if p.host == host]
-        if len(same) >= self.max_pending_per_address:
-            candidates = same
-        elif len(self._pending) >= self.max_pending:
-            candidates = list(self._pending.values())
-        else:
-            return True
-        old_enough = time.monotonic() - PENDING_GRACE_S
-        victim = min((p for p in candidates if p.since <= old_enough and not p.evicted),
-                     key=lambda p: p.since, default=None)
-        if victim is None:
-            return False
-        victim.evict()
-        del self._pending[id(victim)]
-        return True
-
-    def _claim_slot(self, pending: "_Pending") -> tuple[int, int, int] | None:
-        """The A-ASSOCIATE-RQ has arrived: take an association slot, or the RJ fields
-        (rejected-transient, service-provider presentation, local limit exceeded)."""
-        with self._count_lock:
-            if pending.evicted or self._active >= self.max_associations:
-                return (2, 3, 2)
-            self._pending.pop(id(pending), None)
-            pending.slot = True
-            self._active += 1
-        return None
 
     def _association_worker(self, job: tuple | None) -> None:
         """An association thread: serve one connection, then wait (blocked, never polling)
@@ -447,7 +384,8 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         finally:
             self._assoc_threads.discard(threading.current_thread())
 
-    def _serve_association(self, request: socket.socket, client_address: Any, pending: "_Pending") -> None:
+    def _serve_association(self, request: socket.socket, client_address: Any, over_limit: bool) -> None:
+        refuse = (2, 3, 2) if over_limit else None  # rejected-transient, presentation, local limit
         try:
             connection = request
             if self.ssl_context is not None:
@@ -455,7 +393,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 if connection is None:
                     return
             acceptor = AssociationAcceptor(connection, client_address, self, self.max_pdu_length,
-                                           refuse_reason=lambda: self._claim_slot(pending))
+                                           refuse_reason=refuse)
             acceptor.serve()
         except Exception:
             logger.exception("association thread for %s failed", client_address)
@@ -465,17 +403,16 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
             except OSError:
                 pass
             with self._count_lock:
-                if pending.slot:
-                    self._active -= 1
+                if over_limit:
+                    self._overflow -= 1
                 else:
-                    self._pending.pop(id(pending), None)
+                    self._active -= 1
 
     def _tls_handshake(self, request: socket.socket, client_address: Any) -> Any:
-        """Server side of PS3.15 B.1, in the association's thread (never the accept loop),
-        while the connection is still pending, within ``TLS_HANDSHAKE_TIMEOUT_S``."""
+        """Server side of PS3.15 B.1, in the association's thread (never the accept loop)."""
         from .tls import describe_tls_error
 
-        request.settimeout(min(self.timeout or TLS_HANDSHAKE_TIMEOUT_S, TLS_HANDSHAKE_TIMEOUT_S))
+        request.settimeout(self.timeout)
         try:
             secure = self.ssl_context.wrap_socket(request, server_side=True)
         except (OSError, ValueError) as exc:

@@ -590,7 +590,7 @@ class AssociationAcceptor(Association):
     """
 
     def __init__(self, request: Any, client_address: Any, local_ae: Any, max_pdu_length: int,
-                 *, refuse_reason: tuple[int, int, int] | Callable[[], Any] | None = None):
+                 *, refuse_reason: tuple[int, int, int] | None = None):
         super().__init__(local_ae, request, max_pdu_length)
         self.client_address = client_address
         self.refuse_reason = refuse_reason
@@ -652,10 +652,8 @@ class AssociationAcceptor(Association):
 
     def _check_request(self, rq: Any) -> None:
         """Checks that need no hook: limits, protocol version, application context, called AE."""
-        # A callable is asked when the request arrives (the AE's association slot is taken then).
-        refuse = self.refuse_reason() if callable(self.refuse_reason) else self.refuse_reason
-        if refuse is not None:
-            raise AssociationRejectedError(*refuse)
+        if self.refuse_reason is not None:
+            raise AssociationRejectedError(*self.refuse_reason)
         if not (rq.protocol_version & 1):
             raise AssociationRejectedError(1, 2, 2)  # protocol version not supported
         contexts = _pdu_items(rq, 0x10)
