@@ -305,6 +305,22 @@ class MainWindow(QMainWindow):
         echo_node = s.value("echo/node")
         if echo_node:
             self.echo_panel.select(str(echo_node))
+        for key, restore in self._layout_states().items():
+            state = s.value(f"layout/{key}")
+            if isinstance(state, QByteArray) and not state.isEmpty():
+                restore[1](state)
+
+    def _layout_states(self) -> dict[str, tuple[Any, Any]]:
+        """Column widths and splitter positions the window remembers: key -> (save, restore)."""
+        views = {
+            "query_columns": self.query_panel.tree.header(),
+            "send_columns": self.send_panel.table.horizontalHeader(),
+            "worklist_columns": self.worklist_panel.table.horizontalHeader(),
+            "commitment_columns": self.commitment_panel.table.horizontalHeader(),
+            "echo_columns": self.echo_panel.table.horizontalHeader(),
+            "server_splitter": self.server_panel.splitter,
+        }
+        return {key: (view.saveState, view.restoreState) for key, view in views.items()}
 
     def save_settings(self) -> None:
         s = self.settings
@@ -327,6 +343,8 @@ class MainWindow(QMainWindow):
         if self.server_panel.port_spin.value() != self.server_panel.borrowed_port:
             s.setValue("server/port", self.server_panel.port_spin.value())
         s.setValue("server/storage_dir", self.server_panel.storage_edit.text().strip())
+        for key, (save, _restore) in self._layout_states().items():
+            s.setValue(f"layout/{key}", save())
         s.sync()
 
     # -- closing ---------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def study_keys(form: SearchForm, today: _dt.date) -> dict[str, str]:
     """STUDY-level identifier: the user's matching keys plus the return keys the tree shows.
 
     ModalitiesInStudy is an optional study key (PS3.4 C.6.2.1.2); many SCPs support it and those
-    that do not simply ignore it, so it is only sent when the user asked for a modality.
+    that do not simply ignore it, so it is always asked (empty: a return key).
     """
     keys = {
         "PatientName": form.patient_name.strip(),
@@ -94,9 +94,10 @@ def study_keys(form: SearchForm, today: _dt.date) -> dict[str, str]:
         "PatientBirthDate": "",
         "NumberOfStudyRelatedSeries": "",
         "NumberOfStudyRelatedInstances": "",
+        # always asked (the study rows show it); an SCP that does not support this optional
+        # key leaves it out of its answers (PS3.4 C.2.2.1.1)
+        "ModalitiesInStudy": form.modality.strip().upper(),
     }
-    if form.modality.strip():
-        keys["ModalitiesInStudy"] = form.modality.strip().upper()
     return keys
 
 

@@ -215,7 +215,10 @@ class OperationWorker(QRunnable):
             _log.exception("operation %r raised", self.label)
             self._error = describe_exception(exc)
         finally:
-            self.signals._worker_done.emit()
+            try:
+                self.signals._worker_done.emit()
+            except RuntimeError:  # the window closed while this ran: nobody waits for it
+                _log.debug("operation %r ended after its window was closed", self.label)
 
 
 class TaskTracker(QObject):

@@ -38,7 +38,7 @@ LOCAL_TOOLTIP = "Present in the local archive"
 #: "complete" | "partial" | None (absent) for a study row, compared with its expected count
 PRESENCE_ROLE = int(Qt.ItemDataRole.UserRole) + 4
 COLUMNS = ("Patient / Series / Image", "Patient ID", "Date", "Modality", "Description",
-           "Accession", "Count", "UID")
+           "Accession", "Series / Images", "UID")
 
 #: Keywords kept from each C-FIND response identifier (PS3.4 C.6.2.1.2-4).
 _KEPT = (
@@ -125,12 +125,15 @@ class _Row:
 
     def _sort_keys(self) -> tuple[Any, ...]:
         """One key per column: numbers for counts and series/image numbers, else folded text."""
+        if self.kind != "study":
+            # series and images keep their number order whatever column sorts the studies
+            # (their cells are mostly empty there: a text sort would shuffle them)
+            number = _int(self.match.get("SeriesNumber") if self.kind == "series"
+                          else self.match.get("InstanceNumber"))
+            return (number,) * len(self.cached)
         keys: list[Any] = [text.lower() for text in self.cached]
         count = self.cached[6]
         keys[6] = _int(count.split("/")[-1]) if count else -1
-        if self.kind != "study":
-            keys[0] = _int(self.match.get("SeriesNumber") if self.kind == "series"
-                           else self.match.get("InstanceNumber"))
         return tuple(keys)
 
     def key(self) -> tuple[str, ...]:
@@ -389,8 +392,9 @@ class QueryResultsModel(QStandardItemModel):
         local = row.kind == "study" and row.key()[0] in self._local
         partial = row.kind == "study" and row.key()[0] in self._partial
         index, set_item_data = self.index, self.setItemData
+        flip = row.kind != "study" and self._sort_order == Qt.SortOrder.DescendingOrder
         for column, (text, key) in enumerate(zip(row.cached, row.keys)):
-            roles = {_DISPLAY: text, SORT_ROLE: key}
+            roles = {_DISPLAY: text, SORT_ROLE: -key if flip else key}
             if local:
                 roles[LOCAL_ROLE] = True
             if column == 0:
@@ -441,8 +445,28 @@ class QueryResultsModel(QStandardItemModel):
         """Sort every level by ``column`` (the view calls this on a header click)."""
         if not 0 <= column < len(COLUMNS):
             return
+        if order != self._sort_order:
+            self._flip_child_keys()
         self._sort_column, self._sort_order = column, order
         super().sort(column, order)
+
+    def _flip_child_keys(self) -> None:
+        """Series and images stay in ascending number order whichever way the studies sort:
+        their sort keys change sign with the order (only fetched rows have children)."""
+        # an explicit stack: a recursive closure would be a reference cycle holding the model
+        stack = [QModelIndex()]
+        while stack:
+            parent = stack.pop()
+            for position in range(self.rowCount(parent)):
+                first = self.index(position, 0, parent)
+                if parent.isValid():
+                    for column in range(len(COLUMNS)):
+                        cell = first.siblingAtColumn(column)
+                        key = cell.data(SORT_ROLE)
+                        if isinstance(key, int):
+                            self.setData(cell, -key, SORT_ROLE)
+                if self.rowCount(first):
+                    stack.append(first)
 
     # -- reading ---------------------------------------------------------------------------
     def _row(self, index: QModelIndex | QPersistentModelIndex) -> _Row | None:

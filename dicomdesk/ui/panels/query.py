@@ -56,6 +56,9 @@ SLICE_BUDGET_S = 0.012
 #: number of relayouts down, while each one stays short.
 SLICE_PERIOD_MS = 60
 
+#: up to this many studies the first column is fitted to its content after a search
+FIT_FIRST_COLUMN_ROWS = 2000
+
 MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "OT", "SC")
 
 
@@ -360,6 +363,8 @@ class QueryPanel(QWidget):
     def _complete_search(self, result: Any) -> None:
         """Every row is in: sort once, say how the search ended, check the local archive."""
         self.model.resort()
+        if 0 < self.model.study_count() <= FIT_FIRST_COLUMN_ROWS:
+            self.tree.resizeColumnToContents(0)  # names readable (reads every row: bounded)
         error = getattr(result, "error", None)
         status = getattr(result, "status", None)
         if error:

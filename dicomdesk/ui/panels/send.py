@@ -46,6 +46,9 @@ def local_paths(mime: Any) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
+DROP_HINT = "Drop DICOM files or folders here, or use Add files / Add folder."
+
+
 def _is_part10(row: Any) -> bool:
     """A queue row of a Part-10 file that is not an instance (a DICOMDIR)."""
     return bool(getattr(row.info, "part10", False))
@@ -72,9 +75,9 @@ class SendPanel(QWidget):
         self._send_started = 0.0
         self._send_bytes_done = 0
         self._send_paths: list[str] = []
+        self._last_folder = ""
 
-        self.drop_hint = QLabel("Drop DICOM files or folders here, or use Add files / Add folder.",
-                                self)
+        self.drop_hint = QLabel(DROP_HINT, self)
         self.drop_hint.setObjectName("dropHint")
         self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.table = QTableView(self)
@@ -82,9 +85,11 @@ class SendPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
-        # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue)
-        for column, width in enumerate((150, 190, 170, 170, 170, 75)):
+        # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue),
+        # narrow enough that the State column shows at the default size and at 1024x700
+        for column, width in enumerate((130, 120, 110, 120, 120, 60)):
             self.table.horizontalHeader().resizeSection(column, width)
+        self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setAlternatingRowColors(True)
 
         self.add_files_button = QPushButton("Add files…", self)
@@ -144,29 +149,50 @@ class SendPanel(QWidget):
         self._update_buttons()
 
     # -- drop and add ----------------------------------------------------------------------
+    def _highlight_drop(self, on: bool) -> None:
+        """The drop zone lights up while files are dragged over the panel."""
+        self.drop_hint.setProperty("dragOver", on)
+        self.drop_hint.setText("Release to queue these files and folders." if on else DROP_HINT)
+        self.drop_hint.style().unpolish(self.drop_hint)
+        self.drop_hint.style().polish(self.drop_hint)
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if local_paths(event.mimeData()):
             event.acceptProposedAction()
+            self._highlight_drop(True)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: Any) -> None:
         event.acceptProposedAction()
 
+    def dragLeaveEvent(self, event: Any) -> None:
+        self._highlight_drop(False)
+        super().dragLeaveEvent(event)
+
     def dropEvent(self, event: QDropEvent) -> None:
+        self._highlight_drop(False)
         paths = local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
             self.add_paths(paths)
 
+    def start_folder(self) -> str:
+        """Where the file dialogs open: the last folder used, else the user's home."""
+        last = self._last_folder
+        return last if last and Path(last).is_dir() else str(Path.home())
+
     def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add DICOM files")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add DICOM files", self.start_folder())
         if files:
+            self._last_folder = str(Path(files[0]).parent)
             self.add_paths(files)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of DICOM files")
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of DICOM files",
+                                                  self.start_folder())
         if folder:
+            self._last_folder = str(Path(folder).parent)
             self.add_paths([folder])
 
     def add_paths(self, paths: list[str]) -> OperationWorker:
