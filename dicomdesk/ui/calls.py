@@ -289,10 +289,11 @@ class CommitOutcome:
 
 
 def commit_call(target: Target, files: Sequence[str], timeout: float = 60.0,
-                listen_port: int | None = 0) -> WorkerCall:
+                listen_port: int | None = 0, reports: Any = None) -> WorkerCall:
     """Storage Commitment (PS3.4 J.3) of the files' instances through ``operations.commit``
     (as ``dicomdesk commit``): the N-EVENT-REPORT may come on the same association or on a new
-    one to our listener, whose port is reported as progress. Returns a ``CommitOutcome``."""
+    one to our listener, whose port is reported as progress, or to the running local server
+    (``reports``: the address the peer knows for our AE title). Returns a ``CommitOutcome``."""
     files = [str(f) for f in files]
 
     def call(ctx: WorkerContext) -> CommitOutcome:
@@ -309,7 +310,7 @@ def commit_call(target: Target, files: Sequence[str], timeout: float = 60.0,
         wanted = [p for p in files if uids[p]]
         result = operations.commit(_peer(target), wanted, timeout=timeout,
                                    listen_port=listen_port, on_listening=ctx.report_progress,
-                                   cancel=ctx.cancel) if wanted else None
+                                   cancel=ctx.cancel, reports=reports) if wanted else None
         committed = set(getattr(result, "committed", ()) or ())
         failed = dict(getattr(result, "failed", ()) or ())
         rows = []

@@ -209,6 +209,13 @@ class ServerHost(QObject):
             self.stored.emit(list(objects))
 
     # -- control ---------------------------------------------------------------------------
+    def commitment_reports(self) -> Any:
+        """The running server's mailbox for commitment results sent to our AE title's
+        address (``operations.commitment.CommitmentReports``), None when stopped."""
+        server = self._server
+        ae = getattr(server, "ae", None) if server is not None else None
+        return getattr(ae, "commitment_reports", None)
+
     def running_archive(self) -> Any:
         """The running server's ``archive.Archive`` (None when stopped): the window's deletes go
         through it, so they serialise with the server's own commits (``Archive._lock``)."""

@@ -211,3 +211,33 @@ def test_commitment_of_received_objects_shows_each_failure_with_its_reason(
                       mr.SOPInstanceUID: "failed: 0x0112 No such object instance"}
     assert panel.outcome.text().startswith("1 of 2 object(s) committed")
     assert panel.outcome.property("kind") == "error"
+
+
+def test_a_commitment_result_sent_to_the_local_servers_port_reaches_the_panel(
+        window, qtbot, tmp_path, files_to_send):
+    """The PACS knows DICOMDESK at the local server's address (as for C-MOVE) and sends its
+    N-EVENT-REPORT there, on a new association: the running local server hands it over."""
+    port = free_port()
+    window.server_panel.port_spin.setValue(port)
+    with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
+                          check_params_cb=lambda s: s.status == "listening"):
+        window.server_panel.start_server()
+    settings = config.ServerSettings(aet="PACS", port=0, bind=LOCALHOST,
+                                     storage_dir=tmp_path / "pacs", durable=False)
+    server = operations.LocalServer(
+        settings, nodes=[config.Node("me", "DICOMDESK", LOCALHOST, port)]).start()
+    try:
+        files = sorted(str(p) for p in files_to_send.iterdir())
+        stored = operations.send(operations.Peer(LOCALHOST, server.port, "PACS", "LOADER"),
+                                 files[:2])
+        assert stored.stored == 2
+        window.book.replace_all([config.Node("pacs", "PACS", LOCALHOST, server.port)])
+        panel = window.commitment_panel
+        panel.set_files(files, "pacs")
+        with qtbot.waitSignal(panel.commit_finished, timeout=60_000) as blocker:
+            panel.request()
+        assert blocker.args[0].result.error == "1 of 3 instance(s) not committed"
+        assert sorted(panel.state_of(r) for r in range(3)) == [
+            "committed", "committed", "failed: 0x0112 No such object instance"]
+    finally:
+        server.stop()

@@ -59,8 +59,9 @@ class CommitmentPanel(QWidget):
         self.listen_spin.setRange(0, 65535)
         self.listen_spin.setSpecialValueText("any free port")
         self.listen_spin.setToolTip(
-            "Where we accept the result when the node sends it on a new association (PS3.4 "
-            "J.3.3): the node must know our AE title at this computer and this port.")
+            "Where we also accept the result when the node sends it on a new association "
+            "(PS3.4 J.3.3). A result sent to the local server's port (the address a PACS "
+            "usually knows for our AE title) is taken by the running local server.")
         self.add_button = QPushButton("Add files…", self)
         self.clear_button = QPushButton("Clear", self)
         self.request_button = QPushButton("Request commitment", self)
@@ -152,7 +153,8 @@ class CommitmentPanel(QWidget):
         target = calls.target_from_node(node, self.ctx.local_aet())
         worker = OperationWorker(
             calls.commit_call(target, self._paths, timeout=max(target.timeout, 60.0),
-                              listen_port=self.listen_spin.value()),
+                              listen_port=self.listen_spin.value(),
+                              reports=self.ctx.server.commitment_reports()),
             label=f"storage commitment at {node.name}")
         for row in range(self.table.rowCount()):
             self.table.item(row, COL_STATE).setText("waiting for the result…")
@@ -172,8 +174,11 @@ class CommitmentPanel(QWidget):
             self._worker.cancel()
 
     def _on_listening(self, port: Any) -> None:
+        where = f"port {port}"
+        if self.ctx.server.is_running:
+            where = f"the local server's port {self.ctx.server.state.port} or {where}"
         self.outcome.show_message(
-            f"Request sent; waiting for the result on the same association or on port {port} "
+            f"Request sent; waiting for the result on the same association or on {where} "
             f"(AE title {self.ctx.local_aet()})…")
 
     def _on_finished(self, outcome: calls.CommitOutcome) -> None:
