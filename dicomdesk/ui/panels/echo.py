@@ -146,6 +146,8 @@ class EchoPanel(QWidget):
                 self._paint(row, self._results[name])
             elif name in self._workers:
                 self._paint_running(row)
+        for column in (COL_NAME, COL_ADDRESS):  # names and addresses readable, not elided
+            self.table.resizeColumnToContents(column)
         if selected:
             self.select(selected)
         elif nodes:

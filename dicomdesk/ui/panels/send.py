@@ -91,6 +91,7 @@ class SendPanel(QWidget):
             self.table.horizontalHeader().resizeSection(column, width)
         self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)  # one line per file: long values are elided, not wrapped
 
         self.add_files_button = QPushButton("Add files…", self)
         self.add_folder_button = QPushButton("Add folder…", self)

@@ -393,6 +393,7 @@ class ServerPanel(QWidget):
         view.horizontalHeader().setStretchLastSection(True)
         view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         view.setAlternatingRowColors(True)
+        view.setWordWrap(False)  # one line per row: a burst of objects stays readable
         return view
 
     # -- server control --------------------------------------------------------------------
