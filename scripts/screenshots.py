@@ -12,6 +12,8 @@ and archive are never touched: XDG_CONFIG_HOME/XDG_DATA_HOME point into the fold
 3. echoes every node, searches the PACS, expands a study, retrieves two studies by C-MOVE into
    the local server, queues a folder of files (one of them not DICOM) and sends it, and
    previews a received CT image;
+   asks the PACS's worklist (a folder of scheduled steps it serves) for today's steps, and a
+   second archive ("VNA", holding only some of the sent files) to commit the sent files;
 4. grabs each panel into OUT_DIR/<panel>.png.
 
 Runs offscreen by default (``QT_QPA_PLATFORM=offscreen``); under Xvfb, set DISPLAY and
@@ -90,9 +92,15 @@ def _take(out: Path, tmp: Path) -> int:
     app.setStyleSheet(load_style())
 
     desk_port = _free_port()
+    worklist_dir = tmp / "worklist"
+    _write_worklist(worklist_dir)
     pacs = operations.LocalServer(
-        config.ServerSettings(aet="PACS", port=0, storage_dir=tmp / "pacs", durable=False),
+        config.ServerSettings(aet="PACS", port=0, storage_dir=tmp / "pacs", durable=False,
+                              worklist_dir=worklist_dir),
         nodes=[config.Node("dicomdesk", "DICOMDESK", "127.0.0.1", desk_port)]).start()
+    # a second archive that reports storage commitment on the requesting association
+    vna = operations.LocalServer(
+        config.ServerSettings(aet="VNA", port=0, storage_dir=tmp / "vna", durable=False)).start()
     try:
         stored = operations.send(operations.Peer("127.0.0.1", pacs.port, "PACS", "LOADER"),
                                  [pydicom.data.get_testdata_file(n) for n in PACS_FILES])
@@ -104,6 +112,7 @@ def _take(out: Path, tmp: Path) -> int:
             config.Node("pacs", "PACS", "127.0.0.1", pacs.port, "Main archive (pydicom data)"),
             config.Node("ct-scanner", "CT01", "127.0.0.1", _free_port(), "Switched off",
                         retrieve="get"),
+            config.Node("vna", "VNA", "127.0.0.1", vna.port, "Long-term archive"),
         ])
         settings = QSettings(str(tmp / "settings.ini"), QSettings.Format.IniFormat)
         settings.setValue("server/storage_dir", str(tmp / "storage"))
@@ -166,6 +175,25 @@ def _take(out: Path, tmp: Path) -> int:
         _wait(app, lambda: server.preview_label.pixmap() is not None
               and not server.preview_label.pixmap().isNull(), what="the preview")
 
+        # Worklist: today's scheduled steps on the PACS
+        worklist = window.worklist_panel
+        window.show_panel("worklist")
+        worklist.node_picker.select("pacs")
+        worklist.station_edit.setText("")
+        worklist.date_combo.setCurrentText("Today")
+        worklist.search()
+        _wait(app, lambda: worklist._search is None, what="the worklist")
+
+        # Commitment: the sent files, asked of the VNA, which holds only some of them
+        operations.send(operations.Peer("127.0.0.1", vna.port, "VNA", "LOADER"),
+                        [folder / name for name in SEND_FILES[:3]])
+        send.node_picker.select("vna")
+        send.request_commitment()
+        commitment = window.commitment_panel
+        commitment.request()
+        _wait(app, lambda: commitment._worker is None, what="the commitment")
+        commitment.table.resizeColumnToContents(0)
+
         window.nodes_panel._select("pacs")
 
         for row, (key, _title, _icon) in enumerate(PANELS):
@@ -192,7 +220,41 @@ def _take(out: Path, tmp: Path) -> int:
         window.tracker.wait(10_000)
     finally:
         pacs.stop()
+        vna.stop()
     return 0
+
+
+def _write_worklist(folder: Path) -> None:
+    """Three steps scheduled today (PS3.4 K.6 attributes) as ``*.wl`` files the PACS serves."""
+    import datetime as dt
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    today = dt.date.today().strftime("%Y%m%d")
+    steps = (("Doe^Jane", "P1001", "CT", "CT01", "083000", "CT chest without contrast"),
+             ("Roe^Rick", "P1002", "MR", "MR01", "091500", "MR brain"),
+             ("Poe^Pat", "P1003", "CT", "CT01", "104500", "CT abdomen and pelvis"))
+    for n, (name, pid, modality, station, time_, what) in enumerate(steps):
+        ds = Dataset()
+        ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = name, pid, "19700101", "O"
+        ds.AccessionNumber = f"A{2024000 + n}"
+        ds.RequestedProcedureID = f"RP{n + 1}"
+        ds.RequestedProcedureDescription = what
+        ds.StudyInstanceUID = generate_uid()
+        sps = Dataset()
+        sps.Modality, sps.ScheduledStationAETitle = modality, station
+        sps.ScheduledProcedureStepStartDate, sps.ScheduledProcedureStepStartTime = today, time_
+        sps.ScheduledProcedureStepID = f"SPS{n + 1}"
+        sps.ScheduledProcedureStepDescription = what
+        ds.ScheduledProcedureStepSequence = Sequence([sps])
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.save_as(folder / f"step{n + 1}.wl", enforce_file_format=True)
 
 
 if __name__ == "__main__":

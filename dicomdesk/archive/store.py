@@ -700,8 +700,10 @@ class Archive:
             except OSError:
                 break
 
-    def add_file(self, path: Path, *, copy: bool = True) -> StoredInstance:
-        """Import an existing file (drag and drop, ``dicomdesk import``); ``copy=False`` moves it."""
+    def add_file(self, path: Path, *, copy: bool = True, calling_aet: str = "") -> StoredInstance:
+        """Import an existing file (drag and drop, ``dicomdesk import``); ``copy=False`` moves it.
+
+        ``calling_aet`` records where the object came from (a C-GET's peer), as for C-STORE."""
         self._check_writable()
         path = Path(path)
         if not copy:
@@ -714,12 +716,14 @@ class Archive:
             else:
                 incoming.fp.close()
                 shutil.move(path, incoming.path)
+                # the temp file's writer saw no byte: size and header come from the moved file
+                incoming = IncomingFile(incoming.path, incoming.path.open("rb"))
         except OSError as exc:
             self.discard_incoming(incoming)
             if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, "disk full") from exc
             raise
-        return self.commit_incoming(incoming)
+        return self.commit_incoming(incoming, calling_aet=calling_aet)
 
     # ---------------------------------------------------------------- reconciliation
 

@@ -144,15 +144,22 @@ def run(args: argparse.Namespace) -> int:
         print("dicomdesk: no files found under the given paths", file=sys.stderr)
         return 1
     if not any(i.is_dicom for i in infos):
-        print(f"dicomdesk: no DICOM file to send ({len(infos)} file(s) skipped: not DICOM)",
+        print(f"dicomdesk: no DICOM instance to send ({len(infos)} file(s) skipped)",
               file=sys.stderr)
-        for info in infos[:10]:
+        listed = [i for i in infos if i.part10] + [i for i in infos if i.not_dicom][:10]
+        for info in listed:
             print(f"  skipped {info.path}: {info.reason}", file=sys.stderr)
         return 1
     tty = sys.stdout.isatty()
     started = time.monotonic()
     total_files = sum(1 for i in infos if i.is_dicom)
     done = [0]
+
+    # every Part-10 file that will not be sent is named with its reason (a DICOMDIR...);
+    # only files that are not DICOM at all are summed up
+    named = [i for i in infos if not i.is_dicom and i.part10]
+    for info in named:
+        print(f"not sent: {info.path}: {info.reason}", flush=True)
 
     def progress(p) -> None:
         if p.state in ("stored", "failed") and p.index < len(infos) and infos[p.index].is_dicom:
@@ -175,7 +182,9 @@ def run(args: argparse.Namespace) -> int:
     sent_bytes = sum(i.size for i, o in zip(infos, result.outcomes) if o.state == "stored")
     print(f"sent to {peer.describe()}: {result.stored} stored"
           f"{f' ({result.warnings} with warnings)' if result.warnings else ''}, {result.failed} failed, "
-          f"{result.skipped} skipped (not DICOM) in {elapsed:.1f} s, {_human(sent_bytes)} "
+          f"{result.skipped - len(named)} skipped (not DICOM)"
+          f"{f', {len(named)} not sent (named above)' if named else ''} in {elapsed:.1f} s, "
+          f"{_human(sent_bytes)} "
           f"({_human(sent_bytes / max(elapsed, 1e-6))}/s)")
     changed = [o for o in result.outcomes if o.state == "stored" and o.note]
     for outcome in changed:

@@ -82,6 +82,35 @@ class _Outcome:
         self.done.set()
 
 
+class CommitmentReports:
+    """Where a listening AE that is not ours hands commitment results (PS3.4 J.3.3).
+
+    A PACS sends its N-EVENT-REPORT on a new association to the address it knows for our AE
+    title: usually the local server's, which then delivers the result here, by Transaction
+    UID, to the ``commit`` waiting for it. Thread-safe (the server's threads deliver)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, Callable[[str, Iterable, Iterable], None]] = {}
+
+    def expect(self, transaction_uid: str, receive: Callable[[str, Iterable, Iterable], None]) -> None:
+        with self._lock:
+            self._waiting[transaction_uid] = receive
+
+    def forget(self, transaction_uid: str) -> None:
+        with self._lock:
+            self._waiting.pop(transaction_uid, None)
+
+    def deliver(self, transaction_uid: str, success: Iterable, failure: Iterable) -> bool:
+        """Hand a result to its waiting request; False when nobody waits for it."""
+        with self._lock:
+            receive = self._waiting.get(transaction_uid)
+        if receive is None:
+            return False
+        receive(transaction_uid, success, failure)
+        return True
+
+
 class _Requester(ClientAE):
     """Our requesting AE: a same-association N-EVENT-REPORT reaches ``on_commitment_response``."""
 
@@ -137,11 +166,14 @@ def read_references(files: Iterable[str | Path]) -> list[tuple[str, str]]:
 def commit(peer: Peer, files: Iterable[str | Path], timeout: float = 60.0,
            listen_port: int | None = 0, *, listen_address: str = "127.0.0.1",
            on_listening: Callable[[int], None] | None = None,
-           cancel: threading.Event | None = None) -> CommitResult:
+           cancel: threading.Event | None = None,
+           reports: CommitmentReports | None = None) -> CommitResult:
     """Ask ``peer`` to commit the files' instances and wait up to ``timeout`` s for its answer.
 
     ``on_listening(port)`` tells the caller where our AE (title ``peer.calling_aet``) listens
-    for a report on a new association. Never raises for peer or network failures.
+    for a report on a new association. ``reports``: a running local server's mailbox, for a
+    report sent to the address the peer knows for our AE title. Never raises for peer or
+    network failures.
     """
     try:
         references = read_references(files)
@@ -151,6 +183,8 @@ def commit(peer: Peer, files: Iterable[str | Path], timeout: float = 60.0,
         return CommitResult(error="no files to commit")
     outcome = _Outcome(generate_uid())
     listener = None
+    if reports is not None:
+        reports.expect(outcome.transaction_uid, outcome.receive)
     try:
         if listen_port is not None:
             try:
@@ -165,6 +199,8 @@ def commit(peer: Peer, files: Iterable[str | Path], timeout: float = 60.0,
     finally:
         if listener is not None:
             listener.quit()
+        if reports is not None:
+            reports.forget(outcome.transaction_uid)
 
 
 def _request_and_wait(peer: Peer, references: list[tuple[str, str]], outcome: _Outcome,

@@ -46,6 +46,10 @@ _HEADER_TAGS = frozenset({0x00080005, _SOP_CLASS, _SOP_INSTANCE, 0x00100010, 0x0
                           0x0020000D, 0x00081030})
 
 
+#: why a DICOMDIR is not sent (the files it references are)
+DICOMDIR_REASON = "DICOMDIR: a media directory, not an instance (its files are sent)"
+
+
 @dataclass(frozen=True)
 class FileInfo:
     """One file found by ``scan_paths``: what it is and, when DICOM, what it holds.
@@ -65,6 +69,14 @@ class FileInfo:
     sop_instance_uid: str = ""
     transfer_syntax: str = ""
     size: int = 0
+    #: a Part-10 file that is not an instance to send (a DICOMDIR): never summed up with
+    #: files that are not DICOM at all, it is named with its reason
+    part10: bool = False
+
+    @property
+    def not_dicom(self) -> bool:
+        """True only for a file that is not DICOM at all (these may be counted, not named)."""
+        return not self.is_dicom and not self.part10
 
     @property
     def sendable(self) -> bool:
@@ -187,8 +199,8 @@ def inspect_file(path: Path) -> FileInfo:
     except OSError as exc:
         return FileInfo(path, False, f"cannot read: {exc.strerror or exc}", size=size)
     if meta is not None and meta[0].get(0x00020002) == MEDIA_STORAGE_DIRECTORY:
-        return FileInfo(path, False, "DICOMDIR (a media directory: not sent, its files are)",
-                        sop_class_uid=MEDIA_STORAGE_DIRECTORY, size=size)
+        return FileInfo(path, False, DICOMDIR_REASON,
+                        sop_class_uid=MEDIA_STORAGE_DIRECTORY, size=size, part10=True)
     try:
         with pydicom_warnings_logged():
             ds = dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_KEYWORDS)

@@ -189,6 +189,8 @@ class RetrieveResult:
     failed_uids: tuple = ()
     error: str | None = None
     files: tuple = ()
+    #: the final response's Error Comment (0000,0902), e.g. where a C-MOVE SCP tried to send
+    error_comment: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -261,6 +263,7 @@ class _RetrieveTracker:
         self.status: Status | None = None
         self.counts = RetrieveProgress(None, 0, 0, 0)
         self.failed_uids: tuple = ()
+        self.error_comment: str | None = None
 
     def update(self, status: Status, rsp: Any) -> None:
         self.status = status
@@ -274,6 +277,8 @@ class _RetrieveTracker:
             if self.progress is not None:
                 self.progress(self.counts)
             return
+        comment = getattr(rsp, "error_comment", None)
+        self.error_comment = str(comment).strip() or None if comment else None
         data = rsp.data_set
         if isinstance(data, Dataset) and "FailedSOPInstanceUIDList" in data:
             value = data.FailedSOPInstanceUIDList
@@ -283,7 +288,8 @@ class _RetrieveTracker:
     def result(self, error: str | None = None, files: tuple = ()) -> RetrieveResult:
         return RetrieveResult(self.status, self.counts.completed, self.counts.failed,
                               self.counts.warning, self.failed_uids,
-                              error if error is not None else _status_error(self.status), files)
+                              error if error is not None else _status_error(self.status), files,
+                              self.error_comment)
 
 
 def _count(value: Any, default: Any) -> Any:
@@ -432,7 +438,7 @@ def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
     with archive:
         for path in files:
             try:
-                s = archive.add_file(path, copy=False)
+                s = archive.add_file(path, copy=False, calling_aet=calling_aet)
             except Exception as exc:  # one bad file must not stop the others
                 logger.warning("could not import %s into the archive: %s", path, exc)
                 failed.append((str(path), str(exc)))
@@ -440,6 +446,33 @@ def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
             stored.append(StoredObject(s.path, s.sop_class_uid, s.sop_instance_uid,
                                        s.patient_name, s.study_uid, calling_aet, s.size))
     return ArchiveImport(tuple(stored), tuple(failed))
+
+
+def study_instance_counts(storage_dir: str | os.PathLike[str], study_uids: Any) -> dict[str, int]:
+    """How many instances of each of ``study_uids`` the local archive holds (Number of Study
+    Related Instances, PS3.4 C.3.4), so a window can tell a whole study from part of one (a
+    retrieve cancelled at 707 of 800). Studies it does not hold are left out."""
+    from ..archive import Archive
+
+    wanted = [str(u) for u in study_uids if u]
+    if not wanted:
+        return {}
+    try:
+        archive = Archive(Path(storage_dir), read_only=True)
+    except Exception as exc:
+        logger.debug("no local archive in %s: %s", storage_dir, exc)
+        return {}
+    counts: dict[str, int] = {}
+    with archive:
+        for start in range(0, len(wanted), 200):
+            identifier = Dataset()
+            identifier.StudyInstanceUID = wanted[start:start + 200]
+            identifier.NumberOfStudyRelatedInstances = None
+            for ds in archive.find("STUDY", identifier):
+                if "StudyInstanceUID" in ds:
+                    counts[str(ds.StudyInstanceUID)] = int(ds.get("NumberOfStudyRelatedInstances")
+                                                           or 0)
+    return counts
 
 
 def studies_in_archive(storage_dir: str | os.PathLike[str], study_uids: Any) -> frozenset:

@@ -113,6 +113,17 @@ class ServerAE(ArchiveHooks, AE):
         self._association_of_thread: dict[Any, Any] = {}
         self.nodes: list[Any] = []  # address book: C-MOVE destinations, commitment reports
         self.worklist: Any = None   # archive.WorklistStore when a worklist folder is set
+        #: results of our own commitment requests that a peer sends to this server's address
+        self.commitment_reports: Any = None
+
+    def on_commitment_response(self, transaction_uid: str, success: Any, failure: Any) -> None:
+        """A commitment result (N-EVENT-REPORT, PS3.4 J.3.3) for a request this process made:
+        the peer sent it to the address it knows for our AE title, this server's."""
+        reports = self.commitment_reports
+        if reports is None or not reports.deliver(transaction_uid, success, failure):
+            from ..net.exceptions import EventHandlingError
+
+            raise EventHandlingError(f"no storage commitment request {transaction_uid} waits here")
 
     def _report(self, asce: Any, state: str, reason: str = "") -> None:
         address = getattr(asce, "client_address", None) or ("?", 0)
@@ -380,10 +391,17 @@ class LocalServer:
         from ..net.sopclass import (StorageCommitment, modality_work_list_scp, qr_find_scp,
                                     qr_get_scp, qr_move_scp, storage_scu)
 
+        from .commitment import CommitmentReports
+        from ..net.sopclass.commitment import storage_commitment_scu
+
         s = self.settings
         ae.nodes = self._load_nodes()
         for service in (qr_find_scp, qr_get_scp, qr_move_scp, StorageCommitment()):
             ae.add_scp(service)
+        # the results of our own commitment requests may come here (a peer proposes the class
+        # asking to be SCP, so we take the SCU role for it as well)
+        ae.add_scu(storage_commitment_scu)
+        ae.commitment_reports = CommitmentReports()
         # C-GET sends on the requestor's contexts with our SCU role (PS3.7 D.3.3.4); no own
         # contexts are defined, so all storage classes fit (add_scu would propose them).
         for uid in uids.STORAGE_SOP_CLASSES:

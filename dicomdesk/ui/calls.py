@@ -28,6 +28,9 @@ __all__ = [
     "scan_call",
     "send_call",
     "target_from_node",
+    "worklist_call",
+    "CommitOutcome",
+    "commit_call",
 ]
 
 _log = logging.getLogger(__name__)
@@ -251,14 +254,79 @@ def retrieve_call(
 
 
 def local_studies_call(archive_dir: str, study_uids: Iterable[str]) -> WorkerCall:
-    """Which of ``study_uids`` the local archive holds (reads the index off the GUI thread)."""
+    """Which of ``study_uids`` the local archive holds, with how many instances of each
+    (a dict; its keys are the studies held). Reads the index off the GUI thread."""
     study_uids = tuple(study_uids)
 
-    def call(ctx: WorkerContext) -> frozenset:
+    def call(ctx: WorkerContext) -> dict:
         from dicomdesk.operations import query as query_operations
 
         if not archive_dir:
-            return frozenset()
-        return query_operations.studies_in_archive(archive_dir, study_uids)
+            return {}
+        return query_operations.study_instance_counts(archive_dir, study_uids)
+
+    return call
+
+
+def worklist_call(target: Target, keys: Mapping[str, str], to_row: Callable[[Any], Any]) -> WorkerCall:
+    """Modality Worklist C-FIND (PS3.4 K.6) through ``operations.worklist`` (the function the
+    CLI's ``dicomdesk worklist`` runs); each match becomes a row via ``to_row`` (worker thread)."""
+    keys = dict(keys)
+
+    def call(ctx: WorkerContext) -> Any:
+        from dicomdesk import operations
+
+        return operations.worklist(_peer(target), keys, on_match=lambda ds: ctx.emit_row(to_row(ds)),
+                                   cancel=ctx.cancel)
+
+    return call
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    """What a commitment worker returns: per file (path, SOP Instance UID, "committed" |
+    "failed" | "not requested", reason in words), and the ``operations.CommitResult``."""
+
+    rows: tuple = ()
+    result: Any = None
+
+
+def commit_call(target: Target, files: Sequence[str], timeout: float = 60.0,
+                listen_port: int | None = 0, reports: Any = None) -> WorkerCall:
+    """Storage Commitment (PS3.4 J.3) of the files' instances through ``operations.commit``
+    (as ``dicomdesk commit``): the N-EVENT-REPORT may come on the same association or on a new
+    one to our listener, whose port is reported as progress, or to the running local server
+    (``reports``: the address the peer knows for our AE title). Returns a ``CommitOutcome``."""
+    files = [str(f) for f in files]
+
+    def call(ctx: WorkerContext) -> CommitOutcome:
+        from dicomdesk import operations
+        from dicomdesk.operations.commitment import describe_reason, read_references
+
+        uids = {}
+        for path in files:
+            try:
+                uids[path] = read_references([path])[0][1]
+            except ValueError as exc:
+                uids[path] = ""
+                _log.info("not asking commitment for %s: %s", path, exc)
+        wanted = [p for p in files if uids[p]]
+        result = operations.commit(_peer(target), wanted, timeout=timeout,
+                                   listen_port=listen_port, on_listening=ctx.report_progress,
+                                   cancel=ctx.cancel, reports=reports) if wanted else None
+        committed = set(getattr(result, "committed", ()) or ())
+        failed = dict(getattr(result, "failed", ()) or ())
+        rows = []
+        for path in files:
+            uid = uids[path]
+            if not uid:
+                rows.append((path, "", "not requested", "not a DICOM instance"))
+            elif uid in committed:
+                rows.append((path, uid, "committed", ""))
+            elif uid in failed:
+                rows.append((path, uid, "failed", describe_reason(failed[uid])))
+            else:
+                rows.append((path, uid, "failed", getattr(result, "error", None) or "no result"))
+        return CommitOutcome(tuple(rows), result)
 
     return call

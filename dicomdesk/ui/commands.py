@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from os import PathLike
 
 __all__ = [
+    "commit_command",
     "echo_command",
     "find_command",
     "get_command",
     "move_command",
     "send_command",
     "serve_command",
+    "worklist_command",
 ]
 
 _PROGRAM = "dicomdesk"
@@ -117,4 +119,21 @@ def serve_command(port: int, aet: str, storage_dir: str | PathLike[str],
     args = [_PROGRAM, "serve", "--port", str(int(port)), "--aet", aet, "--storage", str(storage_dir)]
     for entry in allow:
         args += ["--allow", entry]
+    return shlex.join(args)
+
+
+def worklist_command(host: str, port: int, keys: Mapping[str, str], calling_aet: str,
+                     called_aet: str) -> str:
+    """``dicomdesk worklist``: Modality Worklist C-FIND (PS3.4 K.6) with the matching ``keys``
+    (the command puts the Scheduled Procedure Step keys inside their sequence)."""
+    args = [_PROGRAM, "worklist", *_association_args(host, port, calling_aet, called_aet)]
+    return shlex.join(args + _key_args(keys))
+
+
+def commit_command(host: str, port: int, paths: Iterable[str | PathLike[str]],
+                   calling_aet: str, called_aet: str, listen_port: int = 0) -> str:
+    """``dicomdesk commit``: Storage Commitment (PS3.4 J.3) of the files' instances; the
+    result may come back on a new association to ``listen_port``."""
+    args = [_PROGRAM, "commit", host, str(int(port)), *(str(p) for p in paths)]
+    args += ["--aet", calling_aet, "--aec", called_aet, "--port", str(int(listen_port))]
     return shlex.join(args)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 
-__all__ = ["describe_exception", "retrieve_outcome", "status_sentence"]
+__all__ = ["describe_exception", "move_not_delivered", "retrieve_outcome", "status_sentence"]
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +62,35 @@ def retrieve_outcome(result: object, destination_aet: str = "") -> str:
     if status is not None and int(status) not in (0x0000,):
         return f"{status_sentence(status, destination_aet)} ({counts})"
     return f"Done: {counts}."
+
+
+def move_not_delivered(result: object, peer_name: str, destination_aet: str,
+                       local_port: int | None, back: bool = True) -> str | None:
+    """Words for a C-MOVE whose images never came back (PS3.4 C.4.2.3.1: the SCP could not
+    open its association to the destination), or None when that is not what happened.
+
+    A bare "0xC000 Unable to process" does not say that the peer tried to reach us back and
+    failed; this does, with the address it tried when its Error Comment names it."""
+    status = getattr(result, "status", None)
+    completed = int(getattr(result, "completed", 0) or 0)
+    failed = int(getattr(result, "failed", 0) or 0)
+    if status is None or completed:
+        return None
+    code = int(status)
+    if code in (0x0000, 0xFE00, MOVE_DESTINATION_UNKNOWN) or (code == 0xB000 and not failed):
+        return None
+    if not failed and not (0xA700 <= code <= 0xA7FF or 0xC000 <= code <= 0xCFFF):
+        return None
+    who = destination_aet or "our AE title"
+    sentence = (f"{peer_name} could not send the images {'back ' if back else ''}to {who} "
+                f"(status 0x{code:04X}, {failed} failed).")
+    comment = getattr(result, "error_comment", None)
+    if comment:
+        sentence += f" It said: \"{comment}\"."
+    if local_port and back:
+        sentence += (f" Check the address and port {peer_name} has for {who}: the local "
+                     f"server listens on port {local_port} of this computer.")
+    return sentence
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -36,6 +36,8 @@ from dicomdesk.ui.panels.nodes import NodesPanel
 from dicomdesk.ui.panels.query import QueryPanel
 from dicomdesk.ui.panels.send import SendPanel
 from dicomdesk.ui.panels.server import ServerPanel
+from dicomdesk.ui.panels.worklist import WorklistPanel
+from dicomdesk.ui.panels.commitment import CommitmentPanel
 from dicomdesk.ui.query_keys import SearchForm
 from dicomdesk.ui.server_host import ServerHost, ServerState
 from dicomdesk.ui.workers import TaskTracker, favour_gui_thread
@@ -51,6 +53,8 @@ PANELS = (
     ("send", "Send", "send"),
     ("server", "Local server", "server"),
     ("nodes", "Nodes", "nodes"),
+    ("worklist", "Worklist", "worklist"),
+    ("commitment", "Commitment", "commitment"),
 )
 
 
@@ -100,14 +104,22 @@ class MainWindow(QMainWindow):
         self.send_panel = SendPanel(self.ctx)
         self.server_panel = ServerPanel(self.ctx)
         self.nodes_panel = NodesPanel(self.ctx)
+        self.worklist_panel = WorklistPanel(self.ctx)
+        self.commitment_panel = CommitmentPanel(self.ctx)
         self.inspector_panel = InspectorPanel()
         self.panels: dict[str, QWidget] = {
+            "worklist": self.worklist_panel,
+            "commitment": self.commitment_panel,
             "echo": self.echo_panel,
             "query": self.query_panel,
             "send": self.send_panel,
             "server": self.server_panel,
             "nodes": self.nodes_panel,
         }
+
+        self.nodes_panel.echoed.connect(self.echo_panel.record)
+        self.send_panel.commit_requested.connect(self._commit_objects)
+        self.server_panel.commit_requested.connect(self._commit_objects)
 
         self.side_bar = QListWidget(self)
         self.side_bar.setObjectName("sideBar")
@@ -191,6 +203,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.transfers_status)
         self.server_host.state_changed.connect(self._on_server_state)
         self.tracker.changed.connect(self._on_transfers)
+        self.server_host.incoming_changed.connect(lambda *_: self._on_transfers(
+            self.tracker.transfer_count()))
         self._on_server_state(self.server_host.state)
         self._on_transfers(0)
 
@@ -205,6 +219,11 @@ class MainWindow(QMainWindow):
 
     def current_panel_key(self) -> str:
         return PANELS[max(0, self.side_bar.currentRow())][0]
+
+    def _commit_objects(self, paths: list[str], node: str) -> None:
+        """Objects to commit from a send or the local server: the Commitment panel takes them."""
+        self.commitment_panel.set_files(paths, node or None)
+        self.show_panel("commitment")
 
     def _add_files(self) -> None:
         self.show_panel("send")
@@ -225,7 +244,11 @@ class MainWindow(QMainWindow):
         if suggested:
             self.other_port_button.setText(f"Use port {suggested}")
         if state.status == "listening":
-            self.settings.setValue("server/port", state.port)
+            # a port taken because another program holds the usual one is for this run only:
+            # saving it would move the server for the next start, away from the address the
+            # PACS know for us (issue 17)
+            if state.port != self.server_panel.borrowed_port:
+                self.settings.setValue("server/port", state.port)
             self.settings.setValue("server/aet", state.aet)
 
     def _use_other_port(self) -> None:
@@ -234,10 +257,17 @@ class MainWindow(QMainWindow):
             self.server_panel.start_server(port=suggested)
 
     def _on_transfers(self, count: int) -> None:
+        associations, objects = self.server_host.incoming
+        parts = []
         if count:
-            labels = self.tracker.labels()
-            self.transfers_status.setText(f"{count} transfer{'s' if count > 1 else ''} under way")
-            self.transfers_status.setToolTip("\n".join(labels))
+            parts.append(f"{count} transfer{'s' if count > 1 else ''} under way")
+        if associations:
+            parts.append(f"receiving on {associations} association{'s' if associations > 1 else ''}"
+                         f" ({objects} object{'' if objects == 1 else 's'} so far)")
+        if parts:
+            text = "; ".join(parts)
+            self.transfers_status.setText(text[:1].upper() + text[1:])
+            self.transfers_status.setToolTip("\n".join(self.tracker.labels()))
         else:
             self.transfers_status.setText("No transfer under way")
             self.transfers_status.setToolTip("")
@@ -275,6 +305,22 @@ class MainWindow(QMainWindow):
         echo_node = s.value("echo/node")
         if echo_node:
             self.echo_panel.select(str(echo_node))
+        for key, restore in self._layout_states().items():
+            state = s.value(f"layout/{key}")
+            if isinstance(state, QByteArray) and not state.isEmpty():
+                restore[1](state)
+
+    def _layout_states(self) -> dict[str, tuple[Any, Any]]:
+        """Column widths and splitter positions the window remembers: key -> (save, restore)."""
+        views = {
+            "query_columns": self.query_panel.tree.header(),
+            "send_columns": self.send_panel.table.horizontalHeader(),
+            "worklist_columns": self.worklist_panel.table.horizontalHeader(),
+            "commitment_columns": self.commitment_panel.table.horizontalHeader(),
+            "echo_columns": self.echo_panel.table.horizontalHeader(),
+            "server_splitter": self.server_panel.splitter,
+        }
+        return {key: (view.saveState, view.restoreState) for key, view in views.items()}
 
     def save_settings(self) -> None:
         s = self.settings
@@ -294,8 +340,11 @@ class MainWindow(QMainWindow):
         s.setValue("query/method", self.query_panel.method_combo.currentData())
         state = self.server_host.state
         s.setValue("server/aet", self.server_panel.aet_edit.text().strip() or state.aet)
-        s.setValue("server/port", self.server_panel.port_spin.value())
+        if self.server_panel.port_spin.value() != self.server_panel.borrowed_port:
+            s.setValue("server/port", self.server_panel.port_spin.value())
         s.setValue("server/storage_dir", self.server_panel.storage_edit.text().strip())
+        for key, (save, _restore) in self._layout_states().items():
+            s.setValue(f"layout/{key}", save())
         s.sync()
 
     # -- closing ---------------------------------------------------------------------------

@@ -53,6 +53,8 @@ class ImageData:
     caption: str = ""
     low: float = 0.0   # smallest and largest modality value (bounds of the drag)
     high: float = 0.0
+    frame: int = 0     # which frame this is (0-based) of ``frames``
+    frames: int = 1
 
 
 def _first(value: object) -> float:
@@ -68,12 +70,14 @@ def _transfer_syntax_name(ds: Any) -> str:
     return uid.name if uid is not None else "unknown transfer syntax"
 
 
-def load_image(path: str | Path, max_side: int = 512) -> ImageData:
-    """Read ``path``, decode its first frame and prepare it for ``render`` (worker thread)."""
+def load_image(path: str | Path, max_side: int = 512, frame: int = 0) -> ImageData:
+    """Read ``path``, decode one frame (the first by default) and prepare it for ``render``
+    (worker thread). As a viewer does: PALETTE COLOR through its LUTs (C.7.6.3.1.5), YBR to
+    RGB, then the Modality LUT (C.11.1) and, without a window, the VOI LUT (C.11.2)."""
     import numpy as np
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import pixel_array
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
     try:
         ds = pydicom.dcmread(path)
@@ -81,10 +85,19 @@ def load_image(path: str | Path, max_side: int = 512) -> ImageData:
         raise PreviewError(f"not a readable DICOM file ({exc})") from exc
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise PreviewError("this object has no pixel data (it is not an image)")
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     try:
-        # index=0 decodes only the first frame; YCbCr is converted to RGB (as_rgb default)
-        array = pixel_array(ds, index=0 if frames > 1 else None)
+        frames = max(int(getattr(ds, "NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        frames = 1
+    frame = min(max(int(frame), 0), frames - 1)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "")).strip()
+    try:
+        # index decodes only that frame; YCbCr is converted to RGB (as_rgb default)
+        array = pixel_array(ds, index=frame if frames > 1 else None)
+        if photometric == "PALETTE COLOR":
+            array = apply_color_lut(array, ds)  # indices -> RGB through the palette
+            if array.dtype.itemsize > 1:  # 16-bit LUT entries: their top 8 bits (C.7.6.3.1.5)
+                array = (array >> 8).astype(np.uint8)
     except Exception as exc:
         reason = " ".join(str(exc).split())
         raise PreviewError(
@@ -93,8 +106,10 @@ def load_image(path: str | Path, max_side: int = 512) -> ImageData:
         array = array[0]
     caption = f"{getattr(ds, 'Modality', '')} {array.shape[1]}×{array.shape[0]}".strip()
     caption += f", {_transfer_syntax_name(ds)}"
+    if photometric == "PALETTE COLOR":
+        caption += ", palette colour"
     if frames > 1:
-        caption += f", frame 1 of {frames}"
+        caption += f", frame {frame + 1} of {frames}"
     step = max(1, -(-max(array.shape[:2]) // max_side))
     array = array[::step, ::step]
     if array.ndim == 3 and array.shape[2] == 3:
@@ -102,20 +117,25 @@ def load_image(path: str | Path, max_side: int = 512) -> ImageData:
             top = float(array.max()) or 1.0
             array = (array.astype(np.float32) * (255.0 / top)).astype(np.uint8)
         return ImageData(np.ascontiguousarray(array), 127.5, 256.0, rgb=True, caption=caption,
-                         low=0.0, high=255.0)
-    values = array.astype(np.float32)
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
-    if slope != 1.0 or intercept != 0.0:
-        values = values * np.float32(slope) + np.float32(intercept)
+                         low=0.0, high=255.0, frame=frame, frames=frames)
+    try:  # Rescale Slope/Intercept or a Modality LUT Sequence (C.11.1)
+        values = np.asarray(apply_modality_lut(array, ds), dtype=np.float32)
+    except Exception:  # a broken LUT: show the stored values rather than nothing
+        values = array.astype(np.float32)
+    has_window = "WindowCenter" in ds and "WindowWidth" in ds
+    if not has_window and "VOILUTSequence" in ds:
+        try:  # a VOI LUT table instead of a window (C.11.2.1.1); then show its whole output
+            values = np.asarray(apply_voi_lut(values, ds), dtype=np.float32)
+        except Exception:
+            pass
     low, high = float(values.min()), float(values.max())
-    if "WindowCenter" in ds and "WindowWidth" in ds:
+    if has_window:
         center, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 1.0)
     else:  # computed: the full range of the values
         center, width = (low + high) / 2.0, max(high - low, 1.0)
     invert = str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1"
     return ImageData(np.ascontiguousarray(values), center, width, invert=invert, caption=caption,
-                     low=low, high=high)
+                     low=low, high=high, frame=frame, frames=frames)
 
 
 def render(image: ImageData, center: float | None = None, width: float | None = None) -> Preview:

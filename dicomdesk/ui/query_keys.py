@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DATE_PRESETS",
+    "WORKLIST_DATE_PRESETS",
     "SearchForm",
     "date_range",
     "image_keys",
@@ -20,8 +21,18 @@ __all__ = [
     "study_keys",
 ]
 
-#: Study date presets offered in the form, in display order.
-DATE_PRESETS = ("Any", "Today", "Yesterday", "Last 7 days", "Range")
+#: Study date presets offered in the form, in display order (as Horos offers them).
+DATE_PRESETS = ("Any", "Today", "Yesterday", "Last 2 days", "Last week", "Last month",
+                "Last 3 months", "Last year", "Range")
+#: Scheduled date presets of the worklist form (a worklist looks ahead as well).
+WORKLIST_DATE_PRESETS = ("Today", "Tomorrow", "Yesterday", "Next 7 days", "Last 7 days", "Any")
+
+#: preset -> (days before today, days after today) of a date range ending or starting today
+_PRESET_DAYS = {
+    "Today": (0, 0), "Yesterday": (1, -1), "Tomorrow": (-1, 1), "Last 2 days": (1, 0),
+    "Last 7 days": (6, 0), "Last week": (6, 0), "Next 7 days": (0, 6), "Last month": (30, 0),
+    "Last 3 months": (91, 0), "Last year": (365, 0),
+}
 
 
 @dataclass(frozen=True)
@@ -50,12 +61,11 @@ def date_range(
     on that side (``YYYYMMDD-`` / ``-YYYYMMDD``), which C.2.2.2.5.1 allows.
     """
     fmt = "%Y%m%d"
-    if preset == "Today":
-        return today.strftime(fmt)
-    if preset == "Yesterday":
-        return (today - _dt.timedelta(days=1)).strftime(fmt)
-    if preset == "Last 7 days":
-        return f"{(today - _dt.timedelta(days=6)).strftime(fmt)}-{today.strftime(fmt)}"
+    if preset in _PRESET_DAYS:
+        before, after = _PRESET_DAYS[preset]
+        start = (today - _dt.timedelta(days=before)).strftime(fmt)
+        end = (today + _dt.timedelta(days=after)).strftime(fmt)
+        return start if start == end else f"{start}-{end}"
     if preset == "Range":
         if date_from and date_to and date_from > date_to:
             date_from, date_to = date_to, date_from
@@ -71,7 +81,7 @@ def study_keys(form: SearchForm, today: _dt.date) -> dict[str, str]:
     """STUDY-level identifier: the user's matching keys plus the return keys the tree shows.
 
     ModalitiesInStudy is an optional study key (PS3.4 C.6.2.1.2); many SCPs support it and those
-    that do not simply ignore it, so it is only sent when the user asked for a modality.
+    that do not simply ignore it, so it is always asked (empty: a return key).
     """
     keys = {
         "PatientName": form.patient_name.strip(),
@@ -84,9 +94,10 @@ def study_keys(form: SearchForm, today: _dt.date) -> dict[str, str]:
         "PatientBirthDate": "",
         "NumberOfStudyRelatedSeries": "",
         "NumberOfStudyRelatedInstances": "",
+        # always asked (the study rows show it); an SCP that does not support this optional
+        # key leaves it out of its answers (PS3.4 C.2.2.1.1)
+        "ModalitiesInStudy": form.modality.strip().upper(),
     }
-    if form.modality.strip():
-        keys["ModalitiesInStudy"] = form.modality.strip().upper()
     return keys
 
 

@@ -104,6 +104,10 @@ class ServerHost(QObject):
     stored = Signal(list)
     #: list of archive forwarding events (ForwardEvent: uid, destination, state, attempts, error)
     forwarded = Signal(list)
+    #: list of AssociationRecord of open associations whose object count grew (coalesced)
+    association_progress = Signal(list)
+    #: (open associations, objects received on them so far), when either changed
+    incoming_changed = Signal(int, int)
 
     def __init__(self, tracker: TaskTracker, parent: QObject | None = None, *,
                  nodes_path: str | Path | None = None) -> None:
@@ -113,6 +117,9 @@ class ServerHost(QObject):
         self._tracker = tracker
         self.nodes_path = Path(nodes_path) if nodes_path is not None else None
         self._objects: dict[int, int] = {}  # association thread id -> objects stored
+        self._open_events: dict[int, Any] = {}  # association thread id -> its "open" event
+        self._shown_counts: dict[int, int] = {}  # what association_progress last said
+        self._incoming = (0, 0)
         self._server: Any = None
         self._lock = threading.Lock()
         self._pending_assoc: list[Any] = []
@@ -127,6 +134,11 @@ class ServerHost(QObject):
     @property
     def state(self) -> ServerState:
         return self._state
+
+    @property
+    def incoming(self) -> tuple[int, int]:
+        """(open associations, objects received on them), as last drained."""
+        return self._incoming
 
     @property
     def is_running(self) -> bool:
@@ -147,9 +159,11 @@ class ServerHost(QObject):
         with self._lock:
             if event.state == "open":
                 self._objects[thread] = 0
+                self._open_events[thread] = event
                 objects = 0
             else:
                 objects = self._objects.pop(thread, 0)
+                self._open_events.pop(thread, None)
             self._pending_assoc.append(AssociationRecord(event, objects))
 
     def _on_stored(self, obj: Any) -> None:
@@ -168,8 +182,18 @@ class ServerHost(QObject):
             assoc, self._pending_assoc = self._pending_assoc, []
             stored, self._pending_stored = self._pending_stored, []
             forwarded, self._pending_forward = self._pending_forward, []
+            grown = [AssociationRecord(event, self._objects.get(thread, 0))
+                     for thread, event in self._open_events.items()
+                     if self._objects.get(thread, 0) != self._shown_counts.get(thread, 0)]
+            self._shown_counts = {t: self._objects.get(t, 0) for t in self._open_events}
+            incoming = (len(self._open_events), sum(self._shown_counts.values()))
         if assoc:
             self.associations.emit(assoc)
+        if grown:
+            self.association_progress.emit(grown)
+        if incoming != self._incoming:
+            self._incoming = incoming
+            self.incoming_changed.emit(*incoming)
         if stored:
             self.stored.emit(stored)
         if forwarded:
@@ -185,6 +209,13 @@ class ServerHost(QObject):
             self.stored.emit(list(objects))
 
     # -- control ---------------------------------------------------------------------------
+    def commitment_reports(self) -> Any:
+        """The running server's mailbox for commitment results sent to our AE title's
+        address (``operations.commitment.CommitmentReports``), None when stopped."""
+        server = self._server
+        ae = getattr(server, "ae", None) if server is not None else None
+        return getattr(ae, "commitment_reports", None)
+
     def running_archive(self) -> Any:
         """The running server's ``archive.Archive`` (None when stopped): the window's deletes go
         through it, so they serialise with the server's own commits (``Archive._lock``)."""
@@ -273,6 +304,8 @@ class ServerHost(QObject):
 
         def done() -> None:
             self._busy = None
+            with self._lock:
+                self._open_events.clear()
             self._drain()
             self._timer.stop()
             self._set_state(ServerState("stopped", state.aet, state.port, state.storage_dir))

@@ -13,8 +13,18 @@ from dicomdesk.ui.nodebook import NodeBook
 __all__ = ["NodePicker", "StatusLabel", "copy_to_clipboard"]
 
 
-def copy_to_clipboard(text: str) -> None:
+def copy_to_clipboard(text: str, source: QWidget | None = None) -> None:
+    """Put ``text`` on the clipboard; with ``source``, its window's status bar confirms it
+    ("Copy as command" otherwise gives no sign that anything happened)."""
     QGuiApplication.clipboard().setText(text)
+    window = source.window() if source is not None else None
+    status_bar = getattr(window, "statusBar", None)
+    if text and callable(status_bar):
+        first = text.splitlines()[0]
+        more = len(text.splitlines()) - 1
+        shown = first if len(first) <= 90 else first[:87] + "…"
+        status_bar().showMessage(
+            f"Copied to the clipboard: {shown}" + (f" (+{more} more line(s))" if more else ""), 6000)
 
 
 class NodePicker(QComboBox):

@@ -259,10 +259,19 @@ class TaskTracker(QObject):
         key = id(worker)
         worker._context.gate = self.gate
         self._workers[key] = (worker, transfer)
-        worker.signals.done.connect(lambda: self._forget(key))
+        # a bound slot, not a lambda: Qt drops the connection when the tracker is destroyed,
+        # so a worker ending after its window closed does not call into a deleted object
+        worker.signals.done.connect(self._on_worker_done)
         worker.start(self.pool)
         self.changed.emit(self.transfer_count())
         return worker
+
+    def _on_worker_done(self) -> None:
+        signals = self.sender()
+        for key, (worker, _transfer) in list(self._workers.items()):
+            if worker.signals is signals:
+                self._forget(key)
+                return
 
     def _forget(self, key: int) -> None:
         self._workers.pop(key, None)

@@ -32,8 +32,13 @@ def test_send_stores_every_clean_file_and_prints_failures_and_a_retry_command(dc
     lines = run.stdout.splitlines()
     summary = next(line for line in lines if line.startswith("sent to STORESCP@"))
     infos = scan_paths([TEST_FILES])
-    skipped = sum(not i.is_dicom for i in infos)
-    assert f"{skipped} skipped" in summary
+    skipped = sum(i.not_dicom for i in infos)
+    named = [i for i in infos if not i.is_dicom and i.part10]
+    assert named  # pydicom's dicomdirtests hold DICOMDIRs
+    assert f"{skipped} skipped (not DICOM), {len(named)} not sent" in summary
+    for info in named:  # a DICOMDIR is named with its reason, never summed up as "not DICOM"
+        assert f"not sent: {info.path}: DICOMDIR: a media directory, not an instance" in lines[
+            lines.index(f"not sent: {info.path}: {info.reason}")]
     failures = [line for line in lines if line.startswith("failed: ")]
     for info in infos:
         if info.is_dicom and info.reason:

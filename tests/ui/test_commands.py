@@ -59,11 +59,11 @@ def test_date_presets_give_dicom_date_ranges():
     assert query_keys.date_range("Range", today, dt.date(2024, 1, 2), None) == "20240102-"
 
 
-def test_study_keys_include_return_keys_and_modality_only_when_asked():
+def test_study_keys_include_return_keys_and_always_ask_modalities_in_study():
     keys = query_keys.study_keys(query_keys.SearchForm(patient_name="DOE*"), dt.date(2024, 1, 1))
     assert keys["PatientName"] == "DOE*"
     assert keys["StudyInstanceUID"] == ""
-    assert "ModalitiesInStudy" not in keys
+    assert keys["ModalitiesInStudy"] == ""  # a return key: the study rows show it
     keys = query_keys.study_keys(query_keys.SearchForm(modality="ct"), dt.date(2024, 1, 1))
     assert keys["ModalitiesInStudy"] == "CT"
 

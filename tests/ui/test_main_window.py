@@ -12,18 +12,18 @@ def test_window_opens_titled_with_icon_and_all_panels(window, qtbot):
     qtbot.waitExposed(window)
     assert window.windowTitle() == "dicomdesk"
     assert not window.windowIcon().isNull()
-    assert window.side_bar.count() == len(PANELS) == 5
-    assert window.stack.count() == 5
+    assert window.side_bar.count() == len(PANELS) == 7
+    assert window.stack.count() == 7
     for row in range(window.side_bar.count()):
         assert not window.side_bar.item(row).icon().isNull()
-    assert [window.side_bar.item(r).text() for r in range(5)] == [t for _, t, _ in PANELS]
+    assert [window.side_bar.item(r).text() for r in range(7)] == [t for _, t, _ in PANELS]
 
 
 def test_view_shortcuts_switch_panels(window, qtbot):
     window.show()
     qtbot.waitExposed(window)
     shortcuts = [a.shortcut().toString() for a in window.panel_actions]
-    assert shortcuts == ["Ctrl+1", "Ctrl+2", "Ctrl+3", "Ctrl+4", "Ctrl+5"]
+    assert shortcuts == ["Ctrl+1", "Ctrl+2", "Ctrl+3", "Ctrl+4", "Ctrl+5", "Ctrl+6", "Ctrl+7"]
     window.panel_actions[4].trigger()
     assert window.stack.currentWidget() is window.nodes_panel
     window.panel_actions[2].trigger()
@@ -49,12 +49,12 @@ def test_last_panel_and_query_form_are_remembered(make_window, ui_settings):
     first = make_window()
     first.show_panel("send")
     first.query_panel.patient_name_edit.setText("DOE*")
-    first.query_panel.date_combo.setCurrentText("Last 7 days")
+    first.query_panel.date_combo.setCurrentText("Last week")
     first.close()
     second = make_window()
     assert second.current_panel_key() == "send"
     assert second.query_panel.patient_name_edit.text() == "DOE*"
-    assert second.query_panel.date_combo.currentText() == "Last 7 days"
+    assert second.query_panel.date_combo.currentText() == "Last week"
 
 
 def test_closing_during_a_transfer_asks_then_cancels_and_closes(make_window, qtbot):

@@ -521,8 +521,11 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
         logger.info("C-MOVE: cannot associate with %s: %s", printable(destination), printable(exc))
         counts = SubOperations(remaining=0, failed=count,
                                failed_uids=[d.sop_instance for d in described if isinstance(d, _Item)])
+        # the requestor learns where we tried, so it can say what to fix (PS3.7 C.4: LO)
+        where = f"{remote.get('address', '')}:{remote.get('port', '')}"
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
-                           statuses.Status(0xA702 if count else 0x0000, "C-MOVE"), counts, final=True)
+                           statuses.Status(0xA702 if count else 0x0000, "C-MOVE"), counts, final=True,
+                           error_comment=f"cannot reach {destination} at {where}" if count else None)
         return
     storage_scu = _storage_scu()
     originator = (asce.calling_ae_title, msg.message_id)

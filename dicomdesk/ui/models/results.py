@@ -26,7 +26,7 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
-__all__ = ["COLUMNS", "LOCAL_ROLE", "Match", "QueryResultsModel", "SORT_ROLE",
+__all__ = ["COLUMNS", "LOCAL_ROLE", "PRESENCE_ROLE", "Match", "QueryResultsModel", "SORT_ROLE",
            "match_from_dataset"]
 
 _log = logging.getLogger(__name__)
@@ -35,8 +35,10 @@ SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 #: True for a study row whose Study Instance UID is in the local archive ("present locally").
 LOCAL_ROLE = int(Qt.ItemDataRole.UserRole) + 2
 LOCAL_TOOLTIP = "Present in the local archive"
+#: "complete" | "partial" | None (absent) for a study row, compared with its expected count
+PRESENCE_ROLE = int(Qt.ItemDataRole.UserRole) + 4
 COLUMNS = ("Patient / Series / Image", "Patient ID", "Date", "Modality", "Description",
-           "Accession", "Count", "UID")
+           "Accession", "Series / Images", "UID")
 
 #: Keywords kept from each C-FIND response identifier (PS3.4 C.6.2.1.2-4).
 _KEPT = (
@@ -123,12 +125,15 @@ class _Row:
 
     def _sort_keys(self) -> tuple[Any, ...]:
         """One key per column: numbers for counts and series/image numbers, else folded text."""
+        if self.kind != "study":
+            # series and images keep their number order whatever column sorts the studies
+            # (their cells are mostly empty there: a text sort would shuffle them)
+            number = _int(self.match.get("SeriesNumber") if self.kind == "series"
+                          else self.match.get("InstanceNumber"))
+            return (number,) * len(self.cached)
         keys: list[Any] = [text.lower() for text in self.cached]
         count = self.cached[6]
         keys[6] = _int(count.split("/")[-1]) if count else -1
-        if self.kind != "study":
-            keys[0] = _int(self.match.get("SeriesNumber") if self.kind == "series"
-                           else self.match.get("InstanceNumber"))
         return tuple(keys)
 
     def key(self) -> tuple[str, ...]:
@@ -188,17 +193,56 @@ class QueryResultsModel(QStandardItemModel):
         self._rows: dict[tuple[str, ...], _Row] = {}
         self._local: set[str] = set()
         self._local_icon: Any = None
+        #: study UID -> (instances held locally, instances the study has) for partial studies
+        self._partial: dict[str, tuple[int, int]] = {}
+        #: study UID -> its number of instances, when a retrieve told us (C.4.2.1.6 counts)
+        self._expected: dict[str, int] = {}
+        self._partial_icon: Any = None
         self._sort_column = -1  # -1: arrival order
         self._sort_order = Qt.SortOrder.AscendingOrder
 
     # -- present locally -------------------------------------------------------------------
+    def set_expected(self, study_uid: str, instances: int) -> None:
+        """The number of instances a study has, as a retrieve's sub-operation counts said."""
+        if study_uid and instances > 0:
+            self._expected[study_uid] = int(instances)
+
+    def _expected_count(self, uid: str) -> int:
+        row = self._rows.get((uid,))
+        remote = _int(row.match.get("NumberOfStudyRelatedInstances")) if row is not None else 0
+        return max(self._expected.get(uid, 0), remote if remote > 0 else 0)
+
     def mark_local(self, study_uids: Any) -> None:
         """Remember studies held by the local archive; their rows get a check mark.
 
-        Kept across searches (a study retrieved once stays local), so a row that arrives after
-        the archive was checked is marked as soon as it is inserted.
+        ``study_uids`` may map each study to the instances held locally: a study holding fewer
+        than it has (Number of Study Related Instances, or a retrieve's counts) is marked as
+        partial, with its counts, not as present. Kept across searches (a study retrieved once
+        stays local), so a row that arrives after the archive was checked is marked as soon
+        as it is inserted.
         """
-        new = {str(u) for u in study_uids if u} - self._local
+        counts = dict(study_uids) if isinstance(study_uids, dict) else None
+        uids = {str(u) for u in (counts or study_uids) if u}
+        if counts is not None:
+            changed = set()
+            for uid in uids:
+                expected = self._expected_count(uid)
+                held = int(counts.get(uid, 0) or 0)
+                if expected and held < expected:
+                    if self._partial.get(uid) != (held, expected) or uid in self._local:
+                        changed.add(uid)
+                    self._partial[uid] = (held, expected)
+                    self._local.discard(uid)
+                elif uid in self._partial:
+                    del self._partial[uid]
+                    changed.add(uid)
+            for uid in changed:
+                row = self._rows.get((uid,))
+                first = self._index(row) if row is not None else QModelIndex()
+                if first.isValid():
+                    self._show_partial(row, first)
+            uids -= set(self._partial)
+        new = uids - self._local
         if not new:
             return
         self._local |= new
@@ -219,9 +263,37 @@ class QueryResultsModel(QStandardItemModel):
     def _show_local(self, row: _Row, first: QModelIndex) -> None:
         for column in range(len(COLUMNS)):
             self.setData(first.siblingAtColumn(column), True, LOCAL_ROLE)
+        self.setData(first, "complete", PRESENCE_ROLE)
         self.setData(first, self._icon(), _DECORATION)
         if not row.error:
             self.setData(first, LOCAL_TOOLTIP, _TOOLTIP)
+
+    def _show_partial(self, row: _Row, first: QModelIndex) -> None:
+        """A partial study: its own mark and counts; absent (no mark) when it left both sets."""
+        partial = self._partial.get(row.key()[0])
+        for column in range(len(COLUMNS)):
+            self.setData(first.siblingAtColumn(column), None, LOCAL_ROLE)
+        if partial is None:
+            self.setData(first, None, PRESENCE_ROLE)
+            self.setData(first, None, _DECORATION)
+            self.setData(first, row.error or None, _TOOLTIP)
+            return
+        self.setData(first, "partial", PRESENCE_ROLE)
+        self.setData(first, self._icon("partial"), _DECORATION)
+        self.setData(first, self.presence_text(row.key()[0]), _TOOLTIP)
+
+    def presence(self, study_uid: str) -> str:
+        """"complete", "partial" or "absent": how much of the study the local archive holds."""
+        if study_uid in self._partial:
+            return "partial"
+        return "complete" if study_uid in self._local else "absent"
+
+    def presence_text(self, study_uid: str) -> str:
+        """The presence in words, with the counts of a partial study."""
+        if study_uid in self._partial:
+            held, expected = self._partial[study_uid]
+            return f"Partly in the local archive: {held} of {expected} images"
+        return LOCAL_TOOLTIP if study_uid in self._local else "Not in the local archive"
 
     def is_local(self, study_uid: str) -> bool:
         return study_uid in self._local
@@ -235,10 +307,14 @@ class QueryResultsModel(QStandardItemModel):
         """Study Instance UIDs of the rows shown as present locally."""
         return [uid for uid in self.study_uids() if uid in self._local]
 
-    def _icon(self) -> Any:
-        if self._local_icon is None:
-            from dicomdesk.ui.assets import load_icon
+    def _icon(self, name: str = "local") -> Any:
+        from dicomdesk.ui.assets import load_icon
 
+        if name == "partial":
+            if self._partial_icon is None:
+                self._partial_icon = load_icon("partial")
+            return self._partial_icon
+        if self._local_icon is None:
             self._local_icon = load_icon("local")
         return self._local_icon
 
@@ -314,9 +390,11 @@ class QueryResultsModel(QStandardItemModel):
         bench/ui_responsiveness.py). See ``_index`` for why no item wrapper is kept.
         """
         local = row.kind == "study" and row.key()[0] in self._local
+        partial = row.kind == "study" and row.key()[0] in self._partial
         index, set_item_data = self.index, self.setItemData
+        flip = row.kind != "study" and self._sort_order == Qt.SortOrder.DescendingOrder
         for column, (text, key) in enumerate(zip(row.cached, row.keys)):
-            roles = {_DISPLAY: text, SORT_ROLE: key}
+            roles = {_DISPLAY: text, SORT_ROLE: -key if flip else key}
             if local:
                 roles[LOCAL_ROLE] = True
             if column == 0:
@@ -327,6 +405,9 @@ class QueryResultsModel(QStandardItemModel):
         first = index(position, 0, owner_index)
         if local:
             self.setData(first, self._icon(), _DECORATION)
+            self.setData(first, "complete", PRESENCE_ROLE)
+        elif partial:
+            self._show_partial(row, first)
         if row.fetch == "none":  # an expander until the children are fetched
             self.insertRows(0, 1, first)
             self.insertColumns(0, 1, first)
@@ -364,8 +445,28 @@ class QueryResultsModel(QStandardItemModel):
         """Sort every level by ``column`` (the view calls this on a header click)."""
         if not 0 <= column < len(COLUMNS):
             return
+        if order != self._sort_order:
+            self._flip_child_keys()
         self._sort_column, self._sort_order = column, order
         super().sort(column, order)
+
+    def _flip_child_keys(self) -> None:
+        """Series and images stay in ascending number order whichever way the studies sort:
+        their sort keys change sign with the order (only fetched rows have children)."""
+        # an explicit stack: a recursive closure would be a reference cycle holding the model
+        stack = [QModelIndex()]
+        while stack:
+            parent = stack.pop()
+            for position in range(self.rowCount(parent)):
+                first = self.index(position, 0, parent)
+                if parent.isValid():
+                    for column in range(len(COLUMNS)):
+                        cell = first.siblingAtColumn(column)
+                        key = cell.data(SORT_ROLE)
+                        if isinstance(key, int):
+                            self.setData(cell, -key, SORT_ROLE)
+                if self.rowCount(first):
+                    stack.append(first)
 
     # -- reading ---------------------------------------------------------------------------
     def _row(self, index: QModelIndex | QPersistentModelIndex) -> _Row | None:

@@ -90,13 +90,31 @@ class TransferQueueModel(QAbstractTableModel):
         super().__init__(parent)
         self._rows: list[QueueRow] = []
         self._by_path: dict[str, int] = {}
+        #: rows put back in the queue by a drop since the last ``clear``/``take_requeued``
+        self.requeued = 0
+
+    def take_requeued(self) -> int:
+        count, self.requeued = self.requeued, 0
+        return count
 
     def add_file_infos(self, infos: list[Any]) -> int:
-        """Append FileInfos not yet queued (by path); returns how many were added."""
+        """Append FileInfos not yet queued (by path); returns how many were added.
+
+        A file dropped again after it was sent (or failed) is queued again: re-sending is
+        allowed, and ``requeued`` counts those so the summary stays true."""
         new = []
+        seen: set[str] = set()
         for info in infos:
             row = row_from_file_info(info)
-            if row.path in self._by_path or any(r.path == row.path for r in new):
+            if row.path in seen:
+                continue
+            seen.add(row.path)
+            existing = self._by_path.get(row.path)
+            if existing is not None:
+                if row.is_dicom and self._rows[existing].state in ("stored", "failed"):
+                    self._rows[existing].info = row.info
+                    self.set_state(row.path, "queued")
+                    self.requeued += 1
                 continue
             new.append(row)
         if not new:
@@ -121,6 +139,7 @@ class TransferQueueModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows.clear()
         self._by_path.clear()
+        self.requeued = 0
         self.endResetModel()
 
     def rows(self) -> list[QueueRow]:

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QTableWidget,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
+from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.widgets import copy_to_clipboard
 from dicomdesk.ui.workers import OperationWorker
 
@@ -47,6 +49,9 @@ class EchoPanel(QWidget):
         self.ctx = ctx
         self._results: dict[str, Any] = {}
         self._workers: dict[str, OperationWorker] = {}
+        #: addresses echoed without a node (typed here, or unsaved in the Nodes form):
+        #: row name -> (host, port, called AE title)
+        self._typed: dict[str, tuple[str, int, str]] = {}
 
         self.table = QTableWidget(0, 5, self)
         self.table.setHorizontalHeaderLabels(["Node", "Address", "State", "Round trip", "Result"])
@@ -72,6 +77,27 @@ class EchoPanel(QWidget):
         self.copy_button.clicked.connect(self.copy_command)
         self.details_button.toggled.connect(self._show_details)
 
+        # an address typed in directly, echoed without saving it as a node first
+        self.host_edit = QLineEdit(self)
+        self.host_edit.setPlaceholderText("host or address")
+        self.port_edit = QLineEdit("104", self)
+        self.port_edit.setValidator(PortValidator(self))
+        self.port_edit.setMaximumWidth(70)
+        self.aet_edit = QLineEdit("ANY-SCP", self)
+        self.aet_edit.setValidator(AeTitleValidator(self))
+        self.aet_edit.setMaximumWidth(150)
+        self.echo_address_button = QPushButton("Echo address", self)
+        self.echo_address_button.setToolTip("C-ECHO this address without saving it as a node")
+        self.echo_address_button.clicked.connect(self.echo_typed)
+        for edit in (self.host_edit, self.port_edit, self.aet_edit):
+            edit.returnPressed.connect(self.echo_typed)
+        self.address_message = QLabel("", self)
+        self.empty_hint = QLabel(
+            "No node yet. Add one in <b>Nodes</b> (Ctrl+5), or type an address below and "
+            "press <b>Echo address</b>.", self)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setObjectName("emptyHint")
+
         self.details = QPlainTextEdit(self)
         self.details.setReadOnly(True)
         self.details.setVisible(False)
@@ -84,9 +110,20 @@ class EchoPanel(QWidget):
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         title = QLabel("<b>Verification (C-ECHO)</b> — is each node reachable and willing to talk to us?")
+        address = QHBoxLayout()
+        address.addWidget(QLabel("Address", self))
+        address.addWidget(self.host_edit, 1)
+        address.addWidget(QLabel("Port", self))
+        address.addWidget(self.port_edit)
+        address.addWidget(QLabel("AE title", self))
+        address.addWidget(self.aet_edit)
+        address.addWidget(self.echo_address_button)
         layout.addWidget(title)
         layout.addLayout(buttons)
+        layout.addWidget(self.empty_hint)
         layout.addWidget(self.table, 1)
+        layout.addLayout(address)
+        layout.addWidget(self.address_message)
         layout.addWidget(self.details)
         ctx.book.changed.connect(self._refill)
         self._refill(ctx.book.nodes)
@@ -94,17 +131,23 @@ class EchoPanel(QWidget):
     # -- table -----------------------------------------------------------------------------
     def _refill(self, nodes: list[Any]) -> None:
         selected = self.selected_name()
-        self.table.setRowCount(len(nodes))
-        for row, node in enumerate(nodes):
-            self.table.setItem(row, COL_NAME, QTableWidgetItem(node.name))
-            self.table.setItem(row, COL_ADDRESS,
-                               QTableWidgetItem(f"{node.aet}@{node.host}:{node.port}"))
+        names = {node.name for node in nodes}
+        entries = [(node.name, node.aet, node.host, node.port) for node in nodes]
+        entries += [(name, aet, host, port) for name, (host, port, aet) in self._typed.items()
+                    if name not in names]
+        self.empty_hint.setVisible(not nodes)
+        self.table.setRowCount(len(entries))
+        for row, (name, aet, host, port) in enumerate(entries):
+            self.table.setItem(row, COL_NAME, QTableWidgetItem(name))
+            self.table.setItem(row, COL_ADDRESS, QTableWidgetItem(f"{aet}@{host}:{port}"))
             for column in (COL_STATE, COL_RTT, COL_MESSAGE):
                 self.table.setItem(row, column, QTableWidgetItem(""))
-            if node.name in self._results:
-                self._paint(row, self._results[node.name])
-            elif node.name in self._workers:
+            if name in self._results:
+                self._paint(row, self._results[name])
+            elif name in self._workers:
                 self._paint_running(row)
+        for column in (COL_NAME, COL_ADDRESS):  # names and addresses readable, not elided
+            self.table.resizeColumnToContents(column)
         if selected:
             self.select(selected)
         elif nodes:
@@ -170,12 +213,54 @@ class EchoPanel(QWidget):
         for node in self.ctx.book.nodes:
             self.echo(node.name)
 
+    def echo_typed(self) -> OperationWorker | None:
+        """C-ECHO the address typed in (host, port, AE title) without saving a node; it
+        appears as a row of its own, named after the address."""
+        host, port, aet = (self.host_edit.text().strip(), self.port_edit.text().strip(),
+                           self.aet_edit.text().strip())
+        problem = ("Type the host or address to echo." if not host or any(c.isspace() for c in host)
+                   else "The port is a number from 1 to 65535." if not self.port_edit.hasAcceptableInput()
+                   else "The AE title has 1 to 16 characters, no backslash."
+                   if not self.aet_edit.hasAcceptableInput() else "")
+        if problem:
+            self.address_message.setText(problem)
+            return None
+        self.address_message.setText("")
+        name = f"{host}:{port}"
+        self._typed[name] = (host, int(port), aet)
+        self._refill(self.ctx.book.nodes)
+        self.select(name)
+        return self.echo(name)
+
+    def record(self, node: Any, result: Any) -> None:
+        """An echo done elsewhere (the Nodes form) is listed here too: on its node's row, or,
+        for a node not saved yet, on a row of its own."""
+        saved = self.ctx.book.find(node.name)
+        same = saved is not None and (saved.host, int(saved.port), saved.aet) == \
+            (node.host, int(node.port), node.aet)
+        name = node.name if same else f"{node.host}:{node.port}"
+        if not same:
+            self._typed[name] = (node.host, int(node.port), node.aet)
+            self._refill(self.ctx.book.nodes)
+        self._results[name] = result
+        row = self.row_of(name)
+        if row >= 0:
+            self._paint(row, result)
+
+    def _target(self, name: str) -> calls.Target | None:
+        node = self.ctx.book.find(name)
+        if node is not None:
+            return calls.target_from_node(node, self.ctx.local_aet())
+        if name in self._typed:
+            host, port, aet = self._typed[name]
+            return calls.Target(name, host, port, aet, self.ctx.local_aet())
+        return None
+
     def echo(self, name: str) -> OperationWorker | None:
         """Start a C-ECHO to the node ``name``; the row turns green or red when it ends."""
-        node = self.ctx.book.find(name)
-        if node is None or name in self._workers:
+        target = self._target(name)
+        if target is None or name in self._workers:
             return self._workers.get(name)
-        target = calls.target_from_node(node, self.ctx.local_aet())
         worker = OperationWorker(calls.echo_call(target), label=f"echo {name}")
         self._workers[name] = worker
         self._results.pop(name, None)
@@ -211,11 +296,12 @@ class EchoPanel(QWidget):
         return self.doctor
 
     def copy_command(self) -> str:
-        node = self.ctx.book.find(self.selected_name())
-        if node is None:
+        target = self._target(self.selected_name())
+        if target is None:
             return ""
-        text = commands.echo_command(node.host, node.port, self.ctx.local_aet(), node.aet)
-        copy_to_clipboard(text)
+        text = commands.echo_command(target.host, target.port, self.ctx.local_aet(),
+                                     target.called_aet)
+        copy_to_clipboard(text, self)
         return text
 
     def _show_details(self, *_: Any) -> None:

@@ -113,6 +113,8 @@ class NodesPanel(QWidget):
 
     #: a node was saved/deleted (after the file was written)
     saved = Signal()
+    #: an echo from the form ended: (node as the form described it, EchoResult)
+    echoed = Signal(object, object)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -442,6 +444,7 @@ class NodesPanel(QWidget):
                     f"{node.name} answered the echo in {result.rtt_ms:.0f} ms.", "ok")
             else:
                 self.message.show_message(f"{node.name}: {result.error}", "error")
+            self.echoed.emit(node, result)  # the Echo panel lists it too
 
         worker.signals.finished.connect(finished)
         worker.signals.failed.connect(lambda s: self.message.show_message(s, "error"))

@@ -56,6 +56,9 @@ SLICE_BUDGET_S = 0.012
 #: number of relayouts down, while each one stays short.
 SLICE_PERIOD_MS = 60
 
+#: up to this many studies the first column is fitted to its content after a search
+FIT_FIRST_COLUMN_ROWS = 2000
+
 MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "OT", "SC")
 
 
@@ -90,7 +93,10 @@ class QueryPanel(QWidget):
         self._children: dict[tuple[str, ...], OperationWorker] = {}
         self._retrieve: OperationWorker | None = None
         self._retrieve_dest = ""
+        self._retrieve_method = ""
+        self._retrieve_node = ""
         self._retrieve_studies: list[str] = []
+        self._retrieve_levels: list[str] = []
         #: the last retrieve's ``calls.RetrieveRun`` (results per item, imported objects)
         self.last_retrieve_run: Any = None
 
@@ -171,6 +177,13 @@ class QueryPanel(QWidget):
         self.method_combo = QComboBox(self)
         self.method_combo.addItem("C-MOVE to the local server", "move")
         self.method_combo.addItem("C-GET", "get")
+        self.method_combo.addItem("C-MOVE to another node", "move_to")
+        # the Move Destination of a C-MOVE to a third node (PS3.4 C.4.2.1.2), as `--dest`
+        self.dest_picker = NodePicker(ctx.book, self)
+        self.dest_picker.setToolTip("The node the peer sends the images to (its AE title is "
+                                    "the Move Destination; the peer must know it)")
+        self.dest_label = QLabel("to", self)
+        self.method_combo.currentIndexChanged.connect(self._on_method_changed)
         self.retrieve_button = QPushButton("Retrieve", self)
         self.cancel_retrieve_button = QPushButton("Cancel", self)
         self.retrieve_button.clicked.connect(self.retrieve)
@@ -190,6 +203,8 @@ class QueryPanel(QWidget):
         retrieve_row = QHBoxLayout()
         retrieve_row.addWidget(self.count_label, 1)
         retrieve_row.addWidget(self.method_combo)
+        retrieve_row.addWidget(self.dest_label)
+        retrieve_row.addWidget(self.dest_picker)
         retrieve_row.addWidget(self.retrieve_button)
         retrieve_row.addWidget(self.cancel_retrieve_button)
         retrieve_row.addWidget(self.copy_button)
@@ -205,8 +220,14 @@ class QueryPanel(QWidget):
         # objects reaching the local archive (C-MOVE to our server, imported C-GETs) mark
         # their studies as present locally at once
         ctx.server.stored.connect(self._on_stored)
+        self._stored_studies: set[str] = set()
+        self._stored_timer = QTimer(self)
+        self._stored_timer.setSingleShot(True)
+        self._stored_timer.setInterval(300)
+        self._stored_timer.timeout.connect(self._check_stored_studies)
         self._local_check: OperationWorker | None = None
         self._on_preset(self.date_combo.currentText())
+        self._on_method_changed()
         self._update_buttons()
 
     # -- form ------------------------------------------------------------------------------
@@ -214,7 +235,27 @@ class QueryPanel(QWidget):
         for edit in (self.date_from, self.date_to):
             edit.setEnabled(preset == "Range")
 
+    def _on_method_changed(self, *_: Any) -> None:
+        third = self.method_combo.currentData() == "move_to"
+        self.dest_picker.setVisible(third)
+        self.dest_label.setVisible(third)
+
+    def move_destination(self) -> str:
+        """The Move Destination AE title: the local server's, or the chosen third node's."""
+        if self.method_combo.currentData() == "move_to":
+            node = self.dest_picker.node()
+            return node.aet if node is not None else ""
+        return self.ctx.local_aet()
+
+    def reset_progress(self) -> None:
+        """An empty bar: the last retrieve's value belongs to that retrieve, not to a new search
+        or another node (a running retrieve keeps its bar)."""
+        if self._retrieve is None:
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+
     def _on_node_changed(self, _name: str) -> None:
+        self.reset_progress()
         node = self.node_picker.node()
         if node is not None:
             self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(node.retrieve)))
@@ -265,6 +306,7 @@ class QueryPanel(QWidget):
         self.model.clear()
         self._pending_studies.clear()
         self._result_waiting = None
+        self.reset_progress()
         self.count_label.setText("Searching…")
         self.outcome.show_message("")
         worker = OperationWorker(
@@ -321,6 +363,8 @@ class QueryPanel(QWidget):
     def _complete_search(self, result: Any) -> None:
         """Every row is in: sort once, say how the search ended, check the local archive."""
         self.model.resort()
+        if 0 < self.model.study_count() <= FIT_FIRST_COLUMN_ROWS:
+            self.tree.resizeColumnToContents(0)  # names readable (reads every row: bounded)
         error = getattr(result, "error", None)
         status = getattr(result, "status", None)
         if error:
@@ -363,8 +407,20 @@ class QueryPanel(QWidget):
         self.local_checked.emit(frozenset(uids or ()))
 
     def _on_stored(self, objects: list[Any]) -> None:
-        self.model.mark_local(getattr(o, "study_uid", "") for o in objects
-                              if getattr(o, "error", None) is None)
+        """Objects reached the local archive: count their studies again (coalesced), so a
+        study shows as complete or partial by what the archive holds, not by one arrival.
+        A running retrieve checks its studies when it ends."""
+        uids = {str(getattr(o, "study_uid", "")) for o in objects
+                if getattr(o, "error", None) is None} & set(self.model.study_uids())
+        if not uids or self._retrieve is not None:
+            return
+        self._stored_studies |= uids
+        if not self._stored_timer.isActive():
+            self._stored_timer.start()
+
+    def _check_stored_studies(self) -> None:
+        uids, self._stored_studies = sorted(self._stored_studies), set()
+        self.check_local(uids)
 
     def _on_search_done(self) -> None:
         self._search = None
@@ -427,16 +483,23 @@ class QueryPanel(QWidget):
                                       "error")
             return None
         method = self.method_combo.currentData()
-        destination = self.ctx.local_aet()
+        destination = self.move_destination()
+        if method == "move_to" and not destination:
+            self.outcome.show_message("Choose the node to send the images to.", "error")
+            return None
         if method == "move" and not self.ctx.server.is_running:
             self.outcome.show_message(
                 "Start the local server first: with C-MOVE the peer sends the images to it.",
                 "error")
             return None
         self._retrieve_dest = destination
+        self._retrieve_method = method
+        self._retrieve_node = target.name
         self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
+        self._retrieve_levels = [item.level for item in items]
         worker = OperationWorker(
-            calls.retrieve_call(target, method, items, self.information_model(),
+            calls.retrieve_call(target, "move" if method == "move_to" else method, items,
+                                self.information_model(),
                                 destination_aet=destination, out_dir=self.get_dir(),
                                 archive_dir=self.ctx.storage_dir()),
             label=f"retrieve from {target.name}")
@@ -468,6 +531,9 @@ class QueryPanel(QWidget):
         if remaining is None:
             return
         total = done + int(remaining)
+        if step.index < len(self._retrieve_levels) and self._retrieve_levels[step.index] == "STUDY":
+            # the study's size, even when the C-FIND did not return its number of instances
+            self.model.set_expected(self._retrieve_studies[step.index], total)
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
         prefix = f"Item {step.index + 1} of {step.total}: " if step.total > 1 else ""
@@ -484,8 +550,15 @@ class QueryPanel(QWidget):
             self.ctx.server.report_stored(imported)
         cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
                         for r in results)
+        undelivered = [errors.move_not_delivered(r, self._retrieve_node, self._retrieve_dest,
+                                                 self.ctx.server.state.port,
+                                                 back=self._retrieve_method == "move")
+                       for r in results] if self._retrieve_method in ("move", "move_to") else []
+        undelivered = [u for u in undelivered if u]
         if not results:
             message, kind = "Retrieve cancelled.", "info"
+        elif undelivered:
+            message, kind = undelivered[0], "error"
         elif cancelled:
             completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
             failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)
@@ -540,7 +613,7 @@ class QueryPanel(QWidget):
         keys = {k: v for k, v in self.study_keys().items() if v}
         text = commands.find_command(node.host, node.port, "STUDY", keys, self.ctx.local_aet(),
                                      node.aet, model=self.information_model())
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def copy_retrieve_command(self) -> str:
@@ -556,10 +629,10 @@ class QueryPanel(QWidget):
                     self.ctx.local_aet(), node.aet, model=self.information_model()))
             else:
                 lines.append(commands.move_command(
-                    node.host, node.port, self.ctx.local_aet(), item.level, item.key_dict(),
+                    node.host, node.port, self.move_destination(), item.level, item.key_dict(),
                     self.ctx.local_aet(), node.aet, model=self.information_model()))
         text = "\n".join(lines)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def selected_index(self) -> QModelIndex:

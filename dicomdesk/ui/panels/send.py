@@ -47,6 +47,14 @@ def local_paths(mime: Any) -> list[str]:
     return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
 
 
+DROP_HINT = "Drop DICOM files or folders here, or use Add files / Add folder."
+
+
+def _is_part10(row: Any) -> bool:
+    """A queue row of a Part-10 file that is not an instance (a DICOMDIR)."""
+    return bool(getattr(row.info, "part10", False))
+
+
 class SendPanel(QWidget):
     """Queue table, drop target, Send / Cancel / Retry failed."""
 
@@ -54,6 +62,8 @@ class SendPanel(QWidget):
     scan_finished = Signal(int)
     #: a send finished (the operations.SendResult, or None if the worker failed)
     send_finished = Signal(object)
+    #: "Request commitment": the stored files and the node they went to
+    commit_requested = Signal(list, str)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -66,9 +76,9 @@ class SendPanel(QWidget):
         self._send_started = 0.0
         self._send_bytes_done = 0
         self._send_paths: list[str] = []
+        self._last_folder = ""
 
-        self.drop_hint = QLabel("Drop DICOM files or folders here, or use Add files / Add folder.",
-                                self)
+        self.drop_hint = QLabel(DROP_HINT, self)
         self.drop_hint.setObjectName("dropHint")
         self.drop_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.table = QTableView(self)
@@ -76,10 +86,13 @@ class SendPanel(QWidget):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
-        # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue)
-        for column, width in enumerate((150, 190, 170, 170, 170, 75)):
+        # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue),
+        # narrow enough that the State column shows at the default size and at 1024x700
+        for column, width in enumerate((130, 120, 110, 120, 120, 60)):
             self.table.horizontalHeader().resizeSection(column, width)
+        self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)  # one line per file: long values are elided, not wrapped
 
         self.add_files_button = QPushButton("Add files…", self)
         self.add_folder_button = QPushButton("Add folder…", self)
@@ -116,6 +129,10 @@ class SendPanel(QWidget):
         self.diagnose_button.clicked.connect(self.diagnose)
         self.doctor: Any = None
 
+        self.commit_button = QPushButton("Request commitment…", self)
+        self.commit_button.setToolTip("Ask the node whether it keeps the stored files safe "
+                                      "(Storage Commitment)")
+        self.commit_button.clicked.connect(self.request_commitment)
         self.progress = QProgressBar(self)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -134,6 +151,7 @@ class SendPanel(QWidget):
         for widget in (self.send_button, self.cancel_button, self.retry_button, self.copy_button,
                        self.diagnose_button):
             bottom.addWidget(widget)
+        bottom.addWidget(self.commit_button)
         progress_row = QHBoxLayout()
         progress_row.addWidget(self.progress, 1)
         progress_row.addWidget(self.rate_label)
@@ -148,29 +166,50 @@ class SendPanel(QWidget):
         self._update_buttons()
 
     # -- drop and add ----------------------------------------------------------------------
+    def _highlight_drop(self, on: bool) -> None:
+        """The drop zone lights up while files are dragged over the panel."""
+        self.drop_hint.setProperty("dragOver", on)
+        self.drop_hint.setText("Release to queue these files and folders." if on else DROP_HINT)
+        self.drop_hint.style().unpolish(self.drop_hint)
+        self.drop_hint.style().polish(self.drop_hint)
+
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if local_paths(event.mimeData()):
             event.acceptProposedAction()
+            self._highlight_drop(True)
         else:
             event.ignore()
 
     def dragMoveEvent(self, event: Any) -> None:
         event.acceptProposedAction()
 
+    def dragLeaveEvent(self, event: Any) -> None:
+        self._highlight_drop(False)
+        super().dragLeaveEvent(event)
+
     def dropEvent(self, event: QDropEvent) -> None:
+        self._highlight_drop(False)
         paths = local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
             self.add_paths(paths)
 
+    def start_folder(self) -> str:
+        """Where the file dialogs open: the last folder used, else the user's home."""
+        last = self._last_folder
+        return last if last and Path(last).is_dir() else str(Path.home())
+
     def choose_files(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Add DICOM files")
+        files, _ = QFileDialog.getOpenFileNames(self, "Add DICOM files", self.start_folder())
         if files:
+            self._last_folder = str(Path(files[0]).parent)
             self.add_paths(files)
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of DICOM files")
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of DICOM files",
+                                                  self.start_folder())
         if folder:
+            self._last_folder = str(Path(folder).parent)
             self.add_paths([folder])
 
     def add_paths(self, paths: list[str]) -> OperationWorker:
@@ -183,7 +222,7 @@ class SendPanel(QWidget):
 
         def finished(infos: Any) -> None:
             self.model.add_file_infos(list(infos or []))
-            self._show_queue_summary()
+            self._show_queue_summary(self.model.take_requeued())
 
         def done() -> None:
             self._scans.remove(worker)
@@ -208,15 +247,29 @@ class SendPanel(QWidget):
         self.rate_label.setText("")
         self._update_buttons()
 
-    def _show_queue_summary(self) -> None:
+    def _show_queue_summary(self, requeued: int = 0) -> None:
+        """What Send will do, truly: the files queued (those dropped again included), the
+        Part-10 files that will not be sent named with their reason, the rest counted."""
         rows = self.model.rows()
-        dicom = sum(1 for r in rows if r.is_dicom)
-        skipped = len(rows) - dicom
-        size = sum(r.size for r in rows if r.is_dicom)
-        text = f"{dicom} DICOM file(s) queued ({human_size(size)})"
-        if skipped:
-            text += f", {skipped} skipped (not DICOM)"
+        queued = [r for r in rows if r.is_dicom and r.state == "queued"]
+        size = sum(r.size for r in queued)
+        text = f"{len(queued)} DICOM file(s) queued ({human_size(size)})"
+        if requeued:
+            text += f", {requeued} of them again"
+        text += self._skipped_sentence(rows)
         self.summary.show_message(text + ".")
+
+    @staticmethod
+    def _skipped_sentence(rows: list[Any]) -> str:
+        """", N skipped (not DICOM); not sent: DICOMDIR: …" for the rows that are not sent."""
+        not_dicom = sum(1 for r in rows if not r.is_dicom and not _is_part10(r))
+        named = [r for r in rows if not r.is_dicom and _is_part10(r)]
+        text = f", {not_dicom} skipped (not DICOM)" if not_dicom else ""
+        if named:
+            listed = "; ".join(f"{Path(r.path).name} ({r.message})" for r in named[:3])
+            more = f" and {len(named) - 3} more" if len(named) > 3 else ""
+            text += f"; not sent: {listed}{more}"
+        return text
 
     # -- send ------------------------------------------------------------------------------
     def send(self) -> OperationWorker | None:
@@ -356,8 +409,13 @@ class SendPanel(QWidget):
         self._show_files_done()
         stored = getattr(result, "stored", 0)
         failed = getattr(result, "failed", 0)
-        skipped = getattr(result, "skipped", 0)
-        text = f"Stored {stored}, failed {failed}, skipped {skipped}."
+        # the queue's skipped rows are the truth: Send is handed the queued files only
+        rows = self.model.rows()
+        skipped = sum(1 for r in rows if r.state == "skipped")
+        text = f"Stored {stored}, failed {failed}, skipped {skipped}"
+        named = [r for r in rows if not r.is_dicom and _is_part10(r)]
+        text += (f" ({skipped - len(named)} not DICOM{self._skipped_sentence(named)})"
+                 if named else " (not DICOM)" if skipped else "") + "."
         decompressed = len(getattr(result, "decompressed", ()) or ())
         if decompressed:
             text += f" {decompressed} sent decompressed (the node refused their compression)."
@@ -388,8 +446,16 @@ class SendPanel(QWidget):
             self.rate_label.setText(f"{human_size(self._send_bytes_done / elapsed)}/s average")
         self._update_buttons()
 
+    def request_commitment(self) -> list[str]:
+        """Hand the stored files (and the node they went to) to the Commitment panel."""
+        paths = [r.path for r in self.model.rows() if r.state == "stored"]
+        if paths:
+            self.commit_requested.emit(paths, self.node_picker.currentData() or "")
+        return paths
+
     def _update_buttons(self) -> None:
         sending = self._send is not None
+        self.commit_button.setEnabled(not sending and self.model.count("stored") > 0)
         self.send_button.setEnabled(not sending)
         self.retry_button.setEnabled(not sending)
         self.cancel_button.setEnabled(sending or bool(self._scans))
@@ -401,7 +467,7 @@ class SendPanel(QWidget):
             return ""
         text = commands.send_command(node.host, node.port, self._roots, self.ctx.local_aet(),
                                      node.aet, self.command_options())
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     def diagnose(self) -> Any:

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QFontDatabase, QImage, QMouseEvent, QPixmap
+from PySide6.QtGui import (
+    QDesktopServices,
+    QFontDatabase,
+    QImage,
+    QMouseEvent,
+    QPixmap,
+    QValidator,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -32,6 +39,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSlider,
     QSpinBox,
     QSplitter,
     QTableView,
@@ -45,7 +53,7 @@ from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.models.archive_tree import ArchiveTreeModel
 from dicomdesk.ui.models.records import RecordTableModel
 from dicomdesk.ui.models.transfer_queue import human_size
-from dicomdesk.ui.panels.nodes import AeTitleValidator
+from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.server_host import ServerState, parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
 from dicomdesk.ui.workers import OperationWorker, WorkerContext
@@ -129,6 +137,8 @@ class ImageView(QLabel):
 
     #: (center, width) while dragging
     window_dragged = Signal(float, float)
+    #: +1 / -1: the wheel steps through the frames of a multi-frame object
+    frame_step = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -159,6 +169,33 @@ class ImageView(QLabel):
         self._origin = None
         super().mouseReleaseEvent(event)
 
+    def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        delta = event.angleDelta().y()
+        if delta:
+            self.frame_step.emit(-1 if delta > 0 else 1)
+        event.accept()
+
+
+class PortSpinBox(QSpinBox):
+    """A port field that says why a keystroke was refused (as the Nodes form does), instead
+    of silently keeping 9999 of a typed 99999 or ignoring "abc"."""
+
+    #: the reason a keystroke was refused
+    rejected = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setRange(1, 65535)
+        self._explain = PortValidator(self)
+
+    def validate(self, text: str, pos: int) -> Any:  # noqa: D401 - Qt API
+        verdict = super().validate(text, pos)
+        state = verdict[0] if isinstance(verdict, tuple) else verdict
+        if state == QValidator.State.Invalid:
+            self._explain.validate(text, pos)
+            self.rejected.emit(self._explain.reason or "The port is a number from 1 to 65535.")
+        return verdict
+
 
 class ServerPanel(QWidget):
     """Start/stop form on top; archive browser and logs in tabs; preview and tags at right."""
@@ -168,12 +205,14 @@ class ServerPanel(QWidget):
     archive_updated = Signal()
     #: (action, sentence) after Delete or Export ended
     archive_action_done = Signal(str, str)
+    #: "Request commitment" for the selected received objects (their file paths)
+    commit_requested = Signal(list, str)
 
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self._preview_worker: OperationWorker | None = None
-        self._preview_pending: str | None = None
+        self._preview_pending: tuple[str, int] | None = None
         self._image: preview.ImageData | None = None
         self._window: tuple[float, float] | None = None
         self._render_timer = QTimer(self)
@@ -182,13 +221,22 @@ class ServerPanel(QWidget):
         self._render_timer.timeout.connect(self._render_now)
         self._tree_worker: OperationWorker | None = None
         self._tree_pending: list[str] | None = None  # instance UIDs waiting ([] = full reload)
+        #: a port used for this run only because the usual one was taken (see start_server)
+        self.borrowed_port: int | None = None
 
         state = ctx.server.state
         self.aet_edit = QLineEdit(state.aet, self)
-        self.aet_edit.setValidator(AeTitleValidator(self))
-        self.port_spin = QSpinBox(self)
-        self.port_spin.setRange(1, 65535)
+        self._aet_validator = AeTitleValidator(self)
+        self.aet_edit.setValidator(self._aet_validator)
+        self.port_spin = PortSpinBox(self)
         self.port_spin.setValue(state.port)
+        #: a sentence about the form's fields shown instead of the server state (until fixed)
+        self._form_error = ""
+        self.aet_edit.inputRejected.connect(
+            lambda: self._show_form_error(self._aet_validator.reason))
+        self.aet_edit.textChanged.connect(self._aet_changed)
+        self.port_spin.rejected.connect(self._show_form_error)
+        self.port_spin.valueChanged.connect(lambda _v: self._clear_form_error())
         self.storage_edit = QLineEdit(state.storage_dir, self)
         self.browse_button = QPushButton("Browse…", self)
         self.browse_button.clicked.connect(self._choose_storage)
@@ -207,6 +255,10 @@ class ServerPanel(QWidget):
         self.start_button.clicked.connect(self.start_server)
         self.stop_button.clicked.connect(ctx.server.stop)
         self.copy_button.clicked.connect(self.copy_command)
+        self.commit_button = QPushButton("Request commitment…", self)
+        self.commit_button.setToolTip("Ask a node whether it keeps the selected received "
+                                      "objects safe (Storage Commitment)")
+        self.commit_button.clicked.connect(self.request_commitment)
         self.state_label = StatusLabel(self)
 
         storage_row = QHBoxLayout()
@@ -221,6 +273,7 @@ class ServerPanel(QWidget):
         buttons = QHBoxLayout()
         for button in (self.start_button, self.stop_button, self.copy_button):
             buttons.addWidget(button)
+        buttons.addWidget(self.commit_button)
         buttons.addWidget(self.state_label, 1)
 
         # archive browser
@@ -265,6 +318,7 @@ class ServerPanel(QWidget):
         self.association_view = self._table(self.associations)
         self.stored_view = self._table(self.stored)
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
+        self.stored_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
         self.tabs = tabs
@@ -284,9 +338,20 @@ class ServerPanel(QWidget):
         self.reset_window_button = QPushButton("Reset window", self)
         self.reset_window_button.clicked.connect(self.reset_window)
         self.reset_window_button.setEnabled(False)
+        # multi-frame objects: a slider (and the mouse wheel over the picture) picks the frame
+        self.frame_slider = QSlider(Qt.Orientation.Horizontal, self)
+        self.frame_slider.setMinimum(1)
+        self.frame_slider.setPageStep(1)
+        self.frame_slider.setToolTip("Frame (the mouse wheel over the picture steps too)")
+        self.frame_slider.setVisible(False)
+        self.frame_slider.valueChanged.connect(self._on_frame_slider)
+        self.preview_label.frame_step.connect(
+            lambda step: self.frame_slider.setValue(self.frame_slider.value() + step))
+        self._preview_path = ""
         image_box = QWidget(self)
         image_layout = QVBoxLayout(image_box)
         image_layout.addWidget(self.preview_label, 1)
+        image_layout.addWidget(self.frame_slider)
         caption_row = QHBoxLayout()
         caption_row.addWidget(self.preview_caption, 1)
         caption_row.addWidget(self.reset_window_button)
@@ -305,6 +370,9 @@ class ServerPanel(QWidget):
         splitter.addWidget(preview_tabs)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
+        self.splitter = splitter  # its position is remembered by the window
+        preview_tabs.setMinimumWidth(360)  # the tag dump's values stay readable
+        splitter.setSizes([560, 460])
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>Local server</b> — Storage SCP and Query/Retrieve SCP", self))
@@ -314,6 +382,7 @@ class ServerPanel(QWidget):
 
         ctx.server.state_changed.connect(self._on_state)
         ctx.server.associations.connect(self._on_associations)
+        ctx.server.association_progress.connect(self._on_association_progress)
         ctx.server.stored.connect(self._on_stored)
         ctx.server.forwarded.connect(
             lambda events: self.forwarding.append([_Stamped(e) for e in events]))
@@ -330,6 +399,7 @@ class ServerPanel(QWidget):
         view.horizontalHeader().setStretchLastSection(True)
         view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         view.setAlternatingRowColors(True)
+        view.setWordWrap(False)  # one line per row: a burst of objects stays readable
         return view
 
     # -- server control --------------------------------------------------------------------
@@ -337,10 +407,26 @@ class ServerPanel(QWidget):
         """The allow-list field's entries; raises ValueError with the reason when one is invalid."""
         return parse_allowed_calling_aets(self.allowed_edit.text())
 
+    def _show_form_error(self, reason: str) -> None:
+        self._form_error = reason
+        self.state_label.show_message(reason, "error")
+
+    def _clear_form_error(self) -> None:
+        """A fixed field takes its error away: the server's state is shown again."""
+        if self._form_error:
+            self._form_error = ""
+            self._show_state(self.ctx.server.state)
+
+    def _aet_changed(self, text: str) -> None:
+        if self.aet_edit.hasAcceptableInput():
+            self._clear_form_error()
+        else:
+            self._aet_validator.validate(text, 0)
+            self._show_form_error(self._aet_validator.reason)
+
     def start_server(self, port: int | None = None) -> None:
         if not self.aet_edit.hasAcceptableInput():
-            self.state_label.show_message("The AE title is not valid (1-16 characters, no \\).",
-                                          "error")
+            self._show_form_error("The AE title is not valid (1-16 characters, no \\).")
             return
         try:
             allowed = self.allowed_calling_aets()
@@ -349,7 +435,12 @@ class ServerPanel(QWidget):
             self.allowed_edit.setFocus()
             return
         if port:
+            # "Use port N" of the status bar: another program holds the usual port; this
+            # one is borrowed for this run and never saved as the server's port
+            self.borrowed_port = int(port)
             self.port_spin.setValue(int(port))
+        elif self.port_spin.value() != self.borrowed_port:
+            self.borrowed_port = None
         # an empty field keeps the settings file's allow-list (as `dicomdesk serve --settings`)
         self.ctx.server.start(self.aet_edit.text().strip(), self.port_spin.value(),
                               self.storage_edit.text().strip(),
@@ -381,6 +472,12 @@ class ServerPanel(QWidget):
         for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button,
                        self.allowed_edit):
             widget.setEnabled(not running)
+        if not self._form_error:
+            self._show_state(state)
+        if state.status == "listening" and str(self.storage_dir()) != self._shown_root:
+            self.reload_archive()
+
+    def _show_state(self, state: ServerState) -> None:
         kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
         if state.status == "listening" and state.message:
             kind = "warning"  # listening beyond this computer (ServerState.message says how)
@@ -388,8 +485,6 @@ class ServerPanel(QWidget):
         if state.status == "port_taken" and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
         self.state_label.show_message(text, kind)
-        if state.status == "listening" and str(self.storage_dir()) != self._shown_root:
-            self.reload_archive()
 
     def copy_command(self) -> str:
         try:
@@ -398,7 +493,7 @@ class ServerPanel(QWidget):
             allowed = ()
         text = commands.serve_command(self.port_spin.value(), self.aet_edit.text().strip(),
                                       self.storage_edit.text().strip(), allowed)
-        copy_to_clipboard(text)
+        copy_to_clipboard(text, self)
         return text
 
     # -- association log and received objects --------------------------------------------
@@ -421,6 +516,29 @@ class ServerPanel(QWidget):
                     opened, _Stamped(event, objects, opened.time)):
                 fresh.append(_Stamped(event, objects))
         self.associations.append(fresh)
+
+    def _on_association_progress(self, records: list[Any]) -> None:
+        """Objects counted while the association is still open (the row updates in place)."""
+        for record in records:
+            event = record.event
+            key = (str(event.peer_address), str(event.calling_aet))
+            opened = self._open_rows.get(key)
+            if opened is None:
+                continue
+            row = _Stamped(opened.event, int(record.objects), opened.time)
+            if self.associations.replace(opened, row):
+                self._open_rows[key] = row
+
+    def request_commitment(self) -> list[str]:
+        """The selected received objects (all of them when none is selected) go to the
+        Commitment panel."""
+        rows = sorted({i.row() for i in self.stored_view.selectionModel().selectedRows()})
+        rows = rows or list(range(self.stored.rowCount()))
+        paths = [str(self.stored.record(r).event.path) for r in rows
+                 if getattr(self.stored.record(r).event, "path", None)]
+        if paths:
+            self.commit_requested.emit(paths, "")
+        return paths
 
     def _on_stored(self, objects: list[Any]) -> None:
         self.stored.append([_Stamped(o) for o in objects])
@@ -591,18 +709,23 @@ class ServerPanel(QWidget):
             if path:
                 self.show_preview(str(path))
 
-    def show_preview(self, path: str) -> None:
+    def show_preview(self, path: str, frame: int = 0) -> None:
         """Decode and dump in a worker; while one runs, only the latest request is kept."""
         if self._preview_worker is not None:
-            self._preview_pending = path
+            self._preview_pending = (path, frame)
             return
-        self.preview_label.setText("Loading preview…")
+        same = path == self._preview_path
+        self._preview_path = path
+        if not same:
+            self.preview_label.setText("Loading preview…")
 
         def call(ctx: WorkerContext) -> tuple[Any, str]:
             try:
-                image: Any = preview.load_image(path)
+                image: Any = preview.load_image(path, frame=frame)
             except preview.PreviewError as exc:
                 image = str(exc)
+            if same and frame:  # another frame of the object shown: the tags did not change
+                return image, None
             try:
                 dump = preview.tag_dump(path)
             except Exception as exc:  # a file pydicom cannot parse at all
@@ -620,7 +743,11 @@ class ServerPanel(QWidget):
         self._preview_worker = None
         pending, self._preview_pending = self._preview_pending, None
         if pending:
-            self.show_preview(pending)
+            self.show_preview(*pending)
+
+    def _on_frame_slider(self, value: int) -> None:
+        if self._preview_path and self._image is not None and value - 1 != self._image.frame:
+            self.show_preview(self._preview_path, value - 1)
 
     def _no_preview(self, sentence: str) -> None:
         self._image = None
@@ -629,13 +756,26 @@ class ServerPanel(QWidget):
         self.preview_label.setText(f"No preview: {sentence}")
         self.preview_caption.setText("")
 
-    def _preview_loaded(self, outcome: tuple[Any, str]) -> None:
+    def _preview_loaded(self, outcome: tuple[Any, str | None]) -> None:
         image, dump = outcome
-        self.tags_view.setPlainText(dump)
+        if dump is not None:
+            self.tags_view.setPlainText(dump)
         if isinstance(image, str):
+            self.frame_slider.setVisible(False)
             self._no_preview(image)
             return
+        keep_window = (self._image is not None and self._window is not None
+                       and dump is None and not image.rgb)
         self._image = image
+        self.frame_slider.blockSignals(True)
+        self.frame_slider.setMaximum(max(image.frames, 1))
+        self.frame_slider.setValue(image.frame + 1)
+        self.frame_slider.blockSignals(False)
+        self.frame_slider.setVisible(image.frames > 1)
+        if keep_window:  # stepping frames keeps the window the user set
+            self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
+            self._render_now()
+            return
         self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
         self.reset_window_button.setEnabled(not image.rgb)
         self.set_window(image.center, image.width)
