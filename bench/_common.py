@@ -8,6 +8,7 @@ before it is stopped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,7 +32,29 @@ DRIVERS = str(REPO / "bench" / "_drivers.py")
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 MF_WORD_SC_STORAGE = "1.2.840.10008.5.1.4.1.1.7.3"  # Multi-frame Grayscale Word SC (PS3.3 A.8.4)
 
-ENV = dict(os.environ, PYTHONPATH=str(REPO), TCP_NODELAY="1")
+# Processes run as a user's would: dicomdesk's modules compiled once (as ``pip install``
+# does), and no PYTHONDONTWRITEBYTECODE (set in some shells and CI images: with it every
+# process compiles every module of ours from source again, ~100 ms per start here).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+ENV.update(PYTHONPATH=str(REPO), TCP_NODELAY="1")
+
+
+#: GNU time, for a client's own peak RSS (see ``run_client``); None when not installed.
+TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
+def compile_package() -> None:
+    """Byte-compile dicomdesk (what an install does), so no timed process compiles it."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "dicomdesk"), quiet=1)
+
+
+compile_package()
+#: The ``dicomdesk`` console script of this interpreter's venv: what a user types. Falls back
+#: to ``python -m dicomdesk`` when run outside a venv with dicomdesk installed.
+_SCRIPT = Path(PY).parent / "dicomdesk"
+DICOMDESK = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "dicomdesk"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -137,6 +161,16 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
             time.sleep(0.02)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process and its threads (/proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fp:
+            fields = fp.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def vm_hwm_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as fp:
@@ -149,22 +183,27 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 class Server:
-    """A server process on a free port: started, waited for, stopped; ``peak_mb`` at stop."""
+    """A server process on a free port: started, waited for, stopped; ``peak_mb`` at stop and
+    ``cpu`` (seconds) spent between listening and stop."""
 
     def __init__(self, argv: list[str], port: int, cwd: Path | None = None):
         self.argv, self.port, self.cwd = argv, port, cwd
         self.proc: subprocess.Popen | None = None
         self.peak_mb = 0.0
+        self.cpu = 0.0
+        self._cpu_ready = 0.0
 
     def __enter__(self) -> "Server":
         self.proc = subprocess.Popen(self.argv, env=ENV, cwd=self.cwd, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_port(self.port, self.proc)
+        self._cpu_ready = cpu_seconds(self.proc.pid)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         assert self.proc is not None
         self.peak_mb = vm_hwm_mb(self.proc.pid)
+        self.cpu = cpu_seconds(self.proc.pid) - self._cpu_ready
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=10)
@@ -173,22 +212,31 @@ class Server:
             self.proc.wait()
 
 
-def run_client(argv: list[str], timeout: float = 300) -> tuple[float, float, str]:
-    """Run a client to its end: (wall seconds, peak RSS MB from wait4, stdout)."""
+def run_client(argv: list[str], timeout: float = 300, *, with_cpu: bool = False,
+               startup_only: bool = False):
+    """Run a client from exec to exit: (wall seconds, peak RSS MB from wait4, stdout), plus the
+    CPU seconds (user + system) with ``with_cpu``. The wait blocks in ``wait4`` (no polling
+    interval in the figure); a watchdog kills a client that overruns ``timeout``. With
+    ``startup_only`` the client is not wrapped in GNU time (its peak RSS is then not its own),
+    so a start-up timing holds nothing but the client."""
     # Output goes to files, not pipes: a chatty client (findscu logs every match) would
     # fill a pipe nobody reads while it runs, and block.
     out_file, err_file = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    rss_file = None
+    if TIME and not startup_only:
+        # The peak RSS from GNU time: a child of this (large) Python process inherits this
+        # process's high-water mark in its ru_maxrss across exec (Linux exec_mmap), so
+        # wait4's figure is never below ours; time's child is forked from time (small).
+        rss_file = tempfile.NamedTemporaryFile("w+", suffix=".rss")
+        argv = [TIME, "-f", "%M", "-o", rss_file.name, *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=ENV, stdout=out_file, stderr=err_file, text=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"{argv[:3]} timed out")
-        time.sleep(0.002)
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        watchdog.cancel()
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     out_file.seek(0)
@@ -198,7 +246,93 @@ def run_client(argv: list[str], timeout: float = 300) -> tuple[float, float, str
     err_file.close()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, argv[:4]))}... exited {proc.returncode}: {err[-800:]}")
-    return wall, usage.ru_maxrss / 1024, out
+    peak_kib = usage.ru_maxrss
+    if rss_file is not None:
+        rss_file.seek(0)
+        lines = rss_file.read().split()
+        rss_file.close()
+        peak_kib = int(lines[-1]) if lines and lines[-1].isdigit() else peak_kib
+    if with_cpu:
+        return wall, peak_kib / 1024, out, usage.ru_utime + usage.ru_stime
+    return wall, peak_kib / 1024, out
+
+
+# ----------------------------------------------------------------------------- servers
+def dd_serve(folder: Path, port: int, *, durable: bool = True, max_pdu: int | None = None) -> Server:
+    """``dicomdesk serve`` as a user starts it: its defaults (durable) unless told otherwise."""
+    argv = DICOMDESK + ["serve", "--aet", "ANY-SCP", "--port", str(port), "--storage", str(folder)]
+    if not durable:
+        argv.append("--no-durable")
+    if max_pdu is not None:
+        argv += ["--max-pdu", str(max_pdu)]
+    return Server(argv, port)
+
+
+def storescp(folder: Path, port: int, best: bool = False) -> Server:
+    """DCMTK's ``storescp``: its defaults (16 KiB PDUs), or its best (128 KiB PDUs, ``+B``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = ["storescp", "-aet", "ANY-SCP", "-od", str(folder)]
+    if best:
+        argv += ["-pdu", "131072", "+B"]
+    return Server(argv + [str(port)], port)
+
+
+# ----------------------------------------------------------------------------- checks
+def _dataset_offset(head: bytes) -> int:
+    """Where the data set starts after a Part-10 preamble and file meta group (PS3.10 7.1)."""
+    if head[128:132] != b"DICM":
+        return 0
+    pos = 132
+    while pos + 8 <= len(head):
+        group, _elem, vr = struct.unpack_from("<HH2s", head, pos)
+        if group != 0x0002:
+            break
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):
+            pos += 12 + struct.unpack_from("<L", head, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", head, pos + 6)[0]
+    return pos
+
+
+def _dataset_digest(path: Path) -> tuple[int, str]:
+    """(size, BLAKE2b) of a file's data set: the bytes both sides must agree on (every SCP
+    writes its own file meta group, so whole-file sizes differ by a few bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fp:
+        head = fp.read(1 << 16)
+        offset = _dataset_offset(head)
+        h.update(head[offset:])
+        size = len(head) - offset
+        while chunk := fp.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def received_files(folder: Path) -> list[Path]:
+    """Part-10 files under ``folder`` (an SCP's output; hidden folders such as the archive's
+    ``.incoming`` and non-DICOM files such as its index are left out)."""
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            path = Path(root) / name
+            with open(path, "rb") as fp:
+                if fp.read(132)[128:] == b"DICM":
+                    found.append(path)
+    return found
+
+
+def check_received(folder: Path, sent: Sequence[Path], copies: int = 1) -> None:
+    """Every sent file is on disk under ``folder``, whole: as many files as were sent and the
+    same data set bytes (size and digest); raises ``RuntimeError`` otherwise."""
+    got = sorted(_dataset_digest(p) for p in received_files(folder))
+    want = sorted(_dataset_digest(p) for p in sent for _ in range(copies))
+    if len(set(got)) != len(set(want)) or (copies == 1 and got != want):
+        raise RuntimeError(f"{folder}: {len(got)} files received, {len(want)} sent; "
+                           f"{len(set(want) - set(got))} sent files missing or different on disk")
+    if set(got) != set(want):
+        raise RuntimeError(f"{folder}: the received files differ from the sent ones")
 
 
 def driver(*args: Any) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -64,6 +65,30 @@ def _chosen_command(argv: list[str]) -> str | None:
     return None
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns`` without importing shutil (and the bz2/lzma
+    modules it loads): argparse makes a help formatter for every ``add_argument``."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, its width found as ``shutil.get_terminal_size`` finds it."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
+
+
 class _SingleCommand:
     """Stands in for argparse's sub-parsers so a command's parser can be used on its own:
     argparse cannot mix options and positionals (``send HOST PORT --aec X PATH``) with
@@ -74,6 +99,7 @@ class _SingleCommand:
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         kwargs.pop("help", None)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
         parser = argparse.ArgumentParser(prog=f"dicomdesk {name}", **kwargs)
         parser.add_argument("-v", "--verbose", action="count", default=0,
                             help="more log output (-vv: debug)")

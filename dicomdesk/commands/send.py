@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"dicomdesk: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
-    infos = scan_paths(args.paths)
+    infos = scan_paths(args.paths, details=False)  # names are not shown: plan only
     if not infos:
         print("dicomdesk: no files found under the given paths", file=sys.stderr)
         return 1

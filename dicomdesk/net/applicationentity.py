@@ -24,7 +24,6 @@ import selectors
 import socket
 import socketserver
 import struct
-import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -259,6 +258,8 @@ class AEBase:
         """File object for a received data set of a ``store_in_file`` SOP class, and the
         offset where the Part-10 file starts. Default: a temporary file (the service closes it).
         """
+        import tempfile  # a server's need only (it also loads shutil, random)
+
         fp = tempfile.TemporaryFile()
         start = fp.tell()
         write_meta(fp, command_set, context.supported_ts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
-import ssl
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +61,9 @@ def describe_error(exc: BaseException, peer: Peer | None = None) -> str:
         return f"{where.strip() or 'peer'}: timed out ({exc})"
     if isinstance(exc, ClassNotSupportedError):
         return f"{where.strip() or 'peer'}: {exc}"
-    if isinstance(exc, ssl.SSLError) or (peer is not None and peer.tls is not None
+    # ssl is looked up, not imported: no TLS error without TLS, and a plain echo need not load it.
+    ssl = sys.modules.get("ssl")
+    if (ssl is not None and isinstance(exc, ssl.SSLError)) or (peer is not None and peer.tls is not None
                                           and isinstance(exc, (ConnectionResetError, EOFError))):
         from ..net.tls import describe_tls_error
 

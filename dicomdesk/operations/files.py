@@ -25,16 +25,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import BaseTag
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, Part10Header,
                                    check_structure, check_structure_of, pydicom_warnings_logged,
                                    read_file_meta, read_part10_header, scan_header)
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +119,7 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
     try:
         with open(path, "rb") as fp:
             scan = scan_header(fp, _HEADER_TAGS) if details else \
-                scan_header(fp, _SOP_UIDS, until_last_tag=True)
+                scan_header(fp, _SOP_UIDS, until_last_tag=True, raw=True)
             if scan is None:
                 return None
             elements = scan.elements
@@ -148,6 +146,9 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
                 return None  # the general path reports the fault
     except (OSError, Part10Error):
         return None
+    from pydicom.dataset import Dataset  # names decode as dcmread would (character sets)
+    from pydicom.tag import BaseTag
+
     ds = Dataset({BaseTag(tag): elem for tag, elem in elements.items()})
     patient_name, study_description = _names(ds)
     try:
@@ -201,6 +202,9 @@ def inspect_file(path: Path) -> FileInfo:
     if meta is not None and meta[0].get(0x00020002) == MEDIA_STORAGE_DIRECTORY:
         return FileInfo(path, False, DICOMDIR_REASON,
                         sop_class_uid=MEDIA_STORAGE_DIRECTORY, size=size, part10=True)
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     try:
         with pydicom_warnings_logged():
             ds = dcmread(path, force=True, stop_before_pixels=True, specific_tags=_HEADER_KEYWORDS)
@@ -240,6 +244,8 @@ def inspect_file(path: Path) -> FileInfo:
 
 def dicomdir_files(path: Path) -> list[Path]:
     """The files a DICOMDIR references (Referenced File ID, PS3.3 F.5), that exist."""
+    from pydicom import dcmread
+
     try:
         with pydicom_warnings_logged():
             ds = dcmread(path, force=True)
@@ -282,12 +288,15 @@ def _walk(paths: Iterable[str | os.PathLike[str]], cancel: threading.Event | Non
 
 def scan_paths(paths: Iterable[str | os.PathLike[str]],
                on_file: Callable[[FileInfo], None] | None = None,
-               cancel: threading.Event | None = None) -> list[FileInfo]:
+               cancel: threading.Event | None = None, *, details: bool = True) -> list[FileInfo]:
     """Every file under ``paths`` (recursively), with DICOMDIR-referenced files added.
 
     ``on_file`` is called per file as it is inspected (a GUI fills its queue with it);
-    ``cancel`` stops the scan early (what was found so far is returned).
+    ``cancel`` stops the scan early (what was found so far is returned). Without
+    ``details`` each file is read as ``inspect_for_sending`` reads it (what plans the
+    association, no names): for a sender that shows no names (``dicomdesk send``).
     """
+    inspect = inspect_file if details else inspect_for_sending
     pending = _walk(paths, cancel)
     known = set(pending)
     result: list[FileInfo] = []
@@ -300,7 +309,7 @@ def scan_paths(paths: Iterable[str | os.PathLike[str]],
         if not path.exists():
             info = FileInfo(path, False, "no such file")
         else:
-            info = inspect_file(path)
+            info = inspect(path)
         result.append(info)
         if on_file is not None:
             on_file(info)

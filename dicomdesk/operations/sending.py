@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from pydicom.uid import UID
-
 from ..net.applicationentity import ClientAE
 from ..net.asceprovider import PC_RESULT_TEXT
 from ..net.exceptions import NetDICOMError
@@ -252,6 +250,8 @@ def _refusal_reason(assoc: Any, sop_class: str) -> str:
                if pc_id in assoc.context_def_list}
     reason = reasons.get(sop_class)
     text = PC_RESULT_TEXT.get(reason, "not accepted") if reason is not None else "not accepted"
+    from pydicom.uid import UID  # its name for the message; pydicom loads on this path only
+
     return f"the peer refused {UID(sop_class).name} ({text})"
 
 

@@ -119,3 +119,105 @@ def test_dicomdesk_echo_to_a_closed_port_imports_nothing_heavy():
     result = run_fresh(code)
     assert_ok(result)
     assert "failed" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ whole commands (issue 13)
+# What each command may not load at start-up: the window (PySide6), the archive and its
+# SQLite index, the settings (no address book is named), and, for echo and send, pydicom and
+# numpy (a C-ECHO has no data set; a plain Part-10 file is sent as it is, its header read with
+# struct) and TLS (none asked for; pydicom loads ssl itself, through urllib, for find).
+NOT_FOR_ANY_COMMAND = ("PySide6", "sqlite3", "_sqlite3", "dicomdesk.archive", "dicomdesk.ui",
+                       "dicomdesk.config", "platformdirs")
+NOT_FOR_SEND = NOT_FOR_ANY_COMMAND + HEAVY + ("ssl",)
+
+
+def check_not_imported(names: tuple[str, ...]) -> str:
+    return textwrap.dedent(f"""
+        loaded = sorted(m for m in sys.modules
+                        if any(m == n or m.startswith(n + '.') for n in {names!r}))
+        assert not loaded, 'imported: ' + ', '.join(loaded[:10])
+    """)
+
+
+def _plain_part10_file(folder: Path) -> Path:
+    """A small Explicit VR Little Endian CT image with preamble and meta: the common case."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPInstanceUID = generate_uid()
+    ds.PatientName = "Import^Guard"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Rows = ds.Columns = 4
+    ds.BitsAllocated, ds.SamplesPerPixel = 16, 1
+    ds.PixelData = bytes(32)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ct.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("what", ["file", "folder"])
+def test_dicomdesk_send_of_a_plain_file_loads_neither_pydicom_nor_the_archive(dcmtk_storescp, tmp_path, what):
+    path = _plain_part10_file(tmp_path / "to-send")
+    target = path if what == "file" else path.parent
+    result = run_fresh(textwrap.dedent(f"""
+        import sys
+        from dicomdesk.cli import main
+        rc = main(['send', '--aec', 'STORESCP', '127.0.0.1', '{dcmtk_storescp.port}', {str(target)!r}])
+        assert rc == 0, rc
+    """) + check_not_imported(NOT_FOR_SEND))
+    assert_ok(result)
+    assert "1 stored" in result.stdout
+    assert len(list(dcmtk_storescp.output_dir.iterdir())) == 1
+
+
+@pytest.mark.interop
+def test_dicomdesk_echo_loads_no_tls_archive_or_window(dcmtk_storescp):
+    result = run_fresh(textwrap.dedent(f"""
+        import sys
+        from dicomdesk.cli import main
+        assert main(['echo', '--aec', 'STORESCP', '127.0.0.1', '{dcmtk_storescp.port}']) == 0
+    """) + check_not_imported(NOT_FOR_SEND))
+    assert_ok(result)
+
+
+@pytest.mark.interop
+def test_dicomdesk_find_loads_no_archive_sqlite_tls_or_window(tmp_path):
+    from tests.peers import start_dcmqrscp
+
+    proc = start_dcmqrscp(tmp_path / "qr")
+    try:
+        result = run_fresh(textwrap.dedent(f"""
+            import sys
+            from dicomdesk.cli import main
+            rc = main(['find', '--aec', '{proc.aet}', '--level', 'STUDY', '-k', 'PatientName=*',
+                       '-k', 'StudyInstanceUID', '127.0.0.1', '{proc.port}'])
+            assert rc == 0, rc
+            assert 'pydicom' in sys.modules  # identifiers are pydicom data sets
+        """) + check_not_imported(NOT_FOR_ANY_COMMAND))
+    finally:
+        proc.stop()
+    assert_ok(result)
+    assert "0 match" in result.stderr
+
+
+def test_storage_module_imports_without_pydicom_and_builds_its_tables_on_first_use():
+    assert_ok(run_fresh(textwrap.dedent("""
+        import sys
+        from dicomdesk.net.sopclass import storage
+        from dicomdesk.operations import files, sending
+        assert 'pydicom' not in sys.modules
+        classes = storage.storage_scu.sop_classes  # every Storage SOP class: needs pydicom's table
+        assert 'pydicom' not in sys.modules
+        assert storage.uids.CT_IMAGE_STORAGE in classes and 'pydicom' in sys.modules
+        assert list(classes) == list(storage.uids.STORAGE_SOP_CLASSES)
+        assert storage.storage_scp.sop_classes == list(storage.uids.STORAGE_SOP_CLASSES)
+        assert '1.2.840.10008.1.2.4.50' in storage.STORAGE_SCP_TRANSFER_SYNTAXES
+    """)))

@@ -22,6 +22,57 @@ def sop_classes(uids: Iterable[str]) -> Callable:
     return wrap
 
 
+class LazyList(list):
+    """A list whose items come from ``load()`` the first time it is used.
+
+    For a service's ``sop_classes`` whose UIDs need a table that is expensive to build
+    (every Storage SOP class pydicom knows): importing the service costs nothing, and a
+    program that never asks (``dicomdesk send``, which proposes its files' own classes)
+    never builds it. Every list method fills it first.
+    """
+
+    def __init__(self, load: Callable[[], Iterable[Any]]):
+        super().__init__()
+        self._load: Callable[[], Iterable[Any]] | None = load
+
+    def _fill(self) -> None:
+        load, self._load = self._load, None
+        if load is not None:
+            list.extend(self, load())
+
+    def __reduce__(self) -> Any:
+        self._fill()
+        return list, (list(self),)
+
+
+def _filling(name: str) -> Callable:
+    def method(self: LazyList, *args: Any, **kwargs: Any) -> Any:
+        self._fill()
+        return getattr(list, name)(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__iter__", "__len__", "__getitem__", "__contains__", "__eq__", "__ne__", "__lt__", "__le__",
+              "__gt__", "__ge__", "__add__", "__mul__", "__rmul__", "__repr__", "__reversed__", "__iadd__",
+              "__imul__", "__setitem__", "__delitem__", "index", "count", "copy", "append", "extend",
+              "insert", "remove", "pop", "sort", "reverse", "clear"):
+    setattr(LazyList, _name, _filling(_name))
+del _name
+LazyList.__hash__ = None  # type: ignore[assignment]  # a list: unhashable
+
+
+def sop_classes_on_first_use(load: Callable[[], Iterable[str]]) -> Callable:
+    """Decorator: like ``sop_classes``, with the UIDs computed on first use (``LazyList``)."""
+
+    def wrap(service: Any) -> Any:
+        service.sop_classes = LazyList(load)
+        return service
+
+    return wrap
+
+
 def store_in_file(service: Any) -> Any:
     """Decorator: data sets received for this service go straight to a file (``AE.get_file``)."""
     service.store_in_file = True

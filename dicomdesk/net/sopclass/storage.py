@@ -20,18 +20,41 @@ import contextlib
 import logging
 import os
 import struct
+import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable, Sequence
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.uid import UID
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, NamedTuple, Sequence
 
 from .. import dimsemessages, statuses, uids
 from ..asceprovider import encode_data_set
 from ..exceptions import EventHandlingError
-from .base import sop_classes, store_in_file
+from .base import sop_classes_on_first_use, store_in_file
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+# pydicom (and numpy, which it imports) is loaded only where a data set must be decoded or
+# converted: sending a plain Part-10 file as it is (``dicomdesk send``) never needs it.
+
+
+def _dcmread(*args: Any, **kwargs: Any) -> Any:
+    from pydicom import dcmread
+
+    return dcmread(*args, **kwargs)
+
+
+def _is_dataset(value: Any) -> bool:
+    """True for a pydicom ``Dataset``; never imports pydicom (nobody holds a Dataset unless
+    pydicom is loaded already)."""
+    module = sys.modules.get("pydicom.dataset")
+    return module is not None and isinstance(value, module.Dataset)
+
+
+def _ts_name(uid: str) -> str:
+    """The name of a UID for messages (pydicom's dictionary, loaded on this error path only)."""
+    from pydicom.uid import UID
+
+    return UID(uid).name
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +269,7 @@ def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
             try:
                 fp.seek(0)
                 with pydicom_warnings_logged():
-                    ds = dcmread(fp, force=True, stop_before_pixels=True,
+                    ds = _dcmread(fp, force=True, stop_before_pixels=True,
                                  specific_tags=["SOPClassUID", "SOPInstanceUID"])
                 sop_class = _clean_uid(ds.get("SOPClassUID"))
                 sop_instance = _clean_uid(ds.get("SOPInstanceUID"))
@@ -356,8 +379,17 @@ def _skip_undefined(buf: bytes, pos: int, end_tag: int, implicit: bool, e: str, 
     return None
 
 
+class RawValue(NamedTuple):
+    """An element as ``scan_header(raw=True)`` gives it: its VR (None in implicit VR) and
+    undecoded value bytes, the two fields of pydicom's ``RawDataElement`` a storage SCU
+    reads, without importing pydicom."""
+
+    VR: str | None
+    value: bytes
+
+
 def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
-                until_last_tag: bool = False) -> HeaderScan | None:
+                until_last_tag: bool = False, raw: bool = False) -> HeaderScan | None:
     """Read a Part-10 file's meta and the top-level ``tags`` with plain ``struct`` (PS3.5 7.1).
 
     The fast path of header reading for a storage SCU (``inspect_file``) and the archive
@@ -370,9 +402,12 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
     ``Part10Error`` only where ``read_file_meta`` does. With ``until_last_tag`` the walk
     stops after the last wanted tag (tags ascend): for a caller that checks the rest later
     (a storage SCU planning its association; ``stop_offset`` then says where it stopped).
+    With ``raw`` the elements are ``RawValue``s (VR and bytes), and pydicom is not imported:
+    the storage SCU's planning and sending of plain files need nothing more.
     """
-    from pydicom.dataelem import RawDataElement, empty_value_for_VR
-    from pydicom.tag import BaseTag
+    if not raw:
+        from pydicom.dataelem import RawDataElement, empty_value_for_VR
+        from pydicom.tag import BaseTag
 
     meta = read_file_meta(fp)
     if meta is None:
@@ -441,9 +476,12 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
         if tag in tags:
             if vr == "SQ":
                 return None
-            value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
-            found[tag] = RawDataElement(BaseTag(tag), vr, length, value, offset + pos,
-                                        implicit, little, True, False)
+            if raw:
+                found[tag] = RawValue(vr, buf[pos:pos + length])
+            else:
+                value = buf[pos:pos + length] if length else empty_value_for_VR(vr, raw=True)
+                found[tag] = RawDataElement(BaseTag(tag), vr, length, value, offset + pos,
+                                            implicit, little, True, False)
         pos += length
     return HeaderScan(values, ts, offset, found, offset + pos)
 
@@ -540,7 +578,7 @@ def choose_context(contexts: Sequence[Any], file_ts: str) -> tuple[Any | None, s
                     return ctx, None
     if not contexts:
         return None, "the peer accepted no presentation context for this SOP class"
-    return None, (f"the peer does not accept the file's transfer syntax {UID(file_ts).name} "
+    return None, (f"the peer does not accept the file's transfer syntax {_ts_name(file_ts)} "
                   f"({file_ts}) and it cannot be converted")
 
 
@@ -570,7 +608,7 @@ def converted_dataset(path: str | os.PathLike[str], target_ts: str) -> Dataset:
     word VRs are byte-swapped here when the endianness changes.
     """
     with pydicom_warnings_logged():
-        ds = dcmread(path, force=True)
+        ds = _dcmread(path, force=True)
     source_ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     source_little = source_ts != uids.EXPLICIT_VR_BIG_ENDIAN
     if ds.original_encoding[1] is not None:
@@ -664,7 +702,7 @@ def _prepare_plain_file(rq: Any, ctx: Any, path: Any, on_bytes: Any) -> BinaryIO
     except (OSError, TypeError):
         return None
     try:
-        scan = scan_header(fp, _SOP_UID_TAGS)
+        scan = scan_header(fp, _SOP_UID_TAGS, raw=True)
         if scan is None or scan.transfer_syntax != ctx.supported_ts:
             fp.close()
             return None
@@ -696,13 +734,13 @@ def _prepare_plain_file(rq: Any, ctx: Any, path: Any, on_bytes: Any) -> BinaryIO
 
 def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
     """Fill the C-STORE-RQ's instance UID and data set; return the file to close, if any."""
-    if isinstance(dataset, Dataset):
+    if _is_dataset(dataset):
         rq.affected_sop_instance_uid = _clean_uid(dataset.get("SOPInstanceUID"))
         meta = getattr(dataset, "file_meta", None)
         meta_ts = _clean_uid(meta.get("TransferSyntaxUID")) if meta is not None else ""
         if meta_ts and meta_ts != ctx.supported_ts and meta_ts not in CONVERTIBLE_TRANSFER_SYNTAXES:
-            raise StorageNotSent(f"a data set in {UID(meta_ts).name} cannot be sent as "
-                                 f"{UID(ctx.supported_ts).name}")
+            raise StorageNotSent(f"a data set in {_ts_name(meta_ts)} cannot be sent as "
+                                 f"{_ts_name(ctx.supported_ts)}")
         rq.data_set = dataset
         return None
     fast = _prepare_plain_file(rq, ctx, dataset, on_bytes)
@@ -737,10 +775,10 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
                 rq.data_set = encode_data_set(converted_dataset(dataset, ctx.supported_ts),
                                               ctx.supported_ts)
         except Exception as exc:  # pydicom raises many types on a damaged file
-            raise StorageNotSent(f"cannot convert to {UID(ctx.supported_ts).name}: {exc}") from exc
+            raise StorageNotSent(f"cannot convert to {_ts_name(ctx.supported_ts)}: {exc}") from exc
         return None
-    raise StorageNotSent(f"the file's transfer syntax {UID(header.transfer_syntax).name} "
-                         f"({header.transfer_syntax}) cannot be converted to {UID(ctx.supported_ts).name}")
+    raise StorageNotSent(f"the file's transfer syntax {_ts_name(header.transfer_syntax)} "
+                         f"({header.transfer_syntax}) cannot be converted to {_ts_name(ctx.supported_ts)}")
 
 
 class PreparedStore:
@@ -813,7 +851,7 @@ def receive_store_status(asce: Any, msg_id: int) -> statuses.Status:
     return status
 
 
-@sop_classes(uids.STORAGE_SOP_CLASSES)
+@sop_classes_on_first_use(lambda: uids.STORAGE_SOP_CLASSES)
 def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any = None,
                 move_originator: tuple[str, int] | None = None) -> statuses.Status:
     """Send C-STORE-RQ with ``dataset`` (a pydicom Dataset or a file name); return the status.
@@ -833,7 +871,7 @@ def storage_scu(asce: Any, ctx: Any, dataset: Any, msg_id: int, *, on_bytes: Any
 
 
 @store_in_file
-@sop_classes(uids.STORAGE_SOP_CLASSES)
+@sop_classes_on_first_use(lambda: uids.STORAGE_SOP_CLASSES)
 def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """Answer C-STORE with the status of ``ae.on_receive_store(ctx, file)`` (PS3.4 B.2.3).
 
@@ -980,6 +1018,12 @@ def _all_transfer_syntaxes() -> tuple[str, ...]:
     return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
 
 
-#: What a storage SCP that keeps files as received can accept: every syntax pydicom knows
-#: (it stores the bytes, never decodes pixel data; PS3.4 B.4.1 leaves the choice to the SCP).
-STORAGE_SCP_TRANSFER_SYNTAXES: tuple[str, ...] = _all_transfer_syntaxes()
+def __getattr__(name: str) -> Any:
+    """``STORAGE_SCP_TRANSFER_SYNTAXES`` (tuple of str): what a storage SCP that keeps files as
+    received can accept: every syntax pydicom knows (it stores the bytes, never decodes pixel
+    data; PS3.4 B.4.1 leaves the choice to the SCP). Built on first access (PEP 562) from
+    pydicom's UID dictionary, so a storage SCU that never asks does not load pydicom."""
+    if name == "STORAGE_SCP_TRANSFER_SYNTAXES":
+        value = globals()[name] = _all_transfer_syntaxes()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
