@@ -277,8 +277,15 @@ def _walk(paths: Iterable[str | os.PathLike[str]], cancel: threading.Event | Non
         if root.is_dir():
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames.sort()
+                # The folder is resolved once; a file's own name needs resolving only when it
+                # is a link (realpath costs a stat per path component, per file).
+                folder = Path(dirpath).resolve()
                 for name in sorted(filenames):
-                    add(Path(dirpath) / name)
+                    path = folder / name
+                    if os.path.islink(path):
+                        add(path)
+                    elif path not in seen:
+                        seen[path] = None
                 if cancel is not None and cancel.is_set():
                     break
         else:
