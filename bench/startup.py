@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (DICOMDESK, Server, check_received, dd_serve, free_port, make_small,  # noqa: E402
+from _common import (DICOMDESK, check_received, dd_serve, free_port, make_small,  # noqa: E402
                      median, run_client, storescp)
 
 TARGETS_MS = {"send": 80, "echo": 60, "find": 100}
