@@ -36,7 +36,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from ..durable import fsync_directory
-from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, scan_header
+from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, check_file_structure, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 from .private import PRIVATE_DIR_MODE, make_private
 
@@ -154,7 +154,7 @@ def _scan_head(head: bytes | bytearray, whole_file: bool) -> _ScannedHeader | No
 def _header_of_scan(scan: object) -> _ScannedHeader | None:
     if scan is None or not scan.elements:
         return None
-    return _ScannedHeader(scan.elements, scan.transfer_syntax)
+    return _ScannedHeader(scan.elements, scan.transfer_syntax, scan.data_offset, scan.stop_offset)
 
 
 class _ScannedHeader:
@@ -163,11 +163,16 @@ class _ScannedHeader:
     (``InstanceRecord.from_dataset``); the pydicom Dataset — ~25 µs to build, once per
     received object — is built only when a value needs pydicom's conversion (``get``)."""
 
-    __slots__ = ("_dict", "file_meta", "_dataset", "_values")
+    __slots__ = ("_dict", "file_meta", "_dataset", "_values", "data_offset", "stop_offset")
 
-    def __init__(self, elements: dict[int, object], transfer_syntax: str) -> None:
+    def __init__(self, elements: dict[int, object], transfer_syntax: str, data_offset: int = 0,
+                 stop_offset: int | None = None) -> None:
         self._dict = elements
         self.file_meta = {"TransferSyntaxUID": transfer_syntax}
+        #: Where the data set starts, and where the scan stopped (every element before it was
+        #: seen whole: the structure check walks only the rest, usually Pixel Data alone).
+        self.data_offset = data_offset
+        self.stop_offset = stop_offset
         self._dataset: Dataset | None = None
         self._values: dict[str, object] | None = None
 
@@ -219,6 +224,34 @@ def _read_header(path: Path) -> Header:
     if len(ds) == 0:  # a file meta header but no data set (truncated)
         raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, "the file holds no data set")
     return ds
+
+
+def _check_whole(incoming: IncomingFile, ds: Header | None) -> None:
+    """Refuse (0xC000, the reason as Error Comment) a file whose data set ends inside an
+    element, an item or a sequence: the sender's structure check (``check_file_structure``)
+    run on what arrived, before anything is made durable or acknowledged.
+
+    Element headers are walked and values skipped, from where the header scan stopped
+    (usually Pixel Data's header): a few reads per object, whatever its size. Read through
+    the temp file's own descriptor (no second open). Deflated data sets are not walked here.
+    """
+    fp = incoming.fp
+    scanned = isinstance(ds, _ScannedHeader)
+    try:
+        if not fp.closed:
+            reader = io.BufferedReader(io.FileIO(fp.fileno(), "r", closefd=False), 65536)
+        else:
+            reader = open(incoming.path, "rb")
+        with reader:
+            if scanned:
+                check_file_structure(reader, transfer_syntax=ds.file_meta["TransferSyntaxUID"],
+                                     data_offset=ds.data_offset, start=ds.stop_offset)
+            else:
+                check_file_structure(reader)
+    except Part10Error as exc:
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, str(exc)) from exc
+    except OSError as exc:
+        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot read the file back: {exc.strerror}") from exc
 
 
 def _newer(path: Path, than: Path) -> bool:
@@ -519,6 +552,17 @@ class Archive:
             fp = incoming.fp
             ds = fp.header() if isinstance(fp, IncomingFileIO) else None
             size = fp.size if isinstance(fp, IncomingFileIO) else None
+            if ds is None:
+                if not fp.closed:
+                    try:
+                        fp.flush()
+                    except OSError as exc:
+                        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                             f"cannot write the file: {exc.strerror}") from exc
+                _check_whole(incoming, None)  # its reason, before pydicom's less precise one
+                ds = _read_header(incoming.path)
+            else:
+                _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
             try:
                 if not fp.closed:
                     fp.flush()
@@ -527,8 +571,6 @@ class Archive:
                     fp.close()
             except OSError as exc:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
-            if ds is None:
-                ds = _read_header(incoming.path)
             values = _header_values(ds)
             self._validate(values, expected_sop_instance_uid, expected_sop_class_uid)
             if not self.has_free_space():
