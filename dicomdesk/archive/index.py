@@ -410,6 +410,9 @@ class Index:
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._behind: WriteBehind[tuple[InstanceRecord, UpsertDone | None]] | None = None
+        #: Called on the writer thread after each write-behind batch and its callbacks: the
+        #: archive settles its journal there, once per batch (``journal.py``).
+        self.after_write_behind: Callable[[], None] | None = None
         self._key = str(self.path.resolve())
         self._conn = self.connect()
         if not read_only:
@@ -420,7 +423,8 @@ class Index:
             with self._lock:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(_schema())
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a write: only once
 
     def connect(self) -> sqlite3.Connection:
         """A new connection configured for this index (readers use one per query)."""
@@ -469,6 +473,7 @@ class Index:
             result = exc
         if done is not None:
             done(result)
+        self._after_batch()
 
     def wait_written(self) -> None:
         """Return once every row queued by ``upsert_later`` is written and its callback ran."""
@@ -496,6 +501,15 @@ class Index:
                     done(result)
                 except Exception:
                     logger.exception("after indexing %s", result)
+        self._after_batch()
+
+    def _after_batch(self) -> None:
+        hook = self.after_write_behind
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.exception("after a batch of index rows")
 
     @_settled
     def upsert(self, rec: InstanceRecord) -> str | None:
@@ -568,6 +582,23 @@ class Index:
         for pk in patients:
             c.execute("DELETE FROM patient WHERE pk = ? AND NOT EXISTS "
                       "(SELECT 1 FROM study WHERE patient_pk = ?)", (pk, pk))
+
+    @_settled
+    def flag(self, name: str) -> bool:
+        """Whether the archive recorded ``name`` (e.g. that its folder and index were
+        reconciled once under the journal: ``Archive.needs_full_scan``)."""
+        with self._lock:
+            try:
+                return self._conn.execute("SELECT 1 FROM archive_flags WHERE name = ?",
+                                          (name,)).fetchone() is not None
+            except sqlite3.OperationalError:  # no such table: nothing recorded yet
+                return False
+
+    @_settled
+    def set_flag(self, name: str) -> None:
+        with self._write() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS archive_flags (name TEXT PRIMARY KEY)")
+            c.execute("INSERT OR IGNORE INTO archive_flags (name) VALUES (?)", (name,))
 
     @_settled
     def remove_instance(self, sop_instance_uid: str) -> bool:
