@@ -107,14 +107,17 @@ class Reserve:
             total = RESERVE_BYTES * 64
         self.size = max(4096, min(RESERVE_BYTES, total // 64) // 4096 * 4096)
 
-    def room(self) -> bool:
+    def room(self, held: bool | None = None) -> bool:
         """Whether the disk has room beyond the reserve (and for it, when it is not held):
-        below that, new objects are refused before the index could run out of space."""
+        below that, new objects are refused before the index could run out of space.
+        ``held`` when the caller knows (one ``statvfs`` per received object, no ``stat``)."""
         try:
-            free = shutil.disk_usage(self.path.parent).free
+            free = os.statvfs(self.path.parent)
         except OSError:
             return False
-        return free >= (self.size if self.held else 2 * self.size)
+        if held is None:
+            held = self.held
+        return free.f_bavail * free.f_frsize >= (self.size if held else 2 * self.size)
 
     @property
     def held(self) -> bool:

@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -562,7 +563,7 @@ class Archive:
         reserve is made anew and the journal's unindexed objects are indexed first."""
         if self._refusal is not None and self._heal() is not None:
             return self._refusal
-        if self._journal is not None and not self._reserve.room():
+        if self._journal is not None and not self._reserve.room(held=True):
             self._refuse(f"disk full (less than {self._reserve.size} bytes free beside the reserve)")
             return self._refusal
         if self.min_free_bytes > 0 and shutil.disk_usage(self.root).free < self.min_free_bytes:
@@ -944,6 +945,7 @@ class Archive:
         needs one full ``reconcile`` (``needs_full_scan``).
         """
         self._check_writable()
+        began = time.monotonic()
         report = RecoveryReport()
         for leftover in self.incoming_dir.iterdir():
             if leftover.is_file():
@@ -956,6 +958,9 @@ class Archive:
             self._replay(entries, report)
         if any(v for k, v in vars(report).items() if k != "files_examined"):
             logger.warning("recovery: %s", report)
+        logger.info("recovery: %d journaled objects, %d temp files, %d headers read in %.0f ms",
+                    report.journal_entries, report.removed_temp_files, report.files_examined,
+                    (time.monotonic() - began) * 1000)
         return report
 
     def _replay(self, entries: list[Path], report: RecoveryReport) -> None:
