@@ -403,9 +403,12 @@ class Index:
     ``upsert_later`` (``_settled``), so the write-behind is invisible to readers."""
 
     def __init__(self, path: Path, *, read_only: bool = False, durable: bool = True,
-                 busy_timeout: float = 10.0) -> None:
+                 busy_timeout: float = 10.0, immutable: bool = False) -> None:
         self.path = Path(path)
-        self.read_only = read_only
+        self.read_only = read_only or immutable
+        #: Read without WAL or locks (SQLite ``immutable``): a disk so full that SQLite
+        #: cannot create its WAL index still lets the archive answer queries.
+        self.immutable = immutable
         self._durable = durable
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
@@ -415,7 +418,7 @@ class Index:
         self.after_write_behind: Callable[[], None] | None = None
         self._key = str(self.path.resolve())
         self._conn = self.connect()
-        if not read_only:
+        if not self.read_only:
             self._behind = WriteBehind(self._write_behind_batch, name="archive-index",
                                        linger=WRITE_BEHIND_LINGER_S)
             with _WRITERS_LOCK:
@@ -429,7 +432,8 @@ class Index:
     def connect(self) -> sqlite3.Connection:
         """A new connection configured for this index (readers use one per query)."""
         if self.read_only:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+            mode = "ro&immutable=1" if self.immutable else "ro"
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True,
                                    timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         else:

@@ -247,8 +247,9 @@ def _check_whole(incoming: IncomingFile, ds: Header | None) -> None:
     fp = incoming.fp
     scanned = isinstance(ds, _ScannedHeader)
     try:
-        if not fp.closed:
-            reader = io.BufferedReader(io.FileIO(fp.fileno(), "r", closefd=False), 65536)
+        if not fp.closed:  # after a scan only a few headers are left: a small buffer
+            reader = io.BufferedReader(io.FileIO(fp.fileno(), "r", closefd=False),
+                                       4096 if scanned else 65536)
         else:
             reader = open(incoming.path, "rb")
         with reader:
@@ -477,6 +478,7 @@ class Archive:
         self._root_text = str(self.root)
         self._last_folder: str | None = None  # where the previous object went (it exists)
         self._journal: Journal | None = None
+        self._read_only_index: Index | None = None  # the one a full disk left (``_reopen_writable``)
         self._reserve = Reserve(self.root / JOURNAL_DIR / RESERVE_NAME)
         #: Why new objects are refused (disk full, index unwritable); None: they are accepted.
         self._refusal: str | None = None
@@ -507,15 +509,40 @@ class Archive:
 
     def _open_index(self) -> Index:
         """Open the index; on a full disk SQLite cannot even create its WAL index, so the
-        reserve is given back first and new objects are refused until space returns."""
+        reserve is given back first and new objects are refused until space returns. With no
+        reserve left either, the index is read as it is (immutable, read-only): queries are
+        answered, stores refused, and it is opened for writing once there is room."""
         path = self.root / INDEX_NAME
         try:
             return Index(path, durable=self.durable)
         except sqlite3.OperationalError as exc:
-            if not self._reserve.release():
-                raise
             self._refusal = f"disk full ({exc})"
-            return Index(path, durable=self.durable)
+            if self._reserve.release():
+                try:
+                    return Index(path, durable=self.durable)
+                except sqlite3.OperationalError:
+                    pass
+            if not path.exists():
+                raise
+            logger.error("the index cannot be opened for writing (%s): answering queries from it "
+                         "as it is, refusing new objects until the disk has room", exc)
+            self._refusal = "disk full: the index cannot be opened for writing"
+            return Index(path, durable=self.durable, immutable=True)
+
+    def _reopen_writable(self) -> bool:
+        """After ``_open_index`` fell back to reading: open the index for writing if it can
+        be now. The read-only index is not closed (a query may still use it)."""
+        if not self.index.immutable:
+            return True
+        try:
+            index = Index(self.root / INDEX_NAME, durable=self.durable)
+        except sqlite3.OperationalError:
+            return False
+        index.after_write_behind = self._settle_journal
+        self._read_only_index = self.index
+        self.index = index
+        logger.warning("the index is open for writing again")
+        return True
 
     def _holds_objects(self) -> bool:
         """Whether the root holds any study folder (an index made now would miss them)."""
@@ -524,7 +551,7 @@ class Archive:
     def _set_flag(self, name: str) -> None:
         try:
             self.index.set_flag(name)
-        except sqlite3.Error as exc:  # a full disk: the scan runs again next time
+        except (sqlite3.Error, PermissionError) as exc:  # a full disk: the scan runs again next time
             logger.warning("cannot record %s in the index: %s", name, exc)
 
     def close(self) -> None:
@@ -532,6 +559,8 @@ class Archive:
         if pool is not None:
             pool.close()
         self.index.close()  # the queued rows are written, the journal settled
+        if self._read_only_index is not None:
+            self._read_only_index.close()
         if self._unindexed:
             logger.error("%d acknowledged objects are not indexed (disk full?): the journal keeps "
                          "them for the next start", len(self._unindexed))
@@ -557,12 +586,16 @@ class Archive:
         below ``min_free_bytes``, or the disk full (``refusal_reason`` says which)."""
         return self.refusal_reason() is None
 
-    def refusal_reason(self) -> str | None:
+    def refusal_reason(self, *, measure: bool = True) -> str | None:
         """Why a new object would be refused now (0xA700), or None. A full disk (the reserve
         given to the index) or an unwritable index ends as soon as there is room again: the
-        reserve is made anew and the journal's unindexed objects are indexed first."""
+        reserve is made anew and the journal's unindexed objects are indexed first.
+        ``measure=False`` skips the free-space measurement (one ``statvfs``): the receiving
+        side asks before the first byte, the commit measures."""
         if self._refusal is not None and self._heal() is not None:
             return self._refusal
+        if not measure:
+            return None
         if self._journal is not None and not self._reserve.room(held=True):
             self._refuse(f"disk full (less than {self._reserve.size} bytes free beside the reserve)")
             return self._refusal
@@ -581,9 +614,14 @@ class Archive:
         with self._refusal_lock:
             if self._refusal is None:
                 return None
-            if not self._reserve.room() or not self._reserve.ensure():
+            if not self._reserve.room():
                 return self._refusal
-            if not self._index_unindexed():
+            if self.index.immutable:
+                if not self._reopen_writable():
+                    return self._refusal
+                if self._journal is not None and self._journal.entries():
+                    self._replay(self._journal.entries(), RecoveryReport())
+            if not self._reserve.ensure() or not self._index_unindexed():
                 return self._refusal
             logger.warning("accepting new objects again: %s is over", self._refusal)
             self._refusal = None
@@ -954,7 +992,11 @@ class Archive:
         assert self._journal is not None
         entries = self._journal.entries()
         report.journal_entries = len(entries)
-        if entries:
+        if entries and not self._reopen_writable():  # a full disk: they wait for room
+            report.unindexed = len(entries)
+            logger.error("%d acknowledged objects wait in the journal until the disk has room",
+                         len(entries))
+        elif entries:
             self._replay(entries, report)
         if any(v for k, v in vars(report).items() if k != "files_examined"):
             logger.warning("recovery: %s", report)
@@ -1042,8 +1084,9 @@ class Archive:
     @property
     def needs_full_scan(self) -> bool:
         """True for an archive never reconciled under the journal protocol (written by an
-        older dicomdesk, or whose index was deleted): ``reconcile`` once, while serving."""
-        return not self.index.flag(_RECONCILED_FLAG)
+        older dicomdesk, or whose index was deleted): ``reconcile`` once, while serving
+        (not while a full disk keeps the index read-only)."""
+        return not self.index.immutable and not self.index.flag(_RECONCILED_FLAG)
 
     def reconcile(self, cancel: threading.Event | None = None) -> RecoveryReport:
         """Reconcile the whole folder with the index: rows whose file is gone or changed,

@@ -208,7 +208,8 @@ class ServerAE(ArchiveHooks, AE):
 
     def _open_incoming(self, context: Any, write_header: Callable[[Any], None], instance_uid: str,
                        class_uid: str) -> tuple[Any, int]:
-        refusal = self.archive.refusal_reason()
+        # The free-space floor is measured at commit; here only a known refusal (or --min-free).
+        refusal = self.archive.refusal_reason(measure=self.archive.min_free_bytes > 0)
         if refusal is not None:  # OSError → A700, the fragments are dropped
             raise OSError(errno.ENOSPC, refusal)
         incoming = self.archive.open_incoming()

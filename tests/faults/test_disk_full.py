@@ -140,6 +140,44 @@ def test_an_index_row_failing_after_the_response_is_written_with_the_reserve(sma
         assert archive.count() == 3
 
 
+def test_a_start_on_a_full_disk_without_reserve_answers_queries_and_heals_when_there_is_room(small_disk):
+    """The reserve was spent (the race above), the process stopped, and the disk filled to the
+    last byte: SQLite cannot even create its WAL index. The archive still opens — the index
+    read as it is — answers queries and refuses objects; with room again it writes again."""
+    from dicomdesk.archive import Archive
+
+    helpers = _archive_helpers()
+    root = small_disk / "archive"
+    with Archive(root) as archive:
+        helpers.receive(archive, helpers.part10_bytes("1.2.3.1"))
+        archive.wait_indexed()
+        with archive.index._lock:
+            helpers.receive(archive, helpers.part10_bytes("1.2.3.2"))
+            fill(small_disk, leave_pages=0)
+        archive.wait_indexed()
+        assert not (root / ".journal" / "reserve").exists()
+    fill(small_disk, leave_pages=0)  # what the clean close gave back (the WAL) is taken too
+    with Archive(root) as archive:
+        assert archive.recover().unindexed == 0
+        assert sorted(str(r.SOPInstanceUID) for r in archive.find("IMAGE", _image_query())) == ["1.2.3.1", "1.2.3.2"]
+        assert "disk full" in (archive.refusal_reason() or "")  # the server answers 0xA700
+        (small_disk / "filler").unlink()
+        assert archive.has_free_space()
+        helpers.receive(archive, helpers.part10_bytes("1.2.3.3"))
+        assert archive.count() == 3
+
+
+def _image_query():
+    from pydicom.dataset import Dataset
+
+    helpers = _archive_helpers()
+    q = Dataset()
+    q.StudyInstanceUID = helpers.STUDY
+    q.SeriesInstanceUID = helpers.SERIES
+    q.SOPInstanceUID = ""
+    return q
+
+
 def test_recover_on_a_full_disk_indexes_the_journal_with_the_reserve(small_disk):
     """Killed after the responses, before the rows; restarted with the disk full: recover
     still indexes every journaled object (the reserve makes the room) and completes."""

@@ -846,8 +846,10 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     error = getattr(msg, "data_set_error", None)
     if error:
         logger.warning("C-STORE of %s not received: %s", msg.affected_sop_instance_uid, error)
-        status = (statuses.C_STORE_OUT_OF_RESOURCES if "cannot write" in error or "cannot open" in error
-                  else statuses.C_STORE_CANNOT_UNDERSTAND)
+        status = statuses.Status(int(statuses.C_STORE_OUT_OF_RESOURCES)
+                                 if "cannot write" in error or "cannot open" in error
+                                 else int(statuses.C_STORE_CANNOT_UNDERSTAND), "C-STORE")
+        status.error_comment = error  # e.g. why the archive refuses (disk full), PS3.7 C.4
         failed = getattr(asce.ae, "on_receive_store_failed", None)
         if failed is not None:
             failed(ctx, msg.data_set, error)
