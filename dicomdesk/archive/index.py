@@ -403,16 +403,22 @@ class Index:
     ``upsert_later`` (``_settled``), so the write-behind is invisible to readers."""
 
     def __init__(self, path: Path, *, read_only: bool = False, durable: bool = True,
-                 busy_timeout: float = 10.0) -> None:
+                 busy_timeout: float = 10.0, immutable: bool = False) -> None:
         self.path = Path(path)
-        self.read_only = read_only
+        self.read_only = read_only or immutable
+        #: Read without WAL or locks (SQLite ``immutable``): a disk so full that SQLite
+        #: cannot create its WAL index still lets the archive answer queries.
+        self.immutable = immutable
         self._durable = durable
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._behind: WriteBehind[tuple[InstanceRecord, UpsertDone | None]] | None = None
+        #: Called on the writer thread after each write-behind batch and its callbacks: the
+        #: archive settles its journal there, once per batch (``journal.py``).
+        self.after_write_behind: Callable[[], None] | None = None
         self._key = str(self.path.resolve())
         self._conn = self.connect()
-        if not read_only:
+        if not self.read_only:
             self._behind = WriteBehind(self._write_behind_batch, name="archive-index",
                                        linger=WRITE_BEHIND_LINGER_S)
             with _WRITERS_LOCK:
@@ -420,12 +426,14 @@ class Index:
             with self._lock:
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(_schema())
-                self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                if self._conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")  # a write: only once
 
     def connect(self) -> sqlite3.Connection:
         """A new connection configured for this index (readers use one per query)."""
         if self.read_only:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+            mode = "ro&immutable=1" if self.immutable else "ro"
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True,
                                    timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         else:
@@ -469,6 +477,7 @@ class Index:
             result = exc
         if done is not None:
             done(result)
+        self._after_batch()
 
     def wait_written(self) -> None:
         """Return once every row queued by ``upsert_later`` is written and its callback ran."""
@@ -496,6 +505,15 @@ class Index:
                     done(result)
                 except Exception:
                     logger.exception("after indexing %s", result)
+        self._after_batch()
+
+    def _after_batch(self) -> None:
+        hook = self.after_write_behind
+        if hook is not None:
+            try:
+                hook()
+            except Exception:
+                logger.exception("after a batch of index rows")
 
     @_settled
     def upsert(self, rec: InstanceRecord) -> str | None:
@@ -568,6 +586,23 @@ class Index:
         for pk in patients:
             c.execute("DELETE FROM patient WHERE pk = ? AND NOT EXISTS "
                       "(SELECT 1 FROM study WHERE patient_pk = ?)", (pk, pk))
+
+    @_settled
+    def flag(self, name: str) -> bool:
+        """Whether the archive recorded ``name`` (e.g. that its folder and index were
+        reconciled once under the journal: ``Archive.needs_full_scan``)."""
+        with self._lock:
+            try:
+                return self._conn.execute("SELECT 1 FROM archive_flags WHERE name = ?",
+                                          (name,)).fetchone() is not None
+            except sqlite3.OperationalError:  # no such table: nothing recorded yet
+                return False
+
+    @_settled
+    def set_flag(self, name: str) -> None:
+        with self._write() as c:
+            c.execute("CREATE TABLE IF NOT EXISTS archive_flags (name TEXT PRIMARY KEY)")
+            c.execute("INSERT OR IGNORE INTO archive_flags (name) VALUES (?)", (name,))
 
     @_settled
     def remove_instance(self, sop_instance_uid: str) -> bool:

@@ -21,8 +21,10 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,7 +38,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from ..durable import fsync_directory
-from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, scan_header
+from .journal import JOURNAL_DIR, RESERVE_NAME, Journal, Reserve
+from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, check_file_structure, scan_header
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 from .private import PRIVATE_DIR_MODE, make_private
 
@@ -52,6 +55,9 @@ FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119
 
 INDEX_NAME = "index.sqlite3"
 INCOMING_DIR = ".incoming"
+#: Recorded in the index once its folder was reconciled under the journal protocol: an older
+#: archive (whose write-behind rows a crash could lose) is scanned once (``reconcile``).
+_RECONCILED_FLAG = "journal-reconciled"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
@@ -114,6 +120,9 @@ class RecoveryReport:
     indexed_files: int = 0         # files renamed into place but never indexed
     removed_stale_files: int = 0   # older copies of an instance indexed at another path
     unreadable_files: list[Path] = field(default_factory=list)
+    journal_entries: int = 0       # acknowledged objects the journal named (``recover``)
+    unindexed: int = 0             # of those, not indexed yet (index unwritable): kept for later
+    files_examined: int = 0        # files whose header was read
 
 
 def is_path_safe_uid(uid: str) -> bool:
@@ -154,7 +163,7 @@ def _scan_head(head: bytes | bytearray, whole_file: bool) -> _ScannedHeader | No
 def _header_of_scan(scan: object) -> _ScannedHeader | None:
     if scan is None or not scan.elements:
         return None
-    return _ScannedHeader(scan.elements, scan.transfer_syntax)
+    return _ScannedHeader(scan.elements, scan.transfer_syntax, scan.data_offset, scan.stop_offset)
 
 
 class _ScannedHeader:
@@ -163,11 +172,16 @@ class _ScannedHeader:
     (``InstanceRecord.from_dataset``); the pydicom Dataset — ~25 µs to build, once per
     received object — is built only when a value needs pydicom's conversion (``get``)."""
 
-    __slots__ = ("_dict", "file_meta", "_dataset", "_values")
+    __slots__ = ("_dict", "file_meta", "_dataset", "_values", "data_offset", "stop_offset")
 
-    def __init__(self, elements: dict[int, object], transfer_syntax: str) -> None:
+    def __init__(self, elements: dict[int, object], transfer_syntax: str, data_offset: int = 0,
+                 stop_offset: int | None = None) -> None:
         self._dict = elements
         self.file_meta = {"TransferSyntaxUID": transfer_syntax}
+        #: Where the data set starts, and where the scan stopped (every element before it was
+        #: seen whole: the structure check walks only the rest, usually Pixel Data alone).
+        self.data_offset = data_offset
+        self.stop_offset = stop_offset
         self._dataset: Dataset | None = None
         self._values: dict[str, object] | None = None
 
@@ -219,6 +233,35 @@ def _read_header(path: Path) -> Header:
     if len(ds) == 0:  # a file meta header but no data set (truncated)
         raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, "the file holds no data set")
     return ds
+
+
+def _check_whole(incoming: IncomingFile, ds: Header | None) -> None:
+    """Refuse (0xC000, the reason as Error Comment) a file whose data set ends inside an
+    element, an item or a sequence: the sender's structure check (``check_file_structure``)
+    run on what arrived, before anything is made durable or acknowledged.
+
+    Element headers are walked and values skipped, from where the header scan stopped
+    (usually Pixel Data's header): a few reads per object, whatever its size. Read through
+    the temp file's own descriptor (no second open). Deflated data sets are not walked here.
+    """
+    fp = incoming.fp
+    scanned = isinstance(ds, _ScannedHeader)
+    try:
+        if not fp.closed:  # after a scan only a few headers are left: a small buffer
+            reader = io.BufferedReader(io.FileIO(fp.fileno(), "r", closefd=False),
+                                       4096 if scanned else 65536)
+        else:
+            reader = open(incoming.path, "rb")
+        with reader:
+            if scanned:
+                check_file_structure(reader, transfer_syntax=ds.file_meta["TransferSyntaxUID"],
+                                     data_offset=ds.data_offset, start=ds.stop_offset)
+            else:
+                check_file_structure(reader)
+    except Part10Error as exc:
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, str(exc)) from exc
+    except OSError as exc:
+        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot read the file back: {exc.strerror}") from exc
 
 
 def _newer(path: Path, than: Path) -> bool:
@@ -434,19 +477,93 @@ class Archive:
         self._pending_lock = threading.Lock()
         self._root_text = str(self.root)
         self._last_folder: str | None = None  # where the previous object went (it exists)
+        self._journal: Journal | None = None
+        self._read_only_index: Index | None = None  # the one a full disk left (``_reopen_writable``)
+        self._reserve = Reserve(self.root / JOURNAL_DIR / RESERVE_NAME)
+        #: Why new objects are refused (disk full, index unwritable); None: they are accepted.
+        self._refusal: str | None = None
+        self._refusal_lock = threading.Lock()
+        #: Journal entries whose row is committed: the index thread fsyncs their folders and
+        #: removes them after each batch. (entry, relative folder)
+        self._settled_entries: list[tuple[str, str]] = []
+        #: Journal entries whose row could not be written: (entry, record); indexed again
+        #: when the disk has room (``_heal``) or at the next start (``recover``).
+        self._unindexed: list[tuple[str, InstanceRecord]] = []
+        self._unindexed_lock = threading.Lock()
         if read_only:
             if not (self.root / INDEX_NAME).exists():
                 raise ArchiveError(f"no archive index in {self.root}")
+            self.index = Index(self.root / INDEX_NAME, read_only=True, durable=durable)
         else:
+            index_file = self.root / INDEX_NAME
+            fresh = not index_file.exists() or index_file.stat().st_size == 0
             make_private(self.root, INDEX_NAME, INCOMING_DIR)  # folders 0700, index 0600
-        self.index = Index(self.root / INDEX_NAME, read_only=read_only, durable=durable)
+            self._journal = Journal(self.root / JOURNAL_DIR, durable=durable)
+            self.index = self._open_index()
+            self.index.after_write_behind = self._settle_journal
+            if fresh and not self._holds_objects():
+                self._set_flag(_RECONCILED_FLAG)  # nothing to reconcile: a new archive
+            if self._refusal is None and not (self._reserve.room() and self._reserve.ensure()):
+                self._refuse("disk full (no room for the archive's reserve)")
         self._temp_pool: _TempFilePool | None = None
+
+    def _open_index(self) -> Index:
+        """Open the index; on a full disk SQLite cannot even create its WAL index, so the
+        reserve is given back first and new objects are refused until space returns. With no
+        reserve left either, the index is read as it is (immutable, read-only): queries are
+        answered, stores refused, and it is opened for writing once there is room."""
+        path = self.root / INDEX_NAME
+        try:
+            return Index(path, durable=self.durable)
+        except sqlite3.OperationalError as exc:
+            self._refusal = f"disk full ({exc})"
+            if self._reserve.release():
+                try:
+                    return Index(path, durable=self.durable)
+                except sqlite3.OperationalError:
+                    pass
+            if not path.exists():
+                raise
+            logger.error("the index cannot be opened for writing (%s): answering queries from it "
+                         "as it is, refusing new objects until the disk has room", exc)
+            self._refusal = "disk full: the index cannot be opened for writing"
+            return Index(path, durable=self.durable, immutable=True)
+
+    def _reopen_writable(self) -> bool:
+        """After ``_open_index`` fell back to reading: open the index for writing if it can
+        be now. The read-only index is not closed (a query may still use it)."""
+        if not self.index.immutable:
+            return True
+        try:
+            index = Index(self.root / INDEX_NAME, durable=self.durable)
+        except sqlite3.OperationalError:
+            return False
+        index.after_write_behind = self._settle_journal
+        self._read_only_index = self.index
+        self.index = index
+        logger.warning("the index is open for writing again")
+        return True
+
+    def _holds_objects(self) -> bool:
+        """Whether the root holds any study folder (an index made now would miss them)."""
+        return any(not p.name.startswith(".") and p.is_dir() for p in self.root.iterdir())
+
+    def _set_flag(self, name: str) -> None:
+        try:
+            self.index.set_flag(name)
+        except (sqlite3.Error, PermissionError) as exc:  # a full disk: the scan runs again next time
+            logger.warning("cannot record %s in the index: %s", name, exc)
 
     def close(self) -> None:
         pool, self._temp_pool = self._temp_pool, None
         if pool is not None:
             pool.close()
-        self.index.close()
+        self.index.close()  # the queued rows are written, the journal settled
+        if self._read_only_index is not None:
+            self._read_only_index.close()
+        if self._unindexed:
+            logger.error("%d acknowledged objects are not indexed (disk full?): the journal keeps "
+                         "them for the next start", len(self._unindexed))
 
     def __enter__(self) -> Archive:
         return self
@@ -465,8 +582,70 @@ class Archive:
             raise ArchiveError("the archive is open read-only")
 
     def has_free_space(self) -> bool:
-        """False when free space is below ``min_free_bytes`` (the SCP may refuse early, 0xA700)."""
-        return self.min_free_bytes <= 0 or shutil.disk_usage(self.root).free >= self.min_free_bytes
+        """False when a new object would be refused for lack of resources (0xA700): free space
+        below ``min_free_bytes``, or the disk full (``refusal_reason`` says which)."""
+        return self.refusal_reason() is None
+
+    def refusal_reason(self, *, measure: bool = True) -> str | None:
+        """Why a new object would be refused now (0xA700), or None. A full disk (the reserve
+        given to the index) or an unwritable index ends as soon as there is room again: the
+        reserve is made anew and the journal's unindexed objects are indexed first.
+        ``measure=False`` skips the free-space measurement (one ``statvfs``): the receiving
+        side asks before the first byte, the commit measures."""
+        if self._refusal is not None and self._heal() is not None:
+            return self._refusal
+        if not measure:
+            return None
+        if self._journal is not None and not self._reserve.room(held=True):
+            self._refuse(f"disk full (less than {self._reserve.size} bytes free beside the reserve)")
+            return self._refusal
+        if self.min_free_bytes > 0 and shutil.disk_usage(self.root).free < self.min_free_bytes:
+            return f"free space below {self.min_free_bytes} bytes"
+        return None
+
+    def _refuse(self, reason: str) -> None:
+        # No lock: ``_heal`` holds its lock while it waits for the index thread, which calls this.
+        if self._refusal is None:
+            logger.error("refusing new objects: %s", reason)
+        self._refusal = reason
+
+    def _heal(self) -> str | None:
+        """Leave the refusing state if the disk has room again; returns the reason if not."""
+        with self._refusal_lock:
+            if self._refusal is None:
+                return None
+            if not self._reserve.room():
+                return self._refusal
+            if self.index.immutable:
+                if not self._reopen_writable():
+                    return self._refusal
+                if self._journal is not None and self._journal.entries():
+                    self._replay(self._journal.entries(), RecoveryReport())
+            if not self._reserve.ensure() or not self._index_unindexed():
+                return self._refusal
+            logger.warning("accepting new objects again: %s is over", self._refusal)
+            self._refusal = None
+            return None
+
+    def _index_unindexed(self) -> bool:
+        """Write the rows that failed (from any thread); True when none is left."""
+        with self._unindexed_lock:
+            failed, self._unindexed = self._unindexed, []
+        if not failed:
+            return True
+        try:
+            olds = self.index.upsert_many([record for _, record in failed])
+        except sqlite3.Error as exc:
+            logger.error("still cannot index %d acknowledged objects: %s", len(failed), exc)
+            with self._unindexed_lock:
+                self._unindexed[:0] = failed
+            return False
+        for (entry, record), old in zip(failed, olds):
+            if old is not None and old != record.path and old not in self._pending_paths:
+                self._remove_file(self.root / old)
+        self._settle([(entry, os.path.dirname(record.path)) for entry, record in failed])
+        logger.warning("indexed %d acknowledged objects the index could not take before", len(failed))
+        return True
 
     def open_incoming(self) -> IncomingFile:
         """A new temp file for one received object (same file system as the archive)."""
@@ -519,6 +698,17 @@ class Archive:
             fp = incoming.fp
             ds = fp.header() if isinstance(fp, IncomingFileIO) else None
             size = fp.size if isinstance(fp, IncomingFileIO) else None
+            if ds is None:
+                if not fp.closed:
+                    try:
+                        fp.flush()
+                    except OSError as exc:
+                        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                             f"cannot write the file: {exc.strerror}") from exc
+                _check_whole(incoming, None)  # its reason, before pydicom's less precise one
+                ds = _read_header(incoming.path)
+            else:
+                _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
             try:
                 if not fp.closed:
                     fp.flush()
@@ -527,13 +717,11 @@ class Archive:
                     fp.close()
             except OSError as exc:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
-            if ds is None:
-                ds = _read_header(incoming.path)
             values = _header_values(ds)
             self._validate(values, expected_sop_instance_uid, expected_sop_class_uid)
-            if not self.has_free_space():
-                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
-                                     f"free space below {self.min_free_bytes} bytes")
+            refusal = self.refusal_reason()
+            if refusal is not None:
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, refusal)
             return self._place(incoming.path, ds, calling_aet, values, size)
         except BaseException:
             self.discard_incoming(incoming)
@@ -581,14 +769,27 @@ class Archive:
         rel = (f"{_uid(values, 'StudyInstanceUID')}/{_uid(values, 'SeriesInstanceUID')}/"
                f"{_uid(values, 'SOPInstanceUID')}.dcm")
         final = os.path.join(self._root_text, rel)
+        source = os.fspath(source)
         if size is None:
             size = os.stat(source).st_size
-        with self._lock:  # renames and queued rows stay in the same order
-            replaced = self._rename_into_place(os.fspath(source), final)
+        journal = self._journal
+        assert journal is not None
+        with self._lock:  # renames, journal entries and queued rows stay in the same order
+            try:
+                entry = journal.add(source)  # before the rename: no placed file without it
+            except OSError as exc:
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                     f"cannot journal the file: {exc.strerror}") from exc
+            try:
+                replaced = self._rename_into_place(source, final)
+                journal.sync()  # from here the object survives a crash: the response may go
+            except BaseException:
+                journal.remove([entry])
+                raise
             with self._pending_lock:
                 self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
             record = self._record(rel, ds, size, calling_aet, values)
-            self.index.upsert_later(record, lambda old: self._indexed(rel, old))
+            self.index.upsert_later(record, lambda old: self._indexed(rel, old, entry, record))
         if replaced:
             logger.info("replaced %s", _uid(values, "SOPInstanceUID"))
         return self._stored(Path(final), record, replaced)
@@ -600,6 +801,9 @@ class Archive:
 
     def _rename_into_place(self, source: str, final: str) -> bool:
         """``os.replace`` into the study/series folder; True if a file was there (replaced).
+
+        The folder is not fsynced here: the journal entry (fsynced) keeps the object until
+        its row is written, and the folder is fsynced before that entry goes (once per batch).
 
         The folder of the previous object is remembered (a series arrives as a burst); a
         folder that vanished since — emptied by the removal of a replaced copy (``_indexed``,
@@ -613,8 +817,6 @@ class Archive:
                     self._last_folder = folder
                 replaced = os.path.exists(final)
                 os.replace(source, final)
-                if self.durable:
-                    fsync_directory(Path(folder))
                 return replaced
             except FileNotFoundError as exc:
                 self._last_folder = None
@@ -626,8 +828,11 @@ class Archive:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
         raise AssertionError("unreachable")
 
-    def _indexed(self, rel: str, old: str | None | Exception) -> None:
-        """The queued row of ``rel`` is written (index thread): remove the copy it replaced.
+    def _indexed(self, rel: str, old: str | None | Exception, entry: str | None = None,
+                 record: InstanceRecord | None = None) -> None:
+        """The queued row of ``rel`` is written (index thread): remove the copy it replaced,
+        and let its journal entry go after this batch (``_settle_journal``) — or, if the row
+        failed, keep the entry and refuse new objects until it is written (``_heal``).
 
         A replaced copy at another path (same SOP Instance UID, another study or series) is
         removed unless a later object, still queued, was renamed to that very path: then that
@@ -640,11 +845,40 @@ class Archive:
             else:
                 self._pending_paths.pop(rel, None)
             keep_old = isinstance(old, str) and old in self._pending_paths
-        if isinstance(old, Exception):  # recover() indexes the placed file at the next start
+        if isinstance(old, Exception):  # the journal keeps it; indexed when there is room
             logger.error("cannot index %s: %s", rel, old)
-        elif old is not None and old != rel and not keep_old:
+            if entry is not None and record is not None:
+                with self._unindexed_lock:
+                    self._unindexed.append((entry, record))
+            return
+        if entry is not None:
+            self._settled_entries.append((entry, os.path.dirname(rel)))
+        if old is not None and old != rel and not keep_old:
             logger.info("replaced %s (was %s)", rel, old)
             self._remove_file(self.root / old)
+
+    def _settle_journal(self) -> None:
+        """After a batch of rows (index thread): rows that failed are tried once more with the
+        reserve's space (then new objects are refused: the disk is full); the entries of
+        committed rows go, after their folders are fsynced."""
+        with self._unindexed_lock:
+            failed = bool(self._unindexed)
+        if failed:
+            released = self._reserve.release()
+            self._refuse("disk full: the index cannot grow" if released
+                         else "the index cannot be written")
+            self._index_unindexed()
+        settled, self._settled_entries = self._settled_entries, []
+        self._settle(settled)
+
+    def _settle(self, settled: list[tuple[str, str]]) -> None:
+        """Entries whose rows are committed: fsync their folders (the renames), then remove them."""
+        if not settled or self._journal is None:
+            return
+        if self.durable:
+            for folder in dict.fromkeys(folder for _, folder in settled):
+                fsync_directory(self.root / folder)
+        self._journal.remove(entry for entry, _ in settled)
 
     def _record(self, rel: str, ds: Header, size: int, calling_aet: str,
                 values: dict[str, object]) -> InstanceRecord:
@@ -732,59 +966,201 @@ class Archive:
         index's own and the temp folder, for indexing a folder of files named by someone else)."""
         for dirpath, dirnames, filenames in os.walk(folder):
             if Path(dirpath) == self.root:
-                dirnames[:] = [d for d in dirnames if d != INCOMING_DIR]
+                dirnames[:] = [d for d in dirnames if d not in (INCOMING_DIR, JOURNAL_DIR)]
             for name in filenames:
                 if name.endswith(".dcm") or (any_name and not name.startswith(INDEX_NAME)):
                     yield Path(dirpath) / name
 
     def recover(self) -> RecoveryReport:
-        """Reconcile folder and index after a crash (call at start, before serving)."""
+        """At start, before serving: finish what a crash (or kill -9, or power loss) cut short.
+
+        Bounded by what can be unfinished, not by the archive's size: temp files of objects
+        still arriving are deleted (never acknowledged), and the objects the journal names
+        (acknowledged, row perhaps not written) are put back in place if a rename was lost
+        and indexed. On a disk too full for the index the reserve is used; if even that
+        fails, the entries stay for the next chance and new objects are refused (0xA700):
+        the server still starts and answers. An archive written before the journal existed
+        needs one full ``reconcile`` (``needs_full_scan``).
+        """
         self._check_writable()
+        began = time.monotonic()
         report = RecoveryReport()
         for leftover in self.incoming_dir.iterdir():
             if leftover.is_file():
                 leftover.unlink()
                 report.removed_temp_files += 1
+        assert self._journal is not None
+        entries = self._journal.entries()
+        report.journal_entries = len(entries)
+        if entries and not self._reopen_writable():  # a full disk: they wait for room
+            report.unindexed = len(entries)
+            logger.error("%d acknowledged objects wait in the journal until the disk has room",
+                         len(entries))
+        elif entries:
+            self._replay(entries, report)
+        if any(v for k, v in vars(report).items() if k != "files_examined"):
+            logger.warning("recovery: %s", report)
+        logger.info("recovery: %d journaled objects, %d temp files, %d headers read in %.0f ms",
+                    report.journal_entries, report.removed_temp_files, report.files_examined,
+                    (time.monotonic() - began) * 1000)
+        return report
+
+    def _replay(self, entries: list[Path], report: RecoveryReport) -> None:
+        """Index the journal's objects; the last entry of a SOP Instance UID wins, as it did
+        when its row was queued (an earlier copy at another path is removed)."""
+        latest: dict[str, tuple[Path, str, Header, dict[str, object]]] = {}
+        superseded: set[str] = set()
+        for entry in entries:
+            report.files_examined += 1
+            try:
+                ds = _read_header(entry)
+            except ArchiveRefusal:  # checked before it was acknowledged: damaged since
+                report.unreadable_files.append(entry)
+                continue
+            values = _header_values(ds)
+            uid = _uid(values, "SOPInstanceUID")
+            rel = (f"{_uid(values, 'StudyInstanceUID')}/{_uid(values, 'SeriesInstanceUID')}/"
+                   f"{uid}.dcm")
+            if uid in latest and latest[uid][1] != rel:
+                superseded.add(latest[uid][1])
+            latest[uid] = (entry, rel, ds, values)
+        for rel in superseded - {item[1] for item in latest.values()}:
+            self._remove_file(self.root / rel)
+            report.removed_stale_files += 1
+        settled: list[tuple[str, str]] = []
+        failed: list[tuple[str, InstanceRecord]] = []
+        for entry, rel, ds, values in latest.values():
+            final = self.root / rel
+            self._restore(entry, final)
+            record = self._record(rel, ds, final.stat().st_size, "", values)
+            if failed:
+                failed.append((str(entry), record))
+                continue
+            try:
+                self._index_file(final, ds, record.file_size, "", values=values)
+            except ArchiveRefusal:
+                if self._reserve.release():
+                    self._refuse("disk full: the index cannot grow")
+                    try:
+                        self._index_file(final, ds, record.file_size, "", values=values)
+                    except ArchiveRefusal:
+                        failed.append((str(entry), record))
+                        continue
+                else:
+                    failed.append((str(entry), record))
+                    continue
+            report.indexed_files += 1
+            settled.append((str(entry), os.path.dirname(rel)))
+        done = {entry for entry, _ in settled} | {entry for entry, _ in failed}
+        settled.extend((str(e), "") for e in entries if str(e) not in done
+                       and e not in report.unreadable_files)  # superseded by a later entry
+        self._settle(settled)
+        if failed:
+            report.unindexed = len(failed)
+            with self._unindexed_lock:
+                self._unindexed.extend(failed)
+            self._refuse(f"{len(failed)} acknowledged objects wait for room in the index")
+
+    def _restore(self, entry: Path, final: Path) -> None:
+        """Put the journal's copy at ``final`` unless it is there (a power loss can forget the
+        rename into the study folder, not the fsynced journal entry)."""
+        try:
+            if final.exists() and os.path.samefile(entry, final):
+                return
+        except OSError:
+            pass
+        self._makedirs(final.parent)
+        temp = self.incoming_dir / f"restore-{entry.name}"
+        try:
+            temp.unlink()
+        except FileNotFoundError:
+            pass
+        os.link(entry, temp)
+        os.replace(temp, final)
+        if self.durable:
+            fsync_directory(final.parent)
+        logger.warning("restored %s from the journal", final)
+
+    @property
+    def needs_full_scan(self) -> bool:
+        """True for an archive never reconciled under the journal protocol (written by an
+        older dicomdesk, or whose index was deleted): ``reconcile`` once, while serving
+        (not while a full disk keeps the index read-only)."""
+        return not self.index.immutable and not self.index.flag(_RECONCILED_FLAG)
+
+    def reconcile(self, cancel: threading.Event | None = None) -> RecoveryReport:
+        """Reconcile the whole folder with the index: rows whose file is gone or changed,
+        files without a row, stale copies. Reads every row and walks every folder, so it runs
+        once for an archive that needs it (``needs_full_scan``), beside a serving server:
+        each decision is made under the archive's lock against the index as it is then, and
+        files placed since the scan began are left to the journal. ``cancel`` stops it
+        (the next start scans again)."""
+        self._check_writable()
+        report = RecoveryReport()
         rows = self.index.all_files()
         by_path = {rel: uid for uid, (rel, _size) in rows.items()}
         for uid, (rel, size) in rows.items():
+            if cancel is not None and cancel.is_set():
+                return report
             full = self.root / rel
             try:
                 actual = full.stat().st_size
             except FileNotFoundError:
-                self.index.remove_instance(uid)
-                report.dropped_rows += 1
+                with self._lock:
+                    row = self.index.instance(uid)
+                    if row is not None and row["path"] == rel and not full.exists():
+                        self.index.remove_instance(uid)
+                        report.dropped_rows += 1
                 del by_path[rel]
                 continue
             if actual != size:
-                try:
-                    ds = _read_header(full)
-                    self._index_file(full, ds, actual, "")
-                    report.reindexed_rows += 1
-                except ArchiveRefusal:
-                    report.unreadable_files.append(full)
+                with self._lock:
+                    row = self.index.instance(uid)
+                    if row is None or row["path"] != rel:
+                        continue
+                    try:
+                        ds = _read_header(full)
+                        report.files_examined += 1
+                        self._index_file(full, ds, full.stat().st_size, "")
+                        report.reindexed_rows += 1
+                    except (ArchiveRefusal, OSError):
+                        report.unreadable_files.append(full)
         for full in self._archive_files(self.root):
+            if cancel is not None and cancel.is_set():
+                return report
             rel = full.relative_to(self.root).as_posix()
             if rel in by_path:
                 continue
-            try:
-                ds = _read_header(full)
-            except ArchiveRefusal:
-                report.unreadable_files.append(full)
-                continue
-            uid = _uid_text(ds, "SOPInstanceUID")
-            other = rows.get(uid)
-            if other is not None and other[0] in by_path and (self.root / other[0]).exists() \
-                    and not _newer(full, self.root / other[0]):
-                # an older copy whose removal a crash cut short; a newer one is a replacement
-                # placed (perhaps acknowledged) whose row the crash lost: indexed below
-                self._remove_file(full)
-                report.removed_stale_files += 1
-                continue
-            self._index_file(full, ds, full.stat().st_size, "")
-            report.indexed_files += 1
-        if any(vars(report).values()):
-            logger.warning("recovery: %s", report)
+            with self._lock:
+                if not full.exists():
+                    continue  # removed meanwhile (a study deleted, a copy replaced)
+                row = self.index.instance(full.stem)  # waits for queued rows: placed meanwhile?
+                if row is not None and row["path"] == rel:
+                    continue
+                try:
+                    ds = _read_header(full)
+                except ArchiveRefusal:
+                    report.unreadable_files.append(full)
+                    continue
+                report.files_examined += 1
+                uid = _uid_text(ds, "SOPInstanceUID")
+                other = self.index.instance(uid)
+                if other is not None and (self.root / other["path"]).exists() \
+                        and not _newer(full, self.root / other["path"]):
+                    # an older copy whose removal a crash cut short; a newer one is a
+                    # replacement placed (perhaps acknowledged) whose row the crash lost
+                    self._remove_file(full)
+                    report.removed_stale_files += 1
+                    continue
+                try:
+                    self._index_file(full, ds, full.stat().st_size, "")
+                except ArchiveRefusal as exc:
+                    logger.error("reconcile stopped: %s", exc.reason)
+                    return report
+                report.indexed_files += 1
+        self._set_flag(_RECONCILED_FLAG)
+        if any(v for k, v in vars(report).items() if k != "files_examined"):
+            logger.warning("reconciliation: %s", report)
         return report
 
     def rebuild_index(self, folder: Path | None = None) -> int:
@@ -811,6 +1187,8 @@ class Archive:
                 self._index_file(path, ds, full.stat().st_size, "", remove_replaced=False,
                                  values=values)
                 count += 1
+            if target == root:
+                self._set_flag(_RECONCILED_FLAG)
             return count
         for dirpath, _dirs, filenames in os.walk(target):
             for name in filenames:

@@ -208,8 +208,10 @@ class ServerAE(ArchiveHooks, AE):
 
     def _open_incoming(self, context: Any, write_header: Callable[[Any], None], instance_uid: str,
                        class_uid: str) -> tuple[Any, int]:
-        if not self.archive.has_free_space():  # OSError → A700, the fragments are dropped
-            raise OSError(errno.ENOSPC, f"free space below {self.archive.min_free_bytes} bytes")
+        # The free-space floor is measured at commit; here only a known refusal (or --min-free).
+        refusal = self.archive.refusal_reason(measure=self.archive.min_free_bytes > 0)
+        if refusal is not None:  # OSError → A700, the fragments are dropped
+            raise OSError(errno.ENOSPC, refusal)
         incoming = self.archive.open_incoming()
         try:
             write_header(incoming.fp)
@@ -335,6 +337,8 @@ class LocalServer:
         self.forward_retry = forward_retry
         self.ae: ServerAE | None = None
         self.forwarder: Any = None
+        self._reconciler: threading.Thread | None = None
+        self._stop_reconciling = threading.Event()
 
     def build_ae(self) -> ServerAE:
         """The configured AE, bound but not yet serving (raises OSError if the port is taken)."""
@@ -354,7 +358,9 @@ class LocalServer:
         try:
             ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True),
                                  min_free_bytes=getattr(s, "min_free_bytes", 0))
-            ae.archive.recover()  # a killed predecessor leaves temp files or unindexed files
+            # A killed predecessor leaves temp files and journal entries: bounded by the
+            # objects that were in flight, so the port answers at once at any archive size.
+            ae.archive.recover()
             ae.on_stored = self.on_stored
             ae.add_scp(storage_scp)
             self._add_archive_services(ae)
@@ -439,12 +445,37 @@ class LocalServer:
             self.ae.start()
             if self.forwarder is not None:
                 self.forwarder.start()
+            if self.ae.archive is not None and self.ae.archive.needs_full_scan:
+                self._start_reconciling(self.ae.archive)
             logger.info("listening as %s on %s:%d", self.settings.aet, self.settings.bind, self.ae.port)
         return self
+
+    def _start_reconciling(self, archive: Any) -> None:
+        """An archive written before the journal existed may hold acknowledged files whose
+        rows a crash lost: walk it once, beside the running server (echo, queries and stores
+        are answered meanwhile; the files it finds become visible as it indexes them)."""
+        self._stop_reconciling.clear()
+
+        def run() -> None:
+            logger.info("reconciling the archive folder with its index (once, in the background)")
+            try:
+                report = archive.reconcile(self._stop_reconciling)
+            except Exception:  # a broken file system: the server keeps serving what it has
+                logger.exception("reconciling the archive failed")
+                return
+            if not self._stop_reconciling.is_set():
+                logger.info("archive reconciled: %d files indexed", report.indexed_files)
+
+        self._reconciler = threading.Thread(target=run, name="archive-reconcile", daemon=True)
+        self._reconciler.start()
 
     def stop(self) -> None:
         if self.ae is not None:
             self.ae.quit()
+            if self._reconciler is not None:
+                self._stop_reconciling.set()
+                self._reconciler.join()
+                self._reconciler = None
             if self.forwarder is not None:
                 self.forwarder.stop()
                 self.forwarder = None

@@ -240,29 +240,34 @@ def test_recover_removes_leftover_temp_files(archive: Archive) -> None:
     assert report.removed_temp_files == 1 and incoming_files(archive) == []
 
 
-def test_recover_indexes_a_file_renamed_but_not_indexed(archive: Archive) -> None:
+# An archive written before the journal (or by hand) is reconciled once: ``reconcile`` walks
+# the whole folder against the index. The journal's crash points are below.
+
+
+def test_reconcile_indexes_a_file_renamed_but_not_indexed(archive: Archive) -> None:
     final = archive.root / STUDY / SERIES / "1.2.3.7.dcm"
     final.parent.mkdir(parents=True)
     final.write_bytes(part10_bytes("1.2.3.7"))  # killed between os.replace and the index row
-    report = archive.recover()
+    report = archive.reconcile()
     assert report.indexed_files == 1 and archive.count() == 1
-    assert archive.recover().indexed_files == 0
+    assert archive.reconcile().indexed_files == 0
+    assert not archive.needs_full_scan
 
 
-def test_recover_drops_rows_whose_file_is_gone(archive: Archive) -> None:
+def test_reconcile_drops_rows_whose_file_is_gone(archive: Archive) -> None:
     stored = receive(archive, part10_bytes())
     stored.path.unlink()
-    report = archive.recover()
+    report = archive.reconcile()
     assert report.dropped_rows == 1 and archive.count() == 0
     q = Dataset()
     q.StudyInstanceUID = ""
     assert list(archive.find("STUDY", q)) == []
 
 
-def test_recover_reindexes_a_file_replaced_but_not_reindexed(archive: Archive) -> None:
+def test_reconcile_reindexes_a_file_replaced_but_not_reindexed(archive: Archive) -> None:
     stored = receive(archive, part10_bytes(description="a"))
     stored.path.write_bytes(part10_bytes(description="a much longer description"))
-    report = archive.recover()
+    report = archive.reconcile()
     assert report.reindexed_rows == 1
     q = Dataset()
     q.StudyDescription = ""
@@ -270,18 +275,18 @@ def test_recover_reindexes_a_file_replaced_but_not_reindexed(archive: Archive) -
     assert archive.commitment_status([(CTImageStorage, stored.sop_instance_uid)])[0]
 
 
-def test_recover_removes_a_stale_copy_indexed_elsewhere(archive: Archive) -> None:
+def test_reconcile_removes_a_stale_copy_indexed_elsewhere(archive: Archive) -> None:
     stored = receive(archive, part10_bytes("1.2.3.9", series=SERIES + "2"))
     stale = archive.root / STUDY / SERIES / "1.2.3.9.dcm"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(part10_bytes("1.2.3.9"))  # killed before the old copy was unlinked
     older = stored.path.stat().st_mtime_ns - 10**9
     os.utime(stale, ns=(older, older))
-    report = archive.recover()
+    report = archive.reconcile()
     assert report.removed_stale_files == 1 and not stale.exists() and stored.path.exists()
 
 
-def test_recover_keeps_a_newer_replacement_whose_row_was_lost(archive: Archive) -> None:
+def test_reconcile_keeps_a_newer_replacement_whose_row_was_lost(archive: Archive) -> None:
     """Rows are written just after the response (write-behind): a crash in between leaves the
     replacement in place and the old row; the newer file wins, the older copy goes."""
     old = receive(archive, part10_bytes("1.2.3.9", description="old"))
@@ -291,7 +296,7 @@ def test_recover_keeps_a_newer_replacement_whose_row_was_lost(archive: Archive) 
     newer.write_bytes(part10_bytes("1.2.3.9", series=SERIES + "2", description="new"))
     later = old.path.stat().st_mtime_ns + 10**9
     os.utime(newer, ns=(later, later))
-    report = archive.recover()
+    report = archive.reconcile()
     archive.wait_indexed()
     assert report.indexed_files == 1 and newer.exists() and not old.path.exists()
     q = Dataset()
@@ -299,12 +304,99 @@ def test_recover_keeps_a_newer_replacement_whose_row_was_lost(archive: Archive) 
     assert [r.SeriesInstanceUID for r in archive.find("SERIES", q)] == [SERIES + "2"]
 
 
-def test_recover_reports_unreadable_files_and_keeps_them(archive: Archive) -> None:
+def test_reconcile_reports_unreadable_files_and_keeps_them(archive: Archive) -> None:
     junk = archive.root / STUDY / SERIES / "junk.dcm"
     junk.parent.mkdir(parents=True)
     junk.write_bytes(b"junk")
-    report = archive.recover()
+    report = archive.reconcile()
     assert report.unreadable_files == [junk] and junk.exists()
+
+
+
+
+def _crash_copy(archive: Archive, to: Path) -> Path:
+    """What a kill -9 leaves at this instant: the archive folder copied with its hard links
+    (``cp -a``: a journal entry and its placed file stay one inode), index and WAL included."""
+    import subprocess
+
+    subprocess.run(["cp", "-a", str(archive.root), str(to)], check=True)
+    return to
+
+
+def _rows(root: Path) -> dict[str, str]:
+    with Archive(root, read_only=True) as ro:
+        return {uid: rel for uid, (rel, _size) in ro.index.all_files().items()}
+
+
+def test_objects_acknowledged_before_their_rows_are_indexed_by_recover(archive: Archive, tmp_path: Path) -> None:
+    """Killed after the C-STORE responses, before the write-behind transaction: the journal
+    names exactly those objects, and recover reads nothing else."""
+    for i in range(5):
+        receive(archive, part10_bytes(f"1.2.3.{i}"))
+    archive.wait_indexed()
+    with archive.index._lock:  # the index thread cannot write: the rows stay queued
+        stored = [receive(archive, part10_bytes(f"1.2.4.{i}")) for i in range(3)]
+        crashed = _crash_copy(archive, tmp_path / "crashed")
+    assert len(list((crashed / ".journal").glob("*.ack"))) == 3
+    assert set(_rows(crashed)) == {f"1.2.3.{i}" for i in range(5)}
+    with Archive(crashed) as after:
+        report = after.recover()
+        assert (report.journal_entries, report.indexed_files, report.files_examined) == (3, 3, 3)
+        assert after.count() == 8
+        assert not list((crashed / ".journal").glob("*.ack"))
+        for s in stored:
+            assert (crashed / s.path.relative_to(archive.root)).read_bytes() == s.path.read_bytes()
+        assert after.recover().journal_entries == 0
+
+
+def test_a_rename_lost_by_a_power_failure_is_restored_from_the_journal(archive: Archive, tmp_path: Path) -> None:
+    with archive.index._lock:
+        stored = receive(archive, part10_bytes("1.2.3.7"))
+        crashed = _crash_copy(archive, tmp_path / "crashed")
+    placed = crashed / stored.path.relative_to(archive.root)
+    placed.unlink()  # the study folder's entry never reached the disk; the journal's did
+    with Archive(crashed) as after:
+        assert after.recover().indexed_files == 1
+        assert placed.read_bytes() == stored.path.read_bytes()
+        assert after.commitment_status([(CTImageStorage, "1.2.3.7")])[0]
+
+
+def test_replacements_in_the_journal_end_as_the_last_one_arrived(archive: Archive, tmp_path: Path) -> None:
+    """A at series 1, B (same UID) at series 2, C (same UID) at series 1, all acknowledged,
+    no row written: the last (C) is indexed, and B's copy does not outlive the crash."""
+    with archive.index._lock:
+        receive(archive, part10_bytes("1.2.3.9", description="A"))
+        receive(archive, part10_bytes("1.2.3.9", series=SERIES + "2", description="B"))
+        receive(archive, part10_bytes("1.2.3.9", description="C"))
+        crashed = _crash_copy(archive, tmp_path / "crashed")
+    with Archive(crashed) as after:
+        after.recover()
+        assert _rows(crashed) == {"1.2.3.9": f"{STUDY}/{SERIES}/1.2.3.9.dcm"}
+        assert dcmread(crashed / STUDY / SERIES / "1.2.3.9.dcm").StudyDescription == "C"
+        assert not (crashed / STUDY / (SERIES + "2")).exists()
+        assert not list((crashed / ".journal").glob("*.ack"))
+
+
+def test_journal_entries_go_once_their_rows_are_written(archive: Archive) -> None:
+    for i in range(20):
+        receive(archive, part10_bytes(f"1.2.3.{i}"))
+    archive.wait_indexed()
+    assert not list((archive.root / ".journal").glob("*.ack"))
+    assert archive.count() == 20
+
+
+def test_an_archive_from_before_the_journal_needs_one_full_scan(tmp_path: Path) -> None:
+    root = tmp_path / "old"
+    final = root / STUDY / SERIES / "1.2.3.7.dcm"
+    final.parent.mkdir(parents=True)
+    final.write_bytes(part10_bytes("1.2.3.7"))  # a file without a row, no index at all
+    with Archive(root) as old:
+        assert old.needs_full_scan
+        assert old.recover().indexed_files == 0  # bounded: the journal is empty
+        assert old.reconcile().indexed_files == 1 and old.count() == 1
+        assert not old.needs_full_scan
+    with Archive(tmp_path / "new") as new:
+        assert not new.needs_full_scan  # nothing to scan in a new archive
 
 
 def test_rebuild_index_from_files(archive: Archive, tmp_path: Path) -> None:

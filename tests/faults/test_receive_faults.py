@@ -25,6 +25,7 @@ from serving import (  # noqa: E402
     encode_dataset,
     make_dataset,
     store_rq,
+    store_status,
     wait_until,
 )
 
@@ -108,15 +109,7 @@ def test_the_same_object_sent_whole_after_an_abort_is_stored_intact(server):
 
 
 def _store(port: int, uid: str, pixels: int) -> int:
-    raw = RawAssociation(port, CONTEXTS)
-    assert raw.accepted
-    data = encode_dataset(make_dataset(uid, pixels=pixels))
-    raw.send_command(3, store_rq(uid))
-    for start in range(0, len(data), 16000):
-        raw.send_data(3, data[start:start + 16000], last=start + 16000 >= len(data))
-    status = int(raw.receive_message().Status)
-    raw.release()
-    return status
+    return store_status(port, make_dataset(uid, pixels=pixels))
 
 
 def test_disk_below_the_free_space_floor_answers_a700_and_keeps_nothing(tmp_path):

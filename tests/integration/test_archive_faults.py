@@ -117,9 +117,10 @@ class ServeProcess:
 
 
 def archive_files(root: Path) -> dict[str, int]:
-    """Files of the archive outside the temp folder and the index: relative path → size."""
+    """Files of the archive outside the temp folder, the journal and the index: relative path → size."""
     return {p.relative_to(root).as_posix(): p.stat().st_size for p in root.rglob("*")
-            if p.is_file() and ".incoming" not in p.parts and not p.name.startswith("index.sqlite3")}
+            if p.is_file() and ".incoming" not in p.parts and ".journal" not in p.parts
+            and not p.name.startswith("index.sqlite3")}
 
 
 @pytest.mark.slow

@@ -70,7 +70,8 @@ def data_set_bytes(path: Path) -> tuple[str, bytes]:
 def received_by_uid(folder: Path) -> dict[str, bytes]:
     found = {}
     for path in folder.rglob("*"):
-        if path.is_file() and ".incoming" not in path.parts and path.suffix != ".log":
+        if path.is_file() and ".incoming" not in path.parts and ".journal" not in path.parts \
+                and path.suffix != ".log":
             try:
                 uid, raw = data_set_bytes(path)
             except ValueError:

@@ -307,6 +307,21 @@ def encode_dataset(ds: Dataset) -> bytes:
     return encode_data_set(ds, EXPLICIT_LE)
 
 
+def store_status(port: int, ds: Dataset, contexts=((1, uids.VERIFICATION_SOP_CLASS), (3, CT_IMAGE_STORAGE))
+                 ) -> int:
+    """One C-STORE of ``ds`` (Explicit VR LE, context 3) on a new association; its status."""
+    raw = RawAssociation(port, contexts)
+    assert raw.accepted
+    uid = str(ds.SOPInstanceUID)
+    data = encode_dataset(ds)
+    raw.send_command(3, store_rq(uid))
+    for start in range(0, len(data), 16000):
+        raw.send_data(3, data[start:start + 16000], last=start + 16000 >= len(data))
+    status = int(raw.receive_message().Status)
+    raw.release()
+    return status
+
+
 def data_set_bytes(path: Path) -> bytes:
     """A Part-10 file's bytes after its File Meta Information (PS3.10 7.1): what was sent."""
     raw = Path(path).read_bytes()

@@ -171,13 +171,13 @@ def read_file_meta(fp: BinaryIO) -> tuple[dict[int, str], int] | None:
     return values, offset
 
 
-def _bare_encoding(fp: BinaryIO) -> str:
+def _bare_encoding(fp: BinaryIO, offset: int = 0) -> str:
     """Guess the transfer syntax of a data set without a Part-10 header (PS3.5 7.1).
 
     PS3.10 says such a data set is Implicit VR Little Endian; some tools write Explicit VR,
     recognisable by two letters where the implicit length would start.
     """
-    fp.seek(0)
+    fp.seek(offset)
     first = fp.read(8)
     if len(first) < 8:
         raise Part10Error("too short to be a DICOM data set")
@@ -884,8 +884,10 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     error = getattr(msg, "data_set_error", None)
     if error:
         logger.warning("C-STORE of %s not received: %s", msg.affected_sop_instance_uid, error)
-        status = (statuses.C_STORE_OUT_OF_RESOURCES if "cannot write" in error or "cannot open" in error
-                  else statuses.C_STORE_CANNOT_UNDERSTAND)
+        status = statuses.Status(int(statuses.C_STORE_OUT_OF_RESOURCES)
+                                 if "cannot write" in error or "cannot open" in error
+                                 else int(statuses.C_STORE_CANNOT_UNDERSTAND), "C-STORE")
+        status.error_comment = error  # e.g. why the archive refuses (disk full), PS3.7 C.4
         failed = getattr(asce.ae, "on_receive_store_failed", None)
         if failed is not None:
             failed(ctx, msg.data_set, error)
@@ -1010,6 +1012,28 @@ def check_structure_of(fp: BinaryIO, header: Part10Header, start: int | None = N
     implicit = header.transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN
     little = header.transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN
     _Walker(fp, end, implicit, little).elements()
+
+
+def check_file_structure(fp: BinaryIO, *, transfer_syntax: str | None = None,
+                         data_offset: int | None = None, start: int | None = None) -> None:
+    """``check_structure_of`` for a received or imported file (binary, seekable).
+
+    The receiving side of the sender's check (one walker for both): an archive runs it
+    before it acknowledges a C-STORE, so a data set that ends inside an element, an item
+    or a sequence is refused instead of filed as complete. Without ``transfer_syntax`` and
+    ``data_offset`` the File Meta Information says them (a bare data set: PS3.10's
+    Implicit VR Little Endian, or what ``_bare_encoding`` recognises). Raises ``Part10Error``.
+    """
+    if transfer_syntax is None or data_offset is None:
+        meta = read_file_meta(fp)
+        if meta is None:
+            transfer_syntax, data_offset = _bare_encoding(fp), 0
+        else:
+            values, data_offset = meta
+            transfer_syntax = values.get(_META_TS, "")
+            if not transfer_syntax and fp.seek(0, os.SEEK_END) > data_offset:
+                transfer_syntax = _bare_encoding(fp, data_offset)  # a meta without its TS
+    check_structure_of(fp, Part10Header(transfer_syntax, "", "", data_offset), start)
 
 
 def _all_transfer_syntaxes() -> tuple[str, ...]:
