@@ -26,16 +26,22 @@ class WakeDescriptor:
             os.set_blocking(self._read_fd, False)
             os.set_blocking(self._write_fd, False)
         self._closed = False
+        # wake() may run in any thread: never write to a descriptor number that close()
+        # has given back (it may be another file by then)
+        self._lock = threading.Lock()
 
     def fileno(self) -> int:
         return self._read_fd
 
     def wake(self) -> None:
         """Make the descriptor readable (never blocks; a full counter is awake already)."""
-        try:
-            os.write(self._write_fd, (1).to_bytes(8, "little"))
-        except OSError:  # full (already awake) or closed (nobody waits any more)
-            pass
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._write_fd, (1).to_bytes(8, "little"))
+            except OSError:  # full: already awake
+                pass
 
     def clear(self) -> None:
         """Consume every wake-up so far."""
@@ -47,14 +53,15 @@ class WakeDescriptor:
             pass
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for fd in {self._read_fd, self._write_fd}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in {self._read_fd, self._write_fd}:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class WakeableEvent(threading.Event):
