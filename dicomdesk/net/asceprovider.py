@@ -390,7 +390,9 @@ class Association:
                     self.trace.dimse("received", item[0], item[1])
                 return item
             if isinstance(item, CancelRequested):
-                raise OperationCancelledError("cancelled by the local user")
+                if cancel is not None:
+                    raise OperationCancelledError("cancelled by the local user")
+                continue  # left over from an earlier wait that was cancelled
             self._handle_indication(item)
 
     def receive_response(self, message_id: int, timeout: float | None = None) -> tuple[Any, int]:

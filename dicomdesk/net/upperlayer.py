@@ -279,8 +279,10 @@ class UpperLayerConnection:
         return True
 
     def cancel(self) -> None:
-        """The local user asked to cancel: a ``CancelRequested`` event (nothing is sent)."""
-        self._events.append(CancelRequested())
+        """The local user asked to cancel: a ``CancelRequested`` event (nothing is sent;
+        one pending at a time)."""
+        if not any(type(item) is CancelRequested for item in self._events):
+            self._events.append(CancelRequested())
 
     # ------------------------------------------------------------------ sending
     def send(self, primitive: Any, now: float | None = None) -> list:
