@@ -54,6 +54,45 @@ BATCH_BYTES = 1 << 20
 IOV_MAX = 1024
 
 
+class Timer:
+    """ARTIM-style timer on the monotonic clock (the reference's helper, PS3.8 9.1.5).
+
+    The DUL itself keeps no timer: the connection decides with the time it is given
+    (``UpperLayerConnection.next_deadline``). This stays for code written for the reference.
+    """
+
+    def __init__(self, max_seconds: float | None):
+        self.max_seconds = max_seconds
+        self._started_at: float | None = None
+
+    def start(self) -> None:
+        """Set the timer (a no-op when no timeout is configured)."""
+        self._started_at = time.monotonic() if self.max_seconds is not None else None
+
+    def stop(self) -> None:
+        """Stop the timer."""
+        self._started_at = None
+
+    def restart(self) -> None:
+        """Start again from now."""
+        self.start()
+
+    def check(self) -> bool:
+        """True while the timer has not expired (or is not running)."""
+        deadline = self.deadline()
+        return deadline is None or time.monotonic() < deadline
+
+    def deadline(self) -> float | None:
+        """Monotonic time at which the timer expires, or None when it is not running."""
+        if self._started_at is None or self.max_seconds is None:
+            return None
+        return self._started_at + self.max_seconds
+
+    @property
+    def running(self) -> bool:
+        return self._started_at is not None
+
+
 def _tune_socket(sock: socket.socket) -> bool:
     """TCP_NODELAY on every DICOM socket: each batch is one write, so Nagle only adds delay.
 
