@@ -1,7 +1,8 @@
 """The layer rules of ARCHITECTURE.md, checked on the source: who may import what.
 
 * ``dicomdesk/net`` never imports Qt;
-* the pure protocol modules import no socket, ssl, select, threading, queue or time;
+* the pure protocol modules (the sans-IO connection ``upperlayer`` among them) import no
+  socket, ssl, select, threading, queue or time;
 * ``dicomdesk/ui`` opens no socket and imports nothing from ``dicomdesk.net``;
 * every package folder is listed in pyproject.toml, so a built wheel ships it.
 """
@@ -17,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dicomdesk"
 
-PURE_MODULES = ["pdu", "userdataitems", "fsm", "dimsemessages", "dimsedecoder", "commandset",
-                "statuses", "uids", "exceptions"]
+PURE_MODULES = ["pdu", "userdataitems", "fsm", "upperlayer", "dimsemessages", "dimsedecoder",
+                "commandset", "statuses", "uids", "exceptions"]
 IO_MODULES = {"socket", "ssl", "select", "selectors", "threading", "queue", "time", "socketserver"}
 
 

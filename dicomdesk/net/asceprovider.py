@@ -21,13 +21,14 @@ import io
 import itertools
 import logging
 import time
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from . import pdu, trace, userdataitems, uids
 from .dimsemessages import is_dataset
-from .dulprovider import ConnectionClosed, DULServiceProvider
+from .dulprovider import BATCH_BYTES, CancelRequested, ConnectionClosed, DULServiceProvider
 from .exceptions import (
     AssociationAbortedError,
     AssociationError,
@@ -36,6 +37,7 @@ from .exceptions import (
     ClassNotSupportedError,
     DCMTimeoutError,
     NetDICOMError,
+    OperationCancelledError,
 )
 from .fsm import APAbortIndication, States
 from .printable import printable
@@ -76,6 +78,26 @@ class PContextDef(NamedTuple):
     id: int
     sop_class: str
     supported_ts: Any
+
+
+class AssociatedContext(PContextDef):
+    """An accepted presentation context that knows its association (``context.association``).
+
+    Every service hook gets the context of its message (``on_receive_store(context, ds)``
+    …, the reference's signatures), so a hook reaches its association through it — never
+    by thread identity. The reference is weak: a context kept by a hook never keeps an
+    ended association (and its buffers) alive. Equal to the plain ``PContextDef``.
+    """
+
+    def __new__(cls, context: PContextDef, association: Any) -> "AssociatedContext":
+        self = super().__new__(cls, *context)
+        self._association = weakref.ref(association)
+        return self
+
+    @property
+    def association(self) -> Any:
+        """The association this context belongs to (None once it is gone)."""
+        return self._association()
 
 
 def build_pres_context_def_list(context_def_list: Iterable) -> Iterator[pdu.PresentationContextItemRQ]:
@@ -277,7 +299,7 @@ class Association:
             message_file_cb=getattr(local_ae, "get_file_for_message", None))
         self.trace = trace.AssociationTrace(self.dul.peer_address)
         self.dul.trace = self.trace  # the DUL traces PDUs into the same association record
-        self.accepted_contexts: dict[int, PContextDef] = {}
+        self._accepted_contexts: dict[int, PContextDef] = {}
         self.peer = PeerInfo()
         self.association_established = False
         self.is_released = False
@@ -290,6 +312,16 @@ class Association:
         self._message_ids = itertools.count(1)
 
     # -- properties
+    @property
+    def accepted_contexts(self) -> dict[int, PContextDef]:
+        """Accepted presentation contexts by ID; each one knows this association
+        (``AssociatedContext``), so every hook given one can reach it."""
+        return self._accepted_contexts
+
+    @accepted_contexts.setter
+    def accepted_contexts(self, contexts: Mapping[int, PContextDef]) -> None:
+        self._accepted_contexts = {pc_id: AssociatedContext(ctx, self) for pc_id, ctx in contexts.items()}
+
     @property
     def peer_max_pdu_length(self) -> int:
         """The peer's Maximum Length Received (0: no limit). Every PDU we send honours it."""
@@ -322,14 +354,27 @@ class Association:
             self.trace.dimse("sent", dimse_msg, ctx.id)
         if is_dataset(dimse_msg.data_set):
             dimse_msg.data_set = encode_data_set(dimse_msg.data_set, ctx.supported_ts)
+        # The PDUs of one message go out in batches: one pass through the state machine and
+        # one gathered write per batch (not one of each per PDU: at a peer's 16 KiB maximum
+        # a 512 KiB object is 33 PDUs).
+        batch: list = []
+        size = 0
         for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
-            self.dul.send(p_data)
+            batch.append(p_data)
+            size += p_data.pdu_length
+            if size >= BATCH_BYTES:
+                self.dul.send_pdata(batch)
+                batch, size = [], 0
+        if batch:
+            self.dul.send_pdata(batch)
 
-    def receive(self, timeout: float | None = None) -> tuple[Any, int]:
+    def receive(self, timeout: float | None = None, cancel: Any = None) -> tuple[Any, int]:
         """Next DIMSE message as (message, pc_id).
 
         Raises AssociationReleasedError when the peer released (after answering it),
         AssociationAbortedError when it aborted or vanished, DCMTimeoutError on timeout.
+        Extension: ``cancel`` (a ``threading.Event``) ends the wait as soon as it is set,
+        with OperationCancelledError (the wait is one poll, woken by the event).
         """
         while self._stash:
             item = self._stash.popleft()
@@ -339,11 +384,15 @@ class Association:
         if timeout is None:
             timeout = self.dimse_timeout
         while True:
-            item = self.dul.receive(timeout)
+            item = self.dul.receive(timeout, cancel)
             if isinstance(item, tuple):
                 if trace.enabled():
                     self.trace.dimse("received", item[0], item[1])
                 return item
+            if isinstance(item, CancelRequested):
+                if cancel is not None:
+                    raise OperationCancelledError("cancelled by the local user")
+                continue  # left over from an earlier wait that was cancelled
             self._handle_indication(item)
 
     def receive_response(self, message_id: int, timeout: float | None = None) -> tuple[Any, int]:
@@ -376,7 +425,8 @@ class Association:
             if item is None:
                 break
             if not isinstance(item, tuple):
-                self._stash.append(item)  # release/abort: handled by the next receive()
+                if not isinstance(item, CancelRequested):
+                    self._stash.append(item)  # release/abort: handled by the next receive()
                 break
             if trace.enabled():
                 self.trace.dimse("received", item[0], item[1])
@@ -440,11 +490,16 @@ class Association:
                     raise DCMTimeoutError("no A-RELEASE-RP")
                 item = self.dul.receive(remaining)
                 pdu_type = getattr(item, "pdu_type", None)
-                if pdu_type == 5:  # release collision (PS3.8 9.2.2)
-                    self.dul.send(pdu.AReleaseRpPDU())
+                if pdu_type == 5:
+                    # Release collision (PS3.8 9.2.3): the requestor answers at once (Sta9,
+                    # AR-9); the acceptor waits for the requestor's RP first (Sta10) and
+                    # answers it in Sta12 (AR-4) below.
+                    if self.dul.state == States.STA_9:
+                        self.dul.send(pdu.AReleaseRpPDU())
                 elif pdu_type == 6:
                     if self.dul.state == States.STA_12:
                         self.dul.send(pdu.AReleaseRpPDU())
+                        self.dul.wait_closed(min(remaining, 5))  # Sta13: the requestor closes
                     self.is_released = True
                     break
                 elif pdu_type == 7 or isinstance(item, (APAbortIndication, ConnectionClosed)):

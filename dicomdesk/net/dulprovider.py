@@ -1,73 +1,64 @@
-"""DUL service provider: the only module that touches a socket (PS3.8 section 7 and 9.2).
+"""DUL service provider: the thin loop that moves one association's bytes (PS3.8 7, 9.1).
 
-One ``DULServiceProvider`` drives one association's state machine (``fsm.StateMachine``)
-over one TCP connection. Reading waits on the socket with a deadline (the ARTIM timer while
-it runs, else the idle timeout, or the caller's own deadline), frames whole PDUs, refuses a
-length field above the local maximum before reading the body, feeds each PDU to the state
-machine and, in data transfer, to the ``DIMSEDecoder``; only *complete* DIMSE messages and
-indications reach the service user. Sending runs the P-DATA / release / abort event through
-the state machine and writes the PDU at once, header and payload gathered into one
-``sendmsg`` call.
+Every protocol decision lives in ``upperlayer.UpperLayerConnection`` (framer, Table 9-10
+state machine, DIMSE reassembly, ARTIM and idle-timeout decisions), which owns no socket,
+thread or clock. This module only does what it cannot: it waits in one ``poll`` over the
+socket, a wake descriptor (a cancel set in another thread) and the connection's next
+deadline; reads into the connection's framer buffer; hands each event to the service user;
+and writes what the connection returns — all PDUs of one batch in one gathered ``sendmsg``,
+file regions with ``os.sendfile`` — then closes the transport when the connection says so.
 
-Two ways to run it:
-
-* pump mode (what associations use): ``receive`` reads the socket in the caller's thread —
-  the association's own thread — so there is no thread hand-off per PDU or per message and
-  no thread start per association;
-* reader-thread mode (the reference's model): ``start()`` runs ``run()`` in its own thread,
-  which queues indications for ``receive``.
+The service runs in the caller's thread (the association's own thread): ``receive`` reads
+the socket right there, so a PDU reaches its service without a thread hand-off, and no
+thread is started per association.
 
 TCP_NODELAY is set on every socket: without it each message waits ~40 ms for a delayed ACK.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
-import queue
 import select
 import socket
-import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
 
-from . import fsm, pdu, trace
-from .exceptions import (
-    ABORT_REASON_NOT_SPECIFIED,
-    ABORT_SOURCE_SERVICE_PROVIDER,
-    DCMTimeoutError,
-    DIMSEProcessingError,
-    NetDICOMError,
-    PDUProcessingError,
+from . import pdu, trace
+from .exceptions import DCMTimeoutError
+from .upperlayer import (  # noqa: F401 - re-exported: the reference's names live here
+    MIN_TRANSFER_RATE,
+    UNLIMITED_PDU_CAP,
+    CancelRequested,
+    ConnectionClosed,
+    UpperLayerConnection,
 )
+from .wakeup import WakeDescriptor, ringing
 
 logger = logging.getLogger(__name__)
 
-#: Bytes asked of the kernel per recv() when no large body is pending.
-RECV_CHUNK = 256 * 1024
-#: The receive buffer's first size; it grows to the longest PDU received (at most our
-#: Maximum Length, or UNLIMITED_PDU_CAP) and is reused for every PDU after that.
-RX_BUFFER_START = 64 * 1024
-#: P-DATA-TF PDUs at least this long are handed on as a view of the receive buffer
-#: (no copy); shorter PDUs, and every other PDU, get bytes of their own.
-RX_VIEW_MIN = 64 * 1024
-
-#: What we read at most for one P-DATA-TF PDU when we announced "no limit" (0): the peer
-#: may send any length then, but memory must stay bounded (PS3.8 D.1 allows refusing it).
-UNLIMITED_PDU_CAP = 64 * 1024 * 1024
-
-#: Slowest rate (bytes/s) a peer may send one PDU at, on top of the idle timeout, before the
-#: association is aborted (slowloris protection; 64 KiB/s moves a 256 KiB PDU in 4 s).
-MIN_TRANSFER_RATE = 64 * 1024
+#: Least free space asked of the framer for one read: several short PDUs per syscall.
+RECV_MIN = 64 * 1024
+#: P-DATA-TF PDUs at least this long are handed on as a view of the receive buffer.
+RX_VIEW_MIN = pdu.FRAMER_VIEW_MIN
+#: File regions at least this long go with ``os.sendfile``; shorter ones (16 KiB PDUs to a
+#: DCMTK peer) are read with one ``pread`` per run and join the batch's one ``sendmsg``.
+SENDFILE_MIN = 64 * 1024
+#: The P-DATA-TF PDUs of one message go to the connection, and to the socket, in batches
+#: of about this many bytes (one state machine pass and one gathered write each).
+BATCH_BYTES = 1 << 20
+#: sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
+IOV_MAX = 1024
 
 
 class Timer:
-    """ARTIM-style timer on the monotonic clock (PS3.8 9.1.5).
+    """ARTIM-style timer on the monotonic clock (the reference's helper, PS3.8 9.1.5).
 
-    It never sleeps or wakes anything: the reader turns ``deadline()`` into the timeout of
-    its next blocking socket wait.
+    The DUL itself keeps no timer: the connection decides with the time it is given
+    (``UpperLayerConnection.next_deadline``). This stays for code written for the reference.
     """
 
     def __init__(self, max_seconds: float | None):
@@ -102,20 +93,12 @@ class Timer:
         return self._started_at is not None
 
 
-class ConnectionClosed:
-    """Indication that the transport connection closed (EVT_17) without a PDU saying why."""
-
-    def __repr__(self) -> str:
-        return "ConnectionClosed()"
-
-
 def _tune_socket(sock: socket.socket) -> bool:
-    """TCP_NODELAY on every DICOM socket: each PDU is one write, so Nagle only adds delay.
+    """TCP_NODELAY on every DICOM socket: each batch is one write, so Nagle only adds delay.
 
     A plain socket is also made non-blocking for good, and True returned: every read and
-    write is tried first and waited for (``poll``) only when the kernel has nothing, where
-    a socket timeout costs an ``ioctl`` per change of timeout and a ``poll`` before every
-    call. TLS sockets keep timeouts (a TLS read may need a write, and the reverse).
+    write is tried first and waited for (``poll``) only when the kernel has nothing.
+    TLS sockets keep timeouts (a TLS read may need a write, and the reverse).
     """
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -134,7 +117,18 @@ def _wait_io(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
 
 
-class DULServiceProvider(threading.Thread):
+def _pdu_tracer(association_trace: Any) -> Callable[[str, Any, Any], None]:
+    """The connection's ``on_pdu`` for a protocol trace (a closure over the trace record,
+    not the DUL: the connection must not refer back to its driver). Nobody listening costs
+    one ``isEnabledFor`` check per PDU."""
+    def on_pdu(direction: str, item: Any, size: Any) -> None:
+        if trace.enabled():
+            length = size if isinstance(size, int) else sum(len(p) for p in size)
+            association_trace.pdu(direction, item, length)
+    return on_pdu
+
+
+class DULServiceProvider:
     """Upper-layer service for one association (reference: ``dulprovider.DULServiceProvider``).
 
     ``store_in_file`` and ``get_file_cb`` go to the DIMSE decoder so that data sets of those
@@ -148,35 +142,23 @@ class DULServiceProvider(threading.Thread):
                  dul_socket: socket.socket | None = None, max_pdu_length: int = 65536, *,
                  artim_timeout: float | None = 30.0, idle_timeout: float | None = None,
                  name: str = "dul", message_file_cb: Callable | None = None):
-        super().__init__(name=name, daemon=True)
-        self.store_in_file = set(store_in_file)
+        self.name = name
+        self.connection = UpperLayerConnection(
+            max_pdu_length=max_pdu_length, artim_timeout=artim_timeout, idle_timeout=idle_timeout,
+            store_in_file=store_in_file, get_file_cb=get_file_cb, message_file_cb=message_file_cb)
+        self.store_in_file = self.connection.store_in_file
         self.get_file_cb = get_file_cb
-        # Extension: ``message_file_cb(context, msg)`` opens the file from the message's
-        # fields (no pydicom command set per received object); see DIMSEDecoder.
-        self.message_file_cb = message_file_cb
-        self.dul_socket = dul_socket
         self.max_pdu_length = max_pdu_length
         self.idle_timeout = idle_timeout
-        self.timer = Timer(artim_timeout)
-        self.state_machine = fsm.StateMachine(self, self.timer, self.store_in_file, get_file_cb)
-        self.to_service_user: queue.SimpleQueue = queue.SimpleQueue()
-        self.is_killed = False
-        self.primitive: Any = None
-        self.event: Any = None
-        self.dimse_decoder: Any = None
-        self._accepted_contexts: dict = {}
-        self._fsm_lock = threading.RLock()
-        self._write_lock = threading.Lock()
-        self._closed = threading.Event()
-        self.trace: Any = None  # trace.AssociationTrace, set by the association
-        self._reader_started = False
-        self._finished = False
-        # Received bytes not yet framed are ``_rx[_rx_start:_rx_end]`` (``_read_pdu``).
-        self._rx = bytearray(RX_BUFFER_START)
-        self._rx_start = 0
-        self._rx_end = 0
+        self.dul_socket = dul_socket
         self.peer_address: tuple | None = None
+        self.is_killed = False
         self._nonblocking = False
+        self._lock = threading.RLock()
+        self._wake: WakeDescriptor | None = None
+        self._held: collections.deque = collections.deque()  # events read by wait_closed
+        self._trace: Any = None
+        self._socket_closed = False
         if dul_socket is not None:
             self._nonblocking = _tune_socket(dul_socket)
             try:
@@ -184,453 +166,312 @@ class DULServiceProvider(threading.Thread):
             except OSError:
                 self.peer_address = None
             # EVT_5: a transport connection indication starts the acceptor in Sta2 with ARTIM running.
-            self._handle(fsm.Events.EVT_5, None)
+            self.connection.connection_made(time.monotonic())
 
     # ------------------------------------------------------------------ public API
     @property
+    def trace(self) -> Any:
+        """The association's protocol trace record (``trace.AssociationTrace``) or None."""
+        return self._trace
+
+    @trace.setter
+    def trace(self, value: Any) -> None:
+        self._trace = value
+        self.connection.on_pdu = _pdu_tracer(value) if value is not None else None
+
+    @property
+    def state_machine(self) -> Any:
+        return self.connection.state_machine
+
+    @property
+    def state(self) -> Any:
+        return self.connection.state
+
+    @property
     def accepted_contexts(self) -> dict:
         """Accepted presentation contexts (pc_id -> PContextDef) of the current association."""
-        return self._accepted_contexts
+        return self.connection.accepted_contexts
 
     @accepted_contexts.setter
     def accepted_contexts(self, contexts: dict) -> None:
-        self._accepted_contexts = dict(contexts)
-        from .dimsedecoder import DIMSEDecoder  # late: decoder needs the contexts first
-        self.dimse_decoder = DIMSEDecoder(self._accepted_contexts, self.store_in_file, self.get_file_cb,
-                                          message_file_cb=self.message_file_cb)
+        self.connection.accepted_contexts = contexts
 
     @property
-    def state(self) -> fsm.States:
-        return self.state_machine.current_state
+    def dimse_decoder(self) -> Any:
+        return self.connection.dimse_decoder
+
+    @property
+    def primitive(self) -> Any:
+        """The PDU the state machine handles now (the reference's variable)."""
+        return self.connection.state_machine.primitive
+
+    @property
+    def event(self) -> Any:
+        """The event the state machine handled last (the reference's variable)."""
+        return self.connection.state_machine.event
+
+    @property
+    def closed(self) -> bool:
+        """The transport connection is closed."""
+        return self.connection.transport_closed
 
     def connect(self, address: tuple[str, int], rq_pdu: Any, timeout: float | None,
                 ssl_context: Any = None) -> None:
         """Requestor: EVT_1 (A-ASSOCIATE request) → open the connection → EVT_2 sends the RQ.
 
         With ``ssl_context`` the TLS handshake completes before the RQ is sent (PS3.15 B.1).
-        Raises OSError (refused, unreachable, timed out, TLS failure) before any thread starts.
+        Raises OSError (refused, unreachable, timed out, TLS failure).
         """
-        self.state_machine.is_requestor = True
-        with self._fsm_lock:
-            effects = self.state_machine.action(fsm.Events.EVT_1, rq_pdu)
-        for effect in effects:
-            if not isinstance(effect, fsm.OpenTransport):
-                self._apply(effect)
-        sock = socket.create_connection(address, timeout=timeout)
-        if ssl_context is not None:
+        with self._lock:
+            self.connection.request(rq_pdu, time.monotonic())
             try:
-                sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
+                sock = socket.create_connection(address, timeout=timeout)
+                if ssl_context is not None:
+                    try:
+                        sock = ssl_context.wrap_socket(sock, server_hostname=address[0])
+                    except OSError:
+                        sock.close()
+                        raise
             except OSError:
-                sock.close()
+                self.connection.connection_lost(time.monotonic())  # AA-4: back to Sta1
                 raise
-        self._nonblocking = _tune_socket(sock)
-        self.dul_socket = sock
-        self.peer_address = address
-        self._handle(fsm.Events.EVT_2, rq_pdu)
+            self._nonblocking = _tune_socket(sock)
+            self.dul_socket = sock
+            self.peer_address = address
+            self._flush(self.connection.connected(time.monotonic()))
 
     def send(self, primitive: Any) -> None:
-        """Send a PDU now, in the caller's thread, through the state machine.
+        """Send a PDU now, in the caller's thread, through the state machine: one gathered
+        write before ``send`` returns (no queue, no hand-off to another thread)."""
+        with self._lock:
+            self._flush(self.connection.send(primitive, time.monotonic()))
 
-        Unlike the reference's queue, the write happens before ``send`` returns: one
-        ``sendmsg`` per PDU and no hand-off to another thread.
-        """
-        event = _local_event_for(primitive, self.state_machine)
-        self._handle(event, primitive)
+    def send_pdata(self, pdus: list) -> None:
+        """Send many P-DATA-TF PDUs (one message, or a batch of it): one pass through the
+        state machine and one gathered write (``sendmsg``; file regions by ``sendfile``)."""
+        with self._lock:
+            self._flush(self.connection.send_data(pdus, time.monotonic()))
 
-    def start(self) -> None:
-        """Run the reader in its own thread (the reference's model). Without it, the
-        service runs in "pump" mode: ``receive`` reads the socket in the caller's thread."""
-        self._reader_started = True
-        super().start()
-
-    def receive(self, timeout: float | None) -> Any:
+    def receive(self, timeout: float | None, cancel: Any = None) -> Any:
         """Next item for the service user: a ``(DIMSEMessage, pc_id)`` tuple or an indication
         (A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, A-ABORT PDU, ``fsm.APAbortIndication`` or
         ``ConnectionClosed``). Raises DCMTimeoutError when nothing arrives in ``timeout`` s.
 
-        In pump mode (no reader thread) the socket is read right here: one wake-up per PDU,
-        no hand-off between threads.
+        ``cancel`` (a ``threading.Event``): once it is set, ``CancelRequested`` is returned;
+        setting it in another thread wakes this wait at once (a wake descriptor in the same
+        poll as the socket).
         """
-        if self._reader_started:
-            try:
-                return self.to_service_user.get(timeout=timeout)
-            except queue.Empty:
-                raise DCMTimeoutError(f"no message from the peer within {timeout} s") from None
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        with self._lock:
+            self.connection.waiting(now)
+        if cancel is None:
+            return self._receive(deadline, None)
+        with ringing(cancel, self._wake_descriptor().wake) as rings:
+            return self._receive(deadline, cancel, rings)
+
+    def _receive(self, deadline: float | None, cancel: Any, rings: bool = False) -> Any:
         while True:
-            try:
-                return self.to_service_user.get_nowait()
-            except queue.Empty:
-                pass
-            if self._finished:
-                return ConnectionClosed()
-            if not self._pump_one(deadline):
-                self._finish()
+            with self._lock:
+                if self._held:
+                    return self._held.popleft()
+                if cancel is not None and cancel.is_set():
+                    self.connection.cancel()
+                item = self._next_event()
+                if item is not None:
+                    if self.connection.awaiting_close and self.connection.discarding_input:
+                        # A PDU refused from its header (AA-8): let the peer read our A-ABORT
+                        # and close (or ARTIM expire) before the user closes on it, so that
+                        # unread input does not reset the connection under the A-ABORT.
+                        self._run_until_closed(None)
+                    return item
+                if self.connection.transport_closed:
+                    return ConnectionClosed()
+            self._step(deadline, rings)
 
     def receive_nowait(self) -> Any | None:
         """The next item if one is already there or readable now, else None (never blocks)."""
-        try:
-            return self.to_service_user.get_nowait()
-        except queue.Empty:
-            pass
-        if self._reader_started or self._finished or not self._readable_now():
-            return None
-        try:
-            if not self._pump_one(time.monotonic()):
-                self._finish()
-        except DCMTimeoutError:
-            return None
-        try:
-            return self.to_service_user.get_nowait()
-        except queue.Empty:
-            return None
-
-    def _readable_now(self) -> bool:
-        """True when a read would not block: buffered bytes, TLS-decrypted bytes or a
-        readable socket (a zero-timeout ``select``). A socket timeout cannot ask this: the
-        kernel wait it becomes is rounded up to 1 ms, which an SCP checking for C-CANCEL
-        between C-FIND responses would pay on every match."""
-        sock = self.dul_socket
-        if sock is None or self._rx_end > self._rx_start or self._closed.is_set():
-            return True  # let _pump_one report what there is (data or the closed transport)
-        pending = getattr(sock, "pending", None)
-        if pending is not None and pending():
-            return True
-        try:
-            readable, _, _ = select.select([sock], [], [], 0)
-        except (OSError, ValueError):  # closed under us: _pump_one reports it
-            return True
-        return bool(readable)
+        with self._lock:
+            if self._held:
+                return self._held.popleft()
+            item = self._next_event()
+            if item is not None or self.connection.transport_closed or self.dul_socket is None:
+                return item
+            if self._readable_now():
+                self._read()
+            return self._next_event()
 
     def stop(self) -> bool:
         """Stop an idle service (Sta1 or Sta13); False when an association is still active."""
-        if self.state_machine.current_state in (fsm.States.STA_1, fsm.States.STA_13):
+        if self.connection.state.value in (0, 12):  # STA_1, STA_13
             self.kill()
             return True
         return False
 
     def kill(self) -> None:
-        """Close the transport and wait for the reader thread (if any) to end."""
-        self.is_killed = True
-        self._close_socket()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout=5)
+        """Close the transport and let go of every buffer the association held."""
+        with self._lock:
+            self.is_killed = True
+            self._close_transport()
+            self.connection.close()
+            self._held.clear()
+            if self._wake is not None:
+                self._wake.close()
+                self._wake = None
 
     def wait_closed(self, timeout: float | None) -> bool:
-        """Wait until the transport is closed (after a release or abort)."""
-        if self._reader_started or self._closed.is_set():
-            return self._closed.wait(timeout)
+        """Wait until the transport is closed (after a release or abort): PDUs that still
+        arrive go through the state machine; the indications are kept for ``receive``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._closed.is_set():
-            try:
-                if not self._pump_one(deadline):
-                    self._finish()
-            except DCMTimeoutError:
-                return False
+        try:
+            self._run_until_closed(deadline)
+        except DCMTimeoutError:
+            return False
         return True
 
-    # ------------------------------------------------------------------ reading
-    def run(self) -> None:
-        """Reader thread: one whole PDU at a time, until the transport closes."""
-        try:
-            while not self.is_killed and self.dul_socket is not None:
-                if not self._pump_one(None):
-                    break
-        except Exception:  # never let a reader thread die silently with an open socket
-            logger.exception("DUL reader for %s failed", self._peer())
-            self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
-        finally:
-            self._finish()
+    # ------------------------------------------------------------------ the loop
+    def _next_event(self) -> Any | None:
+        """The connection's next event, after writing what it produced (an A-ABORT, an RJ)
+        and closing the transport if it said so."""
+        item = self.connection.next_event()
+        self._flush(self.connection.data_to_send())
+        return item
 
-    def _finish(self) -> None:
-        """The transport is gone: close it and tell the service user, once."""
-        self._close_socket()
-        if not self._finished:
-            self._finished = True
-            self.to_service_user.put(ConnectionClosed())
-
-    def _pump_one(self, deadline: float | None) -> bool:
-        """Read one PDU and run it through the state machine; False once the transport is closed.
-
-        ``deadline`` (monotonic) bounds the wait for the *start* of a PDU (DCMTimeoutError);
-        a PDU that has begun is read to its end under the idle timeout.
-        """
-        if self.is_killed or self.dul_socket is None or self._closed.is_set():
-            return False
-        try:
-            raw = self._read_pdu(deadline)
-        except PDUProcessingError as exc:
-            # The length field cannot be trusted, so the stream cannot be re-framed:
-            # answer (AA-1/AA-8), then only drain until close or ARTIM (Sta13).
-            logger.warning("peer %s sent an invalid PDU: %s", self._peer(), exc)
-            self._rx_start = self._rx_end = 0
-            self._handle(fsm.Events.EVT_19, exc)
-            self._drain_until_closed()
-            return not self._closed.is_set()
-        except _ArtimExpired:
-            self._handle(fsm.Events.EVT_18, None)
-            return not self._closed.is_set()
-        except _IdleTimeout:
-            logger.warning("peer %s: no data for %s s, aborting", self._peer(), self.idle_timeout)
-            self._abort_locally(ABORT_REASON_NOT_SPECIFIED)
-            return False
-        except _WaitOver:
-            raise DCMTimeoutError("no message from the peer in time") from None
-        if raw is None:  # EOF or connection error
-            self._handle(fsm.Events.EVT_17, None)
-            return False
-        try:
-            # P-DATA-TF: PDV values stay views of ``raw`` (no copy of the data)
-            pdu_obj = pdu.PDataTfPDU.decode(raw, copy=False) if raw[0] == 4 else pdu.decode_pdu(raw)
-        except PDUProcessingError as exc:
-            logger.warning("peer %s sent an undecodable PDU: %s", self._peer(), exc)
-            self._handle(fsm.Events.EVT_19, exc)
-            return not self._closed.is_set()
-        if self.trace is not None and trace.enabled():
-            self.trace.pdu("received", pdu_obj, len(raw))
-        self._handle(fsm.event_for_pdu(pdu_obj), pdu_obj)
-        if type(raw) is memoryview:
-            # The DIMSE decoder has written or copied every PDV: drop the last references to
-            # the PDU so that the receive buffer it views can take the next one.
-            self.primitive = self.state_machine.primitive = None
-        return not self._closed.is_set()
-
-    def _drain_until_closed(self) -> None:
-        """Discard input until the peer closes or the ARTIM timer expires (then close)."""
-        while not self.is_killed and self.dul_socket is not None and not self._closed.is_set():
-            try:
-                if not self._recv(RECV_CHUNK, None):
-                    self._handle(fsm.Events.EVT_17, None)
-                    return
-            except _ArtimExpired:
-                self._handle(fsm.Events.EVT_18, None)
-                return
-            except _IdleTimeout:
-                self._close_socket()
-                return
-        self._rx_start = self._rx_end = 0
-
-    def _read_pdu(self, deadline: float | None) -> bytes | memoryview | None:
-        """One whole PDU (header and body) or None at EOF; the length is checked first.
-
-        The bytes land in one reusable buffer (``_rx``): a read asks for as much as the
-        buffer holds (several short PDUs in one syscall), and a long P-DATA-TF body is read
-        straight into place and handed on as a view of it — no allocation, zeroing or copy
-        per PDU. The view is valid until the next call; ``_pump_one`` consumes it before.
-
-        Once a PDU has begun, it must be complete within the idle timeout plus its length at
-        MIN_TRANSFER_RATE: a peer dribbling a byte now and then cannot hold a slot forever.
-        """
-        self._rx_reclaim()
-        started = time.monotonic() if self._rx_end > self._rx_start else None
-        while self._rx_end - self._rx_start < 6:
-            if self._rx_end == len(self._rx):
-                self._rx_fit(6)
-            pdu_deadline = self._pdu_deadline(started, 6)
-            n = self._recv_into(memoryview(self._rx)[self._rx_end:],
-                                deadline if self._rx_end == self._rx_start else None, pdu_deadline)
-            if not n:
-                return None
-            if started is None:
-                started = time.monotonic()
-            self._rx_end += n
-        start = self._rx_start
-        pdu_type, length = pdu.parse_pdu_header(bytes(self._rx[start:start + 6]))
-        pdu.check_pdu_length(pdu_type, length, self.max_pdu_length or UNLIMITED_PDU_CAP)
-        total = 6 + length
-        if start + total > len(self._rx):
-            self._rx_fit(total)
-            start = self._rx_start
-        pdu_deadline = self._pdu_deadline(started, total)
-        end = start + total
-        while self._rx_end < end:
-            n = self._recv_into(memoryview(self._rx)[self._rx_end:end], None, pdu_deadline)
-            if not n:
-                return None
-            self._rx_end += n
-        if self._rx_end == end:
-            self._rx_start = self._rx_end = 0
-        else:
-            self._rx_start = end
-        if total >= RX_VIEW_MIN and pdu_type == 4:
-            return memoryview(self._rx)[start:end]
-        return bytes(self._rx[start:end])
-
-    def _rx_reclaim(self) -> None:
-        """Write into ``_rx`` only when no view of it is alive (someone kept a PDU: the
-        protocol trace, a test): otherwise move the unframed bytes to a buffer of their own."""
-        if sys.getrefcount(self._rx) > 2:  # the attribute and the call's argument
-            size = max(RX_BUFFER_START, self._rx_end - self._rx_start)
-            fresh = bytearray(size)
-            fresh[:self._rx_end - self._rx_start] = self._rx[self._rx_start:self._rx_end]
-            self._rx, self._rx_end, self._rx_start = fresh, self._rx_end - self._rx_start, 0
-
-    def _rx_fit(self, total: int) -> None:
-        """Make room for a PDU of ``total`` bytes from ``_rx_start``: move the unframed bytes
-        to the front, and grow the buffer (once, to that PDU's length) if it is too short."""
-        have = self._rx_end - self._rx_start
-        if total > len(self._rx):
-            fresh = bytearray(total)
-            fresh[:have] = self._rx[self._rx_start:self._rx_end]
-            self._rx = fresh
-        elif self._rx_start:
-            self._rx[:have] = self._rx[self._rx_start:self._rx_end]
-        self._rx_start, self._rx_end = 0, have
-
-    def _pdu_deadline(self, started: float | None, length: int) -> float | None:
-        if started is None or self.idle_timeout is None:
-            return None
-        return started + self.idle_timeout + length / MIN_TRANSFER_RATE
-
-    def _wait_timeout(self, deadline: float | None = None,
-                      pdu_deadline: float | None = None) -> tuple[float | None, type | None]:
-        """The socket timeout for the next wait and what its expiry means."""
-        now = time.monotonic()
-        artim = self.timer.deadline()
-        if artim is not None:
-            timeout, kind = max(0.0, artim - now), _ArtimExpired
-        elif self.idle_timeout is not None:
-            timeout, kind = self.idle_timeout, _IdleTimeout
-        else:
-            timeout, kind = None, None
-        if pdu_deadline is not None and (timeout is None or pdu_deadline - now < timeout):
-            timeout, kind = max(1e-6, pdu_deadline - now), _IdleTimeout
-        if deadline is not None and (timeout is None or deadline - now < timeout):
-            timeout, kind = max(1e-6, deadline - now), _WaitOver
-        return timeout, kind
-
-    def _recv(self, size: int, deadline: float | None, pdu_deadline: float | None = None) -> bytes:
-        data = bytearray(size)
-        n = self._recv_into(memoryview(data), deadline, pdu_deadline)
-        del data[n:]
-        return bytes(data)
-
-    def _recv_into(self, view: memoryview, deadline: float | None = None,
-                   pdu_deadline: float | None = None) -> int:
-        """Read what is there into ``view`` (0 at EOF or on a transport error); waiting is
-        bounded by ``_wait_timeout``, whose expiry raises the exception it names."""
-        sock = self.dul_socket
-        if sock is None:
-            return 0
-        if not self._nonblocking:
-            timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
-            try:
-                sock.settimeout(timeout)
-                return sock.recv_into(view)
-            except socket.timeout:
-                raise on_timeout() from None
-            except OSError:
-                return 0
+    def _run_until_closed(self, deadline: float | None) -> None:
         while True:
-            try:
-                return sock.recv_into(view)
-            except BlockingIOError:
-                pass
-            except OSError:
-                return 0
-            timeout, on_timeout = self._wait_timeout(deadline, pdu_deadline)
-            try:
-                ready = _wait_io(sock, False, timeout)
-            except (OSError, ValueError):  # closed under us
-                return 0
-            if not ready:
-                raise on_timeout()
-
-    # ------------------------------------------------------------------ state machine driver
-    def _handle(self, event: fsm.Events, primitive: Any) -> None:
-        """Run one event through the state machine and carry out its effects in order."""
-        with self._fsm_lock:
-            self.event, self.primitive = event, primitive
-            effects = self.state_machine.action(event, primitive)
-            writes = []
-            for effect in effects:
-                if isinstance(effect, fsm.SendPDU):
-                    writes.append(effect.pdu)
-                else:
-                    if writes:
-                        self._write_all(writes)
-                        writes = []
-                    self._apply(effect)
-            if writes:
-                self._write_all(writes)
-
-    def _apply(self, effect: Any) -> None:
-        if isinstance(effect, fsm.Indicate):
-            self._indicate(effect.primitive)
-        elif isinstance(effect, fsm.CloseTransport):
-            self._close_socket()
-        elif isinstance(effect, fsm.StartARTIM):
-            self.timer.start()
-        elif isinstance(effect, fsm.StopARTIM):
-            self.timer.stop()
-        elif isinstance(effect, fsm.SendPDU):
-            self._write_all([effect.pdu])
-        elif isinstance(effect, fsm.OpenTransport):
-            pass  # the requestor connects in connect(); nothing to do here
-        else:  # pragma: no cover - a new effect type without a driver is a programming error
-            raise NetDICOMError(f"unknown state machine effect {effect!r}")
-
-    def _indicate(self, primitive: Any) -> None:
-        """Hand an indication to the service user; P-DATA goes through the DIMSE decoder."""
-        if getattr(primitive, "pdu_type", None) == 4:
-            if self.dimse_decoder is None:
-                raise PDUProcessingError("P-DATA-TF before any presentation context was accepted")
-            try:
-                completed = self.dimse_decoder.process(primitive)
-            except DIMSEProcessingError as exc:
-                logger.warning("peer %s sent an invalid DIMSE message: %s", self._peer(), exc)
-                # Treat like an invalid PDU (EVT_19 → AA-8): A-ABORT to the peer, A-P-ABORT
-                # to the user. The lock is re-entrant and the P-DATA action already ran.
-                self._handle(fsm.Events.EVT_19, exc)
-                return
-            for item in completed:
-                self.to_service_user.put(item)
-            return
-        self.to_service_user.put(primitive)
-
-    def _write_all(self, pdus: list) -> None:
-        sock = self.dul_socket
-        if sock is None:
-            return
-        with self._write_lock:
-            for item in pdus:
-                parts = item.encode_parts() if hasattr(item, "encode_parts") else [item.encode()]
-                if self.trace is not None and trace.enabled():
-                    self.trace.pdu("sent", item, sum(len(p) for p in parts))
-                try:
-                    if self._nonblocking:
-                        _send_parts_nonblocking(sock, parts, self.idle_timeout)
-                    else:
-                        sock.settimeout(self.idle_timeout)
-                        _sendmsg_all(sock, parts)
-                except OSError as exc:
-                    logger.info("write to %s failed: %s", self._peer(), exc)
-                    self._close_socket()
+            with self._lock:
+                while (item := self._next_event()) is not None:
+                    self._held.append(item)
+                if self.connection.transport_closed:
                     return
+            self._step(deadline, False)
 
-    def _abort_locally(self, reason: int) -> None:
-        """Send an A-ABORT (service-provider) if possible and indicate A-P-ABORT."""
-        try:
-            if self.dul_socket is not None:
-                self._write_all([pdu.AAbortPDU(ABORT_SOURCE_SERVICE_PROVIDER, reason)])
-        finally:
-            self.to_service_user.put(fsm.APAbortIndication(ABORT_SOURCE_SERVICE_PROVIDER, reason))
-            self._close_socket()
+    def _wake_descriptor(self) -> WakeDescriptor:
+        if self._wake is None:
+            self._wake = WakeDescriptor()
+        return self._wake
 
-    def _close_socket(self) -> None:
+    def _step(self, deadline: float | None, rings: bool) -> None:
+        """Wait once — for bytes, a wake-up, the connection's next deadline or the caller's
+        ``deadline`` (DCMTimeoutError) — and feed what happened to the connection."""
         sock = self.dul_socket
-        if sock is None:
-            self._closed.set()
+        if sock is None or self.connection.transport_closed:
+            with self._lock:
+                self.connection.connection_lost(time.monotonic())
+            return
+        timers = self.connection.next_deadline()
+        until = timers if deadline is None or (timers is not None and timers < deadline) else deadline
+        if self._nonblocking and self._read():
+            return
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            self._read(until)
+            return
+        poller = select.poll()
+        try:
+            poller.register(sock, select.POLLIN)
+        except (OSError, ValueError):  # closed under us
+            with self._lock:
+                self.connection.connection_lost(time.monotonic())
+            return
+        wake = self._wake if rings else None
+        if wake is not None:
+            poller.register(wake.fileno(), select.POLLIN)
+        wait_ms = None if until is None else max(0, math.ceil((until - time.monotonic()) * 1000))
+        ready = poller.poll(wait_ms)
+        if ready:
+            for fd, _ in ready:
+                if wake is not None and fd == wake.fileno():
+                    wake.clear()
+                else:
+                    self._read(until)
+            return
+        now = time.monotonic()
+        with self._lock:
+            if timers is not None and now >= timers:
+                self.connection.timers_expired(now)
+                self._flush(self.connection.data_to_send())
+                return
+        if deadline is not None and now >= deadline:
+            raise DCMTimeoutError("no message from the peer in time")
+
+    def _read(self, until: float | None = None) -> bool:
+        """Read what the socket has into the connection's buffer; False when nothing was
+        there (a non-blocking socket) — an EOF or error counts as something (closed).
+        A TLS socket (blocking, with a timeout) waits at most until ``until`` for the rest
+        of a record."""
+        sock = self.dul_socket
+        with self._lock:
+            if sock is None or self.connection.transport_closed:
+                return True
+            if not self._nonblocking:
+                try:
+                    sock.settimeout(None if until is None else max(0.001, until - time.monotonic()))
+                except OSError:
+                    pass
+            view = self.connection.recv_buffer(RECV_MIN)
+            try:
+                count = sock.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return False
+            except socket.timeout:  # a TLS record that does not complete: the timers decide
+                return False
+            except OSError:
+                count = 0
+            finally:
+                del view
+            self.connection.received(count, time.monotonic())
+            if not count:
+                self._close_transport()
+            return True
+
+    def _readable_now(self) -> bool:
+        """True when a read would not block: buffered TLS bytes or a readable socket."""
+        sock = self.dul_socket
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
+        try:
+            return bool(_poll_now(sock))
+        except (OSError, ValueError):  # closed under us: _read reports it
+            return True
+
+    # ------------------------------------------------------------------ writing
+    def _flush(self, parts: list) -> None:
+        """Write ``parts`` (one gathered write), then close if the connection asked to."""
+        if parts:
+            self._write(parts)
+        if self.connection.must_close:
+            self._close_transport()
+
+    def _write(self, parts: list) -> None:
+        sock = self.dul_socket
+        if sock is None or self.connection.transport_closed:
             return
         try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            sock.close()
-        except OSError:
-            pass
-        self._closed.set()
+            if self._nonblocking:
+                _send_parts_nonblocking(sock, parts, self.idle_timeout)
+            else:
+                sock.settimeout(self.idle_timeout)
+                _sendmsg_all(sock, parts)
+        except OSError as exc:
+            logger.info("write to %s failed: %s", self._peer(), exc)
+            self._close_transport()
+
+    def _close_transport(self) -> None:
+        """Close the socket (once) and tell the connection (Evt17)."""
+        sock = self.dul_socket
+        if sock is not None and not self._socket_closed:
+            self._socket_closed = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+        self.connection.connection_lost(time.monotonic())
 
     def _peer(self) -> str:
         if self.peer_address:
@@ -638,16 +479,10 @@ class DULServiceProvider(threading.Thread):
         return "?"
 
 
-class _ArtimExpired(Exception):
-    """The ARTIM timer ran out while waiting for the socket (EVT_18)."""
-
-
-class _IdleTimeout(Exception):
-    """No byte arrived within the idle (network) timeout."""
-
-
-class _WaitOver(Exception):
-    """The service user's own deadline passed before a PDU began."""
+def _poll_now(sock: Any) -> list:
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return poller.poll(0)
 
 
 def _sendmsg_all(sock: socket.socket, parts: list) -> None:
@@ -669,6 +504,51 @@ _BUFFERS = (bytes, bytearray, memoryview)
 _CAN_SENDFILE = hasattr(os, "sendfile") and hasattr(socket, "MSG_MORE")
 
 
+_MSG_MORE = getattr(socket, "MSG_MORE", 0)
+
+
+def _inline_short_regions(parts: list) -> list:
+    """Parts with every file region shorter than SENDFILE_MIN read into memory: a run of
+    adjacent regions of one file (a message's 16 KiB fragments) with one ``pread``, so the
+    whole batch leaves in one ``sendmsg`` instead of a ``sendfile`` and a write per PDU."""
+    out: list = []
+    index, count = 0, len(parts)
+    while index < count:
+        part = parts[index]
+        if isinstance(part, _BUFFERS) or part.length >= SENDFILE_MIN:
+            out.append(part)
+            index += 1
+            continue
+        # a run of short regions of one source, each starting where the previous ended
+        # (the buffers between them, PDU headers, stay in place)
+        last = index
+        end = part.offset + part.length
+        probe = index + 1
+        while probe < count:
+            other = parts[probe]
+            if isinstance(other, _BUFFERS):
+                probe += 1
+                continue
+            if other.source is not part.source or other.offset != end or other.length >= SENDFILE_MIN:
+                break
+            last = probe
+            end = other.offset + other.length
+            probe += 1
+        data = memoryview(part.source.read_region(part.offset, end - part.offset))
+        position = 0
+        for i in range(index, last + 1):
+            item = parts[i]
+            if not isinstance(item, _BUFFERS):
+                if item.head:
+                    out.append(item.head)
+                out.append(data[position:position + item.length])
+                position += item.length
+            else:
+                out.append(item)
+        index = last + 1
+    return out
+
+
 def _as_buffers(parts: list) -> list:
     """Parts with every file region (``dimsemessages.FileRegion``) read into bytes."""
     return [p if isinstance(p, _BUFFERS) else bytes(p) for p in parts]
@@ -682,8 +562,7 @@ def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | N
     headers before them are written with MSG_MORE, so the PDU still leaves as one stream
     of full segments.
     """
-    if not _CAN_SENDFILE:
-        parts = _as_buffers(parts)
+    parts = _as_buffers(parts) if not _CAN_SENDFILE else _inline_short_regions(parts)
     pending: list[memoryview] = []
     for part in parts:
         if isinstance(part, _BUFFERS):
@@ -703,20 +582,22 @@ def _sendmsg_views(sock: socket.socket, views: list[memoryview], timeout: float 
                    flags: int) -> None:
     """Gathered writes of ``views`` until all are sent. On a non-blocking socket a full
     window is waited for (at most ``timeout`` s); a socket with a timeout waits itself."""
-    while views:
+    start, total = 0, len(views)
+    while start < total:
+        more = start + IOV_MAX < total
         try:
-            sent = sock.sendmsg(views, [], flags)
+            sent = sock.sendmsg(views[start:start + IOV_MAX], [], flags | _MSG_MORE if more else flags)
         except BlockingIOError:
             if not _wait_io(sock, True, timeout):
                 raise socket.timeout("the peer takes no data") from None
             continue
-        while sent and views:
-            first = views[0]
+        while sent and start < total:
+            first = views[start]
             if sent >= len(first):
                 sent -= len(first)
-                views.pop(0)
+                start += 1
             else:
-                views[0] = first[sent:]
+                views[start] = first[sent:]
                 sent = 0
 
 
@@ -733,24 +614,3 @@ def _sendfile_all(sock: socket.socket, fd: int, offset: int, count: int, timeout
             raise OSError(f"the file ended {count} bytes early while sending")
         offset += sent
         count -= sent
-
-
-_LOCAL_EVENTS = {
-    1: fsm.Events.EVT_1,   # A-ASSOCIATE-RQ → A-ASSOCIATE request primitive
-    2: fsm.Events.EVT_7,   # A-ASSOCIATE-AC → response (accept)
-    3: fsm.Events.EVT_8,   # A-ASSOCIATE-RJ → response (reject)
-    4: fsm.Events.EVT_9,   # P-DATA-TF → P-DATA request
-    7: fsm.Events.EVT_15,  # A-ABORT → A-ABORT request
-}
-
-
-def _local_event_for(primitive: Any, machine: fsm.StateMachine) -> fsm.Events:
-    """Map a PDU the service user sends to its request/response primitive event (PS3.8 9.2)."""
-    pdu_type = getattr(primitive, "pdu_type", None)
-    if pdu_type in _LOCAL_EVENTS:
-        return _LOCAL_EVENTS[pdu_type]
-    if pdu_type == 5:
-        return fsm.Events.EVT_11  # A-RELEASE request
-    if pdu_type == 6:
-        return fsm.Events.EVT_14  # A-RELEASE response
-    raise NetDICOMError(f"cannot send {primitive!r}: not a PDU")

@@ -130,6 +130,11 @@ class DCMTimeoutError(NetDICOMError):
     """No PDU or DIMSE message arrived within the deadline."""
 
 
+class OperationCancelledError(NetDICOMError):
+    """Extension: the local user set the cancel event while ``Association.receive`` waited
+    (a C-FIND/GET/MOVE SCU then sends C-CANCEL-RQ and reads on, PS3.7 9.3.2.3)."""
+
+
 class EventHandlingError(NetDICOMError):
     """Raised by a user's AE hook to say it could not process the event.
 

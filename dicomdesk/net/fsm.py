@@ -349,6 +349,21 @@ class StateMachine:
         effects, self._effects = self._effects, []
         return effects
 
+    def data_requests(self, pdus: list) -> list[Effect]:
+        """P-DATA request primitives (Evt9) for many P-DATA-TF PDUs in one pass.
+
+        Evt9 keeps the state wherever it has an action (DT-1 in Sta6, AR-7 in Sta8), and
+        both actions only send the PDU: one table lookup serves a whole message, so the
+        PDUs of one message go out in one gathered write. Elsewhere the first PDU raises
+        as ``action`` does (a blank cell: our own code misused the API).
+        """
+        action_name, _ = self.transition_table[(self.current_state, Events.EVT_9)]
+        if action_name not in ("DT-1", "AR-7"):
+            return self.action(Events.EVT_9, pdus[0] if pdus else None)
+        self.event = Events.EVT_9
+        self.primitive = None
+        return [SendPDU(item) for item in pdus]
+
     def _blank_cell(self, state: States, event: Events) -> list[Effect]:
         """Blank cell of Table 9-10: the event cannot occur (policy in the module docstring)."""
         text = (f"{event.name} ({_EVENT_TEXT[event]}) has no action in "

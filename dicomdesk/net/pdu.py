@@ -19,6 +19,7 @@ decode from a binary stream positioned at the item header.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from struct import Struct
 from typing import IO, ClassVar, Union
@@ -724,57 +725,149 @@ def decode_pdu(raw: bytes | memoryview) -> PDU:
     return cls.decode(raw)
 
 
+#: The framer's buffer starts this size and grows, once, to the longest PDU received.
+FRAMER_BUFFER_START = 64 * 1024
+#: P-DATA-TF PDUs at least this long are handed on as a view of the framer's buffer (no
+#: copy); shorter PDUs, and every other PDU, get bytes of their own.
+FRAMER_VIEW_MIN = 64 * 1024
+
+
 class PDUFramer:
-    """Cut a byte stream into whole raw PDUs (PS3.8 9.3.1).
+    """Cut a byte stream into whole raw PDUs (PS3.8 9.3.1): the one framer of the stack.
 
     The header is checked with :func:`check_pdu_length` as soon as its 6 bytes are
     buffered, so an oversize or unknown PDU is refused before its body is read;
     after such an error the framer keeps refusing (the association must be aborted).
+
+    Bytes arrive either with :meth:`feed` (a copy) or straight from the transport:
+    :meth:`recv_buffer` gives the free space of the framer's one buffer, the driver
+    ``recv_into``-s it and reports the count with :meth:`advance`. The buffer grows once
+    to the longest PDU and is then reused; a long P-DATA-TF (``FRAMER_VIEW_MIN``) is handed
+    on as a view of it, no allocation or copy per PDU. A view stays valid while somebody
+    holds it: the buffer is written again only when no view of it is alive (else the
+    unframed bytes move to a fresh buffer).
     """
 
     def __init__(self, max_pdu_length: int = 0) -> None:
         self.max_pdu_length = max_pdu_length
-        self._buffer = bytearray()
+        self._buffer = bytearray(FRAMER_BUFFER_START)
+        self._start = 0  # unframed bytes are _buffer[_start:_end]
+        self._end = 0
         self._expected: int | None = None  # total length of the PDU being buffered
+        self._error: PDUProcessingError | None = None
 
+    # -- input
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes received from the transport."""
-        self._buffer += data
+        data = memoryview(data).cast("B") if not isinstance(data, (bytes, bytearray)) else data
+        size = len(data)
+        if not size:
+            return
+        self._make_room(size)
+        self._buffer[self._end:self._end + size] = data
+        self._end += size
 
+    def recv_buffer(self, min_size: int = 1) -> memoryview:
+        """Free space at the end of the buffer (at least ``min_size`` bytes, and room for
+        the whole PDU once its header is known) for the transport to read into."""
+        have = self._end - self._start
+        # Room for the rest of the PDU whose header is known (never more: a buffer grows
+        # only to the longest PDU), else ``min_size`` for the next header and more.
+        self._make_room(max(self._expected - have, 1) if self._expected is not None
+                        else max(min_size, PDU_HEADER.size - have))
+        if self._expected is not None and self._expected >= FRAMER_VIEW_MIN \
+                and self._start + self._expected >= self._end + min_size:
+            # a long PDU's body: read exactly to its end, so that it is not moved later
+            return memoryview(self._buffer)[self._end:self._start + self._expected]
+        return memoryview(self._buffer)[self._end:]
+
+    def _make_room(self, want: int) -> None:
+        """At least ``want`` free bytes after the unframed ones (compact or grow once)."""
+        self._reclaim()
+        have = self._end - self._start
+        if self._start + have + want > len(self._buffer):
+            total = have + want
+            if total > len(self._buffer):
+                fresh = bytearray(max(total, FRAMER_BUFFER_START))
+                fresh[:have] = self._buffer[self._start:self._end]
+                self._buffer = fresh
+            else:
+                self._buffer[:have] = self._buffer[self._start:self._end]
+            self._start, self._end = 0, have
+
+    def advance(self, count: int) -> None:
+        """``count`` bytes were written into the last :meth:`recv_buffer`."""
+        self._end += count
+
+    def _reclaim(self) -> None:
+        """Write into the buffer only when no view of it is alive (a PDU somebody kept:
+        the protocol trace, a test); otherwise move the unframed bytes to a buffer of their own."""
+        if sys.getrefcount(self._buffer) > 2:  # the attribute and the call's argument
+            have = self._end - self._start
+            fresh = bytearray(max(FRAMER_BUFFER_START, have))
+            fresh[:have] = self._buffer[self._start:self._end]
+            self._buffer, self._start, self._end = fresh, 0, have
+
+    # -- state
     @property
     def buffered(self) -> int:
         """Bytes held that are not yet part of a returned PDU."""
-        return len(self._buffer)
+        return self._end - self._start
 
     @property
     def bytes_needed(self) -> int:
         """How many more bytes complete the current header or PDU (a hint for recv)."""
+        have = self._end - self._start
         if self._expected is None:
-            return max(PDU_HEADER.size - len(self._buffer), 0) or 1
-        return max(self._expected - len(self._buffer), 1)
+            return max(PDU_HEADER.size - have, 0) or 1
+        return max(self._expected - have, 1)
 
-    def next_pdu(self) -> bytes | None:
+    @property
+    def expected_length(self) -> int | None:
+        """Total length of the PDU whose header is buffered, else None."""
+        return self._expected
+
+    def discard(self) -> None:
+        """Drop every buffered byte (after a refused PDU nothing can be framed again)."""
+        self._start = self._end = 0
+        self._expected = None
+
+    def close(self) -> None:
+        """Let go of the buffer (the association ended); the framer stays usable."""
+        self.discard()
+        self._buffer = bytearray()
+
+    # -- output
+    def next_pdu(self) -> bytes | memoryview | None:
         """The next whole raw PDU (header included), or None until more data arrives.
+
+        A long P-DATA-TF comes as a view of the buffer, every other PDU as bytes.
 
         :raises exceptions.PDUProcessingError: the header announces a PDU that is
             unknown or longer than allowed
         """
-        buffer = self._buffer
+        if self._error is not None:
+            raise self._error
+        start, have = self._start, self._end - self._start
         if self._expected is None:
-            if len(buffer) < PDU_HEADER.size:
+            if have < PDU_HEADER.size:
                 return None
-            pdu_type, _reserved, length = PDU_HEADER.unpack_from(buffer)
-            check_pdu_length(pdu_type, length, self.max_pdu_length)
+            pdu_type, _reserved, length = PDU_HEADER.unpack_from(self._buffer, start)
+            try:
+                check_pdu_length(pdu_type, length, self.max_pdu_length)
+            except PDUProcessingError as exc:
+                self._error = exc
+                raise
             self._expected = PDU_HEADER.size + length
         total = self._expected
-        if len(buffer) < total:
+        if have < total:
             return None
-        if len(buffer) == total:
-            raw = bytes(buffer)
-            buffer.clear()
+        end = start + total
+        if end == self._end:
+            self._start = self._end = 0
         else:
-            with memoryview(buffer) as view, view[:total] as head:
-                raw = bytes(head)
-            del buffer[:total]
+            self._start = end
         self._expected = None
-        return raw
+        if total >= FRAMER_VIEW_MIN and self._buffer[start] == PDataTfPDU.pdu_type:
+            return memoryview(self._buffer)[start:end]
+        return bytes(self._buffer[start:end])

@@ -23,17 +23,15 @@ from pydicom.uid import generate_uid
 
 from ..net import uids
 from ..net.applicationentity import AE, ClientAE
-from ..net.exceptions import AssociationAbortedError, AssociationReleasedError, DCMTimeoutError
+from ..net.exceptions import (AssociationAbortedError, AssociationReleasedError, DCMTimeoutError,
+                              OperationCancelledError)
 from ..net.sopclass import verification_scp
 from ..net.sopclass.commitment import StorageCommitment, failure_reason_text, storage_commitment_scu
 from ..net.statuses import Status
+from ..net.wakeup import any_of
 from .common import Peer, describe_error
 
 logger = logging.getLogger(__name__)
-
-#: Longest wait on the requesting association before the listener's outcome is looked at
-#: again (s). Reading the association is what waits; this only bounds the reaction time.
-REPORT_CHECK_INTERVAL = 0.1
 
 _N_EVENT_REPORT_RQ = 0x0100
 
@@ -234,30 +232,39 @@ def _request_and_wait(peer: Peer, references: list[tuple[str, str]], outcome: _O
 
 def _wait_on_association(assoc: Any, outcome: _Outcome, deadline: float,
                          cancel: threading.Event | None) -> None:
-    """Answer a same-association N-EVENT-REPORT, until the outcome arrives one way or another."""
-    while not outcome.done.is_set():
-        if cancel is not None and cancel.is_set():
-            return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        try:
-            msg, pc_id = assoc.receive(min(remaining, REPORT_CHECK_INTERVAL))
-        except DCMTimeoutError:
-            continue
-        if getattr(msg, "command_field", None) == _N_EVENT_REPORT_RQ:
-            StorageCommitment.n_event_report(assoc, assoc.context(pc_id), msg)
-        else:
-            logger.warning("ignoring %s while waiting for the commitment result", type(msg).__name__)
+    """Answer a same-association N-EVENT-REPORT, until the outcome arrives one way or another.
+
+    The association's one wait is woken by the listener's report or by the cancel."""
+    with any_of(outcome.done, cancel) as stop:
+        while not outcome.done.is_set():
+            if cancel is not None and cancel.is_set():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                msg, pc_id = assoc.receive(remaining, cancel=stop)
+            except (DCMTimeoutError, OperationCancelledError):
+                continue
+            _answer_on_association(assoc, msg, pc_id)
+
+
+def _answer_on_association(assoc: Any, msg: Any, pc_id: int) -> None:
+    if getattr(msg, "command_field", None) == _N_EVENT_REPORT_RQ:
+        StorageCommitment.n_event_report(assoc, assoc.context(pc_id), msg)
+    else:
+        logger.warning("ignoring %s while waiting for the commitment result", type(msg).__name__)
 
 
 def _wait_for_event(done: threading.Event, deadline: float, cancel: threading.Event | None) -> None:
-    """Wait for the listener's report; with a cancel event, in short waits on the report."""
-    while not done.is_set():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or (cancel is not None and cancel.is_set()):
-            return
-        done.wait(remaining if cancel is None else min(remaining, REPORT_CHECK_INTERVAL))
+    """Wait for the listener's report, the cancel or the deadline: one wait on whichever
+    comes first."""
+    with any_of(done, cancel) as stop:
+        while not done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (cancel is not None and cancel.is_set()):
+                return
+            stop.wait(remaining)
 
 
 def _result(peer: Peer, references: list[tuple[str, str]], outcome: _Outcome, status: Status | None,

@@ -105,12 +105,11 @@ class ServerAE(ArchiveHooks, AE):
         self.max_find_matches = 0
         # Storage SCP (PS3.4 B.2.2): the archive that keeps received objects, the listener for
         # stored objects, and the temp files still open, by id(fp): (incoming, receiving
-        # thread, command set UIDs) — leftovers of an aborted association are discarded.
+        # association, command set UIDs) — leftovers of an aborted association are discarded.
         self.archive: Any = None
         self.on_stored: Callable[[StoredObject], None] | None = None
         self._incoming: dict[int, tuple[Any, Any, str, str]] = {}
         self._incoming_lock = threading.Lock()
-        self._association_of_thread: dict[Any, Any] = {}
         self.nodes: list[Any] = []  # address book: C-MOVE destinations, commitment reports
         self.worklist: Any = None   # archive.WorklistStore when a worklist folder is set
         #: results of our own commitment requests that a peer sends to this server's address
@@ -158,7 +157,6 @@ class ServerAE(ArchiveHooks, AE):
         raise AssociationRejectedError(*decision.rejection, decision.sentence)
 
     def on_association_accepted(self, asce: Any) -> None:
-        self._association_of_thread[threading.current_thread()] = asce
         self._report(asce, "open")
 
     def on_association_rejected(self, asce: Any, error: Any) -> None:
@@ -220,7 +218,9 @@ class ServerAE(ArchiveHooks, AE):
             raise
         fp = _BoundedWriter(incoming.fp, self.max_object_size) if self.max_object_size else incoming.fp
         with self._incoming_lock:
-            self._incoming[id(fp)] = (incoming, threading.current_thread(), instance_uid, class_uid)
+            # the association that receives it: a hook reaches it through its context
+            self._incoming[id(fp)] = (incoming, getattr(context, "association", None), instance_uid,
+                                      class_uid)
         return fp, 0
 
     def _take_incoming(self, fp: Any) -> tuple[Any, Any, str, str] | None:
@@ -229,15 +229,10 @@ class ServerAE(ArchiveHooks, AE):
 
     def _discard_leftovers(self, asce: Any) -> None:
         """Discard temp files of objects whose transfer never completed on this association."""
-        self._association_of_thread.pop(threading.current_thread(), None)
         if self.archive is None:
             return
-        # get_file runs on the thread that reads this association's socket: the DUL reader
-        # thread, or the association thread itself when it pumps the socket.
-        owners = (getattr(asce, "dul", None), threading.current_thread())
         with self._incoming_lock:
-            left = [key for key, (_, thread, _, _) in self._incoming.items()
-                    if any(thread is owner for owner in owners)]
+            left = [key for key, (_, owner, _, _) in self._incoming.items() if owner is asce]
             entries = [self._incoming.pop(key) for key in left]
         for incoming, *_ in entries:
             logger.info("discarding incomplete object %s", incoming.path.name)
@@ -249,7 +244,7 @@ class ServerAE(ArchiveHooks, AE):
         if entry is not None and self.archive is not None:
             self.archive.discard_incoming(entry[0])
         self._notify_stored(StoredObject(None, entry[3] if entry else "", entry[2] if entry else "",
-                                         "", "", self._calling_aet(), 0, reason))
+                                         "", "", self._calling_aet(context), 0, reason))
 
     def on_receive_store(self, context: Any, ds: Any) -> Any:
         """Commit the received file to the archive; the C-STORE status says how it went."""
@@ -259,7 +254,7 @@ class ServerAE(ArchiveHooks, AE):
         if entry is None or self.archive is None:
             return super().on_receive_store(context, ds)
         incoming, _, instance_uid, class_uid = entry
-        calling = self._calling_aet()
+        calling = self._calling_aet(context)
         try:
             stored = self.archive.commit_incoming(incoming, calling_aet=calling,
                                                   expected_sop_instance_uid=instance_uid or None,
@@ -304,9 +299,10 @@ class ServerAE(ArchiveHooks, AE):
                 count += 1
             yield identifier, status
 
-    def _calling_aet(self) -> str:
-        asce = self._association_of_thread.get(threading.current_thread())
-        return getattr(asce, "calling_ae_title", "") if asce is not None else ""
+    @staticmethod
+    def _calling_aet(context: Any) -> str:
+        """The calling AE title of the association a hook's context belongs to."""
+        return getattr(getattr(context, "association", None), "calling_ae_title", "") or ""
 
     def _notify_stored(self, obj: StoredObject) -> None:
         if self.on_stored is None:

@@ -1,9 +1,10 @@
 """The DUL's receive buffer: PDUs framed from one reusable buffer, long P-DATA-TF as views.
 
-``DULServiceProvider._read_pdu`` reads into one buffer that grows to the longest PDU and is
-then reused: a long P-DATA-TF PDU is handed on as a view of it (no allocation, zeroing or
-copy per PDU). These tests read real bytes from a socket pair and check the framing, the
-reuse, and that a PDU somebody kept is never overwritten by the next one.
+The DUL reads (``recv_into``) straight into the buffer of the connection's framer
+(``pdu.PDUFramer``, the one framer of the stack), which grows to the longest PDU and is then
+reused: a long P-DATA-TF PDU is handed on as a view of it (no allocation, zeroing or copy per
+PDU). These tests read real bytes from a socket pair and check the framing, the reuse, and
+that a PDU somebody kept is never overwritten by the next one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import threading
 import pytest
 
 from dicomdesk.net import pdu
-from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider
+from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider, _wait_io
+from dicomdesk.net.upperlayer import IdleTimeout, pdu_buffers
 
 
 def p_data(context_id: int, payload: bytes) -> bytes:
@@ -29,6 +31,21 @@ def dul_and_peer():
     yield dul, theirs
     theirs.close()
     ours.close()
+
+
+def read_pdu(dul: DULServiceProvider):
+    """The next whole raw PDU as the DUL reads it (into the framer's buffer), None at EOF."""
+    framer = dul.connection.framer
+    while (raw := framer.next_pdu()) is None:
+        if dul.closed:
+            return None
+        if not dul._read():
+            assert _wait_io(dul.dul_socket, False, 10)
+    return raw
+
+
+def pdu_parts(pdus: list) -> list:
+    return [part for item in pdus for part in pdu_buffers(item)]
 
 
 def send_later(sock: socket.socket, data: bytes) -> threading.Thread:
@@ -48,7 +65,7 @@ def test_short_and_long_pdus_in_one_stream_are_framed_exactly(dul_and_peer):
     stream = [p_data(1, bytes([i % 251]) * n) for i, n in enumerate(sizes)]
     writer = send_later(peer, b"".join(stream))
     for expected in stream:
-        raw = dul._read_pdu(None)
+        raw = read_pdu(dul)
         assert bytes(raw) == expected
         del raw
     writer.join(5)
@@ -60,8 +77,8 @@ def test_long_p_data_pdus_reuse_one_buffer(dul_and_peer):
     writer = send_later(peer, b"".join(p_data(1, d) for d in data))
     buffers = set()
     for d in data:
-        raw = dul._read_pdu(None)
-        assert isinstance(raw, memoryview) and raw.obj is dul._rx
+        raw = read_pdu(dul)
+        assert isinstance(raw, memoryview) and raw.obj is dul.connection.framer._buffer
         assert bytes(raw[12:]) == d  # 6-byte PDU header, 4-byte length, context, control
         buffers.add(id(raw.obj))
         del raw
@@ -73,7 +90,7 @@ def test_a_pdu_kept_by_someone_is_never_overwritten(dul_and_peer):
     dul, peer = dul_and_peer
     data = payloads(4, 300_000)
     writer = send_later(peer, b"".join(p_data(1, d) for d in data))
-    kept = [dul._read_pdu(None) for _ in data]  # e.g. a protocol trace holding every PDU
+    kept = [read_pdu(dul) for _ in data]  # e.g. a protocol trace holding every PDU
     writer.join(5)
     assert [bytes(k[12:]) for k in kept] == data
 
@@ -82,7 +99,7 @@ def test_p_data_decoded_as_views_matches_the_copying_decoder(dul_and_peer):
     dul, peer = dul_and_peer
     stream = p_data(3, bytes(range(256)) * 1000)
     writer = send_later(peer, stream)
-    raw = dul._read_pdu(None)
+    raw = read_pdu(dul)
     writer.join(5)
     viewed = pdu.PDataTfPDU.decode(raw, copy=False)
     copied = pdu.PDataTfPDU.decode(stream)
@@ -95,7 +112,7 @@ def test_a_peer_that_closes_mid_pdu_gives_end_of_stream(dul_and_peer):
     dul, peer = dul_and_peer
     peer.sendall(p_data(1, b"x" * 200_000)[:100_000])
     peer.shutdown(socket.SHUT_WR)
-    assert dul._read_pdu(None) is None
+    assert read_pdu(dul) is None
 
 
 def test_a_peer_that_stops_reading_gets_the_connection_closed_after_the_idle_timeout():
@@ -108,8 +125,8 @@ def test_a_peer_that_stops_reading_gets_the_connection_closed_after_the_idle_tim
         dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=0.3)
         big = pdu.PDataTfPDU([pdu.PresentationDataValueItem(1, b"\x00" + bytes(16 << 20))])
         started = time.monotonic()
-        dul._write_all([big])  # nobody reads ``theirs``
-        assert dul._closed.is_set()
+        dul._write(pdu_parts([big]))  # nobody reads ``theirs``
+        assert dul.closed
         assert 0.3 <= time.monotonic() - started < 5
     finally:
         theirs.close()
@@ -117,14 +134,19 @@ def test_a_peer_that_stops_reading_gets_the_connection_closed_after_the_idle_tim
 
 
 def test_a_wait_for_the_next_pdu_ends_at_the_idle_timeout():
-    from dicomdesk.net.dulprovider import _IdleTimeout
+    """A PDU that begins and then stops: the idle timeout is an event of the connection
+    (an A-P-ABORT indication), the transport is closed and the state machine knows it."""
+    import time
 
     ours, theirs = socket.socketpair()
     try:
-        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=0.2)
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=0.2,
+                                 artim_timeout=None)
         theirs.sendall(p_data(1, b"x" * 100)[:20])  # a PDU that begins, then nothing
-        with pytest.raises(_IdleTimeout):
-            dul._read_pdu(None)
+        started = time.monotonic()
+        assert isinstance(dul.receive(10), IdleTimeout)
+        assert time.monotonic() - started < 5
+        assert dul.closed and dul.state.name == "STA_1"
     finally:
         theirs.close()
         ours.close()
@@ -159,9 +181,9 @@ def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
 
             reader_thread = threading.Thread(target=drain, daemon=True)
             reader_thread.start()
-            dul._write_all(pdus)
+            dul._write(pdu_parts(pdus))
             reader_thread.join(10)
-        assert not dul._closed.is_set()
+        assert not dul.closed
         assert bytes(received) == expected
     finally:
         theirs.close()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -25,16 +24,12 @@ import pydicom.errors
 from pydicom.dataset import Dataset
 
 from .. import dimsemessages, statuses, uids
-from ..exceptions import DCMTimeoutError, EventHandlingError, NetDICOMError
+from ..exceptions import EventHandlingError, NetDICOMError, OperationCancelledError
 from ..dataset_codec import encode_identifier
 from ..printable import printable
 from .base import sop_classes
 
 logger = logging.getLogger(__name__)
-
-#: How often a waiting SCU looks at its cancel event (s). Receiving is what waits; the
-#: interval only bounds how late a C-CANCEL-RQ leaves after the user asked for it.
-CANCEL_CHECK_INTERVAL = 0.1
 
 FIND_SOP_CLASSES = (uids.PATIENT_ROOT_FIND_SOP_CLASS, uids.STUDY_ROOT_FIND_SOP_CLASS)
 GET_SOP_CLASSES = (uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS)
@@ -70,26 +65,18 @@ class _Responses:
         self.cancel_sent = False
 
     def next(self) -> tuple[Any, int]:
+        """The next message; the wait ends at once when ``cancel`` is set (the association
+        sleeps in one poll over its socket and a wake descriptor the event rings)."""
         asce = self.asce
         if self.cancel is None or self.cancel_sent:
             return asce.receive()
-        limit = asce.dimse_timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        while True:
-            if self.cancel.is_set():
-                logger.debug("sending C-CANCEL-RQ for message %d", self.msg_id)
-                qr_cancel_scu(asce, self.ctx, self.msg_id)
-                self.cancel_sent = True
-                return asce.receive()
-            wait = CANCEL_CHECK_INTERVAL
-            if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
-                if wait <= 0:
-                    raise DCMTimeoutError(f"no response within {limit} s")
-            try:
-                return asce.receive(wait)
-            except DCMTimeoutError:
-                continue
+        try:
+            return asce.receive(None, cancel=self.cancel)
+        except OperationCancelledError:
+            logger.debug("sending C-CANCEL-RQ for message %d", self.msg_id)
+            qr_cancel_scu(asce, self.ctx, self.msg_id)
+            self.cancel_sent = True
+            return asce.receive()
 
     def is_ours(self, msg: Any, command_field: int) -> bool:
         if (getattr(msg, "command_field", None) == command_field
