@@ -278,6 +278,9 @@ class ServerSettings:
     max_object_size: int = 0
     min_free_bytes: int = 0
     max_find_matches: int = 0
+    # A deflated object (PS3.5 A.5) inflating to more bytes is refused with A700, checked while
+    # it inflates (0: net.inflate.DEFAULT_MAX_INFLATED_SIZE, 256 MiB); see docs/security.md.
+    max_inflated_size: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "aet", validate_ae_title(self.aet))
@@ -331,7 +334,7 @@ class ServerSettings:
                               field="require_called_aet")
         if (self.tls_key or self.tls_ca) and not self.tls_cert:
             raise ConfigError("tls_key/tls_ca need tls_cert (the server's certificate)", field="tls_cert")
-        for name in ("max_object_size", "min_free_bytes", "max_find_matches"):
+        for name in ("max_object_size", "min_free_bytes", "max_find_matches", "max_inflated_size"):
             _check_int(getattr(self, name), name, 0, 2 ** 63 - 1)
 
 

@@ -39,7 +39,10 @@ from pydicom.tag import BaseTag
 
 from ..durable import fsync_directory
 from .journal import JOURNAL_DIR, RESERVE_NAME, Journal, Reserve
-from ..net.sopclass.storage import _SCAN_BYTES, Part10Error, check_file_structure, scan_header
+from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE, InflateLimitExceeded
+from ..net.sopclass.storage import (_DEFLATED_SYNTAXES, _SCAN_BYTES, Part10Error,
+                                    check_deflated_structure, check_file_structure,
+                                    read_deflated_header, read_file_meta, scan_header)
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 from .private import PRIVATE_DIR_MODE, make_private
 
@@ -215,9 +218,47 @@ class _ScannedHeader:
 Header = Dataset | _ScannedHeader
 
 
-def _read_header(path: Path) -> Header:
-    """The header elements the index needs, without pixel data; raises ArchiveRefusal(0xC000)."""
+def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
+    """The header of a deflated object (PS3.5 A.5), or None when the file is not deflated.
+
+    pydicom's ``dcmread`` inflates the whole data set in memory (a 1 MB deflate bomb costs
+    GBs): instead the data set is inflated as a stream, its structure walked and its size
+    bounded by ``max_inflated_size`` (0xA700 beyond: nothing is kept), and the header read
+    from the first inflated bytes only. A corrupt or truncated stream answers 0xC000.
+    """
+    try:
+        with open(path, "rb") as fp:
+            meta = read_file_meta(fp)
+            if meta is None or meta[0].get(0x00020010, "") not in _DEFLATED_SYNTAXES:
+                return None
+            values, offset = meta
+            try:
+                check_deflated_structure(fp, offset, max_inflated_size)
+            except InflateLimitExceeded as exc:
+                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                     f"inflates to more than {max_inflated_size} bytes") from exc
+            scan = _header_of_scan(scan_header(fp, _HEADER_TAG_SET,
+                                               max_inflated_size=max_inflated_size))
+            if scan is not None:
+                return scan
+            ds = read_deflated_header(fp, offset, max(_HEADER_TAGS), max_inflated_size)
+    except (OSError, Part10Error) as exc:
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, f"not a readable deflated object: {exc}") from exc
+    meta_ds = FileMetaDataset()
+    meta_ds.TransferSyntaxUID = values[0x00020010]
+    ds.file_meta = meta_ds
+    if len(ds) == 0:
+        raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, "the file holds no data set")
+    return ds
+
+
+def _read_header(path: Path, max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE) -> Header:
+    """The header elements the index needs, without pixel data; raises ArchiveRefusal(0xC000)
+    (0xA700 for a deflated data set inflating past ``max_inflated_size``)."""
     ds = _scan_header(path)
+    if ds is not None:
+        return ds
+    ds = _read_deflated_header(path, max_inflated_size)
     if ds is not None:
         return ds
     try:
@@ -466,11 +507,14 @@ class Archive:
     """Storage folder + SQLite index; the server's storage/query/retrieve/commitment backend."""
 
     def __init__(self, root: Path, *, durable: bool = True, read_only: bool = False,
-                 min_free_bytes: int = 0) -> None:
+                 min_free_bytes: int = 0,
+                 max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE) -> None:
         self.root = Path(root)
         self.durable = durable
         self.read_only = read_only
         self.min_free_bytes = min_free_bytes
+        #: A deflated object inflating to more is refused (0xA700), checked as it inflates.
+        self.max_inflated_size = max_inflated_size or DEFAULT_MAX_INFLATED_SIZE
         self._lock = threading.Lock()
         #: Relative paths renamed into place whose queued index row is not written yet (count).
         self._pending_paths: dict[str, int] = {}
@@ -706,7 +750,7 @@ class Archive:
                         raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
                                              f"cannot write the file: {exc.strerror}") from exc
                 _check_whole(incoming, None)  # its reason, before pydicom's less precise one
-                ds = _read_header(incoming.path)
+                ds = _read_header(incoming.path, self.max_inflated_size)
             else:
                 _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
             try:
@@ -941,7 +985,7 @@ class Archive:
         self._check_writable()
         path = Path(path)
         if not copy:
-            _read_header(path)  # refuse before the source is moved away
+            _read_header(path, self.max_inflated_size)  # refuse before the source is moved away
         incoming = self.open_incoming()
         try:
             if copy:
@@ -1013,7 +1057,7 @@ class Archive:
         for entry in entries:
             report.files_examined += 1
             try:
-                ds = _read_header(entry)
+                ds = _read_header(entry, self.max_inflated_size)
             except ArchiveRefusal:  # checked before it was acknowledged: damaged since
                 report.unreadable_files.append(entry)
                 continue
@@ -1119,7 +1163,7 @@ class Archive:
                     if row is None or row["path"] != rel:
                         continue
                     try:
-                        ds = _read_header(full)
+                        ds = _read_header(full, self.max_inflated_size)
                         report.files_examined += 1
                         self._index_file(full, ds, full.stat().st_size, "")
                         report.reindexed_rows += 1
@@ -1138,7 +1182,7 @@ class Archive:
                 if row is not None and row["path"] == rel:
                     continue
                 try:
-                    ds = _read_header(full)
+                    ds = _read_header(full, self.max_inflated_size)
                 except ArchiveRefusal:
                     report.unreadable_files.append(full)
                     continue
@@ -1176,7 +1220,7 @@ class Archive:
             self.index.clear(prefix)
             for full in self._archive_files(target, any_name=True):
                 try:
-                    ds = _read_header(full)
+                    ds = _read_header(full, self.max_inflated_size)
                     values = _header_values(ds)
                     self._validate(values, None, None)
                 except ArchiveRefusal as exc:

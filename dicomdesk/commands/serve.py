@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-object-size", type=_size, default=0, metavar="BYTES",
                         help="refuse larger objects with A700 (suffixes k, M, G, T) [no limit]")
+    limits.add_argument("--max-inflated-size", type=_size, default=0, metavar="BYTES",
+                        help="refuse deflated objects inflating to more with A700, checked while "
+                             "inflating [256M]")
     limits.add_argument("--min-free", type=_size, default=0, metavar="BYTES",
                         help="refuse objects with A700 when the archive's disk has less free space")
     limits.add_argument("--max-matches", type=int, default=0, metavar="N",
@@ -104,6 +107,7 @@ def settings_from_args(args: argparse.Namespace):
                                      tls_ca=getattr(args, "tls_ca", None),
                                      max_object_size=getattr(args, "max_object_size", 0),
                                      min_free_bytes=getattr(args, "min_free", 0),
+                                     max_inflated_size=getattr(args, "max_inflated_size", 0),
                                      max_find_matches=getattr(args, "max_matches", 0),
                                      network_timeout=getattr(args, "network_timeout", 60.0),
                                      acse_timeout=getattr(args, "acse_timeout", 30.0),

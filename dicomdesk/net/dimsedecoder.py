@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import io
 import logging
-import zlib
 from collections.abc import Callable, Collection, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from dicomdesk.net.commandset import decode_fields
+from dicomdesk.net.decode_limits import (DEFAULT_DECODE_LIMITS, DataSetLimitExceeded, DecodeLimits,
+                                         check_decode_limits)
 from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
+from dicomdesk.net.inflate import InflateLimitExceeded, inflate_bytes
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -62,23 +64,37 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
         return False, True, deflated
 
 
-def _inflate(raw: bytes) -> bytes:
-    """Inflate a deflated data set (raw RFC 1951 stream, PS3.5 A.5)."""
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    return inflater.decompress(raw) + inflater.flush()
+#: A data set held in memory may not inflate (PS3.5 A.5) to more than this either.
+_MAX_INFLATED_IN_MEMORY = 64 * 1024 * 1024
+
+#: The refusals of a data set that decoding would make too large (``data_set_over_limit``).
+DECODE_REFUSALS = (DataSetLimitExceeded, InflateLimitExceeded)
 
 
-def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
+def decode_data_set(raw: bytes, transfer_syntax: str,
+                    limits: DecodeLimits | None = DEFAULT_DECODE_LIMITS,
+                    max_inflated_size: int = _MAX_INFLATED_IN_MEMORY) -> Dataset:
     """Decode a data set in the given transfer syntax with pydicom.
 
-    Raises whatever pydicom or zlib raise for a malformed data set; the decoder
+    Before anything is built, a deflated data set is inflated up to ``max_inflated_size``
+    and the bytes are checked against ``limits`` (None: unchecked): ``DataSetLimitExceeded``
+    or ``InflateLimitExceeded`` (``DECODE_REFUSALS``) say the data set is refused for its
+    decoded size. Raises whatever pydicom or zlib raise for a malformed data set; the decoder
     turns that into ``data_set_error``.
     """
     from pydicom.dataelem import RawDataElement
     from pydicom.filereader import read_dataset
 
-    from dicomdesk.net.dataset_codec import decode_identifier
+    from dicomdesk.net.dataset_codec import decode_identifier, transfer_syntax_vr
 
+    # The bounds on the decoded size come first, also before the flat fast path (a flat
+    # identifier of 8-byte elements is a million elements in 8 MB).
+    plain = transfer_syntax_vr(transfer_syntax)
+    checked = limits is None
+    if not checked and plain is not None:
+        if limits.could_exceed(len(raw)):
+            check_decode_limits(raw, plain, True, limits)
+        checked = True
     # A flat identifier of text/integer elements (every C-FIND response) is walked by the
     # narrow fast codec (pydicom's Dataset of raw elements); anything unusual goes to pydicom.
     fast = decode_identifier(raw, transfer_syntax)
@@ -86,7 +102,9 @@ def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
         return fast
     implicit, little, deflated = transfer_syntax_encoding(transfer_syntax)
     if deflated:
-        raw = _inflate(raw)
+        raw = inflate_bytes(raw, max_inflated_size)
+    if not checked and limits.could_exceed(len(raw)):
+        check_decode_limits(raw, implicit, little, limits)
     stream = io.BytesIO(raw)
     ds = read_dataset(stream, implicit, little)
     # pydicom's reader is lenient: it returns short values for a truncated data set
@@ -139,6 +157,8 @@ class DIMSEDecoder:
 
     #: Per-decoder bound for in-memory data sets (a subclass or instance may change it).
     max_data_set_length = MAX_IN_MEMORY_DATA_SET_LENGTH
+    #: Bounds on what an in-memory data set may decode to (``decode_limits``); None: none.
+    decode_limits: DecodeLimits | None = DEFAULT_DECODE_LIMITS
 
     def __init__(self, accepted_contexts: Mapping[int, Any], store_in_file: Collection[str],
                  get_file_cb: Callable[[Any, Dataset], tuple[IO[bytes], int]] | None, *,
@@ -263,7 +283,15 @@ class DIMSEDecoder:
             raw = bytes(self._data)
             context = self.accepted_contexts[self.pc_id]
             try:
-                msg.data_set = decode_data_set(raw, _context_transfer_syntax(context))
+                msg.data_set = decode_data_set(raw, _context_transfer_syntax(context),
+                                               self.decode_limits, self.max_data_set_length)
+            except DECODE_REFUSALS as exc:
+                # Refused for its size, not its form: the service answers "out of resources"
+                # (``data_set_over_limit``); the bytes are dropped now.
+                logger.info('data set refused: %s', exc)
+                msg.data_set = None
+                msg.data_set_error = f'data set refused: {exc}'
+                msg.data_set_over_limit = True
             except Exception as exc:  # pydicom/zlib raise many types on malformed data
                 logger.debug('undecodable data set kept raw: %r', exc)
                 msg.data_set = raw

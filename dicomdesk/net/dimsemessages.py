@@ -334,6 +334,9 @@ class DIMSEMessage:
     #: (empty when never set, and an empty element is not sent), and its properties read
     #: ``''`` for one never set, where code written for the reference expects it.
     command_fields: ClassVar[list[str]] = []
+    #: Set (on the instance) by the decoder when the data set was refused for what decoding
+    #: it would cost (``decode_limits``): the service answers "out of resources", not C000.
+    data_set_over_limit: bool = False
     # Default command elements of a fresh message, in addition to Command Field.
     _defaults: ClassVar[dict[int, tuple[str, Any]]] = {}
     # Element numbers of ``command_fields``, per class (built on first use).

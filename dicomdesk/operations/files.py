@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE
 from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, Part10Header,
                                    check_structure, check_structure_of, pydicom_warnings_logged,
                                    read_file_meta, read_part10_header, scan_header)
@@ -118,8 +119,11 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
     """
     try:
         with open(path, "rb") as fp:
-            scan = scan_header(fp, _HEADER_TAGS) if details else \
-                scan_header(fp, _SOP_UIDS, until_last_tag=True, raw=True)
+            # A deflated file is scanned from its first inflated bytes only: pydicom's reader
+            # (the general path) would inflate all of it in memory (a deflate bomb).
+            scan = scan_header(fp, _HEADER_TAGS, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE) \
+                if details else scan_header(fp, _SOP_UIDS, until_last_tag=True, raw=True,
+                                            max_inflated_size=DEFAULT_MAX_INFLATED_SIZE)
             if scan is None:
                 return None
             elements = scan.elements

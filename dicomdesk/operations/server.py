@@ -353,7 +353,8 @@ class LocalServer:
         from ..archive import Archive  # storage SCP: received objects go to the archive
         try:
             ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True),
-                                 min_free_bytes=getattr(s, "min_free_bytes", 0))
+                                 min_free_bytes=getattr(s, "min_free_bytes", 0),
+                                 max_inflated_size=getattr(s, "max_inflated_size", 0))
             # A killed predecessor leaves temp files and journal entries: bounded by the
             # objects that were in flight, so the port answers at once at any archive size.
             ae.archive.recover()

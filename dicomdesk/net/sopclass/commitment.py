@@ -219,8 +219,14 @@ class StorageCommitment(MessageDispatcherSCP):
         """
         status: int = statuses.SUCCESS
         outcome = None
+        comment = None
         if msg.action_type_id != ACTION_REQUEST_STORAGE_COMMITMENT:
             status = statuses.NO_SUCH_ACTION
+        elif msg.data_set_over_limit:
+            # More references (or elements) than the decoder admits (decode_limits): PS3.7
+            # 10.1.4.1.10 "Resource limitation" (0213H), refused before any was decoded.
+            logger.warning("refusing storage commitment request: %s", msg.data_set_error)
+            status, comment = statuses.RESOURCE_LIMITATION, msg.data_set_error
         else:
             try:
                 transaction_uid, references = parse_action_information(msg.data_set)
@@ -241,6 +247,8 @@ class StorageCommitment(MessageDispatcherSCP):
         if status == statuses.SUCCESS:
             rsp.action_type_id = ACTION_REQUEST_STORAGE_COMMITMENT
         rsp.status = int(status)
+        if comment:
+            rsp.error_comment = str(comment)[:64]  # LO (PS3.7 C.4)
         asce.send(rsp, ctx.id)
         if outcome is None:
             return
@@ -262,6 +270,9 @@ class StorageCommitment(MessageDispatcherSCP):
         status: int = statuses.SUCCESS
         if msg.event_type_id not in (EVENT_ALL_SUCCESSFUL, EVENT_FAILURES_EXIST):
             status = statuses.NO_SUCH_EVENT_TYPE
+        elif msg.data_set_over_limit:  # PS3.7 10.1.1.1.8: 0213H Resource limitation
+            logger.warning("refusing storage commitment result: %s", msg.data_set_error)
+            status = statuses.RESOURCE_LIMITATION
         else:
             try:
                 transaction_uid, committed, failed = parse_event_information(msg.data_set)

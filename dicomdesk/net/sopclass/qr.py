@@ -165,6 +165,11 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     a final response carries no identifier (PS3.4 C.4.1.1.4), so such an identifier is sent
     as one more Pending match, followed by the final status.
     """
+    if msg.data_set_over_limit:  # PS3.4 C.4.1.1.4: A700 Refused: Out of Resources
+        logger.warning("C-FIND identifier refused: %s", msg.data_set_error)
+        _send_find_rsp(asce, ctx, msg, statuses.C_FIND_OUT_OF_RESOURCES,
+                       error_comment=msg.data_set_error)
+        return
     if msg.data_set_error or not isinstance(msg.data_set, Dataset):
         logger.info("C-FIND identifier could not be decoded: %s", msg.data_set_error)
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_UNABLE_TO_PROCESS)
@@ -416,6 +421,24 @@ def _storage_scu() -> Any:
     return storage_scu
 
 
+def _identifier_refused(asce: Any, ctx: Any, msg: Any, rsp_cls: type, command: str) -> bool:
+    """Answer a C-GET/C-MOVE whose identifier was not decoded; True when it was answered.
+
+    Refused for its decoded size (``data_set_over_limit``): A701 Refused: Out of Resources –
+    Unable to calculate number of matches (PS3.4 C.4.2.1.5, C.4.3.1.4), with the reason as
+    Error Comment; undecodable: C000 Unable to process."""
+    if msg.data_set_over_limit:
+        logger.warning("%s identifier refused: %s", command, msg.data_set_error)
+        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xA701, command), None,
+                           final=True, error_comment=msg.data_set_error)
+        return True
+    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xC000, command), None,
+                           final=True)
+        return True
+    return False
+
+
 @sop_classes(GET_SOP_CLASSES)
 def qr_get_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """C-GET SCP (PS3.4 C.4.3; an extension of the reference).
@@ -425,9 +448,7 @@ def qr_get_scp(asce: Any, ctx: Any, msg: Any) -> None:
     context the requestor proposed with the SCP role (PS3.7 D.3.3.4) for its SOP class; an
     instance without a usable context is a failed sub-operation.
     """
-    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
-        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CGetRSPMessage,
-                           statuses.C_GET_UNABLE_TO_PROCESS, None, final=True)
+    if _identifier_refused(asce, ctx, msg, dimsemessages.CGetRSPMessage, "C-GET"):
         return
     try:
         count, items = asce.ae.on_receive_get(ctx, msg.data_set)
@@ -464,9 +485,7 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     stores each one there (C-STORE with Move Originator AE title and Message ID, PS3.7
     9.3.1.1).
     """
-    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
-        _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
-                           statuses.C_MOVE_UNABLE_TO_PROCESS, None, final=True)
+    if _identifier_refused(asce, ctx, msg, dimsemessages.CMoveRSPMessage, "C-MOVE"):
         return
     destination = msg.move_destination
     if not isinstance(destination, str):  # multi-valued (PACS\EVIL), binary: no AE title

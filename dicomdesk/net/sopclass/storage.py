@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, NamedTuple, Sequence
 
 from .. import dimsemessages, statuses, uids
 from ..asceprovider import encode_data_set
+from ..inflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, InflateLimitExceeded, InflatingReader
 from ..exceptions import EventHandlingError
 from .base import sop_classes_on_first_use, store_in_file
 
@@ -265,6 +266,12 @@ def read_part10_header(path: str | os.PathLike[str]) -> Part10Header:
         found = _scan_sop_uids(fp, offset, ts)
         if found is not None:
             sop_class, sop_instance = found
+        elif ts in _DEFLATED_SYNTAXES:
+            # Never dcmread a deflated file here: pydicom inflates the whole data set in memory
+            # (a 1 MB bomb is 1 GiB), and this runs for every C-GET/C-MOVE sub-operation.
+            ds = read_deflated_header(fp, offset, _SOP_INSTANCE_TAG, DEFAULT_MAX_INFLATED_SIZE)
+            sop_class = _clean_uid(ds.get("SOPClassUID"))
+            sop_instance = _clean_uid(ds.get("SOPInstanceUID"))
         else:
             try:
                 fp.seek(0)
@@ -309,9 +316,43 @@ class HeaderScan:
     stop_offset: int = 0
 
 
-#: Transfer syntaxes whose data set is deflated (PS3.5 A.5, JPIP Referenced Deflate): never scanned.
+#: Transfer syntaxes whose data set is deflated (PS3.5 A.5, JPIP Referenced Deflate): scanned
+#: only through bounded inflation (``scan_header(max_inflated_size=...)``).
 _DEFLATED_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.95",
                                 "1.2.840.10008.1.2.4.205"})
+
+#: How much of a deflated data set pydicom may read, inflated, for a header whose layout the
+#: plain scan declines (long sequences before the wanted tags): the header must fit in it.
+_DEFLATED_HEADER_BYTES = 1024 * 1024
+
+
+def read_deflated_header(fp: BinaryIO, offset: int, last_tag: int, max_inflated_size: int) -> Dataset:
+    """pydicom's reading of a deflated data set's top-level elements up to ``last_tag``,
+    from at most ``_DEFLATED_HEADER_BYTES`` inflated bytes (never the whole data set).
+
+    ``offset`` is where the deflated stream starts in ``fp``. Raises ``Part10Error`` when
+    the stream is corrupt or the elements do not fit in that many bytes.
+    """
+    from pydicom.filereader import read_dataset
+    from pydicom.filebase import DicomBytesIO
+
+    fp.seek(offset)
+    try:
+        head = InflatingReader(fp, max_inflated_size).read(_DEFLATED_HEADER_BYTES)
+    except InflateError as exc:
+        raise Part10Error(str(exc)) from exc
+
+    def past(tag: int, vr: Any, length: int) -> bool:
+        return tag > last_tag
+
+    try:
+        with pydicom_warnings_logged():
+            ds = read_dataset(DicomBytesIO(head), False, True, stop_when=past, defer_size=1024)
+            for _ in ds:  # convert now: a value cut at the buffer's end fails here
+                pass
+    except Exception as exc:  # pydicom raises many types on a damaged header
+        raise Part10Error(f"unreadable deflated data set header: {exc}") from exc
+    return ds
 
 
 def _scannable_syntax(ts: str) -> bool:
@@ -389,7 +430,8 @@ class RawValue(NamedTuple):
 
 
 def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
-                until_last_tag: bool = False, raw: bool = False) -> HeaderScan | None:
+                until_last_tag: bool = False, raw: bool = False,
+                max_inflated_size: int | None = None) -> HeaderScan | None:
     """Read a Part-10 file's meta and the top-level ``tags`` with plain ``struct`` (PS3.5 7.1).
 
     The fast path of header reading for a storage SCU (``inspect_file``) and the archive
@@ -404,6 +446,10 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
     (a storage SCU planning its association; ``stop_offset`` then says where it stopped).
     With ``raw`` the elements are ``RawValue``s (VR and bytes), and pydicom is not imported:
     the storage SCU's planning and sending of plain files need nothing more.
+    With ``max_inflated_size`` a deflated data set (PS3.5 A.5) is scanned too, from its first
+    ``_SCAN_BYTES`` inflated bytes (the rest is never inflated); its ``stop_offset`` and the
+    elements' value offsets then count inflated bytes, not file bytes. A corrupt stream, or
+    one inflating past the bound within those bytes, returns None.
     """
     if not raw:
         from pydicom.dataelem import RawDataElement, empty_value_for_VR
@@ -417,13 +463,20 @@ def scan_header(fp: BinaryIO, tags: frozenset[int] | set[int], *,
         return None
     values, offset = meta
     ts = values.get(_META_TS, "")
-    if not _scannable_syntax(ts) or values.get(_META_SOP_CLASS) == MEDIA_STORAGE_DIRECTORY:
+    deflated = max_inflated_size is not None and ts in _DEFLATED_SYNTAXES
+    if not (deflated or _scannable_syntax(ts)) or values.get(_META_SOP_CLASS) == MEDIA_STORAGE_DIRECTORY:
         return None
     implicit = ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
     little = ts != uids.EXPLICIT_VR_BIG_ENDIAN
     e = "<" if little else ">"
     fp.seek(offset)
-    buf = fp.read(_SCAN_BYTES)
+    if deflated:  # Explicit VR Little Endian once inflated (PS3.5 A.5)
+        try:
+            buf = InflatingReader(fp, max_inflated_size).read(_SCAN_BYTES)
+        except InflateError:
+            return None
+    else:
+        buf = fp.read(_SCAN_BYTES)
     at_eof = len(buf) < _SCAN_BYTES
     size = len(buf)
     found: dict[int, Any] = {}
@@ -770,6 +823,8 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
     if header.transfer_syntax in CONVERTIBLE_TRANSFER_SYNTAXES \
             and ctx.supported_ts in CONVERTIBLE_TRANSFER_SYNTAXES:
         logger.debug("converting %s from %s to %s", dataset, header.transfer_syntax, ctx.supported_ts)
+        if header.transfer_syntax in _DEFLATED_SYNTAXES:
+            _check_inflated_size(dataset, header)  # conversion holds the inflated data set
         try:
             with pydicom_warnings_logged():
                 rq.data_set = encode_data_set(converted_dataset(dataset, ctx.supported_ts),
@@ -779,6 +834,26 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any) -> BinaryIO | None:
         return None
     raise StorageNotSent(f"the file's transfer syntax {_ts_name(header.transfer_syntax)} "
                          f"({header.transfer_syntax}) cannot be converted to {_ts_name(ctx.supported_ts)}")
+
+
+#: Converting a deflated file to another syntax holds the whole inflated data set in memory
+#: (pydicom), so it is done only up to this size; a larger one is sent only as it is stored
+#: (to a peer accepting Deflated Explicit VR Little Endian), streamed from the file.
+MAX_CONVERTED_INFLATED_SIZE = 64 * 1024 * 1024
+
+
+def _check_inflated_size(path: Any, header: Part10Header) -> None:
+    """Refuse (``StorageNotSent``) to convert a deflated file that inflates past the bound:
+    pydicom would hold all of it in memory (a deflate bomb taking the server with it)."""
+    try:
+        with open(path, "rb") as fp:
+            check_deflated_structure(fp, header.data_offset, MAX_CONVERTED_INFLATED_SIZE)
+    except InflateLimitExceeded as exc:
+        raise StorageNotSent(f"not converted: {exc}") from exc
+    except OSError as exc:
+        raise StorageNotSent(f"cannot read the file: {exc.strerror or exc}") from exc
+    except Part10Error as exc:
+        raise StorageNotSent(str(exc)) from exc
 
 
 class PreparedStore:
@@ -951,6 +1026,9 @@ class _Walker:
             return tag, vr, struct.unpack(self.e + "L", more)[0]
         return tag, vr, struct.unpack(self.e + "H", raw[6:])[0]
 
+    def _more(self) -> bool:
+        return self.fp.tell() < self.end
+
     def _skip(self, tag: int, length: int) -> None:
         target = self.fp.tell() + length
         if target > self.end:
@@ -962,7 +1040,7 @@ class _Walker:
         """Walk elements until the end (or the delimiter ``stop``)."""
         if depth > 32:
             raise Part10Error("sequences nested too deeply")
-        while self.fp.tell() < self.end:
+        while self._more():
             tag, vr, length = self._header()
             if stop is not None and tag == stop:
                 return
@@ -986,6 +1064,42 @@ class _Walker:
                 self.elements(_ITEM_END, depth + 1)
             else:
                 self._skip(tag, length)
+
+
+class _InflatedWalker(_Walker):
+    """``_Walker`` over an ``InflatingReader``: forward only, the end is the stream's end."""
+
+    def __init__(self, reader: InflatingReader):
+        super().__init__(reader, 0, False, True)  # type: ignore[arg-type]
+
+    def _more(self) -> bool:
+        return not self.fp.at_end()
+
+    def _skip(self, tag: int, length: int) -> None:
+        skipped = self.fp.skip(length)
+        if skipped < length:
+            raise Part10Error(f"truncated: element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs "
+                              f"{length} bytes, the data set ends {length - skipped} bytes too early")
+
+
+def check_deflated_structure(fp: BinaryIO, data_offset: int, max_inflated_size: int) -> int:
+    """The structure check of a deflated data set (PS3.5 A.5), done while it inflates.
+
+    The stream is inflated piece by piece (bounded memory, whatever its size) and its element
+    headers walked as ``check_structure`` walks a plain file's. Returns the inflated size.
+    Raises ``InflateLimitExceeded`` as soon as more than ``max_inflated_size`` bytes come out
+    (a deflate bomb is refused after inflating only that much), ``Part10Error`` for a corrupt
+    or truncated stream or a value running past the data set's end.
+    """
+    fp.seek(data_offset)
+    reader = InflatingReader(fp, max_inflated_size)
+    try:
+        _InflatedWalker(reader).elements()
+    except InflateLimitExceeded:
+        raise
+    except InflateError as exc:
+        raise Part10Error(str(exc)) from exc
+    return reader.tell()
 
 
 def check_structure(path: str | os.PathLike[str], header: Part10Header) -> None:

@@ -41,11 +41,14 @@ def modality_work_list_scu(asce: Any, ctx: Any, ds: Dataset, msg_id: int, cancel
     yield from qr_find_scu(asce, ctx, ds, msg_id, cancel)
 
 
-def _send_find_rsp(asce: Any, ctx: Any, msg: Any, status: int, ds: Dataset | None = None) -> None:
+def _send_find_rsp(asce: Any, ctx: Any, msg: Any, status: int, ds: Dataset | None = None,
+                   error_comment: str | None = None) -> None:
     rsp = dimsemessages.CFindRSPMessage()
     rsp.message_id_being_responded_to = msg.message_id
     rsp.sop_class_uid = msg.sop_class_uid
     rsp.status = int(status)
+    if error_comment:
+        rsp.error_comment = str(error_comment)[:64]  # LO (PS3.7 C.4)
     rsp.data_set = ds
     asce.send(rsp, ctx.id)
 
@@ -64,6 +67,11 @@ def modality_work_list_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """
     if getattr(msg, "command_field", None) == 0x0FFF:
         return  # a C-CANCEL after the final response has nothing left to cancel (PS3.7 9.3.2.3)
+    if getattr(msg, "data_set_over_limit", False):  # PS3.4 K.4.1.1.4: A700 Out of Resources
+        logger.warning("worklist identifier refused: %s", msg.data_set_error)
+        _send_find_rsp(asce, ctx, msg, statuses.C_FIND_OUT_OF_RESOURCES,
+                       error_comment=msg.data_set_error)
+        return
     if not isinstance(msg.data_set, Dataset):
         logger.info("worklist C-FIND with an undecodable identifier: %s",
                     getattr(msg, "data_set_error", "no data set"))
