@@ -189,3 +189,26 @@ def test_the_walk_counts_elements_and_items_exactly_as_pydicom_reads_them(name, 
     with pytest.raises(DataSetLimitExceeded, match="elements"):
         check_decode_limits(raw, ts == IMPLICIT, ts != BIG, DecodeLimits(total - 1, generous, 64))
     assert decode_data_set(raw, ts) == reference
+
+
+def test_converting_a_deflated_file_is_refused_past_64_mib_without_inflating_it_in_memory(tmp_path):
+    """A storage SCU converts a file whose syntax the peer refused; for a deflated file that
+    means pydicom holding all of it inflated, so it stops at MAX_CONVERTED_INFLATED_SIZE."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    from dicomdesk.net.sopclass.storage import StorageNotSent, prepare_store
+
+    ctx = SimpleNamespace(id=1, sop_class="1.2.840.10008.5.1.4.1.1.7", supported_ts=EXPLICIT)
+    big = deflate_bomb(tmp_path / "big.dcm", 100 * MiB, "1.2.3.4")
+    tracemalloc.start()
+    try:
+        with pytest.raises(StorageNotSent, match="not converted"):
+            prepare_store(ctx, big, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB
+    small = Path(get_testdata_file("image_dfl.dcm"))
+    with prepare_store(ctx, small, 1) as prepared:  # small enough: converted
+        assert isinstance(prepared.rq.data_set, (bytes, bytearray))
