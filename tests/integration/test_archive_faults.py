@@ -95,12 +95,25 @@ class ServeProcess:
         self.port = free_port()
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.log = log
+        started = self._listening_lines()
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "dicomdesk", "serve", "--port", str(self.port), "--aet", SERVER_AET,
                  "--storage", str(storage), "--nodes", str(storage.parent / "no-nodes.toml"), *extra],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
         wait_for_port(self.port, 30, alive=lambda: self.process.poll() is None)
+        # The port accepts as soon as it is bound, before recover() has run: "listening as"
+        # is printed after it (a test looking at .incoming right away raced recovery).
+        deadline = time.monotonic() + 30
+        while self._listening_lines() <= started and self.process.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)  # another process's log: no event to wait on
+
+    def _listening_lines(self) -> int:
+        try:
+            return self.log.read_text(errors="replace").count("listening as")
+        except FileNotFoundError:
+            return 0
 
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
