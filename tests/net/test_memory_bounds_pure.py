@@ -212,3 +212,19 @@ def test_converting_a_deflated_file_is_refused_past_64_mib_without_inflating_it_
     small = Path(get_testdata_file("image_dfl.dcm"))
     with prepare_store(ctx, small, 1) as prepared:  # small enough: converted
         assert isinstance(prepared.rq.data_set, (bytes, bytearray))
+
+
+_SEED = encode_data_set(_items(30), EXPLICIT)
+
+
+@given(st.binary(max_size=4000) | st.builds(
+    lambda cut, flips: bytes(b ^ flips.get(i, 0) for i, b in enumerate(_SEED[:cut])),
+    st.integers(0, len(_SEED)), st.dictionaries(st.integers(0, len(_SEED) - 1), st.integers(1, 255),
+                                                max_size=8)),
+       st.booleans(), st.booleans())
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_the_walk_never_fails_on_arbitrary_bytes_other_than_by_refusing(raw, implicit, little):
+    try:
+        check_decode_limits(raw, implicit, little, DecodeLimits(50, 5, 3))
+    except DataSetLimitExceeded:
+        pass
