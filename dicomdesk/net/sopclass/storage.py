@@ -29,7 +29,6 @@ from .. import dimsemessages, statuses, uids
 from ..asceprovider import encode_data_set
 from ..exceptions import EventHandlingError
 from ..inflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, InflateLimitExceeded, InflatingReader
-from .base import sop_classes, store_in_file
 from .base import sop_classes_on_first_use, store_in_file
 
 if TYPE_CHECKING:
