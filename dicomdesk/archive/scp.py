@@ -124,12 +124,15 @@ class ArchiveHooks:
         pending = STATUS_PENDING_WARNING if query.unsupported else STATUS_PENDING
         if query.unsupported:
             logger.debug("C-FIND: unsupported optional keys %s", ", ".join(map(str, query.unsupported)))
-        return self._matches(query, pending)
+        return self._matches(query, pending, _transfer_syntax(context))
 
-    def _matches(self, query: Any, pending: int) -> Iterator[tuple[Dataset | None, Any]]:
+    def _matches(self, query: Any, pending: int,
+                 transfer_syntax: str = "") -> Iterator[tuple[Dataset | bytes | None, Any]]:
+        """The matches, each encoded in the context's transfer syntax by the index where it
+        can (bytes go out as they are, ``qr_find_scp``), else a Dataset."""
         count = 0
         try:
-            for identifier in self.archive.run_find(query):
+            for identifier in self.archive.index.encoded_responses(query, transfer_syntax):
                 count += 1
                 yield identifier, pending
         except Exception as exc:  # sqlite3 errors (disk, locks): a failure status, not an abort
@@ -197,3 +200,11 @@ class ArchiveHooks:
                     f"to {node.aet}@{node.host}:{node.port}" if node else "on the same association")
         remote = remote_ae_of(node, getattr(self, "timeout", None)) if node is not None else None
         return remote, committed, failed
+
+
+def _transfer_syntax(context: Any) -> str:
+    """The transfer syntax accepted for a presentation context ("" when unknown)."""
+    ts = getattr(context, "supported_ts", None)
+    if isinstance(ts, (list, tuple)):
+        ts = ts[0] if ts else None
+    return str(ts) if ts else ""

@@ -233,6 +233,13 @@ def _new_dataset(elements: dict[BaseTag, RawDataElement], implicit: bool) -> Dat
     return ds
 
 
+
+def new_dataset(elements: dict, implicit: bool = False) -> Dataset:
+    """A Dataset holding these raw elements (tag -> ``RawDataElement``), made the way the
+    decoder makes its own (for producers of many identifiers: C-FIND responses)."""
+    return _new_dataset({_base_tag(t): e for t, e in elements.items()}, implicit)
+
+
 # ---------------------------------------------------------------------------- encoding
 def _canonical_text(value: bytes, vr: str) -> bool:
     """Does pydicom write these raw text bytes back unchanged after converting them?

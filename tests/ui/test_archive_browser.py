@@ -72,18 +72,22 @@ def received(window, qtbot):
     # closing the window (pytest-qt, before fixture teardown) stops the server
 
 
-def _instance_index(model: ArchiveTreeModel, name: str):
+def _instance_index(window, qtbot, name: str):
+    """The instance row of one of the sent files, loaded the way the user reaches it: the
+    browser is lazy, instances are read when their series is opened (here: ``reveal``, what
+    a double-click in the received-objects list does)."""
     import pydicom
 
     uid = pydicom.dcmread(_file(name), stop_before_pixels=True).SOPInstanceUID
-    index = model.find("instance", uid)
-    assert index.isValid()
-    return index
+    browser = window.server_panel.archive_browser
+    browser.reveal(uid)
+    qtbot.waitUntil(lambda: browser.model.find("instance", uid).isValid(), timeout=10_000)
+    return browser.model.find("instance", uid)
 
 
 def _select(window, qtbot, name: str):
     panel = window.server_panel
-    index = _instance_index(panel.archive_model, name)
+    index = _instance_index(window, qtbot, name)
     with qtbot.waitSignal(panel.preview_ready, timeout=10_000) as blocker:
         panel.archive_view.setCurrentIndex(index)
     return blocker.args[0]
@@ -94,7 +98,7 @@ def test_storescu_objects_appear_in_the_tree_and_the_log_counts_them(received, q
     panel = window.server_panel
     model = panel.archive_model
     assert (model.count("patient"), model.count("study"), model.count("instance")) == (3, 3, 3)
-    ct = _instance_index(model, CT)
+    ct = _instance_index(window, qtbot, CT)
     series, study = ct.parent(), ct.parent().parent()
     patient = study.parent()
     assert [ArchiveTreeModel.kind(i) for i in (patient, study, series, ct)] == \
@@ -121,7 +125,7 @@ def test_objects_arriving_later_are_inserted_without_reloading(received, qtbot, 
     window, _ = received
     panel = window.server_panel
     model = panel.archive_model
-    ct = _instance_index(model, CT)
+    ct = _instance_index(window, qtbot, CT)
     series = QPersistentModelIndex(ct.parent())
     copies = []
     for number in (2, 3):  # two more images of CT_small's series
@@ -205,20 +209,20 @@ def test_delete_removes_the_study_from_browser_index_and_disk(received, qtbot):
     window, storage = received
     panel = window.server_panel
     model = panel.archive_model
-    ct = _instance_index(model, CT)
+    ct = _instance_index(window, qtbot, CT)
     study_uid = model.study_of(ct)
     files = [p for p in storage.rglob("*.dcm")]
     assert len(files) == 3
     panel.archive_view.setCurrentIndex(ct.parent().parent())
     asked = []
-    panel.confirm_delete = lambda studies: asked.append(studies) or True  # type: ignore[method-assign]
+    panel.archive_browser.confirm_delete = lambda count: asked.append(count) or True  # type: ignore[method-assign]
     with qtbot.waitSignal(panel.archive_action_done, timeout=10_000) as blocker:
         panel.delete_button.click()
-    assert asked == [[study_uid]]
+    assert asked == [1]
     assert blocker.args == ["delete", "Deleted 1 study(ies), 1 instance(s)."]
     assert not model.find("study", study_uid).isValid()
     assert not model.find("patient", "1CT1").isValid()
-    assert model.count("instance") == 2
+    qtbot.waitUntil(lambda: model.count("instance") == 2, timeout=10_000)  # the index's count
     assert not (storage / study_uid).exists()
     assert len(list(storage.rglob("*.dcm"))) == 2
     _stop(window, qtbot)
@@ -230,8 +234,8 @@ def test_delete_removes_the_study_from_browser_index_and_disk(received, qtbot):
 def test_delete_asks_first_and_does_nothing_when_declined(received, qtbot):
     window, storage = received
     panel = window.server_panel
-    panel.archive_view.setCurrentIndex(_instance_index(panel.archive_model, CT))
-    panel.confirm_delete = lambda studies: False  # type: ignore[method-assign]
+    panel.archive_view.setCurrentIndex(_instance_index(window, qtbot, CT))
+    panel.archive_browser.confirm_delete = lambda count: False  # type: ignore[method-assign]
     panel.delete_button.click()
     qtbot.wait(100)
     assert panel.archive_model.count("instance") == 3
@@ -242,12 +246,12 @@ def test_export_copies_the_files_of_the_selected_studies(received, qtbot, tmp_pa
     window, _ = received
     panel = window.server_panel
     model = panel.archive_model
-    ct, rle = _instance_index(model, CT), _instance_index(model, RLE)
+    ct, rle = _instance_index(window, qtbot, CT), _instance_index(window, qtbot, RLE)
     selection = panel.archive_view.selectionModel()
     for index in (ct, rle):
         selection.select(index, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
     target = tmp_path / "export"
-    panel.choose_export_folder = lambda: str(target)  # type: ignore[method-assign]
+    panel.archive_browser.choose_export_folder = lambda: str(target)  # type: ignore[method-assign]
     with qtbot.waitSignal(panel.archive_action_done, timeout=10_000) as blocker:
         panel.export_button.click()
     assert blocker.args[0] == "export" and blocker.args[1].startswith("Exported 2 file(s)")
@@ -266,6 +270,7 @@ def test_browser_lists_an_existing_archive_when_the_server_starts(window, qtbot,
     with qtbot.waitSignal(panel.archive_updated, timeout=10_000):
         _start(window, qtbot)
     assert panel.archive_model.count("instance") == 1
+    assert panel.archive_model.rowCount() == 1  # the patient row
     _stop(window, qtbot)
 
 
@@ -303,11 +308,11 @@ def test_export_can_deidentify_the_copies(received, qtbot, tmp_path):
     window, _ = received
     panel = window.server_panel
     model = panel.archive_model
-    ct = _instance_index(model, CT)
+    ct = _instance_index(window, qtbot, CT)
     selection = panel.archive_view.selectionModel()
     selection.select(ct, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
     target = tmp_path / "deid"
-    panel.choose_export_folder = lambda: str(target)  # type: ignore[method-assign]
+    panel.archive_browser.choose_export_folder = lambda: str(target)  # type: ignore[method-assign]
     panel.deidentify_export.click()
     with qtbot.waitSignal(panel.archive_action_done, timeout=10_000) as blocker:
         panel.export_button.click()

@@ -83,3 +83,20 @@ def test_exception_in_operation_becomes_a_sentence(qtbot):
     with qtbot.waitSignal(worker.signals.failed, timeout=5000) as blocker:
         worker.start()
     assert blocker.args == ["File or folder not found: /nope."]
+
+
+def test_an_operation_ending_after_its_window_is_gone_prints_no_traceback(qtbot, capfd):
+    """Ctrl-C closes the window while the server's start-up work still runs: when that work
+    ends, its signals object is already deleted; the end is dropped quietly, never as an
+    "Error calling Python override of QRunnable::run()" traceback on stderr."""
+    import shiboken6
+    from PySide6.QtCore import QThreadPool
+
+    release = threading.Event()
+    pool = QThreadPool()
+    worker = OperationWorker(lambda context: release.wait(10), label="late")
+    worker.start(pool)
+    shiboken6.delete(worker.signals)  # what deleting the window does to it
+    release.set()
+    assert pool.waitForDone(10_000)
+    assert "Traceback" not in capfd.readouterr().err

@@ -2,11 +2,12 @@
 association log, received objects, the archive browser and a preview of the selected image.
 
 Flow "bytes to row" (ARCHITECTURE) ends here: ``LocalServer`` calls ``on_stored`` after the object
-is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows and
-ask the archive's index (in a worker) for the new instances' patient/study/series rows, which the
-browser inserts under the parents it already shows.
+is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows to
+the received-objects list (the last ``STORED_LIMIT``) and hand the new instances to the archive
+browser (``archive_browser.py``: a lazy tree over the index), which reads their rows in its reader
+thread and inserts them under the parents it already shows.
 
-Disk and index work (listing, decode, tag dump, delete, export) runs in workers; the preview's
+Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread; the preview's
 window/level drag re-renders on the GUI thread with one numpy pass (``preview.render``).
 """
 
@@ -28,11 +29,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QFileDialog,
-    QMessageBox,
     QPlainTextEdit,
-    QTreeView,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -50,9 +48,9 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import commands, preview
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.archive_tree import ArchiveTreeModel
 from dicomdesk.ui.models.records import RecordTableModel
 from dicomdesk.ui.models.transfer_queue import human_size
+from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.server_host import ServerState, parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
@@ -61,6 +59,9 @@ from dicomdesk.ui.workers import OperationWorker, WorkerContext
 __all__ = ["ServerPanel"]
 
 _log = logging.getLogger(__name__)
+
+#: Rows the received-objects list keeps (the newest); the archive browser shows every object.
+STORED_LIMIT = 1_000
 
 
 def _now() -> str:
@@ -219,8 +220,6 @@ class ServerPanel(QWidget):
         self._render_timer.setSingleShot(True)
         self._render_timer.setInterval(0)
         self._render_timer.timeout.connect(self._render_now)
-        self._tree_worker: OperationWorker | None = None
-        self._tree_pending: list[str] | None = None  # instance UIDs waiting ([] = full reload)
         #: a port used for this run only because the usual one was taken (see start_server)
         self.borrowed_port: int | None = None
 
@@ -276,49 +275,30 @@ class ServerPanel(QWidget):
         buttons.addWidget(self.commit_button)
         buttons.addWidget(self.state_label, 1)
 
-        # archive browser
-        self.archive_model = ArchiveTreeModel(self)
-        self.archive_view = QTreeView(self)
-        self.archive_view.setModel(self.archive_model)
-        self.archive_view.setUniformRowHeights(True)
-        self.archive_view.setAlternatingRowColors(True)
-        self.archive_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.archive_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.archive_view.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.archive_view.setColumnWidth(0, 240)
-        self.archive_view.selectionModel().currentRowChanged.connect(self._on_archive_selected)
-        self.archive_view.selectionModel().selectionChanged.connect(
-            lambda *_: self._update_archive_buttons())
-        self.refresh_button = QPushButton("Refresh", self)
-        self.export_button = QPushButton("Export…", self)
-        self.delete_button = QPushButton("Delete…", self)
-        self.export_button.setToolTip("Copy the files of the selected studies to a folder")
-        self.delete_button.setToolTip("Remove the selected studies from the archive (files and index)")
-        self.refresh_button.clicked.connect(self.reload_archive)
-        self.export_button.clicked.connect(self._export_clicked)
-        self.delete_button.clicked.connect(self._delete_clicked)
-        self.deidentify_export = QCheckBox("De-identify", self)
-        self.deidentify_export.setToolTip(
-            "Export de-identified copies (PS3.15 Annex E Basic Profile); the mapping to the "
-            "original identifiers is written beside them as deidentification-map.json")
-        self.archive_label = StatusLabel(self)
-        archive_box = QWidget(self)
-        archive_layout = QVBoxLayout(archive_box)
-        archive_layout.setContentsMargins(0, 0, 0, 0)
-        archive_buttons = QHBoxLayout()
-        for button in (self.refresh_button, self.export_button, self.deidentify_export,
-                       self.delete_button):
-            archive_buttons.addWidget(button)
-        archive_buttons.addWidget(self.archive_label, 1)
-        archive_layout.addWidget(self.archive_view, 1)
-        archive_layout.addLayout(archive_buttons)
+        # archive browser (its own widget: a lazy tree over the index, archive_browser.py)
+        self.archive_browser = ArchiveBrowser(ctx, self.storage_dir, self)
+        self.archive_browser.instance_selected.connect(self.show_preview)
+        self.archive_browser.updated.connect(self.archive_updated)
+        self.archive_browser.action_done.connect(self.archive_action_done)
+        self.archive_model = self.archive_browser.model
+        self.archive_view = self.archive_browser.view
+        self.archive_label = self.archive_browser.label
+        self.refresh_button = self.archive_browser.refresh_button
+        self.export_button = self.archive_browser.export_button
+        self.delete_button = self.archive_browser.delete_button
+        self.deidentify_export = self.archive_browser.deidentify_export
+        archive_box = self.archive_browser
 
         self.associations = RecordTableModel(ASSOCIATION_COLUMNS, parent=self)
-        self.stored = RecordTableModel(STORED_COLUMNS, parent=self)
+        # the last STORED_LIMIT objects; older ones are in the archive browser
+        self.stored = RecordTableModel(STORED_COLUMNS, limit=STORED_LIMIT, parent=self)
         self.association_view = self._table(self.associations)
         self.stored_view = self._table(self.stored)
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
         self.stored_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.stored_view.doubleClicked.connect(self._show_stored_in_archive)
+        self.stored_view.setToolTip(f"The last {STORED_LIMIT:,} objects received; older ones are "
+                                    "in the Archive tab. Double-click: show it there.")
         self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
         self.tabs = tabs
@@ -386,9 +366,10 @@ class ServerPanel(QWidget):
         ctx.server.stored.connect(self._on_stored)
         ctx.server.forwarded.connect(
             lambda events: self.forwarding.append([_Stamped(e) for e in events]))
-        self._shown_root = ""
         self._on_state(state)
-        self._update_archive_buttons()
+        if not self.archive_browser.shown_root:
+            # at once, read-only: the browser never waits for the server's start (recovery)
+            self.archive_browser.reload()
 
     def _table(self, model: RecordTableModel) -> QTableView:
         view = QTableView(self)
@@ -474,7 +455,7 @@ class ServerPanel(QWidget):
             widget.setEnabled(not running)
         if not self._form_error:
             self._show_state(state)
-        if state.status == "listening" and str(self.storage_dir()) != self._shown_root:
+        if state.status == "listening" and self.archive_browser.needs_reload():
             self.reload_archive()
 
     def _show_state(self, state: ServerState) -> None:
@@ -545,162 +526,27 @@ class ServerPanel(QWidget):
         uids = [str(o.sop_instance_uid) for o in objects
                 if getattr(o, "error", None) is None and getattr(o, "sop_instance_uid", "")]
         if uids:
-            self._load_tree(uids)
+            self.archive_browser.arrived(uids)
+
+    def _show_stored_in_archive(self, index: Any) -> None:
+        event = self.stored.record(index.row()).event
+        if getattr(event, "error", None) is None and getattr(event, "sop_instance_uid", ""):
+            self.tabs.setCurrentWidget(self.archive_browser)
+            self.archive_browser.reveal(str(event.sop_instance_uid))
 
     # -- archive browser ---------------------------------------------------------------------
     def reload_archive(self) -> None:
-        """List the whole archive again (in a worker)."""
-        self._load_tree([])
-
-    def _load_tree(self, uids: list[str]) -> None:
-        """Read rows from the index in a worker; while one runs, requests are merged."""
-        if self._tree_worker is not None:
-            if self._tree_pending is None:
-                self._tree_pending = list(uids)
-            elif uids and self._tree_pending:
-                self._tree_pending.extend(uids)
-            else:
-                self._tree_pending = []  # a full reload covers everything
-            return
-        root = self.storage_dir()
-        full = not uids or str(root) != self._shown_root
-        archive = self.ctx.server.running_archive()
-        if archive is not None and Path(archive.root) != root:
-            archive = None
-
-        def call(ctx: WorkerContext) -> tuple[Path, bool, list[tuple]]:
-            return root, full, _archive_rows(archive, root, None if full else uids)
-
-        worker = OperationWorker(call, label="list archive")
-        worker.signals.finished.connect(self._tree_loaded)
-        worker.signals.failed.connect(
-            lambda s: self.archive_label.show_message(f"Cannot read the archive: {s}", "error"))
-        worker.signals.done.connect(self._tree_done)
-        self._tree_worker = worker
-        self.ctx.tracker.start(worker, transfer=False)
-
-    def _tree_loaded(self, outcome: tuple[Path, bool, list[tuple]]) -> None:
-        root, full, rows = outcome
-        if full:
-            self.archive_model.load(root, rows)
-            self._shown_root = str(root)
-        else:
-            self.archive_model.add_rows(rows)
-        self._show_archive_counts()
-        self.archive_updated.emit()
-
-    def _tree_done(self) -> None:
-        self._tree_worker = None
-        pending, self._tree_pending = self._tree_pending, None
-        if pending is not None:
-            self._load_tree(pending)
-
-    def _show_archive_counts(self) -> None:
-        model = self.archive_model
-        self.archive_label.show_message(
-            f"{model.count('patient')} patient(s), {model.count('study')} study(ies), "
-            f"{model.count('instance')} instance(s)")
+        """Show the storage folder's archive again from its first page."""
+        self.archive_browser.reload()
 
     def selected_studies(self) -> list[str]:
-        """Study Instance UIDs of the selected rows (a patient row selects all its studies)."""
-        studies: list[str] = []
-        for index in self.archive_view.selectionModel().selectedRows(0):
-            for uid in self.archive_model.studies_under(index):
-                if uid not in studies:
-                    studies.append(uid)
-        return studies
-
-    def _update_archive_buttons(self) -> None:
-        has = bool(self.selected_studies())
-        self.export_button.setEnabled(has)
-        self.delete_button.setEnabled(has)
-
-    def _on_archive_selected(self, current: Any, _previous: Any) -> None:
-        self._update_archive_buttons()
-        if current.isValid() and self.archive_model.kind(current) == "instance":
-            self.show_preview(self.archive_model.path(current))
-
-    def confirm_delete(self, studies: list[str]) -> bool:
-        """Ask before deleting (replaced in tests)."""
-        answer = QMessageBox.question(
-            self, "Delete studies",
-            f"Delete {len(studies)} study(ies) from the local archive? Their files are removed "
-            "from the storage folder; this cannot be undone.")
-        return answer == QMessageBox.StandardButton.Yes
-
-    def choose_export_folder(self) -> str:
-        """Ask where to export (replaced in tests)."""
-        return QFileDialog.getExistingDirectory(self, "Export studies to", str(Path.home()))
-
-    def _delete_clicked(self) -> None:
-        studies = self.selected_studies()
-        if studies and self.confirm_delete(studies):
-            self.delete_studies(studies)
-
-    def _export_clicked(self) -> None:
-        studies = self.selected_studies()
-        folder = self.choose_export_folder() if studies else ""
-        if folder:
-            self.export_studies(studies, folder)
+        return self.archive_browser.selected_studies()
 
     def delete_studies(self, studies: list[str]) -> OperationWorker:
-        """Remove studies from the archive (index rows, then files) and from the browser."""
-        root, archive = self.storage_dir(), self._archive_for_root()
-
-        def call(ctx: WorkerContext) -> int:
-            return _with_archive(archive, root, lambda a: sum(a.delete_study(u) for u in studies))
-
-        def finished(count: int) -> None:
-            for uid in studies:
-                self.archive_model.remove_study(uid)
-            self._show_archive_counts()
-            self.archive_action_done.emit(
-                "delete", f"Deleted {len(studies)} study(ies), {count} instance(s).")
-
-        return self._archive_action("delete", call, finished)
+        return self.archive_browser.delete_studies(studies)
 
     def export_studies(self, studies: list[str], folder: str | Path) -> OperationWorker:
-        """Copy the selected studies' files to ``folder`` (the archive's own layout), or
-        de-identified copies when "De-identify" is checked (one UID map for the export)."""
-        root, archive, target = self.storage_dir(), self._archive_for_root(), Path(folder)
-        deidentifier = None
-        if self.deidentify_export.isChecked():
-            from dicomdesk.transform.deidentify import Deidentifier, Profile
-
-            deidentifier = Deidentifier(Profile())
-
-        def call(ctx: WorkerContext) -> int:
-            target.mkdir(parents=True, exist_ok=True)
-            count = _with_archive(archive, root, lambda a: sum(
-                len(a.export_study(u, target, deidentifier)) for u in studies))
-            if deidentifier is not None:
-                deidentifier.write_mapping(target / "deidentification-map.json")
-            return count
-
-        def finished(count: int) -> None:
-            how = " de-identified" if deidentifier is not None else ""
-            self.archive_action_done.emit(
-                "export", f"Exported {count} file(s){how} of {len(studies)} study(ies) to {target}.")
-
-        return self._archive_action("export", call, finished)
-
-    def _archive_for_root(self) -> Any:
-        archive = self.ctx.server.running_archive()
-        return archive if archive is not None and Path(archive.root) == self.storage_dir() else None
-
-    def _archive_action(self, action: str, call: Any, finished: Any) -> OperationWorker:
-        worker = OperationWorker(call, label=f"{action} studies")
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(lambda s: self.archive_action_done.emit(action, s))
-        self.archive_action_done.connect(self._show_action)
-        self.ctx.tracker.start(worker, transfer=False)
-        self.archive_label.show_message(f"{action.capitalize()} in progress…")
-        return worker
-
-    def _show_action(self, action: str, sentence: str) -> None:
-        self.archive_action_done.disconnect(self._show_action)
-        kind = "ok" if sentence.startswith(("Deleted", "Exported")) else "error"
-        self.archive_label.show_message(sentence, kind)
+        return self.archive_browser.export_studies(studies, folder)
 
     # -- preview ---------------------------------------------------------------------------
     def _on_stored_selected(self, current: Any, _previous: Any) -> None:
@@ -814,36 +660,3 @@ class ServerPanel(QWidget):
 
     def storage_dir(self) -> Path:
         return Path(self.storage_edit.text().strip())
-
-
-def _with_archive(archive: Any, root: Path, action: Any) -> Any:
-    """Run ``action(archive)`` on the running server's archive, or on one opened for the call
-    (worker thread). A folder without an index holds nothing to act on."""
-    if archive is not None:
-        return action(archive)
-    from dicomdesk.archive import Archive
-    from dicomdesk.archive.store import INDEX_NAME
-
-    if not (root / INDEX_NAME).exists():
-        return 0
-    own = Archive(root)
-    try:
-        return action(own)
-    finally:
-        own.close()
-
-
-def _archive_rows(archive: Any, root: Path, uids: list[str] | None) -> list[tuple]:
-    """``Archive.tree`` rows (all, or those instances) without creating a missing archive."""
-    if archive is not None:
-        return archive.tree(uids)
-    from dicomdesk.archive import Index
-    from dicomdesk.archive.store import INDEX_NAME
-
-    if not (root / INDEX_NAME).exists():
-        return []
-    index = Index(root / INDEX_NAME, read_only=True)
-    try:
-        return index.tree_rows(sop_instance_uids=uids)
-    finally:
-        index.close()
