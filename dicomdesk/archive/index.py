@@ -5,8 +5,9 @@ Schema: one table per level of the PS3.4 C.6 information model (``patient``, ``s
 (one response per study, not per instance), its counts (NumberOfStudyRelatedInstances, ...) and
 ModalitiesInStudy are aggregates, and a study's attributes must not depend on which instance
 arrived last with an empty StudyDescription.  With normalised tables a STUDY query is a scan of the
-study table (thousands of rows, not hundreds of thousands), and the aggregates are indexed
-correlated sub-queries.  ``instance`` also carries ``study_uid`` so that study counts need no join.
+study table (thousands of rows, not hundreds of thousands), and the study/series counts and
+ModalitiesInStudy are counters kept on their rows (schema 2, ``_COUNTERS``), read as columns.
+``instance`` also carries ``study_uid`` so that study counts need no join.
 
 Patients are keyed by PatientID alone (the Patient Root unique key, C.6.1.1.2); instances without
 a PatientID share the patient with an empty ID.  Study/series attributes are updated by each new
