@@ -40,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _archive_gen import PER_STUDY, STUDIES_PER_PATIENT, generate, values_of, write_files  # noqa: E402
-from _common import ENV, PY, vm_hwm_mb, wait_port  # noqa: E402
+from _archive_gen import generate, values_of, write_files  # noqa: E402
+from _common import ENV, PY, cpu_seconds, vm_hwm_mb, wait_port  # noqa: E402
 
 QUERIES = [
     ("all studies", "STUDY", {"PatientName": "*", "PatientID": "", "StudyInstanceUID": "",
@@ -152,12 +152,6 @@ def storescu(port: int, aec: str, files: list[Path]) -> float:
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-500:])
     return elapsed
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/<pid>/stat, clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_idle(pid: int, timeout: float = 900) -> float:
