@@ -280,9 +280,22 @@ def _upsert_sql(level: str, extra: tuple[str, ...], replace: bool) -> str:
             f"{n} = CASE WHEN excluded.{n} IS NULL OR excluded.{n} = '' THEN {table}.{n} "
             f"ELSE excluded.{n} END" if n not in extra else f"{n} = excluded.{n}"
             for n in names if n != key)
+        # ... and a row that would not change is not rewritten: an UPDATE rewrites the entries
+        # of every index on the columns it sets, changed or not — pages (WAL frames) that a
+        # full disk's reserve and every commit pay for (a series' next object changes nothing)
+        changed = " OR ".join(
+            f"(excluded.{n} IS NOT NULL AND excluded.{n} <> '' AND excluded.{n} IS NOT {table}.{n})"
+            if n not in extra else f"excluded.{n} IS NOT {table}.{n}"
+            for n in names if n != key)
+        updates += f" WHERE {changed}"
     return (f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
             f"ON CONFLICT({key}) DO UPDATE SET {updates}")
 
+
+#: Position of PatientID in a patient row of ``_level_row``.
+_PATIENT_ID_AT = [name for k in _LEVEL_COLUMNS["PATIENT"]
+                  for name in ((k.column, k.match_column) if k.vr in _MATCH_FORM_VRS
+                               else (k.column,))].index("patient_id")
 
 #: The instance row's facts that are not header values, in ``_upsert_one``'s order.
 _INSTANCE_FACTS = ("series_uid", "study_uid", "transfer_syntax", "file_size", "path",
@@ -679,8 +692,12 @@ class Index:
         patient_key = ("PATIENT", *_level_row("PATIENT", v))
         patient_pk = written.get(patient_key)
         if patient_pk is None:
-            patient_pk = c.execute(_upsert_sql("PATIENT", (), False) + " RETURNING pk",
-                                   patient_key[1:]).fetchone()[0]
+            row = c.execute(_upsert_sql("PATIENT", (), False) + " RETURNING pk",
+                            patient_key[1:]).fetchone()
+            if row is None:  # nothing to change: the row was left as it was
+                row = c.execute("SELECT pk FROM patient WHERE patient_id = ?",
+                                (patient_key[1 + _PATIENT_ID_AT],)).fetchone()
+            patient_pk = row[0]
             written[patient_key] = patient_pk
         study_key = ("STUDY", *_level_row("STUDY", v), patient_pk)
         old_patient = None
