@@ -88,6 +88,12 @@ def _instance_index(window, qtbot, name: str):
 def _select(window, qtbot, name: str):
     panel = window.server_panel
     index = _instance_index(window, qtbot, name)
+    # ``reveal`` selects the instance itself and its preview may already be under way (or
+    # done): let it end and clear the selection, so that selecting it here previews it anew
+    # and the signal cannot come before the wait for it.
+    qtbot.waitUntil(lambda: panel._preview_worker is None, timeout=10_000)
+    panel.archive_view.setCurrentIndex(QModelIndex())
+    qtbot.waitUntil(lambda: panel._preview_worker is None, timeout=10_000)
     with qtbot.waitSignal(panel.preview_ready, timeout=10_000) as blocker:
         panel.archive_view.setCurrentIndex(index)
     return blocker.args[0]
