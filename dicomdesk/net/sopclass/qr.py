@@ -14,7 +14,6 @@ with the sub-operation counts for C-GET/C-MOVE (PS3.4 C.4.2.3.1, C.4.3.3.1).
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from dataclasses import dataclass, field
@@ -540,22 +539,13 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
         store_ctx = choose_context(sub.accepted_contexts.values(), item)
         if store_ctx is None:
             return 0x0122 if not sub.contexts_for(item.sop_class) else 0xC000
-        return int(_store_with_originator(storage_scu, sub, store_ctx, item.payload,
-                                          originator))
+        # naming the C-MOVE that caused it (Move Originator AE Title / Message ID, PS3.7 9.3.1.1)
+        return int(storage_scu(sub, store_ctx, item.payload, sub.next_message_id(),
+                               move_originator=originator))
 
     with sub:
         _run_sub_operations(asce, ctx, msg, dimsemessages.CMoveRSPMessage, "C-MOVE", count,
                             [d.payload if isinstance(d, _Item) else d for d in described], store)
-
-
-def _store_with_originator(storage_scu: Any, sub: Any, ctx: Any, payload: Any,
-                           originator: tuple[str, int]) -> int:
-    """C-STORE on the sub-association, naming the C-MOVE that caused it when the Storage
-    service accepts it (Move Originator AE Title / Message ID, PS3.7 9.1.1.1)."""
-    msg_id = sub.next_message_id()
-    if "move_originator" in inspect.signature(storage_scu).parameters:
-        return storage_scu(sub, ctx, payload, msg_id, move_originator=originator)
-    return storage_scu(sub, ctx, payload, msg_id)
 
 
 def _open_sub_association(asce: Any, remote: dict, items: list) -> Any:
