@@ -129,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
     server = LocalServer(settings, nodes_path=args.nodes)
     from .. import config
 
+    stop = threading.Event()
+    # Ctrl-C and `kill` both end the wait and stop cleanly. The handlers are in place before the
+    # port opens: a peer (or a script) can reach the server, and signal it, the moment it listens.
+    # SIGINT is handled explicitly: a shell may have set it to "ignore" for a background job.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         server.start()
     except OSError as exc:
@@ -142,11 +148,6 @@ def run(args: argparse.Namespace) -> int:
         "dicomdesk serving as %s on %s:%d, storage %s (Ctrl-C stops)", settings.aet, settings.bind,
         server.port, settings.storage_dir)
     print(f"listening as {settings.aet} on {settings.bind}:{server.port}", flush=True)
-    stop = threading.Event()
-    # Ctrl-C and `kill` both end the wait and stop cleanly (SIGINT is handled explicitly:
-    # a shell may have set it to "ignore" for a background job).
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         stop.wait()
     except KeyboardInterrupt:
