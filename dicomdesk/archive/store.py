@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag
 
 from ..durable import fsync_directory
+from .committer import CommitJob, Committer
 from .journal import JOURNAL_DIR, RESERVE_NAME, Journal, Reserve
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE, InflateLimitExceeded
 from ..net.sopclass.storage import (_DEFLATED_SYNTAXES, _SCAN_BYTES, Part10Error,
@@ -550,6 +552,9 @@ class Archive:
             if self._refusal is None and not (self._reserve.room() and self._reserve.ensure()):
                 self._refuse("disk full (no room for the archive's reserve)")
         self._temp_pool: _TempFilePool | None = None
+        #: Out-of-line durable commits (``commit_incoming_later``), started on first use.
+        self._committer: Committer | None = None
+        self._committer_lock = threading.Lock()
 
     def _open_index(self) -> Index:
         """Open the index; on a full disk SQLite cannot even create its WAL index, so the
@@ -599,6 +604,10 @@ class Archive:
             logger.warning("cannot record %s in the index: %s", name, exc)
 
     def close(self) -> None:
+        with self._committer_lock:
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.close()  # objects in flight are placed before the index closes
         pool, self._temp_pool = self._temp_pool, None
         if pool is not None:
             pool.close()
@@ -736,40 +745,78 @@ class Archive:
                         expected_sop_instance_uid: str | None = None,
                         expected_sop_class_uid: str | None = None) -> StoredInstance:
         """Validate, make durable, move into place and index one received object."""
-        self._check_writable()
         incoming = self._as_incoming(incoming)
         try:
-            fp = incoming.fp
-            ds = fp.header() if isinstance(fp, IncomingFileIO) else None
-            size = fp.size if isinstance(fp, IncomingFileIO) else None
-            if ds is None:
-                if not fp.closed:
-                    try:
-                        fp.flush()
-                    except OSError as exc:
-                        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
-                                             f"cannot write the file: {exc.strerror}") from exc
-                _check_whole(incoming, None)  # its reason, before pydicom's less precise one
-                ds = _read_header(incoming.path, self.max_inflated_size)
-            else:
-                _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
-            try:
-                if not fp.closed:
-                    fp.flush()
-                    if self.durable:
-                        os.fsync(fp.fileno())
-                    fp.close()
-            except OSError as exc:
-                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
-            values = _header_values(ds)
-            self._validate(values, expected_sop_instance_uid, expected_sop_class_uid)
-            refusal = self.refusal_reason()
-            if refusal is not None:
-                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, refusal)
+            ds, values, size = self._check_incoming(incoming, expected_sop_instance_uid,
+                                                    expected_sop_class_uid)
+            if not incoming.fp.closed:
+                self._sync_incoming(incoming.fp)
             return self._place(incoming.path, ds, calling_aet, values, size)
         except BaseException:
             self.discard_incoming(incoming)
             raise
+
+    def commit_incoming_later(self, incoming: IncomingFile | BinaryIO, *, calling_aet: str = "",
+                              expected_sop_instance_uid: str | None = None,
+                              expected_sop_class_uid: str | None = None) -> Future:
+        """``commit_incoming`` out of line (``committer.py``): the checks run now (a refusal
+        raises here), the fsyncs and the placement later; the future resolves to the
+        ``StoredInstance`` once the object is as durable as ``commit_incoming`` leaves it,
+        or to the ``ArchiveRefusal`` (or other error) that refused it."""
+        incoming = self._as_incoming(incoming)
+        try:
+            ds, values, size = self._check_incoming(incoming, expected_sop_instance_uid,
+                                                    expected_sop_class_uid)
+            with self._committer_lock:
+                if self._committer is None:
+                    self._committer = Committer(self._sync_incoming, self._place_jobs)
+                committer = self._committer
+            future = committer.submit(incoming.fp, (incoming.path, ds, calling_aet, values, size))
+        except BaseException:
+            self.discard_incoming(incoming)
+            raise
+
+        def discard_if_refused(done: Future) -> None:
+            if done.exception() is not None:
+                self.discard_incoming(incoming)
+        future.add_done_callback(discard_if_refused)
+        return future
+
+    def _check_incoming(self, incoming: IncomingFile, expected_instance: str | None,
+                        expected_class: str | None) -> tuple[Header, dict[str, object], int | None]:
+        """(header, its values, size) of a complete received object that may be stored;
+        ArchiveRefusal says why not. Nothing is fsynced yet."""
+        self._check_writable()
+        fp = incoming.fp
+        ds = fp.header() if isinstance(fp, IncomingFileIO) else None
+        size = fp.size if isinstance(fp, IncomingFileIO) else None
+        if ds is None:
+            if not fp.closed:
+                try:
+                    fp.flush()
+                except OSError as exc:
+                    raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                         f"cannot write the file: {exc.strerror}") from exc
+            _check_whole(incoming, None)  # its reason, before pydicom's less precise one
+            ds = _read_header(incoming.path, self.max_inflated_size)
+        else:
+            _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
+        values = _header_values(ds)
+        self._validate(values, expected_instance, expected_class)
+        refusal = self.refusal_reason()
+        if refusal is not None:
+            raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, refusal)
+        return ds, values, size
+
+    def _sync_incoming(self, fp: BinaryIO) -> None:
+        """Flush (and in durable mode fsync) a checked temp file, then close it."""
+        try:
+            fp.flush()
+            if self.durable:
+                os.fsync(fp.fileno())
+            fp.close()
+        except OSError as exc:
+            raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot write the file: {exc.strerror}") from exc
 
     @staticmethod
     def _validate(values: dict[str, object], expected_instance: str | None,
@@ -810,33 +857,56 @@ class Archive:
         and a crash before the row is written leaves a placed file that ``recover`` indexes.
         Paths are plain strings here (this runs once per received object).
         """
-        rel = (f"{_uid(values, 'StudyInstanceUID')}/{_uid(values, 'SeriesInstanceUID')}/"
-               f"{_uid(values, 'SOPInstanceUID')}.dcm")
-        final = os.path.join(self._root_text, rel)
-        source = os.fspath(source)
-        if size is None:
-            size = os.stat(source).st_size
+        job = CommitJob(None, (source, ds, calling_aet, values, size))
+        self._place_jobs([job])
+        return job.result.result()
+
+    def _place_jobs(self, jobs: list[CommitJob]) -> None:
+        """``_place`` for several fsynced objects in their order, under one journal fsync:
+        each job's result is its ``StoredInstance`` or the refusal, resolved only once its
+        journal entry is durable."""
         journal = self._journal
         assert journal is not None
+        placed = []
         with self._lock:  # renames, journal entries and queued rows stay in the same order
-            try:
-                entry = journal.add(source)  # before the rename: no placed file without it
-            except OSError as exc:
-                raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
-                                     f"cannot journal the file: {exc.strerror}") from exc
-            try:
-                replaced = self._rename_into_place(source, final)
-                journal.sync()  # from here the object survives a crash: the response may go
-            except BaseException:
-                journal.remove([entry])
-                raise
-            with self._pending_lock:
-                self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
-            record = self._record(rel, ds, size, calling_aet, values)
-            self.index.upsert_later(record, lambda old: self._indexed(rel, old, entry, record))
-        if replaced:
-            logger.info("replaced %s", _uid(values, "SOPInstanceUID"))
-        return self._stored(Path(final), record, replaced)
+            for job in jobs:
+                source, ds, calling_aet, values, size = job.place_args
+                rel = (f"{_uid(values, 'StudyInstanceUID')}/{_uid(values, 'SeriesInstanceUID')}/"
+                       f"{_uid(values, 'SOPInstanceUID')}.dcm")
+                final = os.path.join(self._root_text, rel)
+                source = os.fspath(source)
+                try:
+                    if size is None:
+                        size = os.stat(source).st_size
+                    try:
+                        entry = journal.add(source)  # before the rename: no placed file without it
+                    except OSError as exc:
+                        raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
+                                             f"cannot journal the file: {exc.strerror}") from exc
+                    try:
+                        replaced = self._rename_into_place(source, final)
+                    except BaseException:
+                        journal.remove([entry])
+                        raise
+                except BaseException as exc:
+                    job.result.set_exception(exc)
+                    continue
+                placed.append((job, rel, final, entry, replaced, ds, size, calling_aet, values))
+            if not placed:
+                return
+            journal.sync()  # from here these objects survive a crash: the responses may go
+            results = []
+            for job, rel, final, entry, replaced, ds, size, calling_aet, values in placed:
+                with self._pending_lock:
+                    self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
+                record = self._record(rel, ds, size, calling_aet, values)
+                self.index.upsert_later(
+                    record, lambda old, rel=rel, entry=entry, record=record: self._indexed(rel, old, entry, record))
+                if replaced:
+                    logger.info("replaced %s", _uid(values, "SOPInstanceUID"))
+                results.append((job, self._stored(Path(final), record, replaced)))
+        for job, stored in results:
+            job.result.set_result(stored)
 
     def wait_indexed(self) -> None:
         """Return once every stored object is indexed and the copies it replaced are removed

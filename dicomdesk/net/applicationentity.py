@@ -172,11 +172,22 @@ def _write_meta_with_pydicom(fp: Any, sop_class: Any, sop_instance: Any, ts: str
     write_file_meta_info(writer, meta, enforce_standard=True)
 
 
+#: Outstanding requests an acceptor lets a requestor invoke when it proposes a window (PS3.7
+#: D.3.3.3): enough to keep both sides of a C-STORE stream busy, small enough that a peer's
+#: burst stays a few objects deep.
+DEFAULT_MAX_OPS_PERFORMED = 16
+
+
 class AEBase:
     """What every application entity has: transfer syntaxes, contexts, services, hooks.
 
     Variables: ``supported_ts``, ``timeout`` (connection and ACSE, s), ``max_pdu_length``,
     ``supported_scu`` and ``supported_scp`` (SOP class UID → service callable).
+    Extension, the Asynchronous Operations Window (PS3.7 D.3.3.3): ``max_ops_invoked`` is
+    how many requests this AE proposes to keep outstanding as requestor (1: no window item
+    is proposed at all, every exchange is synchronous); ``max_ops_performed`` how many
+    outstanding requests it lets a requestor invoke when it accepts (it performs them in
+    order, one after the other; a peer that proposes no window gets none).
     """
 
     default_ts = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
@@ -196,6 +207,8 @@ class AEBase:
         self.context_def_list: dict[int, PContextDef] = {}
         self._context_lock = threading.Lock()
         self.ae_title = ""
+        self.max_ops_invoked = 1
+        self.max_ops_performed = DEFAULT_MAX_OPS_PERFORMED
 
     # -- services and contexts
     def add_scu(self, service: Any, sop_classes: Iterable[str] | None = None) -> "AEBase":

@@ -24,7 +24,7 @@ import time
 import weakref
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from . import pdu, trace, userdataitems, uids
 from .dimsemessages import is_dataset
@@ -41,6 +41,7 @@ from .exceptions import (
 )
 from .fsm import APAbortIndication, States
 from .printable import printable
+from .wakeup import WakeableEvent
 
 if TYPE_CHECKING:  # pydicom is imported only where a data set is encoded (not for C-ECHO)
     from pydicom.dataset import Dataset
@@ -217,6 +218,20 @@ def build_user_information(max_pdu_length: int, *, role_selection: Iterable = ()
     return pdu.UserInformationItem(items)
 
 
+def accepted_async_window(proposed: tuple[int, int] | None, max_performed: int) -> tuple[int, int] | None:
+    """The acceptor's answer to a requestor's Asynchronous Operations Window (PS3.7 D.3.3.3.1).
+
+    None (no item) when none was proposed. We invoke nothing asynchronously (1) and perform
+    up to ``max_performed`` of the requestor's outstanding operations, never more than it
+    proposed to invoke (its 0, unlimited, takes our limit).
+    """
+    if proposed is None:
+        return None
+    invoked = proposed[0]
+    limit = max(1, int(max_performed or 1))
+    return (1, limit if invoked == 0 else max(1, min(invoked, limit)))
+
+
 @dataclass
 class PeerInfo:
     """What a peer told us in its user information (for logs and ``dicomdesk echo``)."""
@@ -310,6 +325,9 @@ class Association:
         self.started_at = time.monotonic()
         self._stash: collections.deque = collections.deque()
         self._message_ids = itertools.count(1)
+        #: Requests performed out of line (``defer``): (future, respond), in arrival order.
+        self._deferred: collections.deque = collections.deque()
+        self._deferred_done = WakeableEvent()
 
     # -- properties
     @property
@@ -330,6 +348,58 @@ class Association:
     @property
     def remote_ae_title(self) -> str:
         return self.called_ae_title if self.dul.state_machine.is_requestor else self.calling_ae_title
+
+    @property
+    def ops_window(self) -> int:
+        """How many of our requests may be outstanding at once on this association (>= 1).
+
+        As requestor: the acceptor's Maximum Number Operations Performed (PS3.7 D.3.3.3.1;
+        0 means unlimited, capped by our own proposal), 1 when it answered no window item
+        (DCMTK, most peers) or we proposed none. As acceptor: 1 (we invoke synchronously).
+        """
+        if not self.dul.state_machine.is_requestor or self.peer.async_window is None:
+            return 1
+        proposed = int(getattr(self.ae, "max_ops_invoked", 1) or 1)
+        performed = self.peer.async_window[1]
+        return max(1, proposed if performed == 0 else min(performed, proposed))
+
+    @property
+    def ops_performed(self) -> int:
+        """How many of the peer's requests may be outstanding with us at once (>= 1): what we
+        answered to its Asynchronous Operations Window as acceptor (``accept``), else 1."""
+        return getattr(self, "_ops_performed", 1)
+
+    def defer(self, future: Any, respond: Callable[[Any], None]) -> None:
+        """Answer a request later: ``respond(future.result())`` runs on this association's
+        thread once ``future`` is done, before the association reads the request after the
+        next one it is free to read. Only within an asynchronous operations window that we
+        accepted (``ops_performed`` > 1): a synchronous peer waits for each response anyway.
+        Deferred requests are answered in the order they came, at the latest before an
+        A-RELEASE-RP; on an abort their futures are waited for, and nothing is answered.
+        """
+        future.add_done_callback(lambda _f: self._deferred_done.set())
+        self._deferred.append((future, respond))
+
+    def answer_deferred(self, block: bool = False) -> None:
+        """Send the responses of deferred requests that are done (all of them if ``block``;
+        also as many as needed to stay within ``ops_performed``), in their order."""
+        deferred = self._deferred
+        while deferred:
+            future, respond = deferred[0]
+            if not (block or future.done() or len(deferred) >= self.ops_performed):
+                return
+            deferred.popleft()
+            respond(future.result())
+
+    def _wait_deferred(self) -> None:
+        """The association is ending without answers: let the deferred work finish (an
+        object may still be stored; it is just not acknowledged)."""
+        while self._deferred:
+            future, _ = self._deferred.popleft()
+            try:
+                future.result()
+            except Exception:  # already logged by whoever did the work
+                pass
 
     def next_message_id(self) -> int:
         """A fresh Message ID (1..65535) for a request sent on this association."""
@@ -397,11 +467,18 @@ class Association:
 
     def receive_response(self, message_id: int, timeout: float | None = None) -> tuple[Any, int]:
         """The next response to ``message_id``; other messages are kept for ``receive``."""
+        return self.receive_response_to((message_id,), timeout)
+
+    def receive_response_to(self, message_ids: Container[int],
+                            timeout: float | None = None) -> tuple[Any, int]:
+        """The next response to any of ``message_ids`` (the requests outstanding in an
+        asynchronous window, matched by Message ID Being Responded To, PS3.7 9.3.1.2);
+        other messages are kept for ``receive``."""
         held = []
         try:
             while True:
                 msg, pc_id = self.receive(timeout)
-                if getattr(msg, "message_id_being_responded_to", None) == message_id:
+                if getattr(msg, "message_id_being_responded_to", None) in message_ids:
                     return msg, pc_id
                 held.append((msg, pc_id))
         finally:
@@ -441,6 +518,7 @@ class Association:
         if pdu_type == 5:  # A-RELEASE-RQ from the peer: answer and end.
             logger.debug("peer requested release")
             try:
+                self.answer_deferred(block=True)  # every request is answered before the RP
                 self.dul.send(pdu.AReleaseRpPDU())
             except NetDICOMError:
                 pass
@@ -568,8 +646,10 @@ class AssociationRequester(Association):
             identity = userdataitems.UserIdentityNegotiationSubItem(
                 username, password, user_identity_type=2 if password else 1,
                 positive_response_req=1 if self.remote_ae.get("positive_response") else 0)
+        invoked = int(getattr(self.ae, "max_ops_invoked", 1) or 1)
         user_info = build_user_information(self.max_pdu_length, role_selection=roles,
-                                           user_identity=identity)
+                                           user_identity=identity,
+                                           async_window=(invoked, 1) if invoked != 1 else None)
         if len(self.context_def_list) > 128:
             raise ValueError(f"{len(self.context_def_list)} presentation contexts proposed; "
                              "at most 128 fit in one association (PS3.8 9.3.2.2)")
@@ -692,7 +772,9 @@ class AssociationAcceptor(Association):
         ident = self.peer.user_identity
         if ident is not None and getattr(ident, "positive_response_req", 0):
             identity_reply.append(userdataitems.UserIdentityNegotiationSubItemAc(b""))
-        async_window = (1, 1) if self.peer.async_window is not None else None
+        async_window = accepted_async_window(self.peer.async_window,
+                                             getattr(self.ae, "max_ops_performed", 1))
+        self._ops_performed = async_window[1] if async_window is not None else 1
         user_info = build_user_information(self.max_pdu_length, role_selection=negotiated.role_replies,
                                            async_window=async_window, extra=identity_reply)
         ac = pdu.AAssociateAcPDU(assoc_req.called_ae_title, assoc_req.calling_ae_title,
@@ -751,9 +833,32 @@ class AssociationAcceptor(Association):
             self.dul.kill()
 
     def _dispatch_loop(self) -> None:
+        try:
+            self._dispatch()
+        finally:
+            self._wait_deferred()
+
+    def _receive_or_answer(self) -> tuple[Any, int] | None:
+        """The next request, or None when a deferred request finished first (it is answered
+        then). With nothing deferred, a plain ``receive``."""
+        if not self._deferred:
+            return self.receive(None)
+        self._deferred_done.clear()
+        self.answer_deferred()
+        if not self._deferred:
+            return self.receive(None)
+        try:  # woken by the socket or by deferred work finishing, whichever comes first
+            return self.receive(None, cancel=self._deferred_done)
+        except OperationCancelledError:
+            return None
+
+    def _dispatch(self) -> None:
         while True:
             try:
-                msg, pc_id = self.receive(None)
+                received = self._receive_or_answer()
+                if received is None:
+                    continue
+                msg, pc_id = received
             except AssociationReleasedError:
                 self.end_reason = "released"
                 self.ae.on_association_released(self)

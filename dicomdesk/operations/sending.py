@@ -32,7 +32,7 @@ from ..net.exceptions import NetDICOMError
 from ..net.sopclass.storage import (CONVERTIBLE_TRANSFER_SYNTAXES, AssociationPlan, PreparedStore,
                                    StorageNotSent, choose_context,
                                    plan_contexts, prepare_store, proposed_transfer_syntaxes,
-                                   receive_store_status, send_prepared)
+                                   receive_any_store_status, send_prepared)
 from ..net.statuses import Status
 from .common import Peer, describe_error
 from .files import FileInfo, inspect_for_sending
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Progress callbacks while a file streams are coalesced to this interval (s).
 PROGRESS_INTERVAL = 0.1
+#: C-STOREs we propose to keep outstanding (PS3.7 D.3.3.3); the peer's answer decides.
+MAX_OUTSTANDING = 8
 
 
 @dataclass(frozen=True)
@@ -367,29 +369,37 @@ def _prepare_rewritten(assoc: Any, run: _Run, index: int, ctx: Any, recode: bool
 
 
 def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[int], run: _Run,
-                         cancel: threading.Event | None, max_pdu_length: int
-                         ) -> tuple[str | None, bool, bool]:
+                         cancel: threading.Event | None, max_pdu_length: int,
+                         max_outstanding: int = MAX_OUTSTANDING) -> tuple[str | None, bool, bool]:
     """Send ``members`` on one association proposing ``plan``.
 
     Pipelined in this one thread: once file N is on the wire, file N+1 is prepared (opened,
     header read, structure checked, request built) before N's response is awaited, so our
-    preparation overlaps the peer's handling of N instead of following it. Still one C-STORE
-    at a time (no asynchronous operations window, PS3.7 D.3.3.3), and events and outcomes are
-    reported in file order, as if each file were prepared at its turn. A prepared file that
-    is never sent (cancel, association lost) is closed and left for the caller to retry.
+    preparation overlaps the peer's handling of N instead of following it.
+
+    We propose an Asynchronous Operations Window of ``max_outstanding`` (PS3.7 D.3.3.3).
+    A peer that answers none (DCMTK, pynetdicom) or 1 gets one C-STORE at a time, exactly as
+    before. A peer that accepts more (``dicomdesk serve``) gets up to that many C-STOREs
+    before their responses: it receives object N+1 while it stores N and we read N+2, so
+    both sides work at once. Responses are matched to their files by Message ID Being
+    Responded To, whatever their order; a file's outcome is reported when its response
+    comes. A prepared file that is never sent (cancel, association lost) is closed and left
+    for the caller to retry; files sent but not answered when the association is lost fail.
 
     Returns (error sentence, cancelled, whether the association had been established).
     """
     ae = ClientAE(peer.calling_aet, max_pdu_length=max_pdu_length)
     ae.timeout = peer.timeout
     ae.dimse_timeout = peer.timeout
+    ae.max_ops_invoked = max(1, max_outstanding)
     for sop_class, proposal in plan.contexts:
         ae.update_context_def_list([sop_class], transfer_syntaxes=list(proposal))
     try:
         assoc = ae.request_association(peer.remote_ae())
     except Exception as exc:  # rejected, refused, unreachable: a sentence for every file
         return describe_error(exc, peer), False, False
-    current: int | None = None
+    current: int | None = None  # the file being sent now
+    outstanding: dict[int, int] = {}  # Message ID -> file index, sent and not yet answered
     turn: _Turn | None = None
     queue = iter(members)
 
@@ -397,18 +407,34 @@ def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[in
         index = next(queue, None)
         return None if index is None else _prepare_turn(assoc, run, index)
 
+    def collect_one() -> None:
+        msg_id, status = receive_any_store_status(assoc, outstanding)
+        index = outstanding.pop(msg_id)
+        if status.is_success:
+            run.finish(index, "stored", status)
+        elif status.is_warning:
+            run.finish(index, "stored", status, f"stored with warning: {_describe_status(status)}")
+        else:
+            run.finish(index, "failed", status, f"{run.infos[index].path}: {_describe_status(status)}")
+
     try:
         with assoc:
+            window = assoc.ops_window
             turn = following()
             while turn is not None:
+                if len(outstanding) >= window:
+                    collect_one()
+                    continue
                 if cancel is not None and cancel.is_set():
+                    while outstanding:  # what was sent is answered: its outcome is known
+                        collect_one()
                     return None, True, True
                 index, info, prepared = turn.index, run.infos[turn.index], turn.prepared
-                current = index
                 if turn.refused is not None:
                     run.finish(index, "failed", message=f"{info.path}: not sent: {turn.refused}")
-                    current, turn = None, following()
+                    turn = following()
                     continue
+                current = index
                 run.emit(index, "sending")
                 base = run.bytes_done
                 if turn.error is not None:
@@ -419,23 +445,20 @@ def _send_on_association(peer: Peer, plan: AssociationPlan, members: Sequence[in
                     current, turn = None, following()
                     continue
                 send_prepared(assoc, prepared)
-                turn = following()  # while the peer handles this file
-                status = receive_store_status(assoc, prepared.message_id)
-                run.bytes_done = base + info.size
+                outstanding[prepared.message_id] = index
                 current = None
-                if status.is_success:
-                    run.finish(index, "stored", status)
-                elif status.is_warning:
-                    run.finish(index, "stored", status, f"stored with warning: {_describe_status(status)}")
-                else:
-                    run.finish(index, "failed", status, f"{info.path}: {_describe_status(status)}")
+                run.bytes_done = base + info.size
+                turn = following()  # while the peer handles this file
+            while outstanding:
+                collect_one()
     except Exception as exc:  # NetDICOMError, OSError and anything else: never raise to the caller
         if not isinstance(exc, (NetDICOMError, OSError)):
             logger.exception("unexpected error while sending")
         error = describe_error(exc, peer)
-        if current is not None:
-            run.finish(current, "failed", message=f"{run.infos[current].path}: not stored: {error}")
-        return error, False, current is not None
+        lost = list(outstanding.values()) + ([current] if current is not None else [])
+        for index in sorted(lost):
+            run.finish(index, "failed", message=f"{run.infos[index].path}: not stored: {error}")
+        return error, False, bool(lost)
     finally:
         if turn is not None:
             turn.close()  # prepared but never sent: the file is closed, its outcome still open

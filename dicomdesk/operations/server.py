@@ -12,6 +12,7 @@ import errno
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -248,8 +249,6 @@ class ServerAE(ArchiveHooks, AE):
 
     def on_receive_store(self, context: Any, ds: Any) -> Any:
         """Commit the received file to the archive; the C-STORE status says how it went."""
-        from ..archive import ArchiveRefusal
-
         entry = self._take_incoming(ds)
         if entry is None or self.archive is None:
             return super().on_receive_store(context, ds)
@@ -259,16 +258,55 @@ class ServerAE(ArchiveHooks, AE):
             stored = self.archive.commit_incoming(incoming, calling_aet=calling,
                                                   expected_sop_instance_uid=instance_uid or None,
                                                   expected_sop_class_uid=class_uid or None)
-        except ArchiveRefusal as exc:
-            logger.warning("refused %s from %s: %s", printable(instance_uid), printable(calling),
-                           printable(exc.reason))
-            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, exc.reason))
-            status = Status(exc.status, "C-STORE")
-            status.error_comment = exc.reason
+        except Exception as exc:
+            return self._store_outcome(None, exc, class_uid, instance_uid, calling)
+        return self._store_outcome(stored, None, class_uid, instance_uid, calling)
+
+    def begin_receive_store(self, context: Any, ds: Any) -> Future | None:
+        """``on_receive_store`` out of line, for a sender that keeps several C-STOREs
+        outstanding (``storage_scp`` asks only then): a future of the C-STORE status, or None
+        to commit in line. Only a durable archive gains: its fsyncs overlap the transfer of
+        the next objects (``archive/committer.py``); the status, and so the response, still
+        waits until this object is durable."""
+        archive = self.archive
+        if archive is None or not archive.durable or type(self).on_receive_store is not ServerAE.on_receive_store:
+            return None
+        entry = self._take_incoming(ds)
+        if entry is None:
+            return None
+        incoming, _, instance_uid, class_uid = entry
+        calling = self._calling_aet(context)
+        status: Future = Future()
+        try:
+            stored = archive.commit_incoming_later(incoming, calling_aet=calling,
+                                                   expected_sop_instance_uid=instance_uid or None,
+                                                   expected_sop_class_uid=class_uid or None)
+        except Exception as exc:
+            status.set_result(self._store_outcome(None, exc, class_uid, instance_uid, calling))
             return status
-        except Exception as exc:  # disk or index trouble: out of resources, never an abort
-            logger.exception("cannot store %s", instance_uid)
-            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, str(exc)))
+
+        def settle(done: Future) -> None:
+            exc = done.exception()
+            status.set_result(self._store_outcome(None if exc else done.result(), exc, class_uid,
+                                                  instance_uid, calling))
+        stored.add_done_callback(settle)
+        return status
+
+    def _store_outcome(self, stored: Any, error: BaseException | None, class_uid: str,
+                       instance_uid: str, calling: str) -> Any:
+        """The C-STORE status of one commit, told to ``on_stored`` as well."""
+        from ..archive import ArchiveRefusal
+
+        if isinstance(error, ArchiveRefusal):
+            logger.warning("refused %s from %s: %s", printable(instance_uid), printable(calling),
+                           printable(error.reason))
+            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, error.reason))
+            status = Status(error.status, "C-STORE")
+            status.error_comment = error.reason
+            return status
+        if error is not None:  # disk or index trouble: out of resources, never an abort
+            logger.error("cannot store %s", instance_uid, exc_info=error)
+            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, str(error)))
             return C_STORE_OUT_OF_RESOURCES
         self._notify_stored(StoredObject(stored.path, stored.sop_class_uid, stored.sop_instance_uid,
                                          stored.patient_name, stored.study_uid, calling, stored.size))

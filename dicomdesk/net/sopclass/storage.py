@@ -23,7 +23,7 @@ import struct
 import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Container, Iterable, NamedTuple, Sequence
 
 from .. import dimsemessages, statuses, uids
 from ..asceprovider import encode_data_set
@@ -919,6 +919,18 @@ def receive_store_status(asce: Any, msg_id: int) -> statuses.Status:
     Other messages arriving meanwhile are kept for the association's next ``receive``.
     """
     rsp, _ = asce.receive_response(msg_id)
+    return _store_status(rsp)
+
+
+def receive_any_store_status(asce: Any, msg_ids: Container[int]) -> tuple[int, statuses.Status]:
+    """(Message ID, status) of the next C-STORE-RSP to any of ``msg_ids``: the requests
+    outstanding in an asynchronous operations window (PS3.7 D.3.3.3), whose responses a
+    peer may send in any order; each is matched by Message ID Being Responded To."""
+    rsp, _ = asce.receive_response_to(msg_ids)
+    return rsp.message_id_being_responded_to, _store_status(rsp)
+
+
+def _store_status(rsp: Any) -> statuses.Status:
     status = statuses.Status(rsp.status, 0x0001)
     # Error Comment (0000,0902) from the decoded fields: no pydicom command set per response.
     comment = rsp.get_command_value(0x0902)
@@ -969,6 +981,14 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
         elif hasattr(msg.data_set, "close"):
             msg.data_set.close()
     else:
+        begin = getattr(asce.ae, "begin_receive_store", None)
+        if begin is not None and getattr(asce, "ops_performed", 1) > 1:
+            # Within an asynchronous window the hook may store the object out of line (its
+            # fsyncs overlap the next object's transfer); the response goes when it is done.
+            future = begin(ctx, msg.data_set)
+            if future is not None:
+                asce.defer(future, lambda done: _send_store_response(asce, ctx, msg, done))
+                return
         try:
             status = asce.ae.on_receive_store(ctx, msg.data_set)
         except EventHandlingError as exc:
@@ -980,6 +1000,10 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
             close = getattr(msg.data_set, "close", None)
             if close is not None and not getattr(msg.data_set, "closed", True):
                 close()
+    _send_store_response(asce, ctx, msg, status)
+
+
+def _send_store_response(asce: Any, ctx: Any, msg: Any, status: Any) -> None:
     rsp = dimsemessages.CStoreRSPMessage()
     rsp.message_id_being_responded_to = msg.message_id
     rsp.affected_sop_class_uid = msg.affected_sop_class_uid
