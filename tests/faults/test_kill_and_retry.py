@@ -53,15 +53,40 @@ def _assert_consistent(storage: Path, sent: dict[str, Path], acknowledged: set[s
     return files
 
 
+def _negotiated_window(port: int) -> int:
+    from dicomdesk.net import uids
+    from dicomdesk.net.applicationentity import ClientAE
+    from dicomdesk.operations.sending import MAX_OUTSTANDING
+
+    ae = ClientAE("PROBE")
+    ae.max_ops_invoked = MAX_OUTSTANDING
+    ae.update_context_def_list([uids.CT_IMAGE_STORAGE], transfer_syntaxes=[uids.EXPLICIT_VR_LITTLE_ENDIAN])
+    with ae.request_association({"aet": "DICOMDESK", "address": "127.0.0.1", "port": port,
+                                 "timeout": 20}) as assoc:
+        return assoc.ops_window
+
+
 def test_kill_9_while_storing_then_restart_keeps_every_acknowledged_object(tmp_path):
+    """The default (durable) server with the sender's asynchronous window: up to 8 C-STOREs
+    outstanding, fsyncs out of line; what was acknowledged is there after the kill."""
+    from dicomdesk.operations.sending import MAX_OUTSTANDING
+
     sent = _files(tmp_path / "out", 40, pixels=20_000)
     storage = tmp_path / "storage"
     acknowledged: set[str] = set()
     server = ServeProcess(storage).start()
+    assert _negotiated_window(server.port) == MAX_OUTSTANDING  # the pipelined, deferred path
     peer = Peer("127.0.0.1", server.port, "DICOMDESK", timeout=10)
     by_path = {str(p): uid for uid, p in sent.items()}
+    in_flight: set[str] = set()
+    most = [0]
 
     def progress(p):
+        if p.state == "sending":
+            in_flight.add(str(p.path))
+            most[0] = max(most[0], len(in_flight))
+        elif p.state in ("stored", "failed"):
+            in_flight.discard(str(p.path))
         if p.state == "stored":
             acknowledged.add(by_path[str(p.path)])
             if len(acknowledged) == 8:
@@ -69,6 +94,7 @@ def test_kill_9_while_storing_then_restart_keeps_every_acknowledged_object(tmp_p
 
     result = send(peer, sorted(sent.values()), progress=progress)
     assert not server.alive()
+    assert 1 <= most[0] <= MAX_OUTSTANDING
     assert result.error is not None or result.failed
     with ServeProcess(storage) as restarted:
         echo_ok(restarted.port)
