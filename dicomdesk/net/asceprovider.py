@@ -869,6 +869,17 @@ class AssociationAcceptor(Association):
                 return
             except DCMTimeoutError:  # pragma: no cover
                 continue
+            except NetDICOMError as exc:  # answering a deferred request: the connection went
+                self.end_reason = str(exc)
+                self.abort(0)
+                self.ae.on_association_aborted(self, exc)
+                return
+            except Exception as exc:  # a deferred request's answer failed: as a broken service
+                logger.exception("answering a deferred request failed")
+                self.end_reason = f"service error: {exc}"
+                self.abort(0)
+                self.ae.on_association_aborted(self, exc)
+                return
             ctx = self.accepted_contexts.get(pc_id)
             service = self.ae.supported_scp.get(ctx.sop_class) if ctx else None
             if service is None:

@@ -264,8 +264,8 @@ class ServerAE(ArchiveHooks, AE):
 
     def begin_receive_store(self, context: Any, ds: Any) -> Future | None:
         """``on_receive_store`` out of line, for a sender that keeps several C-STOREs
-        outstanding (``storage_scp`` asks only then): a future of the C-STORE status, or None
-        to commit in line. Only a durable archive gains: its fsyncs overlap the transfer of
+        outstanding (``storage_scp`` asks only then): a future of a callable that gives the
+        C-STORE status on the association's thread, or None to commit in line. Only a durable archive gains: its fsyncs overlap the transfer of
         the next objects (``archive/committer.py``); the status, and so the response, still
         waits until this object is durable."""
         archive = self.archive
@@ -282,13 +282,16 @@ class ServerAE(ArchiveHooks, AE):
                                                    expected_sop_instance_uid=instance_uid or None,
                                                    expected_sop_class_uid=class_uid or None)
         except Exception as exc:
-            status.set_result(self._store_outcome(None, exc, class_uid, instance_uid, calling))
+            refused = exc  # ``exc`` is unbound after the block; the callable runs later
+            status.set_result(lambda: self._store_outcome(None, refused, class_uid, instance_uid, calling))
             return status
 
         def settle(done: Future) -> None:
+            # The outcome is told (``on_stored``) on the association's thread, as in line:
+            # listeners count objects per association thread (ui/server_host.py).
             exc = done.exception()
-            status.set_result(self._store_outcome(None if exc else done.result(), exc, class_uid,
-                                                  instance_uid, calling))
+            status.set_result(lambda: self._store_outcome(None if exc else done.result(), exc,
+                                                          class_uid, instance_uid, calling))
         stored.add_done_callback(settle)
         return status
 

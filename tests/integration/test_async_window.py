@@ -61,10 +61,10 @@ def negotiated_window(port: int, aet: str) -> int:
         return assoc.ops_window
 
 
-def local_server(tmp_path: Path, durable: bool, on_stored=None) -> LocalServer:
+def local_server(tmp_path: Path, durable: bool, on_stored=None, on_association=None) -> LocalServer:
     settings = config.ServerSettings(aet="DICOMDESK", port=0, storage_dir=tmp_path / "archive",
                                      durable=durable)
-    return LocalServer(settings, on_stored=on_stored).start()
+    return LocalServer(settings, on_association=on_association, on_stored=on_stored).start()
 
 
 # ------------------------------------------------------------------ negotiated: our own server
@@ -122,6 +122,23 @@ def test_a_refusal_in_the_middle_of_a_pipelined_batch_fails_that_file_only(tmp_p
             uid, raw = data_set_bytes(path)
             assert received[uid] == raw
     assert 1 <= tracker.most <= MAX_OUTSTANDING
+
+
+def test_out_of_line_commits_are_told_on_the_association_thread(tmp_path):
+    """``on_stored`` comes from the association's own thread even when the durable archive
+    commits out of line (the window counts objects per association thread)."""
+    paths = write_images(tmp_path / "src", 2 * MAX_OUTSTANDING)
+    opened: list[int] = []
+    told: list[int] = []
+    server = local_server(tmp_path, True, on_stored=lambda obj: told.append(threading.get_ident()),
+                          on_association=lambda event: event.state == "open" and opened.append(
+                              threading.get_ident()))
+    try:
+        result = send(Peer("127.0.0.1", server.port, "DICOMDESK"), paths)
+    finally:
+        server.stop()
+    assert result.ok and result.stored == len(paths)
+    assert len(opened) == 1 and told == opened * len(paths)
 
 
 # ------------------------------------------------------------------ not negotiated: as before

@@ -985,9 +985,11 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
         if begin is not None and getattr(asce, "ops_performed", 1) > 1:
             # Within an asynchronous window the hook may store the object out of line (its
             # fsyncs overlap the next object's transfer); the response goes when it is done.
+            # Its future resolves to the status, or to a callable giving it on this thread.
             future = begin(ctx, msg.data_set)
             if future is not None:
-                asce.defer(future, lambda done: _send_store_response(asce, ctx, msg, done))
+                asce.defer(future, lambda done: _send_store_response(
+                    asce, ctx, msg, done() if callable(done) else done))
                 return
         try:
             status = asce.ae.on_receive_store(ctx, msg.data_set)
