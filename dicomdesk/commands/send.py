@@ -19,6 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("send", help="send DICOM files and folders to a node (C-STORE)")
     add_peer_arguments(parser)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files, folders (recursive) or DICOMDIRs")
+    parser.add_argument("--window", type=int, default=None, metavar="N",
+                        help="C-STOREs kept outstanding where the peer accepts an asynchronous "
+                             "operations window (PS3.7 D.3.3.3) [8]; 1 proposes none (for a peer "
+                             "that cannot take the proposal)")
     parser.add_argument("--max-pdu", type=int, default=65536,
                         help="maximum PDU length we receive, 0 = no limit [65536]")
     change = parser.add_argument_group(
@@ -175,7 +179,9 @@ def run(args: argparse.Namespace) -> int:
             if p.state == "failed":
                 sys.stdout.write(f"\nfailed: {p.message}\n")
 
-    result = send(peer, infos, progress=progress, max_pdu_length=args.max_pdu, transform=transform)
+    window = {} if args.window is None else {"max_outstanding": max(1, args.window)}
+    result = send(peer, infos, progress=progress, max_pdu_length=args.max_pdu, transform=transform,
+                  **window)
     elapsed = time.monotonic() - started
     if tty:
         sys.stdout.write("\n")

@@ -165,14 +165,15 @@ def _describe_status(status: Status) -> str:
 def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
          progress: Callable[[SendProgress], None] | None = None,
          cancel: threading.Event | None = None, *, max_pdu_length: int = 65536,
-         transform: Any = None) -> SendResult:
+         transform: Any = None, max_outstanding: int = MAX_OUTSTANDING) -> SendResult:
     """C-STORE every sendable file to ``peer``; never raises for peer or network failures.
 
     ``files`` are ``FileInfo``s from ``scan_paths`` (or paths, inspected here). Non-DICOM
     files are "skipped"; broken DICOM files "failed" without being sent. Extension:
     ``max_pdu_length`` is the Maximum Length we receive (PS3.8 D.1); ``transform`` a
     ``dicomdesk.transform.spec.Transform`` (default: none, lossless files decompressed when
-    the peer refuses their syntax).
+    the peer refuses their syntax); ``max_outstanding`` the C-STOREs kept outstanding where
+    the peer accepts an asynchronous operations window (PS3.7 D.3.3.3; 1: none is proposed).
     """
     infos = [_as_info(f) for f in files]
     run = _Run(infos, progress, transform)
@@ -209,7 +210,7 @@ def send(peer: Peer, files: Iterable[FileInfo | str | os.PathLike[str]],
                 cancelled = True
                 break
             error, cancelled, connected = _send_on_association(peer, plan, members, run, cancel,
-                                                               max_pdu_length)
+                                                               max_pdu_length, max_outstanding)
             if error is not None and connected:
                 # The association was lost after it was established: the file in flight is
                 # failed; carry on with the others on a new association (a peer that aborts

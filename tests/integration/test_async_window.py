@@ -216,3 +216,26 @@ def test_storescu_to_our_durable_server_proposes_no_window_and_stores_in_line(tm
         server.stop()
     received = received_by_uid(tmp_path / "archive")  # storescu may convert the syntax
     assert set(received) == {data_set_bytes(p)[0] for p in paths}
+
+
+def test_window_1_proposes_none_and_sends_one_at_a_time_to_our_server(tmp_path):
+    """``send(max_outstanding=1)`` / ``dicomdesk send --window 1``: for a peer that cannot take
+    the proposal, no window item is sent at all, and the stores are synchronous."""
+    import subprocess
+    import sys
+
+    paths = write_images(tmp_path / "src", 12)
+    tracker = Outstanding()
+    server = local_server(tmp_path, True)
+    try:
+        result = send(Peer("127.0.0.1", server.port, "DICOMDESK"), paths[:6], progress=tracker,
+                      max_outstanding=1)
+        done = subprocess.run([sys.executable, "-m", "dicomdesk", "send", "--window", "1", "--aec",
+                               "DICOMDESK", "127.0.0.1", str(server.port), *map(str, paths[6:])],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        server.stop()
+    assert tracker.most == 1
+    assert done.returncode == 0, done.stderr
+    received = received_by_uid(tmp_path / "archive")
+    assert result.ok and set(received) == {data_set_bytes(p)[0] for p in paths}
