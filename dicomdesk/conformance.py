@@ -12,10 +12,11 @@ from pydicom.uid import UID
 
 from . import __version__
 from .net import uids
-from .net.applicationentity import AEBase
+from .net.applicationentity import DEFAULT_MAX_OPS_PERFORMED, AEBase
 from .net.dimsemessages import MIN_SEND_PDU_LENGTH
 from .net.dulprovider import UNLIMITED_PDU_CAP
 from .net.pdu import MAX_CONTROL_PDU_LENGTH
+from .operations.sending import MAX_OUTSTANDING
 
 
 def _service_rows() -> list[tuple[str, str, str, str]]:
@@ -125,7 +126,12 @@ def render() -> str:
         "  expects; the C-GET SCP accepts the reversed role for the storage classes it sends.",
         "- User Identity: username, or username and passcode, are sent when configured; a positive",
         "  response is returned when the requestor asks for one.",
-        "- Asynchronous Operations Window: answered with 1/1 (operations are not asynchronous).",
+        "- Asynchronous Operations Window (PS3.7 D.3.3.3): the storage SCU (`send`) proposes",
+        f"  {MAX_OUTSTANDING} operations invoked, 1 performed, and keeps as many C-STOREs outstanding",
+        "  as the peer accepts to perform (one at a time with a peer that answers no window; none is",
+        "  proposed with `--window 1`); responses are matched by Message ID Being Responded To.",
+        f"  The local server answers 1 invoked and up to {DEFAULT_MAX_OPS_PERFORMED} performed (never",
+        "  more than proposed) and performs them in order. Nothing else we invoke is asynchronous.",
         "- SOP Class Extended Negotiation: not used; the sub-items are read and ignored.",
         "- Presentation contexts: at most 128 per association; a send that needs more opens",
         "  several associations. A request proposing none, more than 128, or one ID twice is",
