@@ -371,11 +371,12 @@ class Association:
 
     def defer(self, future: Any, respond: Callable[[Any], None]) -> None:
         """Answer a request later: ``respond(future.result())`` runs on this association's
-        thread once ``future`` is done, before the association reads the request after the
-        next one it is free to read. Only within an asynchronous operations window that we
-        accepted (``ops_performed`` > 1): a synchronous peer waits for each response anyway.
-        Deferred requests are answered in the order they came, at the latest before an
-        A-RELEASE-RP; on an abort their futures are waited for, and nothing is answered.
+        thread once ``future`` is done (the dispatch loop wakes for it while it waits for the
+        next request). Only within an asynchronous operations window that we accepted
+        (``ops_performed`` > 1): a synchronous peer waits for each response anyway. Deferred
+        requests are answered in the order they came; no new request is read while
+        ``ops_performed`` of them wait, and all are answered before an A-RELEASE-RP. On an
+        abort their futures are waited for, and nothing is answered.
         """
         future.add_done_callback(lambda _f: self._deferred_done.set())
         self._deferred.append((future, respond))
