@@ -2,8 +2,9 @@
 
 ``send`` proposes, per association, the contexts ``plan_contexts`` computed from the files'
 SOP classes and transfer syntaxes (several associations only when more than 128 contexts
-are needed), streams each file from disk, preparing the next one while the peer answers,
-and reports per file. Statuses (PS3.4 B.2.3): success → "stored"; warnings B000/B006/B007 →
+are needed), streams each file from disk, preparing the next one while the peer answers
+(and keeping several C-STOREs outstanding where the peer accepts an asynchronous operations
+window, PS3.7 D.3.3.3), and reports per file. Statuses (PS3.4 B.2.3): success → "stored"; warnings B000/B006/B007 →
 "stored" with the warning in the message; anything else → "failed" with the status
 description. A file that cannot be sent (broken header, syntax the peer will not take, SOP
 class refused) fails alone; if the association is lost, every file not yet confirmed is
