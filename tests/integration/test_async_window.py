@@ -239,3 +239,52 @@ def test_window_1_proposes_none_and_sends_one_at_a_time_to_our_server(tmp_path):
     assert done.returncode == 0, done.stderr
     received = received_by_uid(tmp_path / "archive")
     assert result.ok and set(received) == {data_set_bytes(p)[0] for p in paths}
+
+
+def test_a_release_right_after_pipelined_stores_gets_every_answer_first(tmp_path):
+    """A requestor that sends three C-STOREs within its window and then A-RELEASE-RQ at
+    once, reading nothing: the durable server answers the three (in order, each once its
+    object is durable) before its A-RELEASE-RP, and all three are stored."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
+    from serving import connect, encode_dataset, make_dataset, p_data, command_bytes, read_pdu, store_rq
+
+    from dicomdesk.net import pdu
+    from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+    from dicomdesk.net.commandset import decode_command
+
+    server = local_server(tmp_path, True)
+    uids_sent = [f"1.2.826.0.1.3680043.99.7.{n}" for n in (1, 2, 3)]
+    try:
+        sock = connect(server.port)
+        rq = pdu.AAssociateRqPDU("DICOMDESK", "PIPELINER", [
+            pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME),
+            pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem(uids.CT_IMAGE_STORAGE),
+                                          [pdu.TransferSyntaxSubItem(uids.EXPLICIT_VR_LITTLE_ENDIAN)]),
+            build_user_information(16384, async_window=(0, 1))])
+        sock.sendall(rq.encode())
+        assert read_pdu(sock)[0] == 0x02  # A-ASSOCIATE-AC
+        burst = b""
+        for n, uid in enumerate(uids_sent, start=1):
+            data = encode_dataset(make_dataset(uid, study="1.2.826.0.1.3680043.99.7", pixels=40_000))
+            burst += p_data(1, command_bytes(store_rq(uid, message_id=n)), command=True, last=True)
+            for start in range(0, len(data), 16000):
+                burst += p_data(1, data[start:start + 16000], command=False, last=start + 16000 >= len(data))
+        sock.sendall(burst + pdu.AReleaseRqPDU().encode())
+        answered = []
+        while True:
+            raw = read_pdu(sock)
+            assert raw, "the server closed before its A-RELEASE-RP"
+            if raw[0] == 0x06:  # A-RELEASE-RP: the last thing it sends
+                break
+            assert raw[0] == 0x04, f"PDU type 0x{raw[0]:02x}"
+            for item in pdu.PDataTfPDU.decode(raw).data_value_items:
+                assert item.is_command and item.is_last
+                rsp = decode_command(item.data_value[1:])
+                answered.append((int(rsp.MessageIDBeingRespondedTo), int(rsp.Status)))
+        sock.close()
+    finally:
+        server.stop()
+    assert answered == [(1, 0), (2, 0), (3, 0)]
+    assert set(received_by_uid(tmp_path / "archive")) == set(uids_sent)
