@@ -11,6 +11,7 @@ from dicomdesk.net.asceprovider import (
     PC_TRANSFER_SYNTAXES_NOT_SUPPORTED,
     AssociationRequester,
     PContextDef,
+    accepted_async_window,
     accepted_from_ac,
     build_pres_context_def_list,
     build_user_information,
@@ -124,3 +125,15 @@ def test_build_pres_context_def_list_accepts_pairs_and_dicts():
     from_pairs = list(build_pres_context_def_list(defs.items()))
     assert from_dict == from_pairs
     assert [t.name for t in from_dict[0].ts_sub_items] == [ILE, ELE]
+
+
+def test_the_acceptor_answers_a_window_within_its_limit_and_the_proposal():
+    """PS3.7 D.3.3.3.1: we invoke nothing asynchronously (1) and perform up to our limit,
+    never more than the requestor proposed to invoke (its 0 means unlimited)."""
+    assert accepted_async_window(None, 16) is None  # no proposal, no item
+    assert accepted_async_window((0, 1), 16) == (1, 16)
+    assert accepted_async_window((4, 0), 16) == (1, 4)
+    assert accepted_async_window((64, 1), 16) == (1, 16)
+    assert accepted_async_window((1, 1), 16) == (1, 1)
+    assert accepted_async_window((8, 1), 1) == (1, 1)
+    assert accepted_async_window((8, 1), 0) == (1, 1)
