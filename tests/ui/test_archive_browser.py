@@ -280,6 +280,45 @@ def test_browser_lists_an_existing_archive_when_the_server_starts(window, qtbot,
     _stop(window, qtbot)
 
 
+def test_the_server_starting_on_the_folder_shown_keeps_what_the_user_opened(window, qtbot,
+                                                                            tmp_path):
+    """The browser reads the folder at once (read-only); when the server (autostarted, or
+    started by hand) comes up on that folder, the browser reads through the server's archive
+    without a reset: no second first page while the window loads, and the levels the user
+    opened stay open. Arrivals are placed under them; after a stop it reads the folder again."""
+    storage = tmp_path / "existing"
+    with Archive(storage, durable=False) as archive:
+        archive.add_file(Path(_file(CT)))
+    panel = window.server_panel
+    model, view = panel.archive_model, panel.archive_view
+    window.show()
+    window.show_panel("server")
+    panel.tabs.setCurrentWidget(panel.archive_browser)
+    qtbot.waitExposed(window)
+    panel.storage_edit.setText(str(storage))
+    panel.reload_archive()
+    qtbot.waitUntil(lambda: model.rowCount() == 1 and model.count("instance") == 1,
+                    timeout=10_000)
+    patient = QPersistentModelIndex(model.index(0, 0))
+    view.expand(QModelIndex(patient))
+    qtbot.waitUntil(lambda: model.rowCount(QModelIndex(patient)) == 1, timeout=10_000)
+    resets: list[int] = []
+    model.modelReset.connect(lambda: resets.append(1))
+
+    port = _start(window, qtbot)
+    assert resets == [] and view.isExpanded(QModelIndex(patient))
+    result = _storescu(port, _file(RLE), propose=PROPOSE[RLE])
+    assert result.returncode == 0, result.stdout + result.stderr
+    qtbot.waitUntil(lambda: model.count("instance") == 2, timeout=10_000)
+    assert resets == [] and view.isExpanded(QModelIndex(patient))
+
+    _stop(window, qtbot)
+    panel.archive_browser.reload()  # Refresh: read by the browser's own connection again
+    qtbot.waitUntil(lambda: model.rowCount() == 2 and not model.fetching(), timeout=10_000)
+    assert model.count("instance") == 2
+    assert "Cannot read" not in panel.archive_browser.label.text()
+
+
 def test_allowed_calling_aets_reject_another_calling_ae_title(window, qtbot):
     port = _start(window, qtbot, allowed="STORESCU; MODALITY@127.0.0.1")
     panel = window.server_panel

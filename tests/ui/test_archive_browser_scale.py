@@ -1,30 +1,39 @@
 """The archive browser over a 50,000-instance archive (issue 14): populated lazily — a page of
 patients first, a level's children when it is opened, the next page when the user scrolls to the
-end — with the search box answered by the index, and the event loop never held by our code.
+end — with the search box answered by the index, and the event loop never held by our code, with
+the browser alone and with the in-window server starting (its recovery runs in this process)
+and receiving while the user browses.
 
-How "never blocked" is measured on a shared, noisy machine: a 10 ms QTimer probe records, for
-every interval between two ticks, the wall time *and the GUI thread's own CPU time*
-(``time.thread_time``). Work our code does on the GUI thread (inserting a page, laying out and
-painting rows) is CPU time of that thread, so each interval's CPU time must stay under 50 ms;
-a pause caused by the scheduler (other processes on the two cores) is wall time without CPU
-time and only has to stay under a generous bound (2 s) that a listing of the whole archive on
-the GUI thread would still break.
+How "never blocked" is measured on a shared, noisy 2-core machine (bench/_loop_probe.py): a 5 ms
+QTimer probe splits every interval between two ticks into the GUI thread's own CPU time
+(``time.thread_time``), the time it was runnable but waited for a core (the kernel's schedstat:
+other processes), and the rest, time it slept inside our process (the GIL held by a server or
+reader thread, a lock, I/O). The target's "no gap > 50 ms" is asserted on what our code controls
+and a loaded machine does not inflate: work done on the GUI thread in one go, i.e. each
+interval's CPU time, < 50 ms. Wall-clock gaps are not: on this machine the scheduler alone
+delayed a runnable GUI thread by up to 250 ms (bench/archive_scale.py shows both), so a wall
+bound of 50 ms would fail on an idle-looking event loop. The "own" gap (wall minus the wait for
+a core: CPU plus time blocked inside the process) gets a generous bound that a listing of a
+level on the GUI thread, or a server thread holding the GIL for long stretches, would break.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QTimer
+from peers import dcmtk_env, dcmtk_path, free_port
+from pydicom.data import get_testdata_file
 
 from dicomdesk.archive import Archive
 from dicomdesk.archive.index import InstanceRecord
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from _archive_gen import EXPLICIT_LE, PER_STUDY, STUDIES_PER_PATIENT, values_of  # noqa: E402
+from _loop_probe import LoopProbe  # noqa: E402
 
 pytestmark = [pytest.mark.gui]
 
@@ -34,7 +43,7 @@ PAGE = 25
 
 
 @pytest.fixture(scope="module")
-def big_archive(tmp_path_factory) -> Path:
+def archive_template(tmp_path_factory) -> Path:
     """An archive index of 50,000 instances (bench/_archive_gen.py's shape: 20 per series,
     3 series per study, 12 studies per patient), written by the archive's bulk import. The
     files are left out: the browser reads the index only."""
@@ -53,32 +62,33 @@ def big_archive(tmp_path_factory) -> Path:
     return root
 
 
-class LoopProbe:
-    """Wall time and GUI-thread CPU time of each interval between two 10 ms timer ticks."""
-
-    def __init__(self) -> None:
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(self._tick)
-        self.intervals: list[tuple[float, float]] = []
-
-    def start(self) -> None:
-        self._wall, self._cpu = time.perf_counter(), time.thread_time()
-        self.timer.start()
-
-    def _tick(self) -> None:
-        wall, cpu = time.perf_counter(), time.thread_time()
-        self.intervals.append((wall - self._wall, cpu - self._cpu))
-        self._wall, self._cpu = wall, cpu
-
-    def stop(self) -> tuple[float, float]:
-        """(longest wall interval, most GUI-thread CPU in one interval), seconds."""
-        self.timer.stop()
-        return max(w for w, _ in self.intervals), max(c for _, c in self.intervals)
+@pytest.fixture
+def big_archive(archive_template: Path, tmp_path: Path) -> Path:
+    """A copy of the template for one test (the server's test adds an object to it)."""
+    return Path(shutil.copytree(archive_template, tmp_path / "big" / "archive"))
 
 
+#: Most CPU time the GUI thread may spend between two probe ticks: the target's 50 ms.
+MAX_GUI_CPU_S = 0.050
+#: The own gap (CPU + blocked in the process): generous, for what a loaded machine adds to
+#: blocking (a GIL holder preempted by the scheduler); without schedstat, the wall gap.
+MAX_OWN_GAP_S = 0.5
+
+
+def _assert_responsive(probe: LoopProbe) -> None:
+    intervals = probe.intervals
+    assert len(intervals) > 20
+    worst = LoopProbe.summary(intervals)
+    assert worst["max_gui_cpu_ms"] < MAX_GUI_CPU_S * 1000, \
+        f"the GUI thread worked {worst['max_gui_cpu_ms']:.0f} ms without a break ({worst})"
+    own_bound = MAX_OWN_GAP_S if probe.available else 2.0
+    assert worst["max_own_gap_ms"] < own_bound * 1000, \
+        f"the event loop stalled {worst['max_own_gap_ms']:.0f} ms in our process ({worst})"
+
+
+@pytest.mark.parametrize("server", [False, True], ids=["browser-alone", "server-started"])
 def test_a_50k_archive_is_browsed_page_by_page_without_blocking_the_event_loop(
-        big_archive: Path, window, qtbot) -> None:
+        big_archive: Path, window, qtbot, server: bool) -> None:
     panel = window.server_panel
     browser = panel.archive_browser
     model, view = panel.archive_model, panel.archive_view
@@ -87,11 +97,15 @@ def test_a_50k_archive_is_browsed_page_by_page_without_blocking_the_event_loop(
     window.show()
     window.show_panel("server")
     qtbot.waitExposed(window)
-    probe = LoopProbe()
+    probe = LoopProbe(5)
     probe.start()
 
     panel.storage_edit.setText(str(big_archive))
     panel.reload_archive()
+    if server:  # started as the window autostarts it: recovery and index in this process
+        port = free_port()
+        panel.port_spin.setValue(port)
+        panel.start_server()
     qtbot.waitUntil(lambda: model.count("instance") == INSTANCES and model.rowCount() > 0,
                     timeout=20_000)
     qtbot.waitUntil(lambda: not model.fetching(), timeout=10_000)
@@ -133,10 +147,38 @@ def test_a_50k_archive_is_browsed_page_by_page_without_blocking_the_event_loop(
     browser.search_edit.clear()
     qtbot.waitUntil(lambda: model.rowCount() == PAGE, timeout=10_000)
 
-    longest_wall, most_cpu = probe.stop()
-    assert len(probe.intervals) > 20
-    assert most_cpu < 0.050, f"the GUI thread worked {most_cpu * 1000:.0f} ms without a break"
-    assert longest_wall < 2.0, f"the event loop stalled {longest_wall * 1000:.0f} ms"
+    if server:
+        _receive_while_browsing(window, qtbot, port, model)
+    probe.stop()
+    _assert_responsive(probe)
+
+
+def _receive_while_browsing(window, qtbot, port: int, model) -> None:
+    """A real peer (DCMTK storescu, another process) sends a file: the server panel still
+    shows the association, the object received, the counters, and the browser its patient."""
+    panel = window.server_panel
+    qtbot.waitUntil(lambda: window.server_host.is_running, timeout=20_000)
+    patients = model.count("patient")
+    ct = get_testdata_file("CT_small.dcm")
+    peer = subprocess.Popen([dcmtk_path("storescu"), "-aec", "DICOMDESK", "127.0.0.1", str(port),
+                             ct], env=dcmtk_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        qtbot.waitUntil(lambda: peer.poll() is not None, timeout=30_000)  # the loop runs
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+        output = peer.communicate()[0]
+    assert peer.returncode == 0, output
+    qtbot.waitUntil(lambda: panel.stored.rowCount() == 1, timeout=10_000)
+    assert panel.stored.record(0).event.error is None
+    qtbot.waitUntil(lambda: any(panel.associations.record(r).event.state == "released"
+                                for r in range(panel.associations.rowCount())), timeout=10_000)
+    released = [panel.associations.record(r) for r in range(panel.associations.rowCount())
+                if panel.associations.record(r).event.state == "released"]
+    assert released[0].objects == 1
+    qtbot.waitUntil(lambda: model.count("instance") == INSTANCES + 1, timeout=10_000)
+    assert model.count("patient") == patients + 1
 
 
 def test_the_received_objects_list_keeps_the_last_thousand(window) -> None:

@@ -249,6 +249,13 @@ class ArchiveTreeModel(QAbstractItemModel):
         self.refresh_totals()  # answered before the first page: counts are right when it shows
         self._request_page(self._tree)
 
+    def set_source(self, opener: IndexOpener | None) -> None:
+        """Read the same archive through another index connection (the running server's, or
+        a read-only one of our own): the rows shown stay; the counts are read again."""
+        self._opener = opener
+        self._reader.set_opener(opener)
+        self.refresh_totals()
+
     def set_search(self, text: str) -> None:
         """Filter the patient level by the index (see ``browse.Search``); '' shows all."""
         if text.strip() != self.search:

@@ -455,8 +455,8 @@ class ServerPanel(QWidget):
             widget.setEnabled(not running)
         if not self._form_error:
             self._show_state(state)
-        if state.status == "listening" and self.archive_browser.needs_reload():
-            self.reload_archive()
+        if state.status in ("listening", "stopped") and self.archive_browser.needs_reload():
+            self.archive_browser.follow_source()
 
     def _show_state(self, state: ServerState) -> None:
         kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
