@@ -51,13 +51,25 @@ PROGRESS_PERIOD_S = 1.0 / 15.0
 GUI_SWITCH_INTERVAL_S = 0.001
 
 
+#: Qt's raster engine hands every fill of 96 or more lines with alpha (and image conversions
+#: and smooth scaling) to a pool of helper threads and *waits* for them. On a busy 2-core
+#: machine those threads wait for a core, and the GUI thread with them: 35-90 ms stalls of
+#: the event loop measured while the window painted (bench/_loop_probe.py: the GUI thread
+#: blocked while the pool's threads sat in the run queue). Qt reads this variable once, when
+#: the pool is first needed; set, the GUI thread paints alone (a few ms more CPU per paint).
+QT_NO_GUI_THREADPOOL = "QT_NO_GUI_THREADPOOL"
+
+
 def favour_gui_thread() -> None:
     """Shorten the GIL switch interval (process-wide) so the GUI thread gets the GIL back
-    quickly from worker and server threads; called once by the main window."""
+    quickly from worker and server threads, and keep Qt's painting on the GUI thread
+    (``QT_NO_GUI_THREADPOOL``); called once by the main window, before its first paint."""
+    import os
     import sys
 
     if sys.getswitchinterval() > GUI_SWITCH_INTERVAL_S:
         sys.setswitchinterval(GUI_SWITCH_INTERVAL_S)
+    os.environ.setdefault(QT_NO_GUI_THREADPOOL, "1")
 
 
 @contextmanager

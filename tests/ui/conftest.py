@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# What the main window sets before its first paint (ui/workers.favour_gui_thread); set here
+# too because Qt reads it once per process and a test may paint before any window exists.
+os.environ.setdefault("QT_NO_GUI_THREADPOOL", "1")
 
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402

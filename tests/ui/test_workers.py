@@ -100,3 +100,43 @@ def test_an_operation_ending_after_its_window_is_gone_prints_no_traceback(qtbot,
     release.set()
     assert pool.waitForDone(10_000)
     assert "Traceback" not in capfd.readouterr().err
+
+
+_PAINT_EVERY_PANEL = """
+import os, sys
+from pathlib import Path
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+from dicomdesk.ui.main_window import MainWindow
+
+app = QApplication([])
+folder = Path(sys.argv[1])
+settings = QSettings(str(folder / "dicomdesk.ini"), QSettings.Format.IniFormat)
+settings.setValue("server/storage_dir", str(folder / "storage"))
+window = MainWindow(settings=settings, nodes_path=folder / "nodes.toml", autostart_server=False)
+window.show()
+for key in ("echo", "query", "send", "server", "nodes", "worklist", "commitment"):
+    window.show_panel(key)
+    window.grab()
+    app.processEvents()
+print(sorted({(Path("/proc/self/task") / t / "comm").read_text().strip()
+              for t in os.listdir("/proc/self/task")}))
+"""
+
+
+def test_the_window_paints_without_waiting_for_helper_threads(tmp_path):
+    """Qt's raster engine splits big alpha fills over a pool of helper threads and waits for
+    them; on a loaded machine the GUI thread then stalls while they wait for a core. The main
+    window keeps its painting on the GUI thread (favour_gui_thread): no pool thread is ever
+    started, in a process of its own that starts without the variable set."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "QT_NO_GUI_THREADPOOL"}
+    env["QT_QPA_PLATFORM"] = "offscreen"
+    result = subprocess.run([sys.executable, "-c", _PAINT_EVERY_PANEL, str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    threads = result.stdout.strip().splitlines()[-1]
+    assert "pooled" not in threads, threads
