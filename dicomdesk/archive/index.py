@@ -806,6 +806,28 @@ class Index:
         return out
 
     @_settled
+    def files_after(self, rowid: int, limit: int = 1000) -> list[tuple[int, str, str, int]]:
+        """``(rowid, sop_instance_uid, relative path, size)`` of up to ``limit`` instances
+        after ``rowid``, in rowid order: reconciliation reads the index a page at a time, so
+        its memory does not grow with the archive (a million rows as one dict: ~500 MB)."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute(
+                "SELECT rowid, sop_instance_uid, path, file_size FROM instance WHERE rowid > ? "
+                "ORDER BY rowid LIMIT ?", (rowid, limit))]
+
+    @_settled
+    def paths_under(self, folder: str) -> set[str]:
+        """Relative paths of the instances filed under ``folder`` (relative, no trailing
+        slash; '' for the archive's root: the files directly in it), by the path index."""
+        with self._lock:
+            if not folder:
+                rows = self._conn.execute("SELECT path FROM instance WHERE instr(path, '/') = 0")
+            else:
+                rows = self._conn.execute("SELECT path FROM instance WHERE path >= ? AND path < ?",
+                                          (folder + "/", folder + "0"))  # "0" follows "/"
+            return {r[0] for r in rows}
+
+    @_settled
     def all_files(self) -> dict[str, tuple[str, int]]:
         """``{sop_instance_uid: (relative path, size)}`` for reconciliation."""
         with self._lock:

@@ -1078,12 +1078,21 @@ class Archive:
     def _archive_files(self, folder: Path, *, any_name: bool = False) -> Iterator[Path]:
         """Archive files under ``folder`` (``*.dcm``; with ``any_name`` every file except the
         index's own and the temp folder, for indexing a folder of files named by someone else)."""
+        for dirpath, names in self._archive_folders(folder, any_name=any_name):
+            for name in names:
+                yield Path(dirpath) / name
+
+    def _archive_folders(self, folder: Path, *,
+                         any_name: bool = False) -> Iterator[tuple[str, list[str]]]:
+        """``(folder path, names of its archive files)`` under ``folder``, as plain strings
+        (a walk of a million files builds no Path per file; see ``_archive_files``)."""
         for dirpath, dirnames, filenames in os.walk(folder):
             if Path(dirpath) == self.root:
                 dirnames[:] = [d for d in dirnames if d not in (INCOMING_DIR, JOURNAL_DIR)]
-            for name in filenames:
-                if name.endswith(".dcm") or (any_name and not name.startswith(INDEX_NAME)):
-                    yield Path(dirpath) / name
+            names = [name for name in filenames
+                     if name.endswith(".dcm") or (any_name and not name.startswith(INDEX_NAME))]
+            if names:
+                yield dirpath, names
 
     def recover(self) -> RecoveryReport:
         """At start, before serving: finish what a crash (or kill -9, or power loss) cut short.
@@ -1202,6 +1211,67 @@ class Archive:
         (not while a full disk keeps the index read-only)."""
         return not self.index.immutable and not self.index.flag(_RECONCILED_FLAG)
 
+    def _reconcile_row(self, uid: str, rel: str, size: int, report: RecoveryReport) -> None:
+        """One index row against its file: dropped when the file is gone, indexed again when
+        the file changed size (decided under the lock, against the row as it is then)."""
+        full_text = os.path.join(self._root_text, rel)  # no Path per row (pathlib interns parts)
+        try:
+            actual = os.stat(full_text).st_size
+        except FileNotFoundError:
+            full = Path(full_text)
+            with self._lock:
+                row = self.index.instance(uid)
+                if row is not None and row["path"] == rel and not full.exists():
+                    self.index.remove_instance(uid)
+                    report.dropped_rows += 1
+            return
+        if actual != size:
+            full = Path(full_text)
+            with self._lock:
+                row = self.index.instance(uid)
+                if row is None or row["path"] != rel:
+                    return
+                try:
+                    ds = _read_header(full, self.max_inflated_size)
+                    report.files_examined += 1
+                    self._index_file(full, ds, full.stat().st_size, "")
+                    report.reindexed_rows += 1
+                except (ArchiveRefusal, OSError):
+                    report.unreadable_files.append(full)
+
+    def _reconcile_file(self, full: Path, rel: str, report: RecoveryReport) -> bool:
+        """A file without a row at its path (under the lock, against the index as it is
+        then): indexed, or removed when it is an older copy of one indexed elsewhere. False
+        when the index cannot grow (reconciliation stops)."""
+        with self._lock:
+            if not full.exists():
+                return True  # removed meanwhile (a study deleted, a copy replaced)
+            row = self.index.instance(full.stem)  # waits for queued rows: placed meanwhile?
+            if row is not None and row["path"] == rel:
+                return True
+            try:
+                ds = _read_header(full, self.max_inflated_size)
+            except ArchiveRefusal:
+                report.unreadable_files.append(full)
+                return True
+            report.files_examined += 1
+            uid = _uid_text(ds, "SOPInstanceUID")
+            other = self.index.instance(uid)
+            if other is not None and (self.root / other["path"]).exists() \
+                    and not _newer(full, self.root / other["path"]):
+                # an older copy whose removal a crash cut short; a newer one is a
+                # replacement placed (perhaps acknowledged) whose row the crash lost
+                self._remove_file(full)
+                report.removed_stale_files += 1
+                return True
+            try:
+                self._index_file(full, ds, full.stat().st_size, "")
+            except ArchiveRefusal as exc:
+                logger.error("reconcile stopped: %s", exc.reason)
+                return False
+            report.indexed_files += 1
+        return True
+
     def reconcile(self, cancel: threading.Event | None = None) -> RecoveryReport:
         """Reconcile the whole folder with the index: rows whose file is gone or changed,
         files without a row, stale copies. Reads every row and walks every folder, so it runs
@@ -1211,67 +1281,30 @@ class Archive:
         (the next start scans again)."""
         self._check_writable()
         report = RecoveryReport()
-        rows = self.index.all_files()
-        by_path = {rel: uid for uid, (rel, _size) in rows.items()}
-        for uid, (rel, size) in rows.items():
-            if cancel is not None and cancel.is_set():
-                return report
-            full = self.root / rel
-            try:
-                actual = full.stat().st_size
-            except FileNotFoundError:
-                with self._lock:
-                    row = self.index.instance(uid)
-                    if row is not None and row["path"] == rel and not full.exists():
-                        self.index.remove_instance(uid)
-                        report.dropped_rows += 1
-                del by_path[rel]
-                continue
-            if actual != size:
-                with self._lock:
-                    row = self.index.instance(uid)
-                    if row is None or row["path"] != rel:
-                        continue
-                    try:
-                        ds = _read_header(full, self.max_inflated_size)
-                        report.files_examined += 1
-                        self._index_file(full, ds, full.stat().st_size, "")
-                        report.reindexed_rows += 1
-                    except (ArchiveRefusal, OSError):
-                        report.unreadable_files.append(full)
-        for full in self._archive_files(self.root):
-            if cancel is not None and cancel.is_set():
-                return report
-            rel = full.relative_to(self.root).as_posix()
-            if rel in by_path:
-                continue
-            with self._lock:
-                if not full.exists():
-                    continue  # removed meanwhile (a study deleted, a copy replaced)
-                row = self.index.instance(full.stem)  # waits for queued rows: placed meanwhile?
-                if row is not None and row["path"] == rel:
-                    continue
-                try:
-                    ds = _read_header(full, self.max_inflated_size)
-                except ArchiveRefusal:
-                    report.unreadable_files.append(full)
-                    continue
-                report.files_examined += 1
-                uid = _uid_text(ds, "SOPInstanceUID")
-                other = self.index.instance(uid)
-                if other is not None and (self.root / other["path"]).exists() \
-                        and not _newer(full, self.root / other["path"]):
-                    # an older copy whose removal a crash cut short; a newer one is a
-                    # replacement placed (perhaps acknowledged) whose row the crash lost
-                    self._remove_file(full)
-                    report.removed_stale_files += 1
-                    continue
-                try:
-                    self._index_file(full, ds, full.stat().st_size, "")
-                except ArchiveRefusal as exc:
-                    logger.error("reconcile stopped: %s", exc.reason)
+        # the rows a page at a time, the files a folder at a time: memory stays bounded by a
+        # page and the largest folder, not by the archive (the in-window server runs this in
+        # the window's process; a million rows held at once took ~500 MB there)
+        after = 0
+        while True:
+            page = self.index.files_after(after)
+            if not page:
+                break
+            after = page[-1][0]
+            for _rowid, uid, rel, size in page:
+                if cancel is not None and cancel.is_set():
                     return report
-                report.indexed_files += 1
+                self._reconcile_row(uid, rel, size, report)
+        for dirpath, names in self._archive_folders(self.root):
+            folder = Path(dirpath).relative_to(self.root).as_posix()
+            folder = "" if folder == "." else folder
+            indexed = self.index.paths_under(folder)
+            for name in names:
+                if cancel is not None and cancel.is_set():
+                    return report
+                rel = f"{folder}/{name}" if folder else name
+                if rel not in indexed and not self._reconcile_file(Path(dirpath) / name, rel,
+                                                                   report):
+                    return report
         self._set_flag(_RECONCILED_FLAG)
         if any(v for k, v in vars(report).items() if k != "files_examined"):
             logger.warning("reconciliation: %s", report)
