@@ -25,7 +25,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from dicomdesk.ui.errors import describe_exception
-from dicomdesk.ui.workers import OperationWorker, TaskTracker, WorkerContext
+from dicomdesk.ui.workers import OperationWorker, TaskTracker, WorkerContext, settle_heap
 
 __all__ = ["AssociationRecord", "ServerHost", "ServerState", "parse_allowed_calling_aets"]
 
@@ -108,6 +108,9 @@ class ServerHost(QObject):
     association_progress = Signal(list)
     #: (open associations, objects received on them so far), when either changed
     incoming_changed = Signal(int, int)
+
+    #: the network stack and archive modules the first start imported are frozen (gc)
+    _heap_settled = False
 
     def __init__(self, tracker: TaskTracker, parent: QObject | None = None, *,
                  nodes_path: str | Path | None = None) -> None:
@@ -276,6 +279,9 @@ class ServerHost(QObject):
                 self._server = server
                 actual = int(getattr(server, "port", port) or port)
                 self._timer.start()
+                if not ServerHost._heap_settled:  # the stack it imported lives as long
+                    ServerHost._heap_settled = True  # as the process (once: a restart
+                    settle_heap(collect=False)       # would freeze the last one's garbage)
                 self._set_state(ServerState("listening", aet, actual, storage_dir, message))
             else:
                 self._set_state(ServerState("port_taken", aet, port, storage_dir, message,
