@@ -333,3 +333,30 @@ def test_in_process_main_returns_and_leaves_the_interpreter_running():
     """))
     assert_ok(result)
     assert "still running" in result.stdout
+
+
+@pytest.mark.interop
+def test_dicomdesk_find_starts_no_blas_thread_pool(tmp_path):
+    # pydicom loads numpy, whose OpenBLAS starts a worker thread per core as it loads unless
+    # told otherwise; find asks for none (OPENBLAS_NUM_THREADS, unless the user set it).
+    from tests.peers import start_dcmqrscp
+
+    proc = start_dcmqrscp(tmp_path / "qr")
+    env = {k: v for k, v in dcmtk_env().items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env["PYTHONPATH"] = str(REPO)
+    code = textwrap.dedent(f"""
+        import os, sys
+        from dicomdesk.cli import main
+        rc = main(['find', '--aec', '{proc.aet}', '--level', 'STUDY', '-k', 'PatientName=*',
+                   '127.0.0.1', '{proc.port}'])
+        assert rc == 0, rc
+        assert 'numpy' in sys.modules
+        threads = os.listdir('/proc/self/task')
+        assert len(threads) == 1, f'{{len(threads)}} OS threads after find'
+    """)
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=env, cwd=REPO, timeout=60)
+    finally:
+        proc.stop()
+    assert_ok(result)
