@@ -360,3 +360,19 @@ def test_dicomdesk_find_starts_no_blas_thread_pool(tmp_path):
     finally:
         proc.stop()
     assert_ok(result)
+
+
+@pytest.mark.interop
+def test_dicomdesk_find_imports_no_dataclasses_or_idna(tmp_path):
+    # pydicom itself needs neither (it loads inspect, with numpy); our query path and its
+    # results no longer load them.
+    from tests.peers import start_dcmqrscp
+
+    proc = start_dcmqrscp(tmp_path / "qr")
+    try:
+        result = run_fresh(imported_by_command(
+            ["find", "--aec", proc.aet, "--level", "STUDY", "-k", "PatientName=*", "localhost",
+             str(proc.port)], ("dataclasses", "encodings.idna")))
+    finally:
+        proc.stop()
+    assert_ok(result)
