@@ -28,6 +28,10 @@ COMMANDS = {
     "diagnose": "diagnose",
 }
 
+#: Commands whose process ends as soon as their work is printed (see ``_end_process``):
+#: they leave no file open for writing and no thread behind.
+QUICK_EXIT_COMMANDS = frozenset({"echo", "send", "find"})
+
 #: DCMTK spells some long options with one dash; accept those as typed.
 DCMTK_ALIASES = {"-aet": "--aet", "-aec": "--aec", "-aem": "--dest"}
 
@@ -131,6 +135,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     position = args_list.index(command)
     rest = args_list[:position] + args_list[position + 1:]
     args = _command_parser(command).parse_intermixed_args(rest)
+    status = _run(command, args)
+    if argv is None and command in QUICK_EXIT_COMMANDS:
+        _end_process(status)
+    return status
+
+
+def _end_process(status: int) -> None:
+    """End the ``dicomdesk`` process now, with ``status``, skipping the interpreter's
+    teardown: freeing every module's objects one by one takes longer than a C-ECHO here
+    (~5 ms for echo, tens of ms once pydicom and numpy are loaded), and the OS frees the
+    memory at once. Log handlers and stdout/stderr are flushed first; with another thread
+    still running, or output that cannot be flushed, the normal exit runs instead (it
+    joins threads and reports a broken pipe as Python always does)."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # no stream, a closed one, a broken pipe
+        return
+    os._exit(status)
+
+
+def _run(command: str, args: argparse.Namespace) -> int:
+    """Configure logging for ``args`` and run the sub-command; its exit status."""
     level = logging.WARNING - 10 * min(args.verbose, 2)
     if command == "serve":
         level = min(level, logging.INFO)

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def path_argument(value: str) -> Path:
+    """argparse ``type`` of a file option: a ``Path``, with ``pathlib`` imported only when the
+    option is given (``dicomdesk echo`` does not need it, and it loads ``urllib.parse``,
+    ``ipaddress`` and ``fnmatch`` with it)."""
+    from pathlib import Path
+
+    return Path(value)
 
 
 def add_peer_arguments(parser: argparse.ArgumentParser, *, default_called: str = "ANY-SCP") -> None:
@@ -15,14 +26,14 @@ def add_peer_arguments(parser: argparse.ArgumentParser, *, default_called: str =
     parser.add_argument("--aet", default="DICOMDESK", help="our (calling) AE title [DICOMDESK]")
     parser.add_argument("--aec", default=None, help=f"the peer's (called) AE title [{default_called}]")
     parser.add_argument("--timeout", type=float, default=30.0, help="connection/response timeout, s [30]")
-    parser.add_argument("--nodes", type=Path, default=None, help="address book TOML file")
+    parser.add_argument("--nodes", type=path_argument, default=None, help="address book TOML file")
     parser.add_argument("--username", default=None, help="user identity (PS3.7 D.3.3.7)")
     parser.add_argument("--password", default=None, help="password for --username")
     tls = parser.add_argument_group("DICOM TLS (PS3.15 B.1)")
     tls.add_argument("--tls", action="store_true", help="use TLS (implied by the --tls-* options)")
-    tls.add_argument("--tls-cert", type=Path, default=None, help="our certificate (PEM)")
-    tls.add_argument("--tls-key", type=Path, default=None, help="our private key (PEM)")
-    tls.add_argument("--tls-ca", type=Path, default=None,
+    tls.add_argument("--tls-cert", type=path_argument, default=None, help="our certificate (PEM)")
+    tls.add_argument("--tls-key", type=path_argument, default=None, help="our private key (PEM)")
+    tls.add_argument("--tls-ca", type=path_argument, default=None,
                      help="CA certificate(s) to verify the peer with (verification is on when given)")
 
 
@@ -55,7 +66,7 @@ def tls_from_args(args: Any, default: Any = None):
     from .. import config
 
     for path in (args.tls_cert, args.tls_key, args.tls_ca):
-        if path is not None and not Path(path).is_file():
+        if path is not None and not path_argument(path).is_file():
             fail(f"TLS file not found: {path}")
     try:
         return config.TLSSettings(cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -47,6 +48,14 @@ def _add_query_arguments(parser: argparse.ArgumentParser) -> None:
                         "(repeatable; empty VALUE: return the attribute)")
 
 
+def one_blas_thread() -> None:
+    """Ask numpy's OpenBLAS for no thread pool, unless the user chose a size: pydicom imports
+    numpy, OpenBLAS starts a worker per core as it loads, and those workers spin for a while
+    on a core the server (often on this machine) and this process need, and must be stopped
+    at exit. A query does no linear algebra. Call before pydicom is imported (it is read once)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
     from ..operations.query import build_identifier, resolve_model
 
@@ -62,6 +71,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
 
 # ---------------------------------------------------------------------------- find
 def run_find(args: argparse.Namespace) -> int:
+    one_blas_thread()
     from ..operations.query import find, parse_key
 
     peer, keys = _prepare(args)

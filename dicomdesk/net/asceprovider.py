@@ -23,7 +23,6 @@ import logging
 import time
 import weakref
 import zlib
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from . import pdu, trace, userdataitems, uids
@@ -41,6 +40,7 @@ from .exceptions import (
 )
 from .fsm import APAbortIndication, States
 from .printable import printable
+from .records import Record
 from .wakeup import WakeableEvent
 
 if TYPE_CHECKING:  # pydicom is imported only where a data set is encoded (not for C-ECHO)
@@ -112,15 +112,18 @@ def build_pres_context_def_list(context_def_list: Iterable) -> Iterator[pdu.Pres
 
 
 # ---------------------------------------------------------------------------- pure negotiation
-@dataclass
-class Negotiated:
+class Negotiated(Record):
     """What the acceptor agreed to: the AC items, the accepted contexts and role replies."""
 
-    ac_items: list = field(default_factory=list)
-    accepted: dict = field(default_factory=dict)
-    role_replies: list = field(default_factory=list)
-    # pc_id -> (we act as SCU, we act as SCP) from the acceptor's point of view
-    roles: dict = field(default_factory=dict)
+    _fields = ("ac_items", "accepted", "role_replies", "roles")
+
+    def __init__(self, ac_items: list | None = None, accepted: dict | None = None,
+                 role_replies: list | None = None, roles: dict | None = None) -> None:
+        self.ac_items = [] if ac_items is None else ac_items
+        self.accepted = {} if accepted is None else accepted
+        self.role_replies = [] if role_replies is None else role_replies
+        # pc_id -> (we act as SCU, we act as SCP) from the acceptor's point of view
+        self.roles = {} if roles is None else roles
 
 
 def negotiate_contexts(requested: Sequence[pdu.PresentationContextItemRQ],
@@ -232,17 +235,23 @@ def accepted_async_window(proposed: tuple[int, int] | None, max_performed: int) 
     return (1, limit if invoked == 0 else max(1, min(invoked, limit)))
 
 
-@dataclass
-class PeerInfo:
+class PeerInfo(Record):
     """What a peer told us in its user information (for logs and ``dicomdesk echo``)."""
 
-    max_pdu_length: int | None = None
-    implementation_class_uid: str | None = None
-    implementation_version_name: str | None = None
-    role_selection: dict = field(default_factory=dict)   # sop class -> (scu, scp)
-    async_window: tuple[int, int] | None = None
-    user_identity: Any = None
-    ext_negotiation: dict = field(default_factory=dict)  # sop class -> app_info bytes
+    _fields = ("max_pdu_length", "implementation_class_uid", "implementation_version_name",
+               "role_selection", "async_window", "user_identity", "ext_negotiation")
+
+    def __init__(self, max_pdu_length: int | None = None, implementation_class_uid: str | None = None,
+                 implementation_version_name: str | None = None, role_selection: dict | None = None,
+                 async_window: tuple[int, int] | None = None, user_identity: Any = None,
+                 ext_negotiation: dict | None = None) -> None:
+        self.max_pdu_length = max_pdu_length
+        self.implementation_class_uid = implementation_class_uid
+        self.implementation_version_name = implementation_version_name
+        self.role_selection = {} if role_selection is None else role_selection  # sop class -> (scu, scp)
+        self.async_window = async_window
+        self.user_identity = user_identity
+        self.ext_negotiation = {} if ext_negotiation is None else ext_negotiation  # sop class -> app_info
 
 
 def read_user_information(item: pdu.UserInformationItem | None) -> PeerInfo:

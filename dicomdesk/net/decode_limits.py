@@ -21,8 +21,9 @@ Pure: ``struct`` and pydicom's data dictionary only.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
+
+from .records import FrozenRecord
 
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
@@ -34,8 +35,7 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
                        b"UR", b"UT", b"UV"})
 
 
-@dataclass(frozen=True)
-class DecodeLimits:
+class DecodeLimits(FrozenRecord):
     """What one received in-memory data set may hold (docs/security.md, "Memory bounds").
 
     Items count as elements. The defaults keep a decoded data set under ~100 MB and ~5 s
@@ -43,9 +43,11 @@ class DecodeLimits:
     references (a large CT study; PS3.4 J.3 sets no bound, so an SCP chooses one).
     """
 
-    max_elements: int = 50_000
-    max_items_per_sequence: int = 10_000
-    max_depth: int = 16
+    _fields = ("max_elements", "max_items_per_sequence", "max_depth")
+
+    def __init__(self, max_elements: int = 50_000, max_items_per_sequence: int = 10_000,
+                 max_depth: int = 16) -> None:
+        self._assign(max_elements, max_items_per_sequence, max_depth)
 
     def could_exceed(self, size: int) -> bool:
         """Whether ``size`` bytes could hold too many elements or items (each element or

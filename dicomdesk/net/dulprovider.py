@@ -128,6 +128,17 @@ def _pdu_tracer(association_trace: Any) -> Callable[[str, Any, Any], None]:
     return on_pdu
 
 
+def _resolvable(address: tuple[str, int]) -> tuple[str | bytes, int]:
+    """``address`` for ``getaddrinfo``, an ASCII host name as bytes: given ``str``, Python
+    runs it through the ``idna`` codec first, and importing that codec (with ``stringprep``
+    and ``unicodedata``) costs ~1 ms, as much as a whole C-ECHO. An ASCII name needs no IDNA
+    encoding; anything else still goes as ``str``, the codec encodes it."""
+    host, port = address[0], address[1]
+    if isinstance(host, str) and host.isascii():
+        return host.encode("ascii"), port
+    return host, port
+
+
 class DULServiceProvider:
     """Upper-layer service for one association (reference: ``dulprovider.DULServiceProvider``).
 
@@ -225,7 +236,7 @@ class DULServiceProvider:
         with self._lock:
             self.connection.request(rq_pdu, time.monotonic())
             try:
-                sock = socket.create_connection(address, timeout=timeout)
+                sock = socket.create_connection(_resolvable(address), timeout=timeout)
                 if ssl_context is not None:
                     try:
                         sock = ssl_context.wrap_socket(sock, server_hostname=address[0])

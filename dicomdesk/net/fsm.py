@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 from .exceptions import (
@@ -37,6 +36,7 @@ from .exceptions import (
     ABORT_SOURCE_SERVICE_USER,
     NetDICOMError,
 )
+from .records import FrozenRecord
 
 logger = logging.getLogger(__name__)
 
@@ -154,53 +154,55 @@ action decides (AE-6, AR-8).
 
 # --- Effects: what the engine asks its driver to do ---------------------------------
 
-@dataclass(frozen=True)
-class SendPDU:
+class SendPDU(FrozenRecord):
     """Write this PDU on the transport connection."""
 
-    pdu: Any
+    _fields = ("pdu",)
+
+    def __init__(self, pdu: Any) -> None:
+        object.__setattr__(self, "pdu", pdu)
 
 
-@dataclass(frozen=True)
-class Indicate:
+class Indicate(FrozenRecord):
     """Hand a primitive to the local service user (indication or confirmation, PS3.8 7).
 
     The primitive is the PDU object received (A-ASSOCIATE, P-DATA, A-RELEASE,
     A-ABORT from a service user) or an ``APAbortIndication``.
     """
 
-    primitive: Any
+    _fields = ("primitive",)
+
+    def __init__(self, primitive: Any) -> None:
+        object.__setattr__(self, "primitive", primitive)
 
 
-@dataclass(frozen=True)
-class OpenTransport:
+class OpenTransport(FrozenRecord):
     """Issue TRANSPORT CONNECT to the peer's address (AE-1, PS3.8 9.1.2)."""
 
 
-@dataclass(frozen=True)
-class CloseTransport:
+class CloseTransport(FrozenRecord):
     """Close the TCP connection (PS3.8 9.1.4)."""
 
 
-@dataclass(frozen=True)
-class StartARTIM:
+class StartARTIM(FrozenRecord):
     """Start, or restart if running, the ARTIM timer (PS3.8 9.1.5)."""
 
 
-@dataclass(frozen=True)
-class StopARTIM:
+class StopARTIM(FrozenRecord):
     """Stop the ARTIM timer if it is running (PS3.8 9.1.5)."""
 
 
-@dataclass(frozen=True)
-class APAbortIndication:
+class APAbortIndication(FrozenRecord):
     """A-P-ABORT indication (PS3.8 7.4): the provider, not the peer's user, ended it.
 
     ``source`` and ``reason`` use the A-ABORT PDU's values (PS3.8 Table 9-26).
     """
 
-    source: int
-    reason: int
+    _fields = ("source", "reason")
+
+    def __init__(self, source: int, reason: int) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "reason", reason)
 
 
 Effect = Union[SendPDU, Indicate, OpenTransport, CloseTransport, StartARTIM, StopARTIM]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
 from struct import Struct
 from typing import IO, ClassVar, Union
 
@@ -40,6 +39,7 @@ from dicomdesk.net.userdataitems import (
     read_item,
     sub_item_from_body,
 )
+from dicomdesk.net.records import Record
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def _check_header(raw: bytes | memoryview, pdu_type: int) -> tuple[memoryview, i
     return view, reserved, length
 
 
-class _Item:
+class _Item(Record):
     """Shared decode(stream) of the items of PS3.8 9.3.2-9.3.3 (4-byte item header)."""
 
     item_type: ClassVar[int]
@@ -132,14 +132,15 @@ class _Item:
         return self.reserved
 
 
-@dataclass(eq=True)
 class ApplicationContextItem(_Item):
     """Application Context Item (PS3.8 9.3.2.1); DICOM defines one name, 1.2.840.10008.3.1.1.1."""
 
-    context_name: str
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x10
+    _fields = ("context_name", "reserved")
+
+    def __init__(self, context_name: str, reserved: int = 0) -> None:
+        self.context_name = context_name
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return encode_uid(self.context_name)
@@ -149,14 +150,15 @@ class ApplicationContextItem(_Item):
         return cls(decode_uid(body), reserved)
 
 
-@dataclass(eq=True)
 class AbstractSyntaxSubItem(_Item):
     """Abstract Syntax Sub-Item (PS3.8 9.3.2.2.1): the SOP class UID of a context."""
 
-    name: str
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x30
+    _fields = ("name", "reserved")
+
+    def __init__(self, name: str, reserved: int = 0) -> None:
+        self.name = name
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return encode_uid(self.name)
@@ -166,14 +168,15 @@ class AbstractSyntaxSubItem(_Item):
         return cls(decode_uid(body), reserved)
 
 
-@dataclass(eq=True)
 class TransferSyntaxSubItem(_Item):
     """Transfer Syntax Sub-Item (PS3.8 9.3.2.2.2)."""
 
-    name: str
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x40
+    _fields = ("name", "reserved")
+
+    def __init__(self, name: str, reserved: int = 0) -> None:
+        self.name = name
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return encode_uid(self.name)
@@ -183,21 +186,25 @@ class TransferSyntaxSubItem(_Item):
         return cls(decode_uid(body), reserved)
 
 
-@dataclass(eq=True)
 class PresentationContextItemRQ(_Item):
     """Presentation Context Item of the A-ASSOCIATE-RQ (PS3.8 9.3.2.2): one abstract
     syntax and the transfer syntaxes proposed for it. ``reserved1`` is the header's
     reserved byte, ``reserved2``-``reserved4`` follow the context ID."""
 
-    context_id: int
-    abs_sub_item: AbstractSyntaxSubItem
-    ts_sub_items: list[TransferSyntaxSubItem] = field(default_factory=list)
-    reserved1: int = 0
-    reserved2: int = 0
-    reserved3: int = 0
-    reserved4: int = 0
-
     item_type: ClassVar[int] = 0x20
+    _fields = ("context_id", "abs_sub_item", "ts_sub_items", "reserved1", "reserved2", "reserved3",
+               "reserved4")
+
+    def __init__(self, context_id: int, abs_sub_item: AbstractSyntaxSubItem,
+                 ts_sub_items: list[TransferSyntaxSubItem] | None = None, reserved1: int = 0,
+                 reserved2: int = 0, reserved3: int = 0, reserved4: int = 0) -> None:
+        self.context_id = context_id
+        self.abs_sub_item = abs_sub_item
+        self.ts_sub_items = [] if ts_sub_items is None else ts_sub_items
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
+        self.reserved3 = reserved3
+        self.reserved4 = reserved4
 
     def _header_reserved(self) -> int:
         return self.reserved1
@@ -230,7 +237,6 @@ class PresentationContextItemRQ(_Item):
         return cls(context_id, abstract, transfer, reserved, reserved2, reserved3, reserved4)
 
 
-@dataclass(eq=True)
 class PresentationContextItemAC(_Item):
     """Presentation Context Item of the A-ASSOCIATE-AC (PS3.8 9.3.3.2).
 
@@ -240,14 +246,17 @@ class PresentationContextItemAC(_Item):
     not significant and not tested, so it may be ``None`` (absent or unreadable).
     """
 
-    context_id: int
-    result_reason: int
-    ts_sub_item: TransferSyntaxSubItem | None
-    reserved1: int = 0
-    reserved2: int = 0
-    reserved3: int = 0
-
     item_type: ClassVar[int] = 0x21
+    _fields = ("context_id", "result_reason", "ts_sub_item", "reserved1", "reserved2", "reserved3")
+
+    def __init__(self, context_id: int, result_reason: int, ts_sub_item: TransferSyntaxSubItem | None,
+                 reserved1: int = 0, reserved2: int = 0, reserved3: int = 0) -> None:
+        self.context_id = context_id
+        self.result_reason = result_reason
+        self.ts_sub_item = ts_sub_item
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
+        self.reserved3 = reserved3
 
     def _header_reserved(self) -> int:
         return self.reserved1
@@ -282,15 +291,16 @@ class PresentationContextItemAC(_Item):
         return cls(context_id, result, ts_items[0] if ts_items else None, reserved, reserved2, reserved3)
 
 
-@dataclass(eq=True)
 class UserInformationItem(_Item):
     """User Information Item (PS3.8 9.3.2.3): Maximum Length (PS3.8 D.1) and the
     sub-items of :mod:`dicomdesk.net.userdataitems`, in ``user_data``."""
 
-    user_data: list = field(default_factory=list)
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x50
+    _fields = ("user_data", "reserved")
+
+    def __init__(self, user_data: list | None = None, reserved: int = 0) -> None:
+        self.user_data = [] if user_data is None else user_data
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return b"".join(item.encode() for item in self.user_data)
@@ -330,8 +340,7 @@ class UserInformationItem(_Item):
         return [item for item in self.user_data if isinstance(item, item_class)]
 
 
-@dataclass(eq=True)
-class PresentationDataValueItem:
+class PresentationDataValueItem(Record):
     """Presentation Data Value Item (PS3.8 9.3.5.1).
 
     ``data_value`` includes the message control header byte (PS3.8 E.2: bit 0 set for a
@@ -342,8 +351,11 @@ class PresentationDataValueItem:
     the length: data values carry patient data.
     """
 
-    context_id: int
-    data_value: bytes = field(repr=False)
+    _fields = ("context_id", "data_value")
+
+    def __init__(self, context_id: int, data_value: bytes) -> None:
+        self.context_id = context_id
+        self.data_value = data_value
 
     def __repr__(self) -> str:
         return (f"PresentationDataValueItem(context_id={self.context_id}, "
@@ -382,7 +394,7 @@ class PresentationDataValueItem:
         return cls(body[0], body[1:])
 
 
-class _PDU:
+class _PDU(Record):
     """Shared total_length() of the PDUs."""
 
     pdu_type: ClassVar[int]
@@ -392,7 +404,6 @@ class _PDU:
         return PDU_HEADER.size + self.pdu_length
 
 
-@dataclass(eq=True)
 class AAssociatePDUBase(_PDU):
     """Base of A-ASSOCIATE-RQ and -AC (PS3.8 Tables 9-11 and 9-17, identical layouts).
 
@@ -401,27 +412,30 @@ class AAssociatePDUBase(_PDU):
     eight 4-byte ints is accepted as in the reference, stored as 32 bytes).
     """
 
-    called_ae_title: str
-    calling_ae_title: str
-    variable_items: list = field(default_factory=list)
-    protocol_version: int = 1
-    reserved1: int = 0
-    reserved2: int = 0
-    reserved3: bytes | None = None
-
     pdu_type: ClassVar[int] = 0
     _context_item: ClassVar[type] = PresentationContextItemRQ
     _other_context_item: ClassVar[type] = PresentationContextItemAC
+    _fields = ("called_ae_title", "calling_ae_title", "variable_items", "protocol_version",
+               "reserved1", "reserved2", "reserved3")
 
-    def __post_init__(self) -> None:
-        if self.reserved3 is None:
-            self.reserved3 = bytes(32)
-        elif not isinstance(self.reserved3, (bytes, bytearray, memoryview)):
-            self.reserved3 = _RESERVED3.pack(*self.reserved3)
+    def __init__(self, called_ae_title: str, calling_ae_title: str, variable_items: list | None = None,
+                 protocol_version: int = 1, reserved1: int = 0, reserved2: int = 0,
+                 reserved3: bytes | None = None) -> None:
+        self.called_ae_title = called_ae_title
+        self.calling_ae_title = calling_ae_title
+        self.variable_items = [] if variable_items is None else variable_items
+        self.protocol_version = protocol_version
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
+        if reserved3 is None:
+            reserved3 = bytes(32)
+        elif not isinstance(reserved3, (bytes, bytearray, memoryview)):
+            reserved3 = _RESERVED3.pack(*reserved3)
         else:
-            self.reserved3 = bytes(self.reserved3)
-        if len(self.reserved3) != 32:
+            reserved3 = bytes(reserved3)
+        if len(reserved3) != 32:
             raise ValueError("reserved3 must be 32 bytes")
+        self.reserved3 = reserved3
 
     @property
     def pdu_length(self) -> int:
@@ -478,7 +492,6 @@ class AAssociatePDUBase(_PDU):
         return next((i for i in self.variable_items if isinstance(i, UserInformationItem)), None)
 
 
-@dataclass(eq=True)
 class AAssociateRqPDU(AAssociatePDUBase):
     """A-ASSOCIATE-RQ PDU (PS3.8 9.3.2)."""
 
@@ -487,7 +500,6 @@ class AAssociateRqPDU(AAssociatePDUBase):
     _other_context_item: ClassVar[type] = PresentationContextItemAC
 
 
-@dataclass(eq=True)
 class AAssociateAcPDU(AAssociatePDUBase):
     """A-ASSOCIATE-AC PDU (PS3.8 9.3.3). The AE titles are those of the RQ, returned
     but not tested (PS3.8 Table 9-17)."""
@@ -508,19 +520,21 @@ class _FixedPDU(_PDU):
         return PDU_HEADER.size + _FIXED_PDU_LENGTH
 
 
-@dataclass(eq=True)
 class AAssociateRjPDU(_FixedPDU):
     """A-ASSOCIATE-RJ PDU (PS3.8 9.3.4): result 1 permanent / 2 transient, source and
     reason/diag as in exceptions.REJECT_REASONS. ``reserved1`` follows the PDU type,
     ``reserved2`` the length."""
 
-    result: int
-    source: int
-    reason_diag: int
-    reserved1: int = 0
-    reserved2: int = 0
-
     pdu_type: ClassVar[int] = 3
+    _fields = ("result", "source", "reason_diag", "reserved1", "reserved2")
+
+    def __init__(self, result: int, source: int, reason_diag: int, reserved1: int = 0,
+                 reserved2: int = 0) -> None:
+        self.result = result
+        self.source = source
+        self.reason_diag = reason_diag
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
 
     def encode(self) -> bytes:
         """Encode the PDU for the wire."""
@@ -537,15 +551,16 @@ class AAssociateRjPDU(_FixedPDU):
         return cls(result, source, reason, reserved1, reserved2)
 
 
-@dataclass(eq=True)
 class AReleasePDUBase(_FixedPDU):
     """Base of A-RELEASE-RQ/RP (PS3.8 9.3.6, 9.3.7): ``reserved1`` follows the PDU
     type, ``reserved2`` is the 4-byte field after the length."""
 
-    reserved1: int = 0
-    reserved2: int = 0
-
     pdu_type: ClassVar[int] = 0
+    _fields = ("reserved1", "reserved2")
+
+    def __init__(self, reserved1: int = 0, reserved2: int = 0) -> None:
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
 
     def encode(self) -> bytes:
         """Encode the PDU for the wire."""
@@ -561,33 +576,33 @@ class AReleasePDUBase(_FixedPDU):
         return cls(reserved1, reserved2)
 
 
-@dataclass(eq=True)
 class AReleaseRqPDU(AReleasePDUBase):
     """A-RELEASE-RQ PDU (PS3.8 9.3.6)."""
 
     pdu_type: ClassVar[int] = 5
 
 
-@dataclass(eq=True)
 class AReleaseRpPDU(AReleasePDUBase):
     """A-RELEASE-RP PDU (PS3.8 9.3.7)."""
 
     pdu_type: ClassVar[int] = 6
 
 
-@dataclass(eq=True)
 class AAbortPDU(_FixedPDU):
     """A-ABORT PDU (PS3.8 9.3.8): source 0 service-user / 2 service-provider, reason/diag
     meaningful for source 2 (exceptions.ABORT_REASONS). ``reserved1`` follows the PDU
     type; ``reserved2`` and ``reserved3`` are the two bytes after the length."""
 
-    source: int
-    reason_diag: int
-    reserved1: int = 0
-    reserved2: int = 0
-    reserved3: int = 0
-
     pdu_type: ClassVar[int] = 7
+    _fields = ("source", "reason_diag", "reserved1", "reserved2", "reserved3")
+
+    def __init__(self, source: int, reason_diag: int, reserved1: int = 0, reserved2: int = 0,
+                 reserved3: int = 0) -> None:
+        self.source = source
+        self.reason_diag = reason_diag
+        self.reserved1 = reserved1
+        self.reserved2 = reserved2
+        self.reserved3 = reserved3
 
     def encode(self) -> bytes:
         """Encode the PDU for the wire."""
@@ -604,7 +619,6 @@ class AAbortPDU(_FixedPDU):
         return cls(source, reason, reserved1, reserved2, reserved3)
 
 
-@dataclass(eq=True)
 class PDataTfPDU(_PDU):
     """P-DATA-TF PDU (PS3.8 9.3.5): one or more PresentationDataValueItems.
 
@@ -613,10 +627,13 @@ class PDataTfPDU(_PDU):
     the headers and the values themselves, so a large value is never copied to send.
     """
 
-    data_value_items: list[PresentationDataValueItem] = field(default_factory=list)
-    reserved: int = 0
-
     pdu_type: ClassVar[int] = 4
+    _fields = ("data_value_items", "reserved")
+
+    def __init__(self, data_value_items: list[PresentationDataValueItem] | None = None,
+                 reserved: int = 0) -> None:
+        self.data_value_items = [] if data_value_items is None else data_value_items
+        self.reserved = reserved
 
     @property
     def pdu_length(self) -> int:

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from struct import Struct
 from typing import IO, ClassVar
 
@@ -32,6 +31,7 @@ from dicomdesk.net.exceptions import (
     ABORT_SOURCE_SERVICE_PROVIDER,
     PDUProcessingError,
 )
+from dicomdesk.net.records import Record
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def _as_binary(value: str | bytes | bytearray | memoryview) -> bytes:
     return bytes(value)
 
 
-class _SubItem:
+class _SubItem(Record):
     """Shared decode(stream): read the header, check the type, build from the body."""
 
     item_type: ClassVar[int]
@@ -171,16 +171,18 @@ class _SubItem:
         raise NotImplementedError
 
 
-@dataclass(eq=True)
 class MaximumLengthSubItem(_SubItem):
     """Maximum Length sub-item (PS3.8 D.1): the largest P-DATA-TF variable field the
     sender will receive; 0 means no limit. Used in both RQ and AC."""
 
-    maximum_length_received: int
-    reserved: int = 0
-    item_length: int = 4  # fixed by PS3.8 Table D.1-1
-
     item_type: ClassVar[int] = 0x51
+    item_length = 4  # fixed by PS3.8 Table D.1-1 (a field: the property's place)
+    _fields = ("maximum_length_received", "reserved", "item_length")
+
+    def __init__(self, maximum_length_received: int, reserved: int = 0, item_length: int = 4) -> None:
+        self.maximum_length_received = maximum_length_received
+        self.reserved = reserved
+        self.item_length = item_length
 
     @property
     def total_length(self) -> int:
@@ -198,17 +200,15 @@ class MaximumLengthSubItem(_SubItem):
         return cls(_U32.unpack(body)[0], reserved, 4)
 
 
-@dataclass(eq=True)
 class ImplementationClassUIDSubItem(_SubItem):
     """Implementation Class UID sub-item (PS3.7 D.3.3.2), identifies the peer's software."""
 
-    implementation_class_uid: str
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x52
+    _fields = ("implementation_class_uid", "reserved")
 
-    def __post_init__(self) -> None:
-        self.implementation_class_uid = _as_text(self.implementation_class_uid)
+    def __init__(self, implementation_class_uid: str, reserved: int = 0) -> None:
+        self.implementation_class_uid = _as_text(implementation_class_uid)
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return encode_uid(self.implementation_class_uid)
@@ -218,16 +218,19 @@ class ImplementationClassUIDSubItem(_SubItem):
         return cls(decode_uid(body), reserved)
 
 
-@dataclass(eq=True)
 class AsynchronousOperationsWindowSubItem(_SubItem):
     """Asynchronous Operations Window sub-item (PS3.7 D.3.3.3); 0 means unlimited."""
 
-    max_num_ops_invoked: int
-    max_num_ops_performed: int
-    reserved: int = 0
-    item_length: int = 4  # fixed by PS3.7 Table D.3-7
-
     item_type: ClassVar[int] = 0x53
+    item_length = 4  # fixed by PS3.7 Table D.3-7 (a field: the property's place)
+    _fields = ("max_num_ops_invoked", "max_num_ops_performed", "reserved", "item_length")
+
+    def __init__(self, max_num_ops_invoked: int, max_num_ops_performed: int, reserved: int = 0,
+                 item_length: int = 4) -> None:
+        self.max_num_ops_invoked = max_num_ops_invoked
+        self.max_num_ops_performed = max_num_ops_performed
+        self.reserved = reserved
+        self.item_length = item_length
 
     @property
     def total_length(self) -> int:
@@ -247,19 +250,17 @@ class AsynchronousOperationsWindowSubItem(_SubItem):
         return cls(invoked, performed, reserved, 4)
 
 
-@dataclass(eq=True)
 class ScpScuRoleSelectionSubItem(_SubItem):
     """SCP/SCU Role Selection sub-item (PS3.7 D.3.3.4): 1 = role supported, 0 = not."""
 
-    sop_class_uid: str
-    scu_role: int
-    scp_role: int
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x54
+    _fields = ("sop_class_uid", "scu_role", "scp_role", "reserved")
 
-    def __post_init__(self) -> None:
-        self.sop_class_uid = _as_text(self.sop_class_uid)
+    def __init__(self, sop_class_uid: str, scu_role: int, scp_role: int, reserved: int = 0) -> None:
+        self.sop_class_uid = _as_text(sop_class_uid)
+        self.scu_role = scu_role
+        self.scp_role = scp_role
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         uid = encode_uid(self.sop_class_uid)
@@ -273,17 +274,15 @@ class ScpScuRoleSelectionSubItem(_SubItem):
         return cls(uid, body[offset], body[offset + 1], reserved)
 
 
-@dataclass(eq=True)
 class ImplementationVersionNameSubItem(_SubItem):
     """Implementation Version Name sub-item (PS3.7 D.3.3.2), 1 to 16 characters."""
 
-    implementation_version_name: str
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x55
+    _fields = ("implementation_version_name", "reserved")
 
-    def __post_init__(self) -> None:
-        self.implementation_version_name = _as_text(self.implementation_version_name)
+    def __init__(self, implementation_version_name: str, reserved: int = 0) -> None:
+        self.implementation_version_name = _as_text(implementation_version_name)
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return str(self.implementation_version_name).encode("latin-1")
@@ -293,20 +292,17 @@ class ImplementationVersionNameSubItem(_SubItem):
         return cls(body.decode("latin-1").rstrip(_UID_PADDING), reserved)
 
 
-@dataclass(eq=True)
 class SOPClassExtendedNegotiationSubItem(_SubItem):
     """SOP Class Extended Negotiation sub-item (PS3.7 D.3.3.5): service-class specific
     application information, kept as bytes."""
 
-    sop_class_uid: str
-    app_info: bytes
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x56
+    _fields = ("sop_class_uid", "app_info", "reserved")
 
-    def __post_init__(self) -> None:
-        self.sop_class_uid = _as_text(self.sop_class_uid)
-        self.app_info = _as_binary(self.app_info)
+    def __init__(self, sop_class_uid: str, app_info: bytes, reserved: int = 0) -> None:
+        self.sop_class_uid = _as_text(sop_class_uid)
+        self.app_info = _as_binary(app_info)
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         uid = encode_uid(self.sop_class_uid)
@@ -318,24 +314,20 @@ class SOPClassExtendedNegotiationSubItem(_SubItem):
         return cls(uid, body[offset:], reserved)
 
 
-@dataclass(eq=True)
 class SOPClassCommonExtendedNegotiationSubItem(_SubItem):
     """SOP Class Common Extended Negotiation sub-item (PS3.7 D.3.3.6): the service class
     of a (specialised) SOP class and its related general SOP classes. ``reserved`` is
     the sub-item version field (0)."""
 
-    sop_class_uid: str
-    service_class_uid: str
-    related_general_sop_class_uids: list[str] = field(default_factory=list)
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x57
+    _fields = ("sop_class_uid", "service_class_uid", "related_general_sop_class_uids", "reserved")
 
-    def __post_init__(self) -> None:
-        self.sop_class_uid = _as_text(self.sop_class_uid)
-        self.service_class_uid = _as_text(self.service_class_uid)
-        self.related_general_sop_class_uids = [
-            _as_text(uid) for uid in self.related_general_sop_class_uids]
+    def __init__(self, sop_class_uid: str, service_class_uid: str,
+                 related_general_sop_class_uids: Iterable[str] = (), reserved: int = 0) -> None:
+        self.sop_class_uid = _as_text(sop_class_uid)
+        self.service_class_uid = _as_text(service_class_uid)
+        self.related_general_sop_class_uids = [_as_text(uid) for uid in related_general_sop_class_uids]
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         sop = encode_uid(self.sop_class_uid)
@@ -374,7 +366,6 @@ def _identity_bytes(value: str | bytes | bytearray | memoryview) -> bytes:
     return bytes(value)
 
 
-@dataclass(eq=True)
 class UserIdentityNegotiationSubItem(_SubItem):
     """User Identity sub-item of the A-ASSOCIATE-RQ, type 0x58 (PS3.7 D.3.3.7.1).
 
@@ -385,23 +376,24 @@ class UserIdentityNegotiationSubItem(_SubItem):
     (its length is always present). The passcode is never shown in ``repr``.
     """
 
-    primary_field: str | bytes
-    secondary_field: str | bytes = field(default="", repr=False)
-    user_identity_type: int = 2
-    positive_response_req: int = 0
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x58
+    _fields = ("primary_field", "secondary_field", "user_identity_type", "positive_response_req",
+               "reserved")
+    _repr_fields = ("primary_field", "user_identity_type", "positive_response_req", "reserved")
 
-    def __post_init__(self) -> None:
+    def __init__(self, primary_field: str | bytes, secondary_field: str | bytes = "",
+                 user_identity_type: int = 2, positive_response_req: int = 0, reserved: int = 0) -> None:
+        self.user_identity_type = user_identity_type
+        self.positive_response_req = positive_response_req
+        self.reserved = reserved
         # Fields take the type decoding gives them back in: text for types 1 and 2,
         # bytes for the binary types (PS3.7 Table D.3-14).
-        if self.user_identity_type in _TEXT_IDENTITY_TYPES:
-            self.primary_field = _as_text(self.primary_field, "utf-8")
-            self.secondary_field = _as_text(self.secondary_field, "utf-8")
+        if user_identity_type in _TEXT_IDENTITY_TYPES:
+            self.primary_field = _as_text(primary_field, "utf-8")
+            self.secondary_field = _as_text(secondary_field, "utf-8")
         else:
-            self.primary_field = _as_binary(self.primary_field)
-            self.secondary_field = _as_binary(self.secondary_field)
+            self.primary_field = _as_binary(primary_field)
+            self.secondary_field = _as_binary(secondary_field)
 
     def _body(self) -> bytes:
         primary = _identity_bytes(self.primary_field)
@@ -429,21 +421,19 @@ class UserIdentityNegotiationSubItem(_SubItem):
         return cls(primary, secondary, identity_type, response_req, reserved)
 
 
-@dataclass(eq=True)
 class UserIdentityNegotiationSubItemAc(_SubItem):
     """User Identity sub-item of the A-ASSOCIATE-AC, type 0x59 (PS3.7 D.3.3.7.2): the
     server response (Kerberos ticket, SAML response or JWT; empty for types 1/2).
     Sent only when the request asked for a positive response."""
 
-    server_response: bytes
-    reserved: int = 0
-
     item_type: ClassVar[int] = 0x59
+    _fields = ("server_response", "reserved")
 
-    def __post_init__(self) -> None:
+    def __init__(self, server_response: bytes, reserved: int = 0) -> None:
         # Binary whatever the identity type (PS3.7 D.3.3.7.2): a str is sent as UTF-8 and
         # held as those bytes, so encode -> decode gives back an equal item.
-        self.server_response = _as_binary(self.server_response)
+        self.server_response = _as_binary(server_response)
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         response = _identity_bytes(self.server_response)
@@ -459,17 +449,16 @@ class UserIdentityNegotiationSubItemAc(_SubItem):
         return cls(body[2:], reserved)
 
 
-@dataclass(eq=True)
 class GenericUserDataSubItem(_SubItem):
     """Any sub-item without a class here (PS3.7 D.3.3: unknown sub-items are ignored by
     the negotiation): the value is kept as bytes, uninterpreted."""
 
-    item_type: int
-    user_data: bytes
-    reserved: int = 0
+    _fields = ("item_type", "user_data", "reserved")
 
-    def __post_init__(self) -> None:
-        self.user_data = _as_binary(self.user_data)
+    def __init__(self, item_type: int, user_data: bytes, reserved: int = 0) -> None:
+        self.item_type = item_type
+        self.user_data = _as_binary(user_data)
+        self.reserved = reserved
 
     def _body(self) -> bytes:
         return bytes(self.user_data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 from ..net.exceptions import (
@@ -16,20 +15,18 @@ from ..net.exceptions import (
     DCMTimeoutError,
     NetDICOMError,
 )
+from ..net.records import FrozenRecord
 
 
-@dataclass(frozen=True)
-class Peer:
+class Peer(FrozenRecord):
     """A remote application entity and how we present ourselves to it."""
 
-    host: str
-    port: int
-    called_aet: str = "ANY-SCP"
-    calling_aet: str = "DICOMDESK"
-    timeout: float = 30.0
-    username: str | None = None
-    password: str | None = None
-    tls: Any = None  # config.TLSSettings (cert, key, ca) or None for plain TCP
+    _fields = ("host", "port", "called_aet", "calling_aet", "timeout", "username", "password", "tls")
+
+    def __init__(self, host: str, port: int, called_aet: str = "ANY-SCP", calling_aet: str = "DICOMDESK",
+                 timeout: float = 30.0, username: str | None = None, password: str | None = None,
+                 tls: Any = None) -> None:  # tls: config.TLSSettings (cert, key, ca) or None: plain TCP
+        self._assign(host, port, called_aet, calling_aet, timeout, username, password, tls)
 
     def remote_ae(self) -> dict[str, Any]:
         """The reference's remote AE dictionary for ``request_association``."""

@@ -23,11 +23,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE
+from ..net.records import FrozenRecord
 from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, Part10Header,
                                    check_structure, check_structure_of, pydicom_warnings_logged,
                                    read_file_meta, read_part10_header, scan_header)
@@ -49,28 +49,25 @@ _HEADER_TAGS = frozenset({0x00080005, _SOP_CLASS, _SOP_INSTANCE, 0x00100010, 0x0
 DICOMDIR_REASON = "DICOMDIR: a media directory, not an instance (its files are sent)"
 
 
-@dataclass(frozen=True)
-class FileInfo:
+class FileInfo(FrozenRecord):
     """One file found by ``scan_paths``: what it is and, when DICOM, what it holds.
 
     ``reason`` is None for a file that can be sent; otherwise why it is skipped
     (``is_dicom=False``) or broken (``is_dicom=True``).
     """
 
-    path: Path
-    is_dicom: bool
-    reason: str | None = None
-    patient_name: str = ""
-    patient_id: str = ""
-    study_uid: str = ""
-    study_description: str = ""
-    sop_class_uid: str = ""
-    sop_instance_uid: str = ""
-    transfer_syntax: str = ""
-    size: int = 0
-    #: a Part-10 file that is not an instance to send (a DICOMDIR): never summed up with
-    #: files that are not DICOM at all, it is named with its reason
-    part10: bool = False
+    #: ``part10``: a Part-10 file that is not an instance to send (a DICOMDIR): never summed
+    #: up with files that are not DICOM at all, it is named with its reason
+    _fields = ("path", "is_dicom", "reason", "patient_name", "patient_id", "study_uid",
+               "study_description", "sop_class_uid", "sop_instance_uid", "transfer_syntax", "size",
+               "part10")
+
+    def __init__(self, path: Path, is_dicom: bool, reason: str | None = None, patient_name: str = "",
+                 patient_id: str = "", study_uid: str = "", study_description: str = "",
+                 sop_class_uid: str = "", sop_instance_uid: str = "", transfer_syntax: str = "",
+                 size: int = 0, part10: bool = False) -> None:
+        self._assign(path, is_dicom, reason, patient_name, patient_id, study_uid, study_description,
+                     sop_class_uid, sop_instance_uid, transfer_syntax, size, part10)
 
     @property
     def not_dicom(self) -> bool:

@@ -16,7 +16,6 @@ import re
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from pydicom.dataset import Dataset
 
 from ..net import uids
 from ..net.applicationentity import ClientAE, write_meta
+from ..net.records import FrozenRecord
 from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
 from ..net.statuses import Status
 from .common import Peer, describe_error
@@ -152,45 +152,43 @@ def resolve_model(level: str, model: str | None) -> str:
 
 
 # ---------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class FindResult:
+class FindResult(FrozenRecord):
     """The outcome of one C-FIND: the final status and every match received."""
 
-    status: Status | None
-    matches: list = field(default_factory=list)
-    error: str | None = None
+    _fields = ("status", "matches", "error")
+
+    def __init__(self, status: Status | None, matches: list | None = None, error: str | None = None) -> None:
+        self._assign(status, [] if matches is None else matches, error)
 
     @property
     def ok(self) -> bool:
         return self.error is None and self.status is not None and self.status.is_success
 
 
-@dataclass(frozen=True)
-class RetrieveProgress:
+class RetrieveProgress(FrozenRecord):
     """Sub-operation counts from a pending C-GET/C-MOVE response (PS3.7 9.3.3.2)."""
 
-    remaining: int | None
-    completed: int
-    failed: int
-    warning: int
+    _fields = ("remaining", "completed", "failed", "warning")
+
+    def __init__(self, remaining: int | None, completed: int, failed: int, warning: int) -> None:
+        self._assign(remaining, completed, failed, warning)
 
 
-@dataclass(frozen=True)
-class RetrieveResult:
+class RetrieveResult(FrozenRecord):
     """The outcome of one C-GET/C-MOVE: final status, counts, failed instances.
 
     ``files`` lists the files a C-GET wrote (complete, renamed from their temporary name).
     """
 
-    status: Status | None
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    failed_uids: tuple = ()
-    error: str | None = None
-    files: tuple = ()
-    #: the final response's Error Comment (0000,0902), e.g. where a C-MOVE SCP tried to send
-    error_comment: str | None = None
+    #: ``error_comment``: the final response's Error Comment (0000,0902), e.g. where a C-MOVE
+    #: SCP tried to send
+    _fields = ("status", "completed", "failed", "warning", "failed_uids", "error", "files",
+               "error_comment")
+
+    def __init__(self, status: Status | None, completed: int = 0, failed: int = 0, warning: int = 0,
+                 failed_uids: tuple = (), error: str | None = None, files: tuple = (),
+                 error_comment: str | None = None) -> None:
+        self._assign(status, completed, failed, warning, failed_uids, error, files, error_comment)
 
     @property
     def ok(self) -> bool:
@@ -402,17 +400,17 @@ def get(peer: Peer, level: str, keys: Mapping[str, Any] | Dataset, out_dir: str 
 
 
 # ---------------------------------------------------------------------------- local archive
-@dataclass(frozen=True)
-class ArchiveImport:
+class ArchiveImport(FrozenRecord):
     """What ``import_into_archive`` did: the objects now in the archive, and the files refused.
 
     ``stored`` holds ``operations.StoredObject`` values, the same the local server reports for
     an object received by C-STORE, so a window lists both the same way.
     """
 
-    stored: tuple = ()
-    failed: tuple = ()  # (path, reason) pairs
-    error: str | None = None
+    _fields = ("stored", "failed", "error")
+
+    def __init__(self, stored: tuple = (), failed: tuple = (), error: str | None = None) -> None:
+        self._assign(stored, failed, error)  # failed: (path, reason) pairs
 
 
 def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],

@@ -23,13 +23,13 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..net.applicationentity import ClientAE
 from ..net.asceprovider import PC_RESULT_TEXT
 from ..net.exceptions import NetDICOMError
+from ..net.records import FrozenRecord, Record
 from ..net.sopclass.storage import (CONVERTIBLE_TRANSFER_SYNTAXES, AssociationPlan, PreparedStore,
                                    StorageNotSent, choose_context,
                                    plan_contexts, prepare_store, proposed_transfer_syntaxes,
@@ -46,51 +46,46 @@ PROGRESS_INTERVAL = 0.1
 MAX_OUTSTANDING = 8
 
 
-@dataclass(frozen=True)
-class SendProgress:
+class SendProgress(FrozenRecord):
     """One step of a send: file ``index`` (0-based) of ``total`` is in ``state``.
 
     ``bytes_done``/``bytes_total`` count the whole send (file sizes), so a progress bar and
     a rate follow them directly.
     """
 
-    index: int
-    total: int
-    path: Path
-    state: str  # "sending", "stored", "failed", "skipped"
-    status: Status | None = None
-    message: str = ""
-    bytes_done: int = 0
-    bytes_total: int = 0
+    #: ``state``: "sending", "stored", "failed", "skipped"
+    _fields = ("index", "total", "path", "state", "status", "message", "bytes_done", "bytes_total")
+
+    def __init__(self, index: int, total: int, path: Path, state: str, status: Status | None = None,
+                 message: str = "", bytes_done: int = 0, bytes_total: int = 0) -> None:
+        self._assign(index, total, path, state, status, message, bytes_done, bytes_total)
 
 
-@dataclass(frozen=True)
-class FileOutcome:
+class FileOutcome(FrozenRecord):
     """How one file ended: ``state`` is "stored", "failed" or "skipped"."""
 
-    path: Path
-    state: str
-    status: Status | None = None
-    message: str = ""
-    #: what happened to the pixel data in flight ("decompressed from JPEG Lossless ...",
-    #: "compressed to RLE Lossless"), empty when sent as stored
-    note: str = ""
+    #: ``note``: what happened to the pixel data in flight ("decompressed from JPEG Lossless
+    #: ...", "compressed to RLE Lossless"), empty when sent as stored
+    _fields = ("path", "state", "status", "message", "note")
+
+    def __init__(self, path: Path, state: str, status: Status | None = None, message: str = "",
+                 note: str = "") -> None:
+        self._assign(path, state, status, message, note)
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(FrozenRecord):
     """Counts and per-file outcomes of a send; ``error`` is set when the association failed."""
 
-    stored: int
-    failed: int
-    skipped: int
-    outcomes: tuple[FileOutcome, ...] = ()
-    error: str | None = None
-    warnings: int = 0
-    cancelled: bool = False
-    not_sent: tuple[Path, ...] = field(default=())
-    #: where the de-identification mapping (original -> new identifiers) was written
-    mapping_path: Path | None = None
+    #: ``mapping_path``: where the de-identification mapping (original -> new identifiers)
+    #: was written
+    _fields = ("stored", "failed", "skipped", "outcomes", "error", "warnings", "cancelled", "not_sent",
+               "mapping_path")
+
+    def __init__(self, stored: int, failed: int, skipped: int, outcomes: tuple[FileOutcome, ...] = (),
+                 error: str | None = None, warnings: int = 0, cancelled: bool = False,
+                 not_sent: tuple[Path, ...] = (), mapping_path: Path | None = None) -> None:
+        self._assign(stored, failed, skipped, outcomes, error, warnings, cancelled, not_sent,
+                     mapping_path)
 
     @property
     def decompressed(self) -> list[FileOutcome]:
@@ -259,8 +254,7 @@ def _refusal_reason(assoc: Any, sop_class: str) -> str:
     return f"the peer refused {UID(sop_class).name} ({text})"
 
 
-@dataclass
-class _Turn:
+class _Turn(Record):
     """File ``index`` made ready before its turn on the association.
 
     Exactly one of the other fields is set: the prepared C-STORE; why no accepted context
@@ -270,11 +264,15 @@ class _Turn:
     point as before preparation moved ahead.
     """
 
-    index: int
-    prepared: PreparedStore | None = None
-    refused: str | None = None
-    not_sent: str | None = None
-    error: Exception | None = None
+    _fields = ("index", "prepared", "refused", "not_sent", "error")
+
+    def __init__(self, index: int, prepared: PreparedStore | None = None, refused: str | None = None,
+                 not_sent: str | None = None, error: Exception | None = None) -> None:
+        self.index = index
+        self.prepared = prepared
+        self.refused = refused
+        self.not_sent = not_sent
+        self.error = error
 
     def close(self) -> None:
         if self.prepared is not None:

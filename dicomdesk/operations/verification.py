@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 
 from ..net import uids
 from ..net.applicationentity import ClientAE
+from ..net.records import FrozenRecord
 from ..net.sopclass import verification_scu
 from ..net.statuses import Status
 from .common import Peer, describe_error
 
 
-@dataclass(frozen=True)
-class EchoResult:
+class EchoResult(FrozenRecord):
     """The outcome of one C-ECHO, with what the peer negotiated."""
 
-    ok: bool
-    status: Status | None
-    rtt_ms: float
-    error: str | None = None
-    peer_implementation_uid: str | None = None
-    peer_implementation_version: str | None = None
-    peer_max_pdu: int | None = None
-    association_ms: float | None = None
+    _fields = ("ok", "status", "rtt_ms", "error", "peer_implementation_uid",
+               "peer_implementation_version", "peer_max_pdu", "association_ms")
+
+    def __init__(self, ok: bool, status: Status | None, rtt_ms: float, error: str | None = None,
+                 peer_implementation_uid: str | None = None,
+                 peer_implementation_version: str | None = None, peer_max_pdu: int | None = None,
+                 association_ms: float | None = None) -> None:
+        self._assign(ok, status, rtt_ms, error, peer_implementation_uid, peer_implementation_version,
+                     peer_max_pdu, association_ms)
 
 
 def echo(peer: Peer, cancel: threading.Event | None = None) -> EchoResult:

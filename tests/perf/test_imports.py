@@ -10,6 +10,7 @@ process has long imported pydicom.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -221,3 +222,157 @@ def test_storage_module_imports_without_pydicom_and_builds_its_tables_on_first_u
         assert storage.storage_scp.sop_classes == list(storage.uids.STORAGE_SOP_CLASSES)
         assert '1.2.840.10008.1.2.4.50' in storage.STORAGE_SCP_TRANSFER_SYNTAXES
     """)))
+
+
+# ------------------------------------------------------------------ start-up cost (issue 13, round 2)
+# Measured with ``python -X importtime`` and whole-process timings (bench/startup.py): each of
+# these cost ``dicomdesk echo`` milliseconds before its first byte. ``dataclasses`` loads
+# ``inspect``/``ast``/``dis`` and compiled every ``@dataclass``'s methods at import (now
+# dicomdesk.net.records); the ``idna`` codec (with ``stringprep`` and ``unicodedata``) came with
+# a ``str`` host name given to ``getaddrinfo``; ``pathlib`` (with ``urllib.parse`` and
+# ``ipaddress``) with a file option's argparse ``type``. Only what the command itself imports is
+# checked: ``site`` and a venv's ``.pth`` hooks run before it and are not dicomdesk's.
+NOT_AT_ECHO_START = ("dataclasses", "inspect", "ast", "encodings.idna", "stringprep", "unicodedata",
+                     "pathlib")
+NOT_AT_SEND_START = ("dataclasses", "inspect", "ast", "encodings.idna", "stringprep", "unicodedata")
+
+
+def imported_by_command(argv: list[str], names: tuple[str, ...]) -> str:
+    """Code that runs ``dicomdesk ARGV`` in-process and fails if it imported any of ``names``
+    (or a submodule) that was not already loaded before dicomdesk was."""
+    return textwrap.dedent(f"""
+        import sys
+        before = set(sys.modules)
+        from dicomdesk.cli import main
+        rc = main({argv!r})
+        assert rc == 0, rc
+        loaded = sorted(m for m in set(sys.modules) - before
+                        if any(m == n or m.startswith(n + '.') for n in {names!r}))
+        assert not loaded, 'imported: ' + ', '.join(loaded[:10])
+    """)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_dicomdesk_echo_imports_no_dataclasses_idna_or_pathlib(dcmtk_storescp, host):
+    result = run_fresh(imported_by_command(
+        ["echo", "--aec", "STORESCP", host, str(dcmtk_storescp.port)], NOT_AT_ECHO_START))
+    assert_ok(result)
+    assert "Success" in result.stdout
+
+
+@pytest.mark.interop
+def test_dicomdesk_send_imports_no_dataclasses_or_idna(dcmtk_storescp, tmp_path):
+    path = _plain_part10_file(tmp_path / "to-send")
+    result = run_fresh(imported_by_command(
+        ["send", "--aec", "STORESCP", "localhost", str(dcmtk_storescp.port), str(path)], NOT_AT_SEND_START))
+    assert_ok(result)
+    assert "1 stored" in result.stdout
+
+
+def test_network_stack_value_classes_are_built_without_dataclasses():
+    # Every module an echo or a send imports, with nothing of dicomdesk loaded before.
+    assert_ok(run_fresh(textwrap.dedent("""
+        import sys
+        from dicomdesk.net import applicationentity, asceprovider, decode_limits, fsm, pdu, userdataitems
+        from dicomdesk.net.sopclass import storage
+        from dicomdesk.operations import common, files, sending, verification
+        import dicomdesk.cli, dicomdesk.commands.echo, dicomdesk.commands.send
+        assert 'dataclasses' not in sys.modules, 'dataclasses imported'
+    """)))
+
+
+# ------------------------------------------------------------------ process end (issue 13)
+# The console script of echo/send/find ends with os._exit once its output is flushed: the
+# interpreter's teardown (freeing every module, pydicom's and numpy's included) is skipped.
+# Output to a pipe is block-buffered without PYTHONUNBUFFERED: it must all arrive still.
+_AS_CONSOLE_SCRIPT = textwrap.dedent("""
+    import atexit, sys
+    atexit.register(lambda: print('teardown ran', file=sys.stderr))
+    from dicomdesk.cli import main
+    sys.argv = ['dicomdesk'] + sys.argv[1:]
+    sys.exit(main())
+""")
+
+
+def _run_as_console_script(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in dcmtk_env().items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-c", _AS_CONSOLE_SCRIPT, *args], capture_output=True,
+                          text=True, env=env, cwd=REPO, timeout=60)
+
+
+@pytest.mark.interop
+def test_echo_process_ends_without_teardown_and_with_all_its_output(dcmtk_storescp):
+    result = _run_as_console_script("echo", "--aec", "STORESCP", "127.0.0.1", str(dcmtk_storescp.port))
+    assert result.returncode == 0, result.stderr
+    assert "0x0000 Success" in result.stdout and "peer implementation" in result.stdout
+    assert "teardown ran" not in result.stderr
+
+
+def test_failed_echo_process_keeps_its_exit_status_and_message():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    result = _run_as_console_script("echo", "--timeout", "5", "127.0.0.1", str(port))
+    assert result.returncode == 1
+    assert "failed" in result.stderr and "teardown ran" not in result.stderr
+
+
+def test_in_process_main_returns_and_leaves_the_interpreter_running():
+    # Tests and the window call main(argv): it returns the status, it never ends the process.
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    result = run_fresh(textwrap.dedent(f"""
+        from dicomdesk.cli import main
+        assert main(['echo', '--timeout', '5', '127.0.0.1', '{port}']) == 1
+        print('still running')
+    """))
+    assert_ok(result)
+    assert "still running" in result.stdout
+
+
+@pytest.mark.interop
+def test_dicomdesk_find_starts_no_blas_thread_pool(tmp_path):
+    # pydicom loads numpy, whose OpenBLAS starts a worker thread per core as it loads unless
+    # told otherwise; find asks for none (OPENBLAS_NUM_THREADS, unless the user set it).
+    from tests.peers import start_dcmqrscp
+
+    proc = start_dcmqrscp(tmp_path / "qr")
+    env = {k: v for k, v in dcmtk_env().items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env["PYTHONPATH"] = str(REPO)
+    code = textwrap.dedent(f"""
+        import os, sys
+        from dicomdesk.cli import main
+        rc = main(['find', '--aec', '{proc.aet}', '--level', 'STUDY', '-k', 'PatientName=*',
+                   '127.0.0.1', '{proc.port}'])
+        assert rc == 0, rc
+        assert 'numpy' in sys.modules
+        threads = os.listdir('/proc/self/task')
+        assert len(threads) == 1, f'{{len(threads)}} OS threads after find'
+    """)
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env=env, cwd=REPO, timeout=60)
+    finally:
+        proc.stop()
+    assert_ok(result)
+
+
+@pytest.mark.interop
+def test_dicomdesk_find_imports_no_dataclasses_or_idna(tmp_path):
+    # pydicom itself needs neither (it loads inspect, with numpy); our query path and its
+    # results no longer load them.
+    from tests.peers import start_dcmqrscp
+
+    proc = start_dcmqrscp(tmp_path / "qr")
+    try:
+        result = run_fresh(imported_by_command(
+            ["find", "--aec", proc.aet, "--level", "STUDY", "-k", "PatientName=*", "localhost",
+             str(proc.port)], ("dataclasses", "encodings.idna")))
+    finally:
+        proc.stop()
+    assert_ok(result)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import pydicom.errors
@@ -26,6 +25,7 @@ from .. import dimsemessages, statuses, uids
 from ..exceptions import EventHandlingError, NetDICOMError, OperationCancelledError
 from ..dataset_codec import encode_identifier
 from ..printable import printable
+from ..records import FrozenRecord, Record
 from .base import sop_classes
 
 logger = logging.getLogger(__name__)
@@ -282,15 +282,18 @@ def qr_move_scu(asce: Any, ctx: Any, ds: Dataset, dest_ae: str, msg_id: int, can
 
 
 # ---------------------------------------------------------------------------- C-GET / C-MOVE SCP
-@dataclass
-class SubOperations:
+class SubOperations(Record):
     """Counts of a retrieve's C-STORE sub-operations (PS3.7 9.3.3.2 / 9.3.4.2)."""
 
-    remaining: int
-    completed: int = 0
-    failed: int = 0
-    warning: int = 0
-    failed_uids: list = field(default_factory=list)
+    _fields = ("remaining", "completed", "failed", "warning", "failed_uids")
+
+    def __init__(self, remaining: int, completed: int = 0, failed: int = 0, warning: int = 0,
+                 failed_uids: list | None = None) -> None:
+        self.remaining = remaining
+        self.completed = completed
+        self.failed = failed
+        self.warning = warning
+        self.failed_uids = [] if failed_uids is None else failed_uids
 
     def record(self, status: int, sop_instance_uid: str | None) -> None:
         """Count one finished sub-operation by its C-STORE status (PS3.4 C.4.2.3.1)."""
@@ -343,14 +346,15 @@ def _send_retrieve_rsp(asce: Any, ctx: Any, rq: Any, rsp_cls: type, status: int,
     asce.send(rsp, ctx.id)
 
 
-@dataclass(frozen=True)
-class _Item:
-    """One instance to send: what to send, and what the context must be."""
+class _Item(FrozenRecord):
+    """One instance to send: what to send, and what the context must be. ``payload``: a
+    Dataset or a file path; ``transfer_syntax`` None: any uncompressed syntax will do."""
 
-    payload: Any  # Dataset or file path
-    sop_class: str
-    sop_instance: str
-    transfer_syntax: str | None  # None: any uncompressed syntax will do
+    _fields = ("payload", "sop_class", "sop_instance", "transfer_syntax")
+
+    def __init__(self, payload: Any, sop_class: str, sop_instance: str,
+                 transfer_syntax: str | None) -> None:
+        self._assign(payload, sop_class, sop_instance, transfer_syntax)
 
 
 def describe_item(item: Any) -> _Item:

@@ -22,13 +22,13 @@ import os
 import struct
 import sys
 import warnings
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, Container, Iterable, NamedTuple, Sequence
 
 from .. import dimsemessages, statuses, uids
 from ..asceprovider import encode_data_set
 from ..exceptions import EventHandlingError
 from ..inflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, InflateLimitExceeded, InflatingReader
+from ..records import FrozenRecord, Record
 from .base import sop_classes_on_first_use, store_in_file
 
 if TYPE_CHECKING:
@@ -99,19 +99,18 @@ class Part10Error(ValueError):
     """A file whose DICOM header cannot be used for sending (the message says why)."""
 
 
-@dataclass(frozen=True)
-class Part10Header:
+class Part10Header(FrozenRecord):
     """What a storage SCU needs from a file, read without reading the data set's values.
 
     ``data_offset`` is where the data set starts (after the File Meta Information, or 0 for
     a bare data set without a Part-10 header); ``has_meta`` is False for the latter.
     """
 
-    transfer_syntax: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    data_offset: int
-    has_meta: bool = True
+    _fields = ("transfer_syntax", "sop_class_uid", "sop_instance_uid", "data_offset", "has_meta")
+
+    def __init__(self, transfer_syntax: str, sop_class_uid: str, sop_instance_uid: str, data_offset: int,
+                 has_meta: bool = True) -> None:
+        self._assign(transfer_syntax, sop_class_uid, sop_instance_uid, data_offset, has_meta)
 
 
 def _clean_uid(value: Any) -> str:
@@ -298,8 +297,7 @@ _PIXEL_DATA_TAG = 0x7FE00010
 _SCAN_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class HeaderScan:
+class HeaderScan(FrozenRecord):
     """The top-level elements a caller asked for, as pydicom's ``RawDataElement``s.
 
     ``elements`` maps tag -> RawDataElement (undecoded bytes, exactly what pydicom's reader
@@ -307,13 +305,13 @@ class HeaderScan:
     ``dcmread`` would. ``meta`` holds the File Meta Information's UI values.
     """
 
-    meta: dict[int, str]
-    transfer_syntax: str
-    data_offset: int
-    elements: dict[int, Any]
-    #: File offset where the walk stopped (Pixel Data's element header, or the end): every
-    #: element before it was seen whole, so a structure check may start there.
-    stop_offset: int = 0
+    #: ``stop_offset``: the file offset where the walk stopped (Pixel Data's element header,
+    #: or the end): every element before it was seen whole, so a structure check may start there.
+    _fields = ("meta", "transfer_syntax", "data_offset", "elements", "stop_offset")
+
+    def __init__(self, meta: dict[int, str], transfer_syntax: str, data_offset: int,
+                 elements: dict[int, Any], stop_offset: int = 0) -> None:
+        self._assign(meta, transfer_syntax, data_offset, elements, stop_offset)
 
 
 #: Transfer syntaxes whose data set is deflated (PS3.5 A.5, JPIP Referenced Deflate): scanned
@@ -553,11 +551,13 @@ def proposed_transfer_syntaxes(file_ts: str) -> tuple[str, ...]:
     return (file_ts,)
 
 
-@dataclass
-class AssociationPlan:
+class AssociationPlan(Record):
     """The presentation contexts to propose on one association: (SOP class, (TS, ...))."""
 
-    contexts: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    _fields = ("contexts",)
+
+    def __init__(self, contexts: list[tuple[str, tuple[str, ...]]] | None = None) -> None:
+        self.contexts = [] if contexts is None else contexts
 
     @property
     def sop_classes(self) -> set[str]:
