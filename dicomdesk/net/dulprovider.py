@@ -532,7 +532,8 @@ def _inline_short_regions(parts: list) -> list:
             if isinstance(other, _BUFFERS):
                 probe += 1
                 continue
-            if type(other) is pdu.PDataFileRun or other.source is not part.source or other.offset != end or other.length >= SENDFILE_MIN:
+            if type(other) is pdu.PDataFileRun or other.source is not part.source \
+                    or other.offset != end or other.length >= SENDFILE_MIN:
                 break
             last = probe
             end = other.offset + other.length
@@ -675,19 +676,19 @@ def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | N
     of full segments. A run of short PDUs (``pdu.PDataFileRun``) is laid out in
     ``scratch`` and joins the batch's one ``sendmsg``.
     """
-    if not _CAN_SENDFILE:
-        parts = _as_buffers(parts)
-    else:
-        if any(type(p) is pdu.PDataFileRun for p in parts):
-            expanded: list = []
-            for part in parts:
-                if type(part) is pdu.PDataFileRun:
-                    expanded.extend(_run_parts(part, scratch))
-                else:
-                    expanded.append(part)
-            parts = expanded
-        parts = _inline_short_regions(parts)
     try:
+        if not _CAN_SENDFILE:
+            parts = _as_buffers(parts)
+        else:
+            if any(type(p) is pdu.PDataFileRun for p in parts):
+                expanded: list = []
+                for part in parts:
+                    if type(part) is pdu.PDataFileRun:
+                        expanded.extend(_run_parts(part, scratch))
+                    else:
+                        expanded.append(part)
+                parts = expanded
+            parts = _inline_short_regions(parts)
         _send_expanded(sock, parts, timeout)
     finally:
         if scratch is not None:
