@@ -254,7 +254,9 @@ class ServerSettings:
     bind: str = "127.0.0.1"
     storage_dir: Path = field(default_factory=default_storage_dir)
     max_associations: int = 32
-    max_pdu_length: int = 262144
+    #: 1 MiB: a large object costs the receiver per PDU (issue 13: 52 MB objects take a
+    #: third less server CPU than at 256 KiB); the framer grows to it once per association.
+    max_pdu_length: int = 1048576
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0

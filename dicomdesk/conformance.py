@@ -139,7 +139,7 @@ def render() -> str:
         "",
         "## Limits",
         "",
-        f"- Maximum PDU length received: 65536 bytes for a client by default, 262144 for the",
+        f"- Maximum PDU length received: 65536 bytes for a client by default, 1048576 for the",
         f"  local server (configurable; 0 announces no limit, then at most {UNLIMITED_PDU_CAP} bytes"
         "  are read per PDU).",
         f"- Control PDUs (A-ASSOCIATE-RQ/AC and others) above {MAX_CONTROL_PDU_LENGTH} bytes are"

@@ -329,7 +329,7 @@ def test_server_settings_defaults(tmp_path, monkeypatch):
         "127.0.0.1",
         tmp_path / "dicomdesk" / "archive",
     )
-    assert (s.max_associations, s.max_pdu_length, s.durable) == (32, 262144, True)
+    assert (s.max_associations, s.max_pdu_length, s.durable) == (32, 1048576, True)
     assert (s.acse_timeout, s.dimse_timeout, s.network_timeout) == (30.0, 60.0, 60.0)
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]

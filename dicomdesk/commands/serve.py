@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--storage", type=Path, default=None,
                         help="folder for received objects and the index [user data folder]")
     parser.add_argument("--max-associations", type=int, default=32)
-    parser.add_argument("--max-pdu", type=int, default=262144, help="maximum PDU we receive [262144]")
+    parser.add_argument("--max-pdu", type=int, default=1048576,  # config.ServerSettings' default
+                        help="maximum PDU we receive [1048576]")
     parser.add_argument("--nodes", type=Path, default=None, help="address book TOML file")
     parser.add_argument("--worklist", type=Path, default=None, metavar="DIR",
                         help="serve Modality Worklist queries from the *.wl/*.dcm items in DIR")

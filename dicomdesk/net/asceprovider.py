@@ -436,16 +436,10 @@ class Association:
             dimse_msg.data_set = encode_data_set(dimse_msg.data_set, ctx.supported_ts)
         # The PDUs of one message go out in batches: one pass through the state machine and
         # one gathered write per batch (not one of each per PDU: at a peer's 16 KiB maximum
-        # a 512 KiB object is 33 PDUs).
-        batch: list = []
-        size = 0
-        for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
-            batch.append(p_data)
-            size += p_data.pdu_length
-            if size >= BATCH_BYTES:
-                self.dul.send_pdata(batch)
-                batch, size = [], 0
-        if batch:
+        # a 512 KiB object is 33 PDUs). A file's data set goes as runs of PDUs laid out at
+        # once (``pdu.PDataFileRun``), unless a trace wants to see each PDU.
+        for batch in dimse_msg.encode_batches(ctx.id, self.peer_max_pdu_length, BATCH_BYTES,
+                                              runs=not trace.enabled()):
             self.dul.send_pdata(batch)
 
     def receive(self, timeout: float | None = None, cancel: Any = None) -> tuple[Any, int]:

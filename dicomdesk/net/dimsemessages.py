@@ -32,7 +32,7 @@ from dicomdesk.net.commandset import (
     normalise_value,
 )
 from dicomdesk.net.exceptions import DIMSEProcessingError
-from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
+from dicomdesk.net.pdu import PDataFileRun, PDataTfPDU, PresentationDataValueItem
 from dicomdesk.net.statuses import Status
 
 if TYPE_CHECKING:
@@ -498,6 +498,55 @@ class DIMSEMessage:
             for value in _file_values(data_set, max_pdu_length, DATA_FRAGMENT,
                                       LAST_DATA_FRAGMENT):
                 yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])
+
+
+    def encode_batches(self, pc_id: int, max_pdu_length: int, batch_bytes: int,
+                       runs: bool = True) -> Iterator[list]:
+        """Yield the message's P-DATA-TF PDUs in batches of about ``batch_bytes`` (each batch
+        is one pass through the state machine and one gathered write).
+
+        A data set that streams from a file region (``file_region()``, the storage SCU's
+        reader) goes as ``pdu.PDataFileRun`` objects, one per batch, instead of one
+        ``PDataTfPDU`` per fragment: the same PDUs on the wire, laid out at once. Anything
+        else, or everything with ``runs=False`` (a trace that shows each PDU), is ``encode``
+        cut into batches.
+        """
+        data_set = self.data_set
+        region = None
+        if runs and data_set is not None and not isinstance(data_set, (bytes, bytearray, memoryview)) \
+                and not is_dataset(data_set):
+            region = getattr(data_set, 'file_region', None)
+        place = region() if region is not None else None
+        if place is None:
+            batch: list = []
+            size = 0
+            for p_data in self.encode(pc_id, max_pdu_length):
+                batch.append(p_data)
+                size += p_data.pdu_length
+                if size >= batch_bytes:
+                    yield batch
+                    batch, size = [], 0
+            if batch:
+                yield batch
+            return
+        batch = [PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
+                 for chunk, code in fragment(self.set_length(), max_pdu_length, COMMAND_FRAGMENT,
+                                             LAST_COMMAND_FRAGMENT)]
+        size = _fragment_size(max_pdu_length)
+        per_batch = max(1, batch_bytes // size) * size
+        offset, length = place
+        done = 0
+        while True:
+            count = min(per_batch, length - done)
+            last = done + count >= length
+            batch.append(PDataFileRun(pc_id, data_set, offset + done, count, size, DATA_FRAGMENT,
+                                      LAST_DATA_FRAGMENT if last else DATA_FRAGMENT))
+            data_set.sent(count)
+            yield batch
+            if last:
+                return
+            batch = []
+            done += count
 
 
 class DIMSERequestMessage(DIMSEMessage):

@@ -170,6 +170,8 @@ class DULServiceProvider:
         self._held: collections.deque = collections.deque()  # events read by wait_closed
         self._trace: Any = None
         self._socket_closed = False
+        #: Where a run of short P-DATA-TF PDUs is laid out and read (``_RunScratch``).
+        self._scratch = _RunScratch()
         if dul_socket is not None:
             self._nonblocking = _tune_socket(dul_socket)
             try:
@@ -326,6 +328,7 @@ class DULServiceProvider:
             self._close_transport()
             self.connection.close()
             self._held.clear()
+            self._scratch.release()
             if self._wake is not None:
                 self._wake.close()
                 self._wake = None
@@ -461,7 +464,7 @@ class DULServiceProvider:
             return
         try:
             if self._nonblocking:
-                _send_parts_nonblocking(sock, parts, self.idle_timeout)
+                _send_parts_nonblocking(sock, parts, self.idle_timeout, self._scratch)
             else:
                 sock.settimeout(self.idle_timeout)
                 _sendmsg_all(sock, parts)
@@ -526,7 +529,7 @@ def _inline_short_regions(parts: list) -> list:
     index, count = 0, len(parts)
     while index < count:
         part = parts[index]
-        if isinstance(part, _BUFFERS) or part.length >= SENDFILE_MIN:
+        if isinstance(part, _BUFFERS) or type(part) is pdu.PDataFileRun or part.length >= SENDFILE_MIN:
             out.append(part)
             index += 1
             continue
@@ -540,7 +543,8 @@ def _inline_short_regions(parts: list) -> list:
             if isinstance(other, _BUFFERS):
                 probe += 1
                 continue
-            if other.source is not part.source or other.offset != end or other.length >= SENDFILE_MIN:
+            if type(other) is pdu.PDataFileRun or other.source is not part.source \
+                    or other.offset != end or other.length >= SENDFILE_MIN:
                 break
             last = probe
             end = other.offset + other.length
@@ -565,15 +569,144 @@ def _as_buffers(parts: list) -> list:
     return [p if isinstance(p, _BUFFERS) else bytes(p) for p in parts]
 
 
-def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | None) -> None:
+class _RunScratch:
+    """One association's buffer for runs of short P-DATA-TF PDUs (``pdu.PDataFileRun``):
+    headers packed and file bytes read (``preadv``) into it, then written from it. Kept
+    between batches, so a send of many files faults in no new pages per file; it holds at
+    most one batch (``BATCH_BYTES`` and its headers) and is let go when the association ends.
+    A second run in the same write gets a buffer of its own (the first is not sent yet)."""
+
+    __slots__ = ("_buffer", "_taken")
+
+    def __init__(self) -> None:
+        self._buffer: bytearray | None = None
+        self._taken = False
+
+    def take(self, size: int) -> bytearray:
+        if self._taken:
+            return bytearray(size)
+        self._taken = True
+        if self._buffer is None or len(self._buffer) < size:
+            self._buffer = None  # never resized: a view of the old one may still be alive
+            self._buffer = bytearray(size)
+        return self._buffer
+
+    def done(self) -> None:
+        self._taken = False
+
+    def release(self) -> None:
+        self._buffer = None
+        self._taken = False
+
+
+def _read_run(run: Any, scratch: _RunScratch | None) -> memoryview:
+    """The wire bytes of a run of short PDUs: headers packed, the file region read around
+    them with ``preadv`` (IOV_MAX views a call), all in one buffer for one write."""
+    size = len(run)
+    buffer = scratch.take(size) if scratch is not None else bytearray(size)
+    slots = run.layout(buffer)
+    fd, offset, left = run.source.fileno(), run.offset, run.length
+    start = 0
+    while left:
+        got = _preadv(fd, slots[start:start + IOV_MAX], offset)
+        if not got:  # the PDU lengths are fixed already: the stream cannot go on
+            raise OSError(f"the file ended {left} bytes early while sending")
+        offset += got
+        left -= got
+        start = _consume(slots, start, got)
+        while start < len(slots) and not len(slots[start]):  # empty fragment views
+            start += 1
+    return memoryview(buffer)[:size]
+
+
+def _consume(views: list, start: int, count: int) -> int:
+    """Index of the first view not yet done after ``count`` more bytes of ``views[start:]``
+    went through (a syscall that took part of a view leaves the rest of it in its place)."""
+    total = len(views)
+    while count and start < total:
+        first = views[start]
+        if count >= len(first):
+            count -= len(first)
+            start += 1
+        else:
+            views[start] = first[count:]
+            count = 0
+    return start
+
+
+def _preadv(fd: int, views: list, offset: int) -> int:
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, views, offset)
+    total = 0
+    for view in views:  # no preadv (old macOS): one pread per view
+        data = os.pread(fd, len(view), offset + total)
+        view[:len(data)] = data
+        total += len(data)
+        if len(data) < len(view):
+            break
+    return total
+
+
+class _SentRegion:
+    """A PDU's headers and the file region after them, for ``sendfile`` (the shape of
+    ``dimsemessages.FileRegion`` the writer uses)."""
+
+    __slots__ = ("head", "source", "offset", "length")
+
+    def __init__(self, head: bytes, source: Any, offset: int, length: int) -> None:
+        self.head, self.source, self.offset, self.length = head, source, offset, length
+
+    def fileno(self) -> int:
+        return self.source.fileno()
+
+
+def _run_parts(run: Any, scratch: _RunScratch | None) -> list:
+    """A run as the writer's parts: one laid-out buffer when its fragments are short (one
+    ``preadv``, one write for the batch), else each PDU's header and its file region for
+    ``sendfile`` (a short last fragment read and written with the next headers)."""
+    if run.fragment < SENDFILE_MIN:
+        return [_read_run(run, scratch)]
+    parts: list = []
+    for head, offset, length in run.pdus():
+        if length >= SENDFILE_MIN:
+            parts.append(_SentRegion(head, run.source, offset, length))
+        else:
+            parts.append(head)
+            if length:
+                parts.append(run.source.read_region(offset, length))
+    return parts
+
+
+def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | None,
+                            scratch: _RunScratch | None = None) -> None:
     """``_sendmsg_all`` on a non-blocking socket, waiting at most ``timeout`` s whenever the
     peer's window is full (then ``socket.timeout``).
 
     A file region's bytes go from the page cache to the socket (``os.sendfile``); the
     headers before them are written with MSG_MORE, so the PDU still leaves as one stream
-    of full segments.
+    of full segments. A run of short PDUs (``pdu.PDataFileRun``) is laid out in
+    ``scratch`` and joins the batch's one ``sendmsg``.
     """
-    parts = _as_buffers(parts) if not _CAN_SENDFILE else _inline_short_regions(parts)
+    try:
+        if not _CAN_SENDFILE:
+            parts = _as_buffers(parts)
+        else:
+            if any(type(p) is pdu.PDataFileRun for p in parts):
+                expanded: list = []
+                for part in parts:
+                    if type(part) is pdu.PDataFileRun:
+                        expanded.extend(_run_parts(part, scratch))
+                    else:
+                        expanded.append(part)
+                parts = expanded
+            parts = _inline_short_regions(parts)
+        _send_expanded(sock, parts, timeout)
+    finally:
+        if scratch is not None:
+            scratch.done()
+
+
+def _send_expanded(sock: socket.socket, parts: list, timeout: float | None) -> None:
     pending: list[memoryview] = []
     for part in parts:
         if isinstance(part, _BUFFERS):
@@ -602,14 +735,7 @@ def _sendmsg_views(sock: socket.socket, views: list[memoryview], timeout: float 
             if not _wait_io(sock, True, timeout):
                 raise socket.timeout("the peer takes no data") from None
             continue
-        while sent and start < total:
-            first = views[start]
-            if sent >= len(first):
-                sent -= len(first)
-                start += 1
-            else:
-                views[start] = first[sent:]
-                sent = 0
+        start = _consume(views, start, sent)
 
 
 def _sendfile_all(sock: socket.socket, fd: int, offset: int, count: int, timeout: float | None) -> None:

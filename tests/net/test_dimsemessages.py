@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 from dicomdesk.net import dimsemessages as dm
 from dicomdesk.net.commandset import decode_command, decode_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
-from dicomdesk.net.pdu import PDataTfPDU
+from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
 from dicomdesk.net.statuses import Status
 
 EXPECTED_COMMAND_FIELDS = {
@@ -422,3 +422,62 @@ def test_a_file_data_set_goes_as_file_regions_that_encode_to_the_same_pdus(tmp_p
         encoded = [p.encode() for p in regions]
     assert encoded == [p.encode() for p in message(data).encode(1, 4096 + 6)]
     assert sum(progress) == len(data)
+
+
+def _store_rq(data_set):
+    rq = dm.CStoreRQMessage()
+    rq.message_id = 7
+    rq.affected_sop_class_uid = "1.2.840.10008.5.1.4.1.1.2"
+    rq.affected_sop_instance_uid = "1.2.3.4"
+    rq.data_set = data_set
+    return rq
+
+
+@pytest.mark.parametrize("max_pdu, batch", [(4096 + 6, 1 << 20), (4096 + 6, 10000), (16384, 1 << 20),
+                                            (1 << 20, 1 << 20)])
+def test_a_file_data_set_goes_as_runs_of_the_same_pdus(tmp_path, max_pdu, batch) -> None:
+    """``encode_batches`` hands a file's data set on as ``PDataFileRun``s (one per batch, not
+    one object per PDU); their wire bytes are exactly ``encode``'s PDUs, in the same order,
+    and the last PDU alone carries the last-fragment flag."""
+    from dicomdesk.net.pdu import PDataFileRun
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    data = bytes(range(256)) * 97 + b"\x01"  # odd length, several fragments
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"HEADER" * 10 + data)
+    message = _store_rq
+    progress: list[int] = []
+    with open(path, "rb") as fp:
+        fp.seek(60)
+        reader = _DataSetReader(fp, len(data), False, progress.append)
+        batches = list(message(reader).encode_batches(1, max_pdu, batch))
+        runs = [item for b in batches for item in b if isinstance(item, PDataFileRun)]
+        assert all(sum(isinstance(item, PDataFileRun) for item in b) == 1 for b in batches)
+        wire = b"".join(bytes(item) if isinstance(item, PDataFileRun) else item.encode()
+                        for b in batches for item in b)
+    assert wire == b"".join(p.encode() for p in message(data).encode(1, max_pdu))
+    per_batch = max(1, batch // (max_pdu - 6)) * (max_pdu - 6)
+    assert len(runs) == len(batches) == -(-len(data) // per_batch)
+    assert sum(progress) == len(data)
+    # without runs (a trace shows each PDU): the same bytes, one PDataTfPDU per fragment
+    with open(path, "rb") as fp:
+        fp.seek(60)
+        reader = _DataSetReader(fp, len(data), False, None)
+        plain = [p for b in message(reader).encode_batches(1, max_pdu, batch, runs=False) for p in b]
+        assert all(isinstance(p, PDataTfPDU) for p in plain)
+        assert b"".join(p.encode() for p in plain) == wire
+
+
+def test_an_empty_file_data_set_is_one_last_fragment(tmp_path) -> None:
+    from dicomdesk.net.pdu import PDataFileRun
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"HEADER")
+    with open(path, "rb") as fp:
+        fp.seek(6)
+        rq = _store_rq(_DataSetReader(fp, 0, False, None))
+        (batch,) = list(rq.encode_batches(1, 16384, 1 << 20))
+        run = batch[-1]
+        assert isinstance(run, PDataFileRun) and run.count == 1
+        assert bytes(run) == PDataTfPDU([PresentationDataValueItem(1, b"\x02")]).encode()

@@ -152,6 +152,25 @@ def test_a_wait_for_the_next_pdu_ends_at_the_idle_timeout():
         ours.close()
 
 
+def _write_while_draining(dul: DULServiceProvider, parts: list, peer: socket.socket, expected: int) -> bytes:
+    """``dul._write(parts)`` while another thread reads ``expected`` bytes from ``peer``
+    (more than the socket buffers hold: the write waits for the window)."""
+    received = bytearray()
+
+    def drain():
+        while len(received) < expected:
+            chunk = peer.recv(1 << 16)
+            if not chunk:
+                return
+            received.extend(chunk)
+
+    reader_thread = threading.Thread(target=drain, daemon=True)
+    reader_thread.start()
+    dul._write(parts)
+    reader_thread.join(10)
+    return bytes(received)
+
+
 def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
     """A PDU whose data set stays in a file (``FileRegion``, sent with ``os.sendfile``)
     arrives byte for byte, also when the peer's window fills and the write has to wait."""
@@ -170,21 +189,61 @@ def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
                 1, FileRegion(b"\x02", reader, 100 + start, min(1 << 20, len(data) - start)))])
                 for start in range(0, len(data), 1 << 20)]
             expected = b"".join(p.encode() for p in pdus)
-            received = bytearray()
-
-            def drain():
-                while len(received) < len(expected):
-                    chunk = theirs.recv(1 << 16)
-                    if not chunk:
-                        return
-                    received.extend(chunk)
-
-            reader_thread = threading.Thread(target=drain, daemon=True)
-            reader_thread.start()
-            dul._write(pdu_parts(pdus))
-            reader_thread.join(10)
+            received = _write_while_draining(dul, pdu_parts(pdus), theirs, len(expected))
         assert not dul.closed
-        assert bytes(received) == expected
+        assert received == expected
+    finally:
+        theirs.close()
+        ours.close()
+
+
+@pytest.mark.parametrize("max_pdu", [16384, 256 * 1024 + 6])
+def test_runs_of_file_pdus_are_written_whole_through_a_full_window(tmp_path, max_pdu):
+    """A run of P-DATA-TF PDUs over a file (``pdu.PDataFileRun``) arrives byte for byte —
+    short fragments laid out and read with ``preadv``, long ones by ``sendfile`` after their
+    headers — also when the peer's window fills and the write has to wait."""
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    data = bytes(range(256)) * (12 << 10) + b"tail"  # 3 MiB and a short last fragment
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x" * 100 + data)
+    ours, theirs = socket.socketpair()
+    try:
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=10)
+        with open(path, "rb") as fp:
+            reader = _DataSetReader(fp, len(data), False, None)
+            half = len(data) // 2 // (max_pdu - 6) * (max_pdu - 6)
+            runs = [pdu.PDataFileRun(1, reader, 100, half, max_pdu - 6, 0, 0),
+                    pdu.PDataFileRun(1, reader, 100 + half, len(data) - half, max_pdu - 6, 0, 2)]
+            expected = b"".join(bytes(run) for run in runs)
+            assert len(expected) == len(data) + 12 * sum(run.count for run in runs)
+            # two runs in one write: neither overwrites the other's buffer
+            received = _write_while_draining(dul, pdu_parts(runs), theirs, len(expected))
+        assert not dul.closed
+        assert received == expected
+    finally:
+        theirs.close()
+        ours.close()
+
+
+def test_a_file_that_shrank_under_a_run_closes_the_association_rather_than_send_a_short_pdu(tmp_path):
+    """The PDU lengths of a run are fixed before its bytes are read: a file truncated in
+    between cannot be sent whole, so the write fails and the transport is closed (the peer
+    sees a cut association, never a PDU with bytes of something else)."""
+    from dicomdesk.net.sopclass.storage import _DataSetReader
+
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"x" * 100 + bytes(100_000))
+    ours, theirs = socket.socketpair()
+    try:
+        dul = DULServiceProvider(dul_socket=ours, max_pdu_length=1 << 20, idle_timeout=10)
+        with open(path, "rb") as fp:
+            reader = _DataSetReader(fp, 100_000, False, None)
+            run = pdu.PDataFileRun(1, reader, 100, 100_000, 16378, 0, 2)
+            with open(path, "r+b") as shrink:
+                shrink.truncate(50_000)
+            dul._write(pdu_parts([run]))
+        assert dul.closed
     finally:
         theirs.close()
         ours.close()

@@ -2,11 +2,14 @@
 
 * One gathered write per batch of P-DATA PDUs (issue 13): a C-STORE of a known file at a
   peer's 16 KiB maximum PDU (DCMTK's default) leaves in ONE ``sendmsg`` — the command PDU and
-  all 19 data PDUs, their file bytes read with one ``pread`` — and one write for the response
+  all 19 data PDUs, their file bytes read with one ``preadv`` — and one write for the response
   on the SCP side, counted by a wrapper around the real socket (a write the kernel took only
   in part, and its continuation, count once). A change that writes each PDU, or headers and
   bodies, separately fails here. Fragments of 64 KiB and more keep ``os.sendfile``: their
   headers go first with MSG_MORE (one write), the file bytes follow from the page cache.
+  The state machine gets the message as two items, the command PDU and one run of data
+  PDUs (``pdu.PDataFileRun``), at either PDU size: Python work per file does not grow with
+  its number of PDUs.
 * No polling: over an idle second with an idle association open, no thread of the stack
   wakes up (voluntary context switches of every thread of the process, from /proc).
 * The hand-written fast paths (File Meta Information, SOP UIDs from a file header) give
@@ -130,10 +133,16 @@ def test_c_store_sends_one_gathered_write_per_batch_of_p_data_pdus(tmp_path, pee
         with client.request_association(remote) as assoc:
             counter = CountingSocket(assoc.dul.dul_socket)
             assoc.dul.dul_socket = counter
+            handed: list[int] = []  # items per pass through the state machine
+            send_pdata = assoc.dul.send_pdata
+            assoc.dul.send_pdata = lambda pdus: (handed.append(len(pdus)), send_pdata(pdus))
             for _ in range(3):
                 status = assoc.get_scu(CT)(str(path), assoc.next_message_id())
                 assert status.is_success
             scu_writes = counter.writes
+        # the data set goes as one run of PDUs (pdu.PDataFileRun), not one object per PDU:
+        # one pass with two items (command PDU, run) per message, however many PDUs
+        assert handed == [2, 2, 2]
         assert server.sockets
         scp_socket = server.sockets[0]
         # the release answer (A-RELEASE-RP) is the SCP's one more write; wait for it
