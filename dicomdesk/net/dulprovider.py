@@ -170,6 +170,9 @@ class DULServiceProvider:
         self._held: collections.deque = collections.deque()  # events read by wait_closed
         self._trace: Any = None
         self._socket_closed = False
+        #: Gathered writes issued so far (one ``sendmsg`` run per batch of PDUs): a count the
+        #: tests check and a trace can show — C-FIND matches leave in a few, not one each.
+        self.writes = 0
         if dul_socket is not None:
             self._nonblocking = _tune_socket(dul_socket)
             try:
@@ -459,6 +462,7 @@ class DULServiceProvider:
         sock = self.dul_socket
         if sock is None or self.connection.transport_closed:
             return
+        self.writes += 1
         try:
             if self._nonblocking:
                 _send_parts_nonblocking(sock, parts, self.idle_timeout)
