@@ -107,7 +107,7 @@ def dd_find_scp(port: str, count: str) -> None:
 
     class FindAE(AE):
         def on_receive_find(self, context, ds):
-            return ((m, 0xFF00) for m in matches)
+            return [(m, 0xFF00) for m in matches]  # all in hand: written in few writes
 
     ae = FindAE("ANY-SCP", int(port), max_pdu_length=262144)
     ae.add_scp(verification_scp).add_scp(qr_find_scp, [FIND_SOP_CLASS])

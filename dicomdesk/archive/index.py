@@ -864,26 +864,15 @@ class Index:
 
     @_settled
     def encoded_responses(self, query: FindQuery, transfer_syntax: str,
-                          batch: int = 256) -> Iterator[bytes | Dataset]:
+                          batch: int = 256) -> EncodedMatches:
         """``responses``, each one already encoded in ``transfer_syntax`` where
-        ``FindQuery.encoder`` can (bytes), a Dataset where it cannot (the SCP encodes it)."""
-        encode = query.encoder(transfer_syntax)
-        for row in self._matching_rows(query, batch):
-            data = encode(row) if encode is not None else None
-            yield data if data is not None else query.response(row)
+        ``FindQuery.encoder`` can (bytes), a Dataset where it cannot (the SCP encodes it).
+        The iterator's ``ready()`` says how many come without a fetch from SQLite."""
+        return EncodedMatches(self._matching_rows(query, batch), query, transfer_syntax)
 
-    def _matching_rows(self, query: FindQuery, batch: int) -> Iterator[sqlite3.Row]:
+    def _matching_rows(self, query: FindQuery, batch: int) -> MatchingRows:
         """The rows of a compiled C-FIND, fetched in batches on a connection of their own."""
-        conn = self.connect()
-        try:
-            cur = conn.execute(query.sql, query.params)
-            while True:
-                rows = cur.fetchmany(batch)
-                if not rows:
-                    break
-                yield from rows
-        finally:
-            conn.close()
+        return MatchingRows(self.connect, query.sql, query.params, batch)
 
     @_settled
     def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
@@ -1147,6 +1136,86 @@ class _Out:
     multi: bool = False
 
 
+class MatchingRows:
+    """The rows of a compiled C-FIND, fetched ``batch`` at a time on a connection of their
+    own (opened at the first row, closed after the last or by ``close``). ``ready()`` is the
+    number of rows in hand: the C-FIND SCP writes the responses it holds before asking for
+    a row that needs a fetch, which may scan the index for a while (``qr_find_scp``)."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], sql: str, params: list[object],
+                 batch: int) -> None:
+        self._connect, self._sql, self._params, self._batch = connect, sql, params, batch
+        self._conn: sqlite3.Connection | None = None
+        self._cursor: sqlite3.Cursor | None = None
+        self._rows: list = []
+        self._next = 0
+        self._done = False
+
+    def __iter__(self) -> MatchingRows:
+        return self
+
+    def __next__(self) -> sqlite3.Row:
+        if self._next >= len(self._rows):
+            if self._done:
+                raise StopIteration
+            try:
+                if self._cursor is None:
+                    self._conn = self._connect()
+                    self._cursor = self._conn.execute(self._sql, self._params)
+                self._rows, self._next = self._cursor.fetchmany(self._batch), 0
+            except BaseException:
+                self.close()
+                raise
+            if not self._rows:
+                self.close()
+                raise StopIteration
+        row = self._rows[self._next]
+        self._next += 1
+        return row
+
+    def ready(self) -> int:
+        """Rows that come without a fetch from SQLite."""
+        return len(self._rows) - self._next
+
+    def close(self) -> None:
+        """Stop: the connection is closed and no row comes any more."""
+        self._done = True
+        self._rows, self._next, self._cursor = [], 0, None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
+
+class EncodedMatches:
+    """``Index.encoded_responses``: each matching row's response identifier, encoded (bytes)
+    where ``FindQuery.encoder`` can, else a Dataset; ``ready()`` as ``MatchingRows``."""
+
+    def __init__(self, rows: MatchingRows, query: FindQuery, transfer_syntax: str) -> None:
+        self._rows = rows
+        self._query = query
+        self._encode = query.encoder(transfer_syntax)
+
+    def __iter__(self) -> EncodedMatches:
+        return self
+
+    def __next__(self) -> bytes | Dataset:
+        row = next(self._rows)
+        data = self._encode(row) if self._encode is not None else None
+        return data if data is not None else self._query.response(row)
+
+    def ready(self) -> int:
+        return self._rows.ready()
+
+    def close(self) -> None:
+        self._rows.close()
+
+
 class FindQuery:
     """A compiled C-FIND: SQL, parameters and the recipe for each response data set."""
 
@@ -1246,18 +1315,29 @@ class FindQuery:
                 head = struct.Struct("<H").pack
                 prefix = struct.pack("<HH2s", group, elem, vr.encode())
             check = _SAFE_UI if vr == "UI" else _SAFE_TEXT
-            plan.append((prefix, head, b"\0" if vr == "UI" else b" ", vr == "PN", check.match,
-                         kind, index, const, multi))
+            pad = b"\0" if vr == "UI" else b" "
+            fixed = None  # the same bytes in every response: encoded once, here
+            if kind == "empty" or (kind == "const" and (const is None or const == "")):
+                fixed = prefix + head(0)
+            elif kind == "const":
+                if multi or vr == "PN" or type(const) not in (str, int):
+                    return None  # no such constant today: the Dataset path handles it
+                text = str(const)
+                if type(const) is not int and not check.match(text):
+                    return None
+                data = text.encode("ascii")
+                if len(data) % 2:
+                    data += pad
+                fixed = prefix + head(len(data)) + data
+            plan.append((fixed, prefix, head, pad, vr == "PN", check.match, index, multi))
 
         def encode(row: sqlite3.Row | tuple) -> bytes | None:
             parts: list[bytes] = []
-            for prefix, head, pad, is_pn, ok, kind, index, const, multi in plan:
-                if kind == "empty":
-                    value: object = None
-                elif kind == "const":
-                    value = const
-                else:
-                    value = row[index]
+            for fixed, prefix, head, pad, is_pn, ok, index, multi in plan:
+                if fixed is not None:
+                    parts.append(fixed)
+                    continue
+                value: object = row[index]
                 if value is None or value == "":
                     parts.append(prefix + head(0))
                     continue

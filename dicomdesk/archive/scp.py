@@ -126,20 +126,11 @@ class ArchiveHooks:
             logger.debug("C-FIND: unsupported optional keys %s", ", ".join(map(str, query.unsupported)))
         return self._matches(query, pending, _transfer_syntax(context))
 
-    def _matches(self, query: Any, pending: int,
-                 transfer_syntax: str = "") -> Iterator[tuple[Dataset | bytes | None, Any]]:
+    def _matches(self, query: Any, pending: int, transfer_syntax: str = "") -> "_Matches":
         """The matches, each encoded in the context's transfer syntax by the index where it
         can (bytes go out as they are, ``qr_find_scp``), else a Dataset."""
-        count = 0
-        try:
-            for identifier in self.archive.index.encoded_responses(query, transfer_syntax):
-                count += 1
-                yield identifier, pending
-        except Exception as exc:  # sqlite3 errors (disk, locks): a failure status, not an abort
-            logger.warning("C-FIND failed after %d matches: %s", count, exc)
-            yield None, _failure(STATUS_OUT_OF_RESOURCES, f"index error: {exc}")
-            return
-        logger.info("C-FIND %s level: %d matches", query.level, count)
+        return _Matches(self.archive.index.encoded_responses(query, transfer_syntax), pending,
+                        query.level)
 
     def _worklist_find(self, ds: Dataset) -> Iterator[tuple[Dataset | None, Any]]:
         if self.worklist is None:
@@ -200,6 +191,43 @@ class ArchiveHooks:
                     f"to {node.aet}@{node.host}:{node.port}" if node else "on the same association")
         remote = remote_ae_of(node, getattr(self, "timeout", None)) if node is not None else None
         return remote, committed, failed
+
+
+class _Matches:
+    """``(identifier, pending status)`` per match of the index; an index error (SQLite: disk,
+    locks) ends them with an A700 failure status, not an abort. ``ready()`` passes on how
+    many the index has in hand, so ``qr_find_scp`` writes those it holds before a fetch."""
+
+    def __init__(self, responses: Any, pending: int, level: str) -> None:
+        self._responses, self._pending, self._level = responses, pending, level
+        self._count = 0
+        self._done = False
+
+    def __iter__(self) -> "_Matches":
+        return self
+
+    def __next__(self) -> tuple[Dataset | bytes | None, Any]:
+        if self._done:
+            raise StopIteration
+        try:
+            identifier = next(self._responses)
+        except StopIteration:
+            self._done = True
+            logger.info("C-FIND %s level: %d matches", self._level, self._count)
+            raise
+        except Exception as exc:  # sqlite3 errors: a failure status, not an abort
+            self._done = True
+            logger.warning("C-FIND failed after %d matches: %s", self._count, exc)
+            return None, _failure(STATUS_OUT_OF_RESOURCES, f"index error: {exc}")
+        self._count += 1
+        return identifier, self._pending
+
+    def ready(self) -> int:
+        return 0 if self._done else self._responses.ready()
+
+    def close(self) -> None:
+        self._done = True
+        self._responses.close()
 
 
 def _transfer_syntax(context: Any) -> str:

@@ -58,6 +58,11 @@ PC_NO_REASON = 2
 PC_ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 PC_TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
+#: Most bytes of gathered messages (``Association.send(..., gather=True)``) an association
+#: keeps back before writing them: memory per association stays bounded, and one write of
+#: this size carries hundreds of C-FIND responses.
+GATHER_MAX_BYTES = 64 * 1024
+
 #: Longest wait for a rejected requestor to close its connection (see AssociationAcceptor.reject).
 REJECT_CLOSE_WAIT_S = 10.0
 
@@ -337,6 +342,8 @@ class Association:
         #: Requests performed out of line (``defer``): (future, respond), in arrival order.
         self._deferred: collections.deque = collections.deque()
         self._deferred_done = WakeableEvent()
+        self._gathered: list = []  # P-DATA-TF PDUs of messages sent with gather=True
+        self._gathered_bytes = 0
 
     # -- properties
     @property
@@ -423,11 +430,18 @@ class Association:
             raise ClassNotSupportedError(f"presentation context {ctx_id} is not accepted") from None
 
     # -- DIMSE
-    def send(self, dimse_msg: Any, pc_id: Any) -> None:
+    def send(self, dimse_msg: Any, pc_id: Any, *, gather: bool = False) -> None:
         """Send a DIMSE message on a presentation context (an ID or a PContextDef).
 
         A pydicom data set is encoded in the context's transfer syntax here; bytes and file
         objects are sent as they are, file objects streamed in fragments.
+
+        Extension: ``gather=True`` encodes the message now but may keep its PDUs back, to
+        leave with the next message sent without ``gather`` (or ``flush``, or the next
+        ``receive``/``release``) in the same gathered write: an SCP answering many small
+        responses at once (C-FIND matches) pays one state-machine pass and one socket write
+        per batch, not per response. At most ``GATHER_MAX_BYTES`` wait: more are written at
+        once. The order of messages on the wire never changes.
         """
         ctx = self.context(pc_id)
         if trace.enabled():
@@ -437,10 +451,43 @@ class Association:
         # The PDUs of one message go out in batches: one pass through the state machine and
         # one gathered write per batch (not one of each per PDU: at a peer's 16 KiB maximum
         # a 512 KiB object is 33 PDUs). A file's data set goes as runs of PDUs laid out at
-        # once (``pdu.PDataFileRun``), unless a trace wants to see each PDU.
-        for batch in dimse_msg.encode_batches(ctx.id, self.peer_max_pdu_length, BATCH_BYTES,
-                                              runs=not trace.enabled()):
+        # once (``pdu.PDataFileRun``), unless a trace wants to see each PDU. Gathered messages
+        # open the first batch.
+        batch, size = self._gathered, self._gathered_bytes
+        self._gathered, self._gathered_bytes = [], 0
+        if gather:
+            for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
+                batch.append(p_data)
+                size += p_data.pdu_length + 6
+                if size >= BATCH_BYTES:
+                    self.dul.send_pdata(batch)
+                    batch, size = [], 0
+            if size < GATHER_MAX_BYTES:
+                self._gathered, self._gathered_bytes = batch, size
+                return
+            if batch:
+                self.dul.send_pdata(batch)
+            return
+        for part in dimse_msg.encode_batches(ctx.id, self.peer_max_pdu_length, BATCH_BYTES,
+                                             runs=not trace.enabled()):
+            if batch:
+                part = batch + part
+                batch = []
+            self.dul.send_pdata(part)
+        if batch:  # a message with no PDU at all (cannot happen) must not strand gathered ones
             self.dul.send_pdata(batch)
+
+    def flush(self) -> None:
+        """Write the messages ``send(..., gather=True)`` kept back, in one gathered write."""
+        batch = self._gathered
+        if batch:
+            self._gathered, self._gathered_bytes = [], 0
+            self.dul.send_pdata(batch)
+
+    @property
+    def gathered_bytes(self) -> int:
+        """Bytes of PDUs ``send(..., gather=True)`` kept back (0: everything is written)."""
+        return self._gathered_bytes
 
     def receive(self, timeout: float | None = None, cancel: Any = None) -> tuple[Any, int]:
         """Next DIMSE message as (message, pc_id).
@@ -450,6 +497,7 @@ class Association:
         Extension: ``cancel`` (a ``threading.Event``) ends the wait as soon as it is set,
         with OperationCancelledError (the wait is one poll, woken by the event).
         """
+        self.flush()  # the peer may be waiting for what was gathered
         while self._stash:
             item = self._stash.popleft()
             if isinstance(item, tuple):
@@ -545,21 +593,28 @@ class Association:
     def _mark_aborted(self) -> None:
         self.is_aborted = True
         self.association_established = False
+        self._drop_gathered()
         self.dul.kill()
+
+    def _drop_gathered(self) -> None:
+        self._gathered, self._gathered_bytes = [], 0
 
     # -- ending
     def kill(self) -> None:
         """Stop the DUL service provider (use release or abort instead)."""
         self.association_established = False
+        self._drop_gathered()
         self.dul.kill()
 
     def release(self) -> None:
         """Request the release and wait for its confirmation (handles release collision)."""
         if not self.association_established:
+            self._drop_gathered()
             self.dul.kill()
             return
         self.association_established = False
         try:
+            self.flush()
             self.dul.send(pdu.AReleaseRqPDU())
         except NetDICOMError:
             self.dul.kill()
@@ -600,6 +655,7 @@ class Association:
         """Send A-ABORT (service-user source) and close the connection."""
         self.association_established = False
         self.is_aborted = True
+        self._drop_gathered()  # an abort discards what was not sent (PS3.8 7.3.1)
         try:
             if self.dul.state not in (States.STA_1, States.STA_13):
                 self.dul.send(pdu.AAbortPDU(0, reason))

@@ -188,6 +188,22 @@ def _encode_elements(elements: Iterable[tuple[int, str, Any]]) -> bytes:
     return b''.join(parts)
 
 
+#: The command sets of one operation repeat (every pending C-FIND-RSP of a request is the same
+#: bytes; so is every C-STORE-RSP Success but for its UID): the last few encodings and
+#: decodings are remembered. Bounded in count and in length, so a peer sending ever new
+#: command sets only churns them; immutable values only (bytes; decoded dicts are copied).
+_MEMO_MAX = 64
+_MEMO_MAX_BYTES = 512
+_ENCODED: dict[tuple, bytes] = {}
+_DECODED: dict[bytes, dict[int, Any]] = {}
+
+
+def _remember(memo: dict, key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[key] = value
+
+
 def encode_fields(fields: Mapping[int, Any]) -> bytes:
     """Encode a Command Set held as ``{element number: value}`` (the internal form).
 
@@ -196,8 +212,17 @@ def encode_fields(fields: Mapping[int, Any]) -> bytes:
     is ignored and ``fields`` is not changed.  The bytes equal ``encode_command`` of
     the equivalent data set.
     """
-    return _encode_elements((element, command_vr(element), fields[element])
-                            for element in sorted(fields))
+    try:
+        key: tuple | None = tuple(fields.items())
+        encoded = _ENCODED.get(key)  # type: ignore[arg-type]
+    except TypeError:  # a list value (AT lists): not remembered
+        key = encoded = None
+    if encoded is None:
+        encoded = _encode_elements((element, command_vr(element), fields[element])
+                                   for element in sorted(fields))
+        if key is not None and len(encoded) <= _MEMO_MAX_BYTES:
+            _remember(_ENCODED, key, encoded)
+    return encoded
 
 
 def encode_command(ds: Dataset, *, skip_empty: bool = False) -> bytes:
@@ -265,6 +290,9 @@ def decode_fields(data: bytes | bytearray | memoryview) -> dict[int, Any]:
     """
     raw = bytes(data)
     size = len(raw)
+    known = _DECODED.get(raw) if size <= _MEMO_MAX_BYTES else None
+    if known is not None:
+        return dict(known)
     fields: dict[int, Any] = {}
     offset = 0
     previous = -1
@@ -295,6 +323,8 @@ def decode_fields(data: bytes | bytearray | memoryview) -> dict[int, Any]:
         fields[element] = value
     if group_length is None:
         raise DIMSEProcessingError('command set without Command Group Length (0000,0000)')
+    if size <= _MEMO_MAX_BYTES and not any(type(v) is list for v in fields.values()):
+        _remember(_DECODED, raw, dict(fields))
     return fields
 
 

@@ -64,7 +64,6 @@ _CHARSET_BASE_TAG = BaseTag(_CHARSET_TAG)
 _HDR_IMPLICIT = struct.Struct("<HHL")
 _HDR_EXPLICIT_SHORT = struct.Struct("<HH2sH")
 _HDR_EXPLICIT_LONG = struct.Struct("<HH2s2xL")
-_VR_AT = struct.Struct("<HH2s")
 
 #: tag -> VR of the data dictionary (or None when unknown, ambiguous or not plain); a cache
 #: of immutable facts, so sharing it between threads is harmless.
@@ -139,7 +138,7 @@ def decode_identifier(raw: bytes, transfer_syntax: str) -> Dataset | None:
                 return None
             pos += 8
         else:
-            group, elem, raw_vr = _VR_AT.unpack_from(raw, pos)
+            group, elem, raw_vr, length = _HDR_EXPLICIT_SHORT.unpack_from(raw, pos)
             tag = (group << 16) | elem
             vr = _PLAIN_VR_BYTES.get(raw_vr)
             if vr is None:
@@ -150,7 +149,6 @@ def decode_identifier(raw: bytes, transfer_syntax: str) -> Dataset | None:
                 length = _HDR_EXPLICIT_LONG.unpack_from(raw, pos)[3]
                 pos += 12
             else:
-                length = _HDR_EXPLICIT_SHORT.unpack_from(raw, pos)[3]
                 pos += 8
         if tag <= previous or group == 0xFFFE or group == 0x0002 or length == _UNDEFINED \
                 or (elem == 0 and group > 6):
@@ -175,7 +173,7 @@ def decode_identifier(raw: bytes, transfer_syntax: str) -> Dataset | None:
                 codec = _charset_codec(value)
                 if codec is None:
                     return None
-        btag = _base_tag(tag)
+        btag = _BASE_TAGS.get(tag) or _base_tag(tag)
         elements[btag] = _new_tuple(RawDataElement, (btag, None if implicit else vr, length,
                                                      value, pos, implicit, True, True, False))
         pos = end
@@ -228,9 +226,33 @@ def _new_dataset(elements: dict[BaseTag, RawDataElement], implicit: bool) -> Dat
     state["_dict"] = elements
     state["_read_implicit"] = implicit
     state["_read_little"] = True
-    state["_read_charset"] = (ds._character_set if _CHARSET_BASE_TAG in elements
-                              else default_encoding)
+    charset = elements.get(_CHARSET_BASE_TAG)
+    if charset is None:
+        state["_read_charset"] = default_encoding
+    else:
+        state["_read_charset"] = _read_charset(ds, charset)
     return ds
+
+
+#: raw Specific Character Set value -> what pydicom's ``Dataset._character_set`` made of it.
+#: Converting the element through pydicom was half of decoding an identifier that carries one
+#: (every C-FIND response to a request that asked for it); bounded like ``_BASE_TAGS``.
+_READ_CHARSETS: dict[bytes | None, Any] = {}
+_READ_CHARSETS_MAX = 64
+
+
+def _read_charset(ds: Dataset, charset: Any) -> Any:
+    """``ds._character_set`` (what pydicom's reader records), remembered per raw value."""
+    key = charset.value if type(charset) is RawDataElement and \
+        isinstance(charset.value, (bytes, type(None))) else False
+    if key is not False:
+        known = _READ_CHARSETS.get(key)
+        if known is not None:  # a fresh list per Dataset: nothing mutable is shared
+            return list(known) if isinstance(known, list) else known
+    value = ds._character_set
+    if key is not False and len(_READ_CHARSETS) < _READ_CHARSETS_MAX:
+        _READ_CHARSETS[key] = list(value) if isinstance(value, list) else value
+    return value
 
 
 

@@ -71,6 +71,19 @@ _MAX_INFLATED_IN_MEMORY = 64 * 1024 * 1024
 DECODE_REFUSALS = (DataSetLimitExceeded, InflateLimitExceeded)
 
 
+#: ``dataset_codec``, imported (with pydicom) by the first data set decoded, not before: a
+#: C-ECHO never needs it; looked up once, not per identifier (thousands per C-FIND).
+_DATASET_CODEC: Any = None
+
+
+def _load_dataset_codec() -> Any:
+    global _DATASET_CODEC
+    from dicomdesk.net import dataset_codec
+
+    _DATASET_CODEC = dataset_codec
+    return dataset_codec
+
+
 def decode_data_set(raw: bytes, transfer_syntax: str,
                     limits: DecodeLimits | None = DEFAULT_DECODE_LIMITS,
                     max_inflated_size: int = _MAX_INFLATED_IN_MEMORY) -> Dataset:
@@ -82,14 +95,10 @@ def decode_data_set(raw: bytes, transfer_syntax: str,
     decoded size. Raises whatever pydicom or zlib raise for a malformed data set; the decoder
     turns that into ``data_set_error``.
     """
-    from pydicom.dataelem import RawDataElement
-    from pydicom.filereader import read_dataset
-
-    from dicomdesk.net.dataset_codec import decode_identifier, transfer_syntax_vr
-
+    codec = _DATASET_CODEC or _load_dataset_codec()
     # The bounds on the decoded size come first, also before the flat fast path (a flat
     # identifier of 8-byte elements is a million elements in 8 MB).
-    plain = transfer_syntax_vr(transfer_syntax)
+    plain = codec.transfer_syntax_vr(transfer_syntax)
     checked = limits is None
     if not checked and plain is not None:
         if limits.could_exceed(len(raw)):
@@ -97,9 +106,12 @@ def decode_data_set(raw: bytes, transfer_syntax: str,
         checked = True
     # A flat identifier of text/integer elements (every C-FIND response) is walked by the
     # narrow fast codec (pydicom's Dataset of raw elements); anything unusual goes to pydicom.
-    fast = decode_identifier(raw, transfer_syntax)
+    fast = codec.decode_identifier(raw, transfer_syntax)
     if fast is not None:
         return fast
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filereader import read_dataset
+
     implicit, little, deflated = transfer_syntax_encoding(transfer_syntax)
     if deflated:
         raw = inflate_bytes(raw, max_inflated_size)

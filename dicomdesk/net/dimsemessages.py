@@ -55,6 +55,9 @@ DATA_SET_PRESENT = 0x0001
 # bytes of the P-DATA-TF variable field that Maximum Length Received bounds (PS3.8
 # 9.3.5.1, D.1), so a fragment holds at most max_pdu_length - 6 bytes.
 PDV_OVERHEAD = 6
+# The message control headers of a whole command set / data set in one PDV (PS3.8 E.2).
+_LAST_COMMAND_HEAD = bytes((LAST_COMMAND_FRAGMENT,))
+_LAST_DATA_HEAD = bytes((LAST_DATA_FRAGMENT,))
 # Fragment size when the peer set no limit (Maximum Length Received 0, PS3.8 D.1).
 UNLIMITED_FRAGMENT_SIZE = 1024 * 1024
 # Floor of the Maximum Length Received we honour when sending: PS3.8 D.1 sets no lower bound,
@@ -469,16 +472,27 @@ class DIMSEMessage:
             self.set_command_value(0x0800, DATA_SET_PRESENT)
 
     def encode(self, pc_id: int, max_pdu_length: int) -> Iterator[PDataTfPDU]:
-        """Yield the message as P-DATA-TF PDUs, one PDV each (PS3.8 9.3.5, Annex E).
+        """Yield the message as P-DATA-TF PDUs (PS3.8 9.3.5, Annex E).
 
         Command fragments come first, then data fragments; a fragment holds at
         most ``max_pdu_length - 6`` bytes (1 MiB when ``max_pdu_length`` is 0).
+        A message whose command set and in-memory data set fit in one PDU together
+        goes as one PDU of two PDVs (the last command fragment, then the last data
+        fragment); otherwise each PDU holds one PDV.
         """
         data_set = self.data_set
         if is_dataset(data_set):
             raise TypeError('encode the data set in the transfer syntax of the '
                             'presentation context before encoding the message')
         command = self.set_length()
+        if isinstance(data_set, (bytes, bytearray, memoryview)) and \
+                len(command) + len(data_set) + 2 * PDV_OVERHEAD <= _fragment_size(max_pdu_length) + PDV_OVERHEAD:
+            # Command and data set both whole in one P-DATA-TF (two PDVs, PS3.8 9.3.5.1,
+            # E.2): a small message (a C-FIND match) costs its receiver one PDU, not two.
+            yield PDataTfPDU([
+                PresentationDataValueItem(pc_id, _LAST_COMMAND_HEAD + command),
+                PresentationDataValueItem(pc_id, _LAST_DATA_HEAD + data_set)])
+            return
         for chunk, code in fragment(command, max_pdu_length, COMMAND_FRAGMENT,
                                     LAST_COMMAND_FRAGMENT):
             yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])

@@ -172,6 +172,9 @@ class DULServiceProvider:
         self._socket_closed = False
         #: Where a run of short P-DATA-TF PDUs is laid out and read (``_RunScratch``).
         self._scratch = _RunScratch()
+        #: Gathered writes issued so far (one ``sendmsg`` run per batch of PDUs): a count the
+        #: tests check and a trace can show — C-FIND matches leave in a few, not one each.
+        self.writes = 0
         if dul_socket is not None:
             self._nonblocking = _tune_socket(dul_socket)
             try:
@@ -462,6 +465,7 @@ class DULServiceProvider:
         sock = self.dul_socket
         if sock is None or self.connection.transport_closed:
             return
+        self.writes += 1
         try:
             if self._nonblocking:
                 _send_parts_nonblocking(sock, parts, self.idle_timeout, self._scratch)

@@ -366,6 +366,17 @@ class StateMachine:
         self.primitive = None
         return [SendPDU(item) for item in pdus]
 
+    def data_indication(self, p_data: Any) -> list[Effect]:
+        """A received P-DATA-TF PDU (Evt10) the short way where its cell is DT-2 (Sta6):
+        that action only indicates the PDU and keeps the state, so no action method runs
+        for each of the thousands of PDUs of a C-FIND. Elsewhere ``action`` decides."""
+        action_name, _ = self.transition_table[(self.current_state, Events.EVT_10)]
+        if action_name != "DT-2" or p_data is None:
+            return self.action(Events.EVT_10, p_data)
+        self.event = Events.EVT_10
+        self.primitive = p_data
+        return [Indicate(p_data)]
+
     def _blank_cell(self, state: States, event: Events) -> list[Effect]:
         """Blank cell of Table 9-10: the event cannot occur (policy in the module docstring)."""
         text = (f"{event.name} ({_EVENT_TEXT[event]}) has no action in "

@@ -272,7 +272,10 @@ class UpperLayerConnection:
             return True
         if self.on_pdu is not None:
             self.on_pdu("received", item, len(raw))
-        self._run(fsm.event_for_pdu(item), item)
+        if type(item) is pdu.PDataTfPDU:
+            self._apply_all(self.state_machine.data_indication(item))
+        else:
+            self._run(fsm.event_for_pdu(item), item)
         # The DIMSE decoder has written or copied every PDV: no reference to the PDU stays,
         # so the framer's buffer it views can take the next one.
         self.state_machine.primitive = None

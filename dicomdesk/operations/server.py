@@ -325,20 +325,7 @@ class ServerAE(ArchiveHooks, AE):
 
     @staticmethod
     def _limited(results: Any, limit: int) -> Any:
-        count = 0
-        for identifier, status in results:
-            if identifier is not None and Status(int(status)).is_pending:
-                if count >= limit:
-                    logger.warning("C-FIND answer cut at %d matches (max_find_matches)", limit)
-                    close = getattr(results, "close", None)
-                    if close is not None:
-                        close()
-                    warning = Status(MAX_MATCHES_WARNING, "C-FIND")
-                    warning.error_comment = f"more than {limit} matches; only {limit} returned"
-                    yield None, warning
-                    return
-                count += 1
-            yield identifier, status
+        return _LimitedMatches(results, limit)
 
     @staticmethod
     def _calling_aet(context: Any) -> str:
@@ -352,6 +339,41 @@ class ServerAE(ArchiveHooks, AE):
             self.on_stored(obj)
         except Exception:  # a listener's bug must not fail the C-STORE
             logger.exception("on_stored callback failed")
+
+
+class _LimitedMatches:
+    """At most ``limit`` pending matches of ``results``, then the B000 warning that says the
+    answer was cut; ``ready()`` is passed on (``qr_find_scp`` gathers the ready ones)."""
+
+    def __init__(self, results: Any, limit: int) -> None:
+        self._results, self._limit = results, limit
+        self._iterator = iter(results)
+        self._count = 0
+        self._done = False
+
+    def __iter__(self) -> "_LimitedMatches":
+        return self
+
+    def __next__(self) -> tuple[Any, Any]:
+        if self._done:
+            raise StopIteration
+        identifier, status = next(self._iterator)
+        if identifier is not None and Status(int(status)).is_pending:
+            if self._count >= self._limit:
+                self._done = True
+                logger.warning("C-FIND answer cut at %d matches (max_find_matches)", self._limit)
+                close = getattr(self._results, "close", None)
+                if close is not None:
+                    close()
+                warning = Status(MAX_MATCHES_WARNING, "C-FIND")
+                warning.error_comment = f"more than {self._limit} matches; only {self._limit} returned"
+                return None, warning
+            self._count += 1
+        return identifier, status
+
+    def ready(self) -> int:
+        ready = getattr(self._results, "ready", None)
+        return 0 if self._done or ready is None else ready()
 
 
 class LocalServer:

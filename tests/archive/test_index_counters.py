@@ -318,3 +318,20 @@ def test_row_encoder_gives_the_codec_bytes_of_the_response(archive: Archive, syn
     assert len(sent) == len(rows)
     assert any(isinstance(r, Dataset) for r in sent) == (level == "STUDY")
     assert query.encoder("1.2.840.10008.1.2.4.50") is None  # not a little-endian VR syntax
+
+
+def test_encoded_responses_say_how_many_come_without_a_fetch(archive: Archive) -> None:
+    """``ready()`` counts the rows of the last SQLite fetch still in hand: the C-FIND SCP
+    writes what it holds before a fetch (which may scan the index for a while)."""
+    archive.index.upsert_many([record(1, study, 1, 1) for study in range(1, 6)])
+    ds = Dataset()
+    ds.StudyInstanceUID = ""
+    query = archive.prepare_find("STUDY", ds)
+    responses = archive.index.encoded_responses(query, "1.2.840.10008.1.2.1", batch=2)
+    assert responses.ready() == 0  # nothing fetched yet: the first match needs SQLite
+    readiness = []
+    for _ in responses:
+        readiness.append(responses.ready())
+    assert readiness == [1, 0, 1, 0, 0]
+    assert responses.ready() == 0
+    responses.close()  # idempotent after the end

@@ -357,10 +357,10 @@ def test_an_object_aborted_mid_transfer_leaves_no_temp_file(serve):
     rq.affected_sop_class_uid = uids.CT_IMAGE_STORAGE
     rq.affected_sop_instance_uid = "1.2.3.4.5"
     rq.data_set = b"\x08\x00\x16\x00UI\x1a\x00" + b"1" * 26  # the data set is never finished
-    pdus = list(rq.encode(ctx.id, assoc.peer_max_pdu_length))
-    for p in pdus[:-1]:
-        assoc.dul.send(p)
-    last = pdus[-1].data_value_items[0].data_value
+    items = [item for p in rq.encode(ctx.id, assoc.peer_max_pdu_length) for item in p.data_value_items]
+    for item in items[:-1]:
+        assoc.dul.send(PDataTfPDU([item]))
+    last = items[-1].data_value
     assoc.dul.send(PDataTfPDU([PresentationDataValueItem(ctx.id, bytes((0x00,)) + bytes(last[1:]))]))
     incoming = serve.storage / ".incoming"
     deadline = time.monotonic() + 5

@@ -333,3 +333,25 @@ def test_normalised_values_are_what_pydicom_reads_back(element, vr, given):
     ds = Dataset()
     ds.add_new(element, vr, given)
     assert normalise_value(element, given) == ds[element].value
+
+
+def test_a_remembered_decoding_is_a_fresh_dict_every_time():
+    raw = encode_fields({0x0002: "1.2.840.10008.5.1.4.1.2.2.1", 0x0100: 0x8020, 0x0120: 7,
+                         0x0800: 0x0001, 0x0900: 0xFF00})
+    first = decode_fields(raw)
+    first[0x0900] = 0
+    again = decode_fields(raw)
+    assert again[0x0900] == 0xFF00 and again is not first
+    assert again == decode_fields(bytes(raw))
+
+
+def test_remembered_encodings_follow_every_change_of_the_fields():
+    fields = {0x0002: "1.2.840.10008.1.1", 0x0100: 0x8030, 0x0120: 1, 0x0800: 0x0101,
+              0x0900: 0x0000}
+    one = encode_fields(fields)
+    assert encode_fields(dict(fields)) == one
+    fields[0x0120] = 2
+    two = encode_fields(fields)
+    assert two != one and decode_fields(two)[0x0120] == 2
+    fields[0x1005] = [0x00100010, 0x00100020]  # a list value: encoded, not remembered
+    assert decode_fields(encode_fields(fields))[0x1005] == [0x00100010, 0x00100020]

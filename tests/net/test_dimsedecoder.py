@@ -170,7 +170,7 @@ def test_big_data_set_reassembled_from_4096_byte_pdus():
 
 
 def _values(msg, pc_id, max_pdu=0):
-    return [p.data_value_items[0] for p in msg.encode(pc_id, max_pdu)]
+    return [item for p in msg.encode(pc_id, max_pdu) for item in p.data_value_items]
 
 
 def test_command_and_data_in_one_pdu():

@@ -192,6 +192,32 @@ def test_encode_sends_command_then_data_one_pdv_per_pdu_within_the_limit():
     assert command.CommandDataSetType != 0x0101
 
 
+def test_a_response_that_fits_one_pdu_goes_as_two_pdvs_and_one_byte_more_as_two_pdus():
+    """PS3.8 9.3.5.1: a P-DATA-TF may carry several PDVs; the variable field (PDV items of
+    4 + 2 + fragment bytes) is what the peer's Maximum Length bounds."""
+    def response(size):
+        msg = dm.CFindRSPMessage()
+        msg.message_id_being_responded_to = 3
+        msg.affected_sop_class_uid = '1.2.840.10008.5.1.4.1.2.2.1'
+        msg.status = 0xFF00
+        msg.data_set = bytes(size)
+        return msg
+
+    command = len(response(0).set_length())
+    fits = 4096 - 2 * dm.PDV_OVERHEAD - command
+    (one,) = _pdus(response(fits), max_pdu=4096)
+    assert [item.data_value[0] for item in one.data_value_items] == [
+        dm.LAST_COMMAND_FRAGMENT, dm.LAST_DATA_FRAGMENT]
+    assert len(one.encode()) - 6 == 4096
+    assert decode_fields(bytes(one.data_value_items[0].data_value[1:]))[0x0800] != 0x0101
+    assert bytes(one.data_value_items[1].data_value[1:]) == bytes(fits)
+    split = _pdus(response(fits + 1), max_pdu=4096)
+    assert [len(p.data_value_items) for p in split] == [1, 1]
+    assert [p.data_value_items[0].data_value[0] for p in split] == [
+        dm.LAST_COMMAND_FRAGMENT, dm.LAST_DATA_FRAGMENT]
+    assert all(len(p.encode()) - 6 <= 4096 for p in split)
+
+
 def test_a_tiny_limit_does_not_cut_the_command_set_into_bytes():
     msg = dm.CEchoRQMessage()
     msg.message_id = 1

@@ -129,7 +129,7 @@ def _error_comment(text: Any) -> str | None:
 
 
 def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = None,
-                   error_comment: str | None = None) -> None:
+                   error_comment: str | None = None, *, gather: bool = False) -> None:
     rsp = dimsemessages.CFindRSPMessage()  # a fresh message per response, never shared
     rsp.message_id_being_responded_to = rq.message_id
     rsp.affected_sop_class_uid = rq.sop_class_uid
@@ -143,7 +143,26 @@ def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = 
         if encoded is not None:
             identifier = encoded
     rsp.data_set = identifier
-    asce.send(rsp, ctx.id)
+    if gather:
+        asce.send(rsp, ctx.id, gather=True)
+    else:
+        asce.send(rsp, ctx.id)
+
+
+def _readiness(results: Any) -> Any:
+    """How ``qr_find_scp`` learns whether the hook's next match is there without waiting:
+    a list or tuple holds all of them; an iterator may say so itself with ``ready()`` (the
+    number of matches it can give at once, 0 when its next step may wait — the archive's
+    answer, between two batches of SQLite rows). None: nothing is known, so every match
+    is written before the hook is asked for the next one."""
+    if isinstance(results, (list, tuple)):
+        return _always_ready
+    ready = getattr(results, "ready", None)
+    return ready if callable(ready) else None
+
+
+def _always_ready() -> int:
+    return 1
 
 
 def _context_syntax(ctx: Any) -> str:
@@ -163,6 +182,12 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     Code written for the reference may yield ``(identifier, SUCCESS)`` for its last match;
     a final response carries no identifier (PS3.4 C.4.1.1.4), so such an identifier is sent
     as one more Pending match, followed by the final status.
+
+    Pending responses are written as soon as the hook's next step might wait: the first
+    match at once, the ones after it together while the hook says more are ready
+    (``_readiness``: a list, or an iterator with ``ready()`` such as the archive's), in one
+    gathered write of at most ``asceprovider.GATHER_MAX_BYTES``. A C-CANCEL-RQ is looked
+    for before the first match and after every write, so at most one such batch follows it.
     """
     if msg.data_set_over_limit:  # PS3.4 C.4.1.1.4: A700 Refused: Out of Resources
         logger.warning("C-FIND identifier refused: %s", msg.data_set_error)
@@ -175,21 +200,45 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
         return
     final: int = statuses.SUCCESS
     comment: str | None = None
+    codes: dict[int, statuses.Status] = {}  # one Status per value, not one per match
     try:
-        for identifier, status in asce.ae.on_receive_find(ctx, msg.data_set):
-            if _cancel_arrived(asce, msg.message_id):
-                final = statuses.C_FIND_CANCEL
-                break
-            code = statuses.Status(int(status), "C-FIND")
-            if not code.is_pending:
-                if identifier is not None:
-                    _send_find_rsp(asce, ctx, msg, statuses.C_FIND_PENDING, identifier)
-                final, comment = code, getattr(status, "error_comment", None)
-                break
-            _send_find_rsp(asce, ctx, msg, code, identifier)
+        if _cancel_arrived(asce, msg.message_id):  # before the hook's first step
+            final = statuses.C_FIND_CANCEL
         else:
-            if _cancel_arrived(asce, msg.message_id):
-                final = statuses.C_FIND_CANCEL
+            results = asce.ae.on_receive_find(ctx, msg.data_set)
+            ready = _readiness(results)
+            matches = iter(results)
+            first = True
+            while True:
+                if asce.gathered_bytes and (ready is None or not ready()):
+                    asce.flush()  # the hook's next step may wait: nothing made is held
+                    if _cancel_arrived(asce, msg.message_id):
+                        final = statuses.C_FIND_CANCEL
+                        break
+                try:
+                    identifier, status = next(matches)
+                except StopIteration:
+                    if _cancel_arrived(asce, msg.message_id):
+                        final = statuses.C_FIND_CANCEL
+                    break
+                code = codes.get(status) if type(status) is int else None
+                if code is None:
+                    code = statuses.Status(int(status), "C-FIND")
+                    if type(status) is int:
+                        codes[status] = code
+                if not code.is_pending:
+                    if identifier is not None:
+                        _send_find_rsp(asce, ctx, msg, statuses.C_FIND_PENDING, identifier)
+                    final, comment = code, getattr(status, "error_comment", None)
+                    break
+                # The first match leaves at once; those after it wait for the ones ready
+                # with them (one write, ``send(gather=True)``), at most GATHER_MAX_BYTES.
+                _send_find_rsp(asce, ctx, msg, code, identifier, gather=not first)
+                if first or not asce.gathered_bytes:  # written: a C-CANCEL-RQ may be there
+                    first = False
+                    if _cancel_arrived(asce, msg.message_id):
+                        final = statuses.C_FIND_CANCEL
+                        break
     except EventHandlingError as exc:
         logger.info("on_receive_find refused: %s", exc)
         final, comment = exc.failure_status(statuses.C_FIND_UNABLE_TO_PROCESS), str(exc)
