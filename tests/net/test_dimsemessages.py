@@ -481,7 +481,14 @@ def test_a_file_data_set_goes_as_runs_of_the_same_pdus(tmp_path, max_pdu, batch)
         assert all(sum(isinstance(item, PDataFileRun) for item in b) == 1 for b in batches)
         wire = b"".join(bytes(item) if isinstance(item, PDataFileRun) else item.encode()
                         for b in batches for item in b)
-    assert wire == b"".join(p.encode() for p in message(data).encode(1, max_pdu))
+    # the one-PDV-per-PDU form (``encode`` puts a command and a small in-memory data set that
+    # fit one PDU together into one; a file's data set always follows its command's PDUs)
+    expected = b"".join(
+        PDataTfPDU([PresentationDataValueItem(1, bytes((code,)) + chunk)]).encode()
+        for payload, more, last in ((message(data).set_length(), dm.COMMAND_FRAGMENT, dm.LAST_COMMAND_FRAGMENT),
+                                    (data, dm.DATA_FRAGMENT, dm.LAST_DATA_FRAGMENT))
+        for chunk, code in dm.fragment(payload, max_pdu, more, last))
+    assert wire == expected
     per_batch = max(1, batch // (max_pdu - 6)) * (max_pdu - 6)
     assert len(runs) == len(batches) == -(-len(data) // per_batch)
     assert sum(progress) == len(data)
