@@ -24,8 +24,9 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any, BinaryIO, Container, Iterable, NamedTuple, Sequence
 
-from .. import dimsemessages, statuses, uids
+from .. import dimsemessages, statuses, trace, uids
 from ..asceprovider import encode_data_set
+from ..pdu import PDataTfPDU, PresentationDataValueItem
 from ..exceptions import EventHandlingError
 from ..inflate import DEFAULT_MAX_INFLATED_SIZE, InflateError, InflateLimitExceeded, InflatingReader
 from ..records import FrozenRecord, Record
@@ -1005,7 +1006,53 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     _send_store_response(asce, ctx, msg, status)
 
 
+#: C-STORE-RSP without Error Comment (PS3.7 9.3.1.2), Implicit VR Little Endian: group
+#: length, (0000,0002) header, then class UID; (0000,0100) 8001H, (0000,0120) message ID,
+#: (0000,0800) 0101H (no data set), (0000,0900) status, (0000,1000) header, instance UID.
+_RSP_HEAD = struct.Struct('<HHIIHHI')
+_LAST_COMMAND_FRAGMENT = bytes((dimsemessages.LAST_COMMAND_FRAGMENT,))
+_RSP_MIDDLE = struct.Struct('<HHIHHHIHHHIHHHIHHHI')
+
+
+def _store_rsp_command(class_uid: str, message_id: int, status: int, instance_uid: str) -> bytes | None:
+    """The encoded command set of a C-STORE-RSP without Error Comment: the bytes
+    ``CStoreRSPMessage.set_length`` gives (pydicom's encoding), written with two ``struct``
+    packs. It runs once per received object; building the message object, normalising
+    each field and encoding it generically cost ~50 us. None when a value is not plain
+    (the generic path handles it)."""
+    try:
+        cls = class_uid.encode('ascii')
+        inst = instance_uid.encode('ascii')
+    except (AttributeError, UnicodeEncodeError):
+        return None
+    if len(cls) % 2:
+        cls += b'\0'
+    if len(inst) % 2:
+        inst += b'\0'
+    if not (cls and inst and type(message_id) is int and 0 <= message_id <= 0xFFFF
+            and 0 <= status <= 0xFFFF):
+        return None
+    length = 8 + len(cls) + 4 * 10 + 8 + len(inst)
+    return b''.join((
+        _RSP_HEAD.pack(0, 0, 4, length, 0, 0x0002, len(cls)), cls,
+        _RSP_MIDDLE.pack(0, 0x0100, 2, 0x8001, 0, 0x0120, 2, message_id,
+                         0, 0x0800, 2, dimsemessages.NO_DATA_SET, 0, 0x0900, 2, status,
+                         0, 0x1000, len(inst)),
+        inst))
+
+
 def _send_store_response(asce: Any, ctx: Any, msg: Any, status: Any) -> None:
+    """Send the C-STORE-RSP: pre-encoded in one PDU when it is the plain case (no Error
+    Comment, no protocol trace listening, one PDU fits the peer's maximum), else as any
+    DIMSE message."""
+    if not getattr(status, "error_comment", None) and not trace.enabled():
+        command = _store_rsp_command(msg.affected_sop_class_uid, msg.message_id, int(status),
+                                     msg.affected_sop_instance_uid)
+        peer_max = asce.peer_max_pdu_length
+        if command is not None and (not peer_max or len(command) + 6 <= peer_max):
+            asce.dul.send_pdata([PDataTfPDU([PresentationDataValueItem(
+                ctx.id, _LAST_COMMAND_FRAGMENT + command)])])
+            return
     rsp = dimsemessages.CStoreRSPMessage()
     rsp.message_id_being_responded_to = msg.message_id
     rsp.affected_sop_class_uid = msg.affected_sop_class_uid
