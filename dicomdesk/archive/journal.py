@@ -111,13 +111,18 @@ class Reserve:
         """Whether the disk has room beyond the reserve (and for it, when it is not held):
         below that, new objects are refused before the index could run out of space.
         ``held`` when the caller knows (one ``statvfs`` per received object, no ``stat``)."""
+        return self.headroom(held) >= 0
+
+    def headroom(self, held: bool | None = None) -> int:
+        """Free bytes beyond what ``room`` asks for (negative: no room; -1 when the file
+        system cannot be asked)."""
         try:
             free = os.statvfs(self.path.parent)
         except OSError:
-            return False
+            return -1
         if held is None:
             held = self.held
-        return free.f_bavail * free.f_frsize >= (self.size if held else 2 * self.size)
+        return free.f_bavail * free.f_frsize - (self.size if held else 2 * self.size)
 
     @property
     def held(self) -> bool:

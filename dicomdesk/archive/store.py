@@ -67,6 +67,8 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
 _HEADER_TAG_SET = frozenset(_HEADER_TAGS)
+#: Received bytes after which free space is measured again at the latest (``_free_space_due``).
+FREE_SPACE_CHECK_BYTES = 64 << 20
 
 
 class ArchiveError(Exception):
@@ -394,10 +396,11 @@ class _TempFilePool:
     The thread sleeps on a condition until a file is taken (no polling); ``close`` stops it.
     """
 
-    SIZE = 8
+    SIZE = 32
     #: The thread is woken when the pool falls to this many, and refills it in one go: one
-    #: wake-up per few objects, not one per object (each costs the receiving thread a GIL hand-off).
-    LOW = 4
+    #: wake-up per 16 objects, not one per object (each costs the receiving thread a futex
+    #: wake and GIL hand-offs; ``wakeups`` counts them for a test).
+    LOW = 16
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory
@@ -406,6 +409,7 @@ class _TempFilePool:
         self._closed = False
         self._dir_fd: int | None = None
         self._thread: threading.Thread | None = None
+        self.wakeups = 0
         tmpfile_flag = getattr(os, "O_TMPFILE", 0)
         self._usable = bool(tmpfile_flag) and os.path.isdir("/proc/self/fd")
         if self._usable:
@@ -430,6 +434,7 @@ class _TempFilePool:
                 if self._closed:
                     return
                 missing = self.SIZE - len(self._fds)
+                self.wakeups += 1
             created = []
             try:
                 for _ in range(missing):
@@ -529,6 +534,10 @@ class Archive:
         #: Why new objects are refused (disk full, index unwritable); None: they are accepted.
         self._refusal: str | None = None
         self._refusal_lock = threading.Lock()
+        #: Bytes received since free space was last measured, and how many may come before
+        #: it is measured again (``_free_space_due``); 0: at the next commit.
+        self._unmeasured_bytes = 0
+        self._measure_budget = 0
         #: Journal entries whose row is committed: the index thread fsyncs their folders and
         #: removes them after each batch. (entry, relative folder)
         self._settled_entries: list[tuple[str, str]] = []
@@ -649,12 +658,32 @@ class Archive:
             return self._refusal
         if not measure:
             return None
-        if self._journal is not None and not self._reserve.room(held=True):
-            self._refuse(f"disk full (less than {self._reserve.size} bytes free beside the reserve)")
-            return self._refusal
-        if self.min_free_bytes > 0 and shutil.disk_usage(self.root).free < self.min_free_bytes:
-            return f"free space below {self.min_free_bytes} bytes"
+        self._unmeasured_bytes = 0
+        self._measure_budget = 0
+        budget = FREE_SPACE_CHECK_BYTES
+        if self._journal is not None:
+            headroom = self._reserve.headroom(held=True)
+            if headroom < 0:
+                self._refuse(f"disk full (less than {self._reserve.size} bytes free beside the reserve)")
+                return self._refusal
+            budget = min(budget, headroom // 4)
+        if self.min_free_bytes > 0:
+            free = shutil.disk_usage(self.root).free
+            if free < self.min_free_bytes:
+                return f"free space below {self.min_free_bytes} bytes"
+            budget = min(budget, (free - self.min_free_bytes) // 4)
+        self._measure_budget = budget
         return None
+
+    def _free_space_due(self, size: int | None) -> bool:
+        """Whether the commit of an object of ``size`` bytes measures free space again
+        (``refusal_reason``): after ``FREE_SPACE_CHECK_BYTES`` or a quarter of the room the
+        last measurement found, whichever is less, were received since — not once per
+        object (a ``statvfs`` each; near a full disk the budget shrinks to every object)."""
+        if size is None:
+            return True
+        self._unmeasured_bytes += size
+        return self._unmeasured_bytes >= self._measure_budget
 
     def _refuse(self, reason: str) -> None:
         # No lock: ``_heal`` holds its lock while it waits for the index thread, which calls this.
@@ -803,7 +832,7 @@ class Archive:
             _check_whole(incoming, ds)  # before fsync: a truncated object costs no flush
         values = _header_values(ds)
         self._validate(values, expected_instance, expected_class)
-        refusal = self.refusal_reason()
+        refusal = self.refusal_reason(measure=self._free_space_due(size))
         if refusal is not None:
             raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, refusal)
         return ds, values, size
