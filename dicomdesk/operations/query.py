@@ -28,6 +28,7 @@ from ..net import uids
 from ..net.applicationentity import ClientAE, write_meta
 from ..net.records import FrozenRecord
 from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
+from ..net.sopclass.storage import Part10Error, check_file_structure
 from ..net.statuses import Status
 from .common import Peer, describe_error
 
@@ -342,7 +343,16 @@ class _GetReceiver(ClientAE):
         return fp, 0
 
     def on_receive_store(self, context: Any, fp: Any) -> Status:
-        fp.flush()
+        # A data set that ends inside an element (a value claiming 2 GiB, a cut transfer)
+        # is refused and removed: only whole objects get their final name (PS3.4 C.4.3.2).
+        try:
+            fp.flush()
+            fp.seek(0)
+            check_file_structure(fp)
+        except Part10Error as exc:
+            logger.warning("C-STORE sub-operation refused: %s", exc)
+            self.on_receive_store_failed(context, fp, str(exc))
+            return Status(0xC000, "C-STORE")
         os.fsync(fp.fileno())
         fp.close()
         temp = Path(fp.name)

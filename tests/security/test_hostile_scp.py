@@ -1,0 +1,69 @@
+"""``dicomdesk get/find`` against a hostile SCP: the client ends with a clear message, keeps
+no file that looks complete unless it arrived whole, and never waits forever.
+
+The SCP is scripted byte by byte (``hostile_scp``); the client runs as a real process
+(``python -m dicomdesk get|find``), exactly as a user runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dicomdesk.net import uids
+
+from hostile_scp import HostileSCP, element
+from serving import CT_IMAGE_STORAGE, REPO, encode_dataset, make_dataset
+
+pytestmark = pytest.mark.interop
+
+GET_RQ, GET_RSP, STORE_RQ, STORE_RSP = 0x0010, 0x8010, 0x0001, 0x8001
+FIND_RSP = 0x8020
+
+
+def run_client(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONWARNINGS", None)
+    return subprocess.run([sys.executable, "-m", "dicomdesk", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def store_sub_operation(peer, data: bytes, uid: str, message_id: int = 7) -> None:
+    """A C-STORE-RQ sub-operation of a C-GET carrying ``data`` (sent as one last fragment)."""
+    pc_id = peer.context_of(CT_IMAGE_STORAGE)
+    peer.send_command(pc_id, {0x0002: CT_IMAGE_STORAGE, 0x0100: STORE_RQ, 0x0110: message_id,
+                              0x0700: 0, 0x0800: 0x0000, 0x1000: uid})
+    peer.send_pdv(pc_id, data, command=False, last=True)
+
+
+def get_rsp(peer, pc_id: int, rq, status: int, completed: int, failed: int = 0) -> None:
+    peer.send_command(pc_id, {0x0002: str(rq.AffectedSOPClassUID), 0x0100: GET_RSP,
+                              0x0120: int(rq.MessageID), 0x0800: 0x0101, 0x0900: status,
+                              0x1021: completed, 0x1022: failed, 0x1023: 0})
+
+
+def test_get_of_a_sub_operation_whose_pixel_data_claims_2_gib_keeps_no_file_that_looks_complete(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.77"
+    whole = encode_dataset(make_dataset(uid))
+    truncated = whole + element(0x7FE0, 0x0010, b"OB", b"\x01" * 100, length=0x7FFFFFFE)
+    answers = {}
+
+    def script(peer, request):
+        rq, pc_id = peer.read_command()
+        store_sub_operation(peer, truncated, uid)
+        answers["store"], _ = peer.read_command()
+        get_rsp(peer, pc_id, rq, 0x0000, completed=1)
+        peer.answer_release()
+
+    out = tmp_path / "out"
+    with HostileSCP(script) as scp:
+        done = run_client("get", "127.0.0.1", str(scp.port), "--aet", "HOSTILE", "-L", "STUDY",
+                          "-k", "StudyInstanceUID=1.2.3", "--out", str(out))
+    assert int(answers["store"].Status) != 0x0000, "a truncated object was acknowledged"
+    assert int(answers["store"].CommandField) == STORE_RSP
+    assert not list(out.glob("*.dcm")), f"a truncated object was kept as complete: {done.stdout}"
+    assert not list(out.iterdir()), "a temporary file was left behind"
