@@ -363,6 +363,13 @@ class _GetReceiver(ClientAE):
         self.files.append(target)
         return Status(0x0000, "C-STORE")
 
+    def discard_unfinished(self) -> None:
+        """Remove the temporary files of instances whose transfer never completed (the peer
+        aborted or vanished mid-object): nothing of them stays in ``out_dir``."""
+        for name in list(self._uids):
+            self._uids.pop(name, None)
+            Path(name).unlink(missing_ok=True)
+
     def on_receive_store_failed(self, context: Any, fp: Any, error: str) -> None:
         """The data set did not arrive whole: remove its temporary file."""
         name = getattr(fp, "name", None)
@@ -406,6 +413,8 @@ def get(peer: Peer, level: str, keys: Mapping[str, Any] | Dataset, out_dir: str 
                 tracker.update(status, rsp)
     except Exception as exc:
         return tracker.result(describe_error(exc, peer), tuple(ae.files))
+    finally:
+        ae.discard_unfinished()
     return tracker.result(files=tuple(ae.files))
 
 

@@ -67,3 +67,26 @@ def test_get_of_a_sub_operation_whose_pixel_data_claims_2_gib_keeps_no_file_that
     assert int(answers["store"].CommandField) == STORE_RSP
     assert not list(out.glob("*.dcm")), f"a truncated object was kept as complete: {done.stdout}"
     assert not list(out.iterdir()), "a temporary file was left behind"
+
+
+def test_get_aborted_by_the_scp_mid_object_ends_with_a_message_and_leaves_no_file(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.78"
+    data = encode_dataset(make_dataset(uid, pixels=64000))
+
+    def script(peer, request):
+        peer.read_command()
+        pc_id = peer.context_of(CT_IMAGE_STORAGE)
+        peer.send_command(pc_id, {0x0002: CT_IMAGE_STORAGE, 0x0100: STORE_RQ, 0x0110: 7,
+                                  0x0700: 0, 0x0800: 0x0000, 0x1000: uid})
+        peer.send_pdv(pc_id, data[:len(data) // 2], command=False, last=False)
+        peer.abort()
+
+    out = tmp_path / "out"
+    with HostileSCP(script) as scp:
+        done = run_client("get", "127.0.0.1", str(scp.port), "-L", "STUDY",
+                          "-k", "StudyInstanceUID=1.2.3", "--out", str(out), "--timeout", "10")
+    assert done.returncode == 1
+    assert "abort" in done.stderr.lower(), done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(out.iterdir()), "a partial file was left behind"
+
