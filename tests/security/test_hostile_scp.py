@@ -90,3 +90,28 @@ def test_get_aborted_by_the_scp_mid_object_ends_with_a_message_and_leaves_no_fil
     assert "Traceback" not in done.stderr
     assert not list(out.iterdir()), "a partial file was left behind"
 
+
+def test_find_answered_only_with_responses_to_another_message_id_ends_within_its_timeout(tmp_path):
+    """An SCP that answers every C-FIND with responses naming another Message ID: the client
+    does not take them for its own, and does not wait for ever while they keep coming."""
+    import time
+
+    def script(peer, request):
+        rq, pc_id = peer.read_command()
+        peer.sock.settimeout(60)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            peer.send_command(pc_id, {0x0002: str(rq.AffectedSOPClassUID), 0x0100: FIND_RSP,
+                                      0x0120: (int(rq.MessageID) + 1) % 65536, 0x0800: 0x0101,
+                                      0x0900: 0xFF00})
+            time.sleep(0.2)
+
+    with HostileSCP(script) as scp:
+        started = time.monotonic()
+        done = run_client("find", "127.0.0.1", str(scp.port), "-L", "STUDY",
+                          "-k", "StudyInstanceUID=", "--timeout", "3")
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "unexpected" in done.stderr and "aborted" in done.stderr, done.stderr
+    assert elapsed < 25, f"the client waited {elapsed:.0f} s on responses that were not its own"
