@@ -60,3 +60,23 @@ def test_c_store_without_a_data_set_is_not_acknowledged(hostile):
     files, rows, _ = archive_state(hostile.storage)
     assert "1.2.826.0.1.3680043.8.498.90" not in files | rows
 
+
+@pytest.mark.parametrize("missing", [0x0002, 0x1000])
+def test_c_store_command_without_a_required_uid_is_aborted_and_reported_ended(hostile, missing):
+    uid = f"1.2.826.0.1.3680043.8.498.91{missing}"
+    fields = {0x0002: CT_IMAGE_STORAGE, 0x0100: C_STORE_RQ, 0x0110: 1, 0x0700: 0,
+              0x0800: DATA_SET, 0x1000: uid}
+    del fields[missing]
+    raw = RawAssociation(hostile.port, CONTEXTS, calling=f"NOUID{missing:04X}")
+    raw.sock.sendall(p_data(3, encode_fields(fields), command=True, last=True))
+    raw.send_data(3, encode_dataset(make_dataset(uid)), last=True)
+    answer = read_all(raw.sock)
+    raw.close()
+    assert answer[:1] == b"\x07", f"expected an A-ABORT, got {answer[:12]!r}"
+    # the server says the association ended (its window and log do not keep a phantom)
+    assert wait_until(lambda: f"(NOUID{missing:04X} -> DICOMDESK) after" in hostile.log()), \
+        hostile.log()[-2000:]
+    assert "association thread for" not in hostile.log()
+    files, rows, _ = archive_state(hostile.storage)
+    assert uid not in files | rows
+    echo_ok(hostile.port)
