@@ -80,3 +80,79 @@ def test_c_store_command_without_a_required_uid_is_aborted_and_reported_ended(ho
     files, rows, _ = archive_state(hostile.storage)
     assert uid not in files | rows
     echo_ok(hostile.port)
+
+
+def _c_get_waiting_for_a_sub_operation_response(port: int, study: str, calling: str):
+    """A raw C-GET SCU whose C-GET has made the server send a C-STORE-RQ sub-operation: the
+    server now waits for its C-STORE-RSP. Returns the socket."""
+    from pydicom.dataset import Dataset
+
+    from dicomdesk.net import pdu, userdataitems
+    from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+
+    from serving import EXPLICIT_LE, connect, read_pdu
+
+    items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME),
+             pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem(uids.STUDY_ROOT_GET_SOP_CLASS),
+                                           [pdu.TransferSyntaxSubItem(EXPLICIT_LE)]),
+             pdu.PresentationContextItemRQ(3, pdu.AbstractSyntaxSubItem(CT_IMAGE_STORAGE),
+                                           [pdu.TransferSyntaxSubItem(EXPLICIT_LE)]),
+             build_user_information(16384, role_selection=[
+                 userdataitems.ScpScuRoleSelectionSubItem(CT_IMAGE_STORAGE, 0, 1)])]
+    sock = connect(port, timeout=30)
+    sock.sendall(pdu.AAssociateRqPDU("DICOMDESK", calling, items).encode())
+    assert read_pdu(sock)[:1] == b"\x02"
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = study
+    sock.sendall(p_data(1, _get_rq(1), command=True, last=True))
+    sock.sendall(p_data(1, encode_dataset(query), command=False, last=True))
+    first = read_pdu(sock)  # the C-STORE-RQ's command: the server now waits for our response
+    assert first[:1] == b"\x04"
+    return sock
+
+
+def _get_rq(message_id: int) -> bytes:
+    return encode_fields({0x0002: uids.STUDY_ROOT_GET_SOP_CLASS, 0x0100: 0x0010,
+                          0x0110: message_id, 0x0700: 0, 0x0800: DATA_SET})
+
+
+def test_requests_flooding_a_c_get_that_waits_for_its_sub_operation_keep_memory_bounded(hostile):
+    """No asynchronous operations window is negotiated, yet every message that arrived while
+    the server waited for a C-STORE-RSP was held in memory, data set and all: 48 C-GET-RQs
+    with 2 MB identifiers took ~100 MB. Past a small bound the association is aborted."""
+    from pydicom.dataset import Dataset
+
+    from serving import read_all
+
+    study = "1.2.826.0.1.3680043.8.498.95"
+    from serving import store_status
+
+    assert store_status(hostile.port, make_dataset("1.2.826.0.1.3680043.8.498.95.1", study=study)) == 0
+    sock = _c_get_waiting_for_a_sub_operation_response(hostile.port, study, "FLOOD")
+    before = hostile.status_field("VmRSS")
+    big = Dataset()
+    big.QueryRetrieveLevel = "STUDY"
+    big.StudyInstanceUID = ""
+    big.add_new(0x00091010, "OB", b"\x01" * 2_000_000)
+    identifier = encode_dataset(big)
+    sent = 0
+    try:
+        for message_id in range(2, 50):
+            sock.sendall(p_data(1, _get_rq(message_id), command=True, last=True))
+            for start in range(0, len(identifier), 16000):
+                sock.sendall(p_data(1, identifier[start:start + 16000], command=False,
+                                    last=start + 16000 >= len(identifier)))
+            sent += 1
+    except OSError:  # aborted under our feet: what the fix does
+        pass
+    peak = hostile.status_field("VmHWM")
+    grown_mb = (max(peak, hostile.status_field("VmRSS")) - before) / 1024
+    try:
+        read_all(sock)
+    except OSError:
+        pass
+    sock.close()
+    assert grown_mb < 64, f"{grown_mb:.0f} MB held for {sent} flooding requests"
+    assert wait_until(lambda: "(FLOOD -> DICOMDESK) after" in hostile.log())
+
