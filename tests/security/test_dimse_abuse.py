@@ -156,3 +156,19 @@ def test_requests_flooding_a_c_get_that_waits_for_its_sub_operation_keep_memory_
     assert grown_mb < 64, f"{grown_mb:.0f} MB held for {sent} flooding requests"
     assert wait_until(lambda: "(FLOOD -> DICOMDESK) after" in hostile.log())
 
+
+def test_peer_aborting_while_a_c_get_waits_for_its_sub_operation_ends_cleanly(hostile):
+    from dicomdesk.net import pdu
+
+    study = "1.2.826.0.1.3680043.8.498.96"
+    from serving import store_status
+
+    assert store_status(hostile.port, make_dataset("1.2.826.0.1.3680043.8.498.96.1", study=study)) == 0
+    sock = _c_get_waiting_for_a_sub_operation_response(hostile.port, study, "ABORTER")
+    sock.sendall(pdu.AAbortPDU(0, 0).encode())
+    sock.close()
+    assert wait_until(lambda: "(ABORTER -> DICOMDESK) after" in hostile.log())
+    log = hostile.log()
+    ended = log[log.index("(ABORTER -> DICOMDESK) after"):]
+    assert "service-user" in ended.splitlines()[1], ended[:400]
+    assert "Traceback" not in log

@@ -22,8 +22,8 @@ import pydicom.errors
 from pydicom.dataset import Dataset
 
 from .. import dimsemessages, statuses, uids
-from ..exceptions import (DIMSEProcessingError, EventHandlingError, NetDICOMError,
-                          OperationCancelledError)
+from ..exceptions import (AssociationError, DIMSEProcessingError, EventHandlingError,
+                          NetDICOMError, OperationCancelledError)
 from ..dataset_codec import encode_identifier
 from ..printable import printable
 from ..records import FrozenRecord, Record
@@ -464,6 +464,11 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
             item = describe_item(raw)
             uid = item.sop_instance
             status = store(item)
+        except AssociationError as exc:
+            if not asce.association_established:  # this association ended: nothing can follow
+                raise
+            logger.info("%s sub-operation failed: %s", command, exc)  # a C-MOVE sub-association
+            status = 0xA700
         except (NetDICOMError, OSError, ValueError, AttributeError, KeyError,
                 pydicom.errors.InvalidDicomError) as exc:
             logger.info("%s sub-operation failed: %s", command, exc)
