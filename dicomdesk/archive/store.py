@@ -577,6 +577,22 @@ class Archive:
                          "as it is, refusing new objects until the disk has room", exc)
             self._refusal = "disk full: the index cannot be opened for writing"
             return Index(path, durable=self.durable, immutable=True)
+        except sqlite3.DatabaseError as exc:  # not a database, malformed: damaged, not full
+            return self._replace_damaged_index(path, exc)
+
+    def _replace_damaged_index(self, path: Path, exc: Exception) -> Index:
+        """A damaged index is only a cache of the folder: set it aside (kept for inspection)
+        and start an empty one, which ``needs_full_scan`` then fills from the files while the
+        server answers. The files themselves, and the journal, are untouched."""
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        logger.error("the archive index %s is damaged (%s): kept as %s; a new index is built "
+                     "from the archive's files", path, exc, aside.name)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+        return Index(path, durable=self.durable)
 
     def _reopen_writable(self) -> bool:
         """After ``_open_index`` fell back to reading: open the index for writing if it can
