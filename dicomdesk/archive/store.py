@@ -565,8 +565,12 @@ class Archive:
         try:
             return Index(path, durable=self.durable)
         except sqlite3.OperationalError as exc:
-            self._refusal = f"disk full ({exc})"
-            if self._reserve.release():
+            # Locked by another program (a second server on this folder, an SQLite browser)
+            # is not a full disk: the reserve stays, and the refusal says what it is.
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            self._refusal = f"the archive index is locked by another program ({exc})" if locked \
+                else f"disk full ({exc})"
+            if not locked and self._reserve.release():
                 try:
                     return Index(path, durable=self.durable)
                 except sqlite3.OperationalError:
@@ -574,8 +578,10 @@ class Archive:
             if not path.exists():
                 raise
             logger.error("the index cannot be opened for writing (%s): answering queries from it "
-                         "as it is, refusing new objects until the disk has room", exc)
-            self._refusal = "disk full: the index cannot be opened for writing"
+                         "as it is, refusing new objects until %s", exc,
+                         "it is free" if locked else "the disk has room")
+            if not locked:
+                self._refusal = "disk full: the index cannot be opened for writing"
             return Index(path, durable=self.durable, immutable=True)
         except sqlite3.DatabaseError as exc:  # not a database, malformed: damaged, not full
             return self._replace_damaged_index(path, exc)

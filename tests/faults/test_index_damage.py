@@ -57,3 +57,33 @@ def test_a_damaged_index_is_set_aside_and_rebuilt_from_the_files(tmp_path, damag
             f"{STUDY}.{n}" for n in (0, 1, 2, 9)]
         assert "damaged" in server.log()
     assert list(storage.glob("index.sqlite3.damaged-*")), "the damaged index was not kept"
+
+
+def test_an_index_locked_by_another_program_is_not_taken_for_a_full_disk(tmp_path):
+    """Another program holding the index's write lock at start (a second server on the same
+    folder, an SQLite browser): the server starts, says the index is locked — not that the
+    disk is full — keeps its disk reserve, refuses stores (A700) while the lock is held and
+    accepts them once it is gone."""
+    import sqlite3
+
+    storage = tmp_path / "storage"
+    with ServeProcess(storage) as server:
+        assert store_status(server.port, make_dataset(f"{STUDY}.0", study=STUDY)) == 0
+    holder = sqlite3.connect(storage / "index.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        server = ServeProcess(storage).start(timeout=60)
+        try:
+            log = server.log()
+            assert "locked" in log, log[-2000:]
+            assert "disk full" not in log, log[-2000:]
+            assert (storage / ".journal" / "reserve").exists(), "the disk reserve was given up"
+            holder.rollback()
+            holder.close()
+            holder = None
+            assert store_status(server.port, make_dataset(f"{STUDY}.1", study=STUDY)) == 0
+        finally:
+            server.stop()
+    finally:
+        if holder is not None:
+            holder.close()
