@@ -353,13 +353,19 @@ class _GetReceiver(ClientAE):
             logger.warning("C-STORE sub-operation refused: %s", exc)
             self.on_receive_store_failed(context, fp, str(exc))
             return Status(0xC000, "C-STORE")
-        os.fsync(fp.fileno())
-        fp.close()
         temp = Path(fp.name)
         uid = self._uids.pop(fp.name, "").strip("\0 ")
         safe = re.sub(r"[^0-9A-Za-z.]", "_", uid) or temp.stem.lstrip(".")
         target = self.out_dir / f"{safe}.dcm"
-        os.replace(temp, target)
+        try:  # a full disk, a UID too long for a file name: this instance fails, and goes
+            os.fsync(fp.fileno())
+            fp.close()
+            os.replace(temp, target)
+        except OSError as exc:
+            logger.warning("cannot keep %s: %s", target.name[:80], exc.strerror or exc)
+            fp.close()
+            temp.unlink(missing_ok=True)
+            return Status(0xA700, "C-STORE")
         self.files.append(target)
         return Status(0x0000, "C-STORE")
 

@@ -115,3 +115,26 @@ def test_find_answered_only_with_responses_to_another_message_id_ends_within_its
     assert "Traceback" not in done.stderr
     assert "unexpected" in done.stderr and "aborted" in done.stderr, done.stderr
     assert elapsed < 25, f"the client waited {elapsed:.0f} s on responses that were not its own"
+
+
+def test_get_of_an_instance_whose_uid_cannot_be_a_file_name_is_refused_and_leaves_nothing(tmp_path):
+    """A 300-character SOP Instance UID makes a file name the file system refuses: the
+    sub-operation fails (not the association), and no temp file is left behind."""
+    uid = "1.2." + "3" * 296
+    data = encode_dataset(make_dataset(uid))
+    answers = {}
+
+    def script(peer, request):
+        rq, pc_id = peer.read_command()
+        store_sub_operation(peer, data, uid)
+        answers["store"], _ = peer.read_command()
+        get_rsp(peer, pc_id, rq, 0xA702, completed=0, failed=1)
+        peer.answer_release()
+
+    out = tmp_path / "out"
+    with HostileSCP(script) as scp:
+        done = run_client("get", "127.0.0.1", str(scp.port), "-L", "STUDY",
+                          "-k", "StudyInstanceUID=1.2.3", "--out", str(out))
+    assert int(answers["store"].Status) != 0x0000
+    assert "Traceback" not in done.stderr
+    assert not list(out.iterdir()), "a temporary file was left behind"
