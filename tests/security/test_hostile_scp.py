@@ -138,3 +138,61 @@ def test_get_of_an_instance_whose_uid_cannot_be_a_file_name_is_refused_and_leave
     assert int(answers["store"].Status) != 0x0000
     assert "Traceback" not in done.stderr
     assert not list(out.iterdir()), "a temporary file was left behind"
+
+
+def _client_peak_rss_mb(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+    """Run the client in a child of a fresh interpreter; the child's peak RSS in MB."""
+    code = ("import resource, subprocess, sys\n"
+            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "sys.stderr.write(done.stderr)\n"
+            "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONWARNINGS", None)
+    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "dicomdesk", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    returncode, peak_kb = done.stdout.split()
+    return int(peak_kb) / 1024, subprocess.CompletedProcess(args, int(returncode), "", done.stderr)
+
+
+def _many_matches(count: int):
+    """A C-FIND SCP answering ``count`` pending matches, each carrying 2 KB the query did not
+    ask for, then success."""
+    from pydicom.dataset import Dataset
+
+    from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
+
+    def script(peer, request):
+        rq, pc_id = peer.read_command()
+        match = Dataset()
+        match.QueryRetrieveLevel = "STUDY"
+        match.StudyInstanceUID = "1.2.3.4"
+        match.StudyDescription = "D" * 64
+        match.add_new(0x00091010, "OB", b"\x01" * 2048)
+        identifier = encode_dataset(match)
+        from dicomdesk.net.commandset import encode_fields
+
+        command = encode_fields({0x0002: str(rq.AffectedSOPClassUID), 0x0100: FIND_RSP,
+                                 0x0120: int(rq.MessageID), 0x0800: 0x0000, 0x0900: 0xFF00})
+        one = PDataTfPDU([PresentationDataValueItem(pc_id, b"\x03" + command),
+                          PresentationDataValueItem(pc_id, b"\x02" + identifier)]).encode()
+        for _ in range(count // 100):
+            peer.sock.sendall(one * 100)
+        peer.send_command(pc_id, {0x0002: str(rq.AffectedSOPClassUID), 0x0100: FIND_RSP,
+                                  0x0120: int(rq.MessageID), 0x0800: 0x0101, 0x0900: 0x0000})
+        peer.answer_release()
+
+    return script
+
+
+@pytest.mark.parametrize("output", [(), ("--json",)], ids=["table", "json"])
+def test_find_memory_does_not_grow_with_what_the_scp_adds_to_each_match(output):
+    """The client keeps what it prints (the requested columns), not every decoded match:
+    40,000 matches that each carry 2 KB nobody asked for cost no more than 200 do."""
+    peaks = {}
+    for count in (200, 40_000):
+        with HostileSCP(_many_matches(count)) as scp:
+            peaks[count], done = _client_peak_rss_mb(
+                "find", "127.0.0.1", str(scp.port), "-L", "STUDY", "-k", "StudyInstanceUID=",
+                "--timeout", "60", *output)
+        assert done.returncode == 0, done.stderr
+    assert peaks[40_000] - peaks[200] < 30, f"peak RSS {peaks}"
