@@ -905,10 +905,23 @@ class Archive:
                     except OSError as exc:
                         raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
                                              f"cannot journal the file: {exc.strerror}") from exc
+                    # Pending before the rename: the index thread removes the copy a
+                    # replacement left at its old path unless that path is pending. Counted
+                    # only after the rename (and the journal's fsync), a copy renamed to the old
+                    # path of an object being indexed could be taken for that stale copy and
+                    # deleted — after being acknowledged.
+                    with self._pending_lock:
+                        self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
                     try:
                         replaced = self._rename_into_place(source, final)
                     except BaseException:
                         journal.remove([entry])
+                        with self._pending_lock:
+                            left = self._pending_paths.get(rel, 0) - 1
+                            if left > 0:
+                                self._pending_paths[rel] = left
+                            else:
+                                self._pending_paths.pop(rel, None)
                         raise
                 except BaseException as exc:
                     job.result.set_exception(exc)
@@ -916,11 +929,19 @@ class Archive:
                 placed.append((job, rel, final, entry, replaced, ds, size, calling_aet, values))
             if not placed:
                 return
-            journal.sync()  # from here these objects survive a crash: the responses may go
+            try:
+                journal.sync()  # from here these objects survive a crash: the responses may go
+            except BaseException:
+                with self._pending_lock:
+                    for item in placed:
+                        left = self._pending_paths.get(item[1], 0) - 1
+                        if left > 0:
+                            self._pending_paths[item[1]] = left
+                        else:
+                            self._pending_paths.pop(item[1], None)
+                raise
             results = []
             for job, rel, final, entry, replaced, ds, size, calling_aet, values in placed:
-                with self._pending_lock:
-                    self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
                 record = self._record(rel, ds, size, calling_aet, values)
                 self.index.upsert_later(
                     record, lambda old, rel=rel, entry=entry, record=record: self._indexed(rel, old, entry, record))
@@ -981,6 +1002,11 @@ class Archive:
             else:
                 self._pending_paths.pop(rel, None)
             keep_old = isinstance(old, str) and old in self._pending_paths
+            if isinstance(old, str) and old != rel and not keep_old:
+                # under the lock: a copy now being placed at ``old`` counts itself pending
+                # first (``_place``), so it is either seen above or placed after this removal
+                logger.info("replaced %s (was %s)", rel, old)
+                self._remove_file(self.root / old)
         if isinstance(old, Exception):  # the journal keeps it; indexed when there is room
             logger.error("cannot index %s: %s", rel, old)
             if entry is not None and record is not None:
@@ -989,9 +1015,6 @@ class Archive:
             return
         if entry is not None:
             self._settled_entries.append((entry, os.path.dirname(rel)))
-        if old is not None and old != rel and not keep_old:
-            logger.info("replaced %s (was %s)", rel, old)
-            self._remove_file(self.root / old)
 
     def _settle_journal(self) -> None:
         """After a batch of rows (index thread): rows that failed are tried once more with the
