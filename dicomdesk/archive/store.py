@@ -716,8 +716,9 @@ class Archive:
                 self._unindexed[:0] = failed
             return False
         for (entry, record), old in zip(failed, olds):
-            if old is not None and old != record.path and old not in self._pending_paths:
-                self._remove_file(self.root / old)
+            with self._pending_lock:  # as in ``_indexed``: checked and removed under one lock
+                if old is not None and old != record.path and old not in self._pending_paths:
+                    self._remove_file(self.root / old)
         self._settle([(entry, os.path.dirname(record.path)) for entry, record in failed])
         logger.warning("indexed %d acknowledged objects the index could not take before", len(failed))
         return True
@@ -917,11 +918,7 @@ class Archive:
                     except BaseException:
                         journal.remove([entry])
                         with self._pending_lock:
-                            left = self._pending_paths.get(rel, 0) - 1
-                            if left > 0:
-                                self._pending_paths[rel] = left
-                            else:
-                                self._pending_paths.pop(rel, None)
+                            self._unpend(rel)
                         raise
                 except BaseException as exc:
                     job.result.set_exception(exc)
@@ -934,11 +931,7 @@ class Archive:
             except BaseException:
                 with self._pending_lock:
                     for item in placed:
-                        left = self._pending_paths.get(item[1], 0) - 1
-                        if left > 0:
-                            self._pending_paths[item[1]] = left
-                        else:
-                            self._pending_paths.pop(item[1], None)
+                        self._unpend(item[1])
                 raise
             results = []
             for job, rel, final, entry, replaced, ds, size, calling_aet, values in placed:
@@ -985,6 +978,14 @@ class Archive:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
         raise AssertionError("unreachable")
 
+    def _unpend(self, rel: str) -> None:
+        """One object placed at ``rel`` is no longer pending (caller holds ``_pending_lock``)."""
+        left = self._pending_paths.get(rel, 0) - 1
+        if left > 0:
+            self._pending_paths[rel] = left
+        else:
+            self._pending_paths.pop(rel, None)
+
     def _indexed(self, rel: str, old: str | None | Exception, entry: str | None = None,
                  record: InstanceRecord | None = None) -> None:
         """The queued row of ``rel`` is written (index thread): remove the copy it replaced,
@@ -996,11 +997,7 @@ class Archive:
         later row names the file, and removing it would lose an acknowledged object.
         """
         with self._pending_lock:
-            left = self._pending_paths.get(rel, 0) - 1
-            if left > 0:
-                self._pending_paths[rel] = left
-            else:
-                self._pending_paths.pop(rel, None)
+            self._unpend(rel)
             keep_old = isinstance(old, str) and old in self._pending_paths
             if isinstance(old, str) and old != rel and not keep_old:
                 # under the lock: a copy now being placed at ``old`` counts itself pending
