@@ -2,7 +2,7 @@
 
 When a SOP Instance moves to another study or series, its copy at the old path is removed
 once the new row is written (index thread). If the same instance comes back to that old path
-meanwhile, that new copy must not be taken for the stale one: three senders each bounce one
+meanwhile, that new copy must not be taken for the stale one: six senders each bounce one
 instance between two studies, and after every acknowledgement its file is in place.
 """
 
@@ -30,7 +30,7 @@ from dicomdesk.net import uids  # noqa: E402
 
 pytestmark = pytest.mark.interop
 
-ROUNDS = 400
+ROUNDS = 300
 
 
 def test_an_instance_bouncing_between_two_studies_is_on_disk_after_every_acknowledgement(tmp_path):
@@ -58,7 +58,7 @@ def test_an_instance_bouncing_between_two_studies_is_on_disk_after_every_acknowl
             errors.append(exc)
 
     with ServeProcess(storage) as server:
-        senders = [threading.Thread(target=bounce, args=(k, server.port)) for k in range(3)]
+        senders = [threading.Thread(target=bounce, args=(k, server.port)) for k in range(6)]
         for thread in senders:
             thread.start()
         for thread in senders:
