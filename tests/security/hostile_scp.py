@@ -35,8 +35,10 @@ class ScriptedPeer:
         return self.contexts[sop_class]
 
     def read_command(self) -> tuple[Any, int]:
-        """The next message's command set (its data set PDVs, if any, are read and dropped)."""
+        """The next message's command set (its data set PDVs, if any, are read and dropped:
+        in the same P-DATA-TF as the command or in the following ones)."""
         command = b""
+        found: tuple[Any, int] | None = None
         while True:
             raw = read_pdu(self.sock)
             if not raw:
@@ -48,17 +50,11 @@ class ScriptedPeer:
                     command += item.data_value[1:]
                     if item.is_last:
                         ds = decode_command(command)
-                        if int(ds.get("CommandDataSetType", 0x0101)) != 0x0101:
-                            self._skip_data_set()
-                        return ds, item.context_id
-
-    def _skip_data_set(self) -> None:
-        while True:
-            raw = read_pdu(self.sock)
-            if not raw or raw[0] != 0x04:
-                return
-            if any(i.is_last for i in pdu.PDataTfPDU.decode(raw).data_value_items):
-                return
+                        found = (ds, item.context_id)
+                        if int(ds.get("CommandDataSetType", 0x0101)) == 0x0101:
+                            return found
+                elif item.is_last and found is not None:
+                    return found
 
     def send_command(self, pc_id: int, fields: dict[int, Any]) -> None:
         self.send_pdv(pc_id, encode_fields(fields), command=True, last=True)
