@@ -574,8 +574,12 @@ class Archive:
         try:
             return Index(path, durable=self.durable)
         except sqlite3.OperationalError as exc:
-            self._refusal = f"disk full ({exc})"
-            if self._reserve.release():
+            # Locked by another program (a second server on this folder, an SQLite browser)
+            # is not a full disk: the reserve stays, and the refusal says what it is.
+            locked = "locked" in str(exc) or "busy" in str(exc)
+            self._refusal = f"the archive index is locked by another program ({exc})" if locked \
+                else f"disk full ({exc})"
+            if not locked and self._reserve.release():
                 try:
                     return Index(path, durable=self.durable)
                 except sqlite3.OperationalError:
@@ -583,9 +587,27 @@ class Archive:
             if not path.exists():
                 raise
             logger.error("the index cannot be opened for writing (%s): answering queries from it "
-                         "as it is, refusing new objects until the disk has room", exc)
-            self._refusal = "disk full: the index cannot be opened for writing"
+                         "as it is, refusing new objects until %s", exc,
+                         "it is free" if locked else "the disk has room")
+            if not locked:
+                self._refusal = "disk full: the index cannot be opened for writing"
             return Index(path, durable=self.durable, immutable=True)
+        except sqlite3.DatabaseError as exc:  # not a database, malformed: damaged, not full
+            return self._replace_damaged_index(path, exc)
+
+    def _replace_damaged_index(self, path: Path, exc: Exception) -> Index:
+        """A damaged index is only a cache of the folder: set it aside (kept for inspection)
+        and start an empty one, which ``needs_full_scan`` then fills from the files while the
+        server answers. The files themselves, and the journal, are untouched."""
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        logger.error("the archive index %s is damaged (%s): kept as %s; a new index is built "
+                     "from the archive's files", path, exc, aside.name)
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+        return Index(path, durable=self.durable)
 
     def _reopen_writable(self) -> bool:
         """After ``_open_index`` fell back to reading: open the index for writing if it can
@@ -723,8 +745,9 @@ class Archive:
                 self._unindexed[:0] = failed
             return False
         for (entry, record), old in zip(failed, olds):
-            if old is not None and old != record.path and old not in self._pending_paths:
-                self._remove_file(self.root / old)
+            with self._pending_lock:  # as in ``_indexed``: checked and removed under one lock
+                if old is not None and old != record.path and old not in self._pending_paths:
+                    self._remove_file(self.root / old)
         self._settle([(entry, os.path.dirname(record.path)) for entry, record in failed])
         logger.warning("indexed %d acknowledged objects the index could not take before", len(failed))
         return True
@@ -912,10 +935,19 @@ class Archive:
                     except OSError as exc:
                         raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES,
                                              f"cannot journal the file: {exc.strerror}") from exc
+                    # Pending before the rename: the index thread removes the copy a
+                    # replacement left at its old path unless that path is pending. Counted
+                    # only after the rename (and the journal's fsync), a copy renamed to the old
+                    # path of an object being indexed could be taken for that stale copy and
+                    # deleted — after being acknowledged.
+                    with self._pending_lock:
+                        self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
                     try:
                         replaced = self._rename_into_place(source, final)
                     except BaseException:
                         journal.remove([entry])
+                        with self._pending_lock:
+                            self._unpend(rel)
                         raise
                 except BaseException as exc:
                     job.result.set_exception(exc)
@@ -923,11 +955,15 @@ class Archive:
                 placed.append((job, rel, final, entry, replaced, ds, size, calling_aet, values))
             if not placed:
                 return
-            journal.sync()  # from here these objects survive a crash: the responses may go
+            try:
+                journal.sync()  # from here these objects survive a crash: the responses may go
+            except BaseException:
+                with self._pending_lock:
+                    for item in placed:
+                        self._unpend(item[1])
+                raise
             results = []
             for job, rel, final, entry, replaced, ds, size, calling_aet, values in placed:
-                with self._pending_lock:
-                    self._pending_paths[rel] = self._pending_paths.get(rel, 0) + 1
                 record = self._record(rel, ds, size, calling_aet, values)
                 self.index.upsert_later(
                     record, lambda old, rel=rel, entry=entry, record=record: self._indexed(rel, old, entry, record))
@@ -971,6 +1007,14 @@ class Archive:
                 raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot store the file: {exc.strerror}") from exc
         raise AssertionError("unreachable")
 
+    def _unpend(self, rel: str) -> None:
+        """One object placed at ``rel`` is no longer pending (caller holds ``_pending_lock``)."""
+        left = self._pending_paths.get(rel, 0) - 1
+        if left > 0:
+            self._pending_paths[rel] = left
+        else:
+            self._pending_paths.pop(rel, None)
+
     def _indexed(self, rel: str, old: str | None | Exception, entry: str | None = None,
                  record: InstanceRecord | None = None) -> None:
         """The queued row of ``rel`` is written (index thread): remove the copy it replaced,
@@ -982,12 +1026,13 @@ class Archive:
         later row names the file, and removing it would lose an acknowledged object.
         """
         with self._pending_lock:
-            left = self._pending_paths.get(rel, 0) - 1
-            if left > 0:
-                self._pending_paths[rel] = left
-            else:
-                self._pending_paths.pop(rel, None)
+            self._unpend(rel)
             keep_old = isinstance(old, str) and old in self._pending_paths
+            if isinstance(old, str) and old != rel and not keep_old:
+                # under the lock: a copy now being placed at ``old`` counts itself pending
+                # first (``_place``), so it is either seen above or placed after this removal
+                logger.info("replaced %s (was %s)", rel, old)
+                self._remove_file(self.root / old)
         if isinstance(old, Exception):  # the journal keeps it; indexed when there is room
             logger.error("cannot index %s: %s", rel, old)
             if entry is not None and record is not None:
@@ -996,9 +1041,6 @@ class Archive:
             return
         if entry is not None:
             self._settled_entries.append((entry, os.path.dirname(rel)))
-        if old is not None and old != rel and not keep_old:
-            logger.info("replaced %s (was %s)", rel, old)
-            self._remove_file(self.root / old)
 
     def _settle_journal(self) -> None:
         """After a batch of rows (index thread): rows that failed are tried once more with the

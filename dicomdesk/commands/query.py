@@ -77,17 +77,26 @@ def run_find(args: argparse.Namespace) -> int:
     peer, keys = _prepare(args)
     columns = [(parse_key(k)[0], parse_key(k)[2]) for k in keys]
 
+    rows: list[list[str]] = []
+    count = 0
+
     def on_match(ds: Any) -> None:
+        # Only what is printed is kept (the requested columns), never the decoded match:
+        # whatever a peer adds to each match costs no memory here.
+        nonlocal count
+        count += 1
         if args.json:
             print(json.dumps(match_to_json(ds), ensure_ascii=False), flush=True)
+        else:
+            rows.append(table_row(columns, ds))
 
-    result = find(peer, args.level, keys, args.model, on_match=on_match)
+    result = find(peer, args.level, keys, args.model, on_match=on_match, keep_matches=False)
     if not args.json:
-        print_table(columns, result.matches)
+        print_rows(columns, rows)
     if result.error:
         print(f"find {peer.describe()} failed: {result.error}", file=sys.stderr)
         return 1
-    print(f"{len(result.matches)} match(es); {result.status}", file=sys.stderr)
+    print(f"{count} match(es); {result.status}", file=sys.stderr)
     return 0
 
 
@@ -131,11 +140,18 @@ def match_to_json(ds: Any) -> dict[str, Any]:
     return out
 
 
-def print_table(columns: list[tuple[int, str]], matches: list) -> None:
-    """The matches as aligned columns, one per requested key."""
-    if not columns:
-        columns = [(0x00080052, "QueryRetrieveLevel")]
-    rows = [[_text(ds[tag].value) if tag in ds else "" for tag, _ in columns] for ds in matches]
+def _table_columns(columns: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    return columns or [(0x00080052, "QueryRetrieveLevel")]
+
+
+def table_row(columns: list[tuple[int, str]], ds: Any) -> list[str]:
+    """One match's cells for ``print_rows``."""
+    return [_text(ds[tag].value) if tag in ds else "" for tag, _ in _table_columns(columns)]
+
+
+def print_rows(columns: list[tuple[int, str]], rows: list[list[str]]) -> None:
+    """Rows of ``table_row`` as aligned columns, one per requested key."""
+    columns = _table_columns(columns)
     headers = [name for _, name in columns]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())

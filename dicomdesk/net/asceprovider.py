@@ -66,6 +66,12 @@ GATHER_MAX_BYTES = 64 * 1024
 #: Longest wait for a rejected requestor to close its connection (see AssociationAcceptor.reject).
 REJECT_CLOSE_WAIT_S = 10.0
 
+#: Most DIMSE messages set aside while waiting for a response or looking for a C-CANCEL,
+#: beyond what the negotiated asynchronous operations windows allow (PS3.7 D.3.3.3; without
+#: one, a single outstanding operation, so a peer needs nothing but a C-CANCEL). More is a
+#: flood held in memory (each may carry a data set): the association is aborted instead.
+MAX_HELD_MESSAGES = 16
+
 PC_RESULT_TEXT = {
     PC_ACCEPTANCE: "accepted",
     PC_USER_REJECTION: "user rejection",
@@ -533,6 +539,7 @@ class Association:
                 if getattr(msg, "message_id_being_responded_to", None) in message_ids:
                     return msg, pc_id
                 held.append((msg, pc_id))
+                self._check_held(len(held) + len(self._stash), held)
         finally:
             self._stash.extendleft(reversed(held))
 
@@ -563,7 +570,21 @@ class Association:
                 found = True
             else:
                 self._stash.append(item)
+                self._check_held(len(self._stash))
         return found
+
+    def _check_held(self, count: int, held: list | None = None) -> None:
+        """Abort when more messages wait to be handled than the negotiated asynchronous
+        operations windows (ours and the peer's) can explain, plus MAX_HELD_MESSAGES: a flood."""
+        if count <= MAX_HELD_MESSAGES + self.ops_window + self.ops_performed:
+            return
+        self._stash.clear()
+        if held is not None:
+            held.clear()
+        logger.warning("%d DIMSE messages arrived out of turn: aborting", count)
+        self.abort(0)
+        raise AssociationAbortedError(0, 0, f"the peer sent {count} DIMSE messages out of turn "
+                                            "(beyond the operations window): association aborted")
 
     def _handle_indication(self, item: Any) -> None:
         pdu_type = getattr(item, "pdu_type", None)

@@ -28,6 +28,7 @@ from ..net import uids
 from ..net.applicationentity import ClientAE, write_meta
 from ..net.records import FrozenRecord
 from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
+from ..net.sopclass.storage import Part10Error, check_file_structure
 from ..net.statuses import Status
 from .common import Peer, describe_error
 
@@ -342,16 +343,38 @@ class _GetReceiver(ClientAE):
         return fp, 0
 
     def on_receive_store(self, context: Any, fp: Any) -> Status:
-        fp.flush()
-        os.fsync(fp.fileno())
-        fp.close()
+        # A data set that ends inside an element (a value claiming 2 GiB, a cut transfer)
+        # is refused and removed: only whole objects get their final name (PS3.4 C.4.3.2).
+        try:
+            fp.flush()
+            fp.seek(0)
+            check_file_structure(fp)
+        except Part10Error as exc:
+            logger.warning("C-STORE sub-operation refused: %s", exc)
+            self.on_receive_store_failed(context, fp, str(exc))
+            return Status(0xC000, "C-STORE")
         temp = Path(fp.name)
         uid = self._uids.pop(fp.name, "").strip("\0 ")
         safe = re.sub(r"[^0-9A-Za-z.]", "_", uid) or temp.stem.lstrip(".")
         target = self.out_dir / f"{safe}.dcm"
-        os.replace(temp, target)
+        try:  # a full disk, a UID too long for a file name: this instance fails, and goes
+            os.fsync(fp.fileno())
+            fp.close()
+            os.replace(temp, target)
+        except OSError as exc:
+            logger.warning("cannot keep %s: %s", target.name[:80], exc.strerror or exc)
+            fp.close()
+            temp.unlink(missing_ok=True)
+            return Status(0xA700, "C-STORE")
         self.files.append(target)
         return Status(0x0000, "C-STORE")
+
+    def discard_unfinished(self) -> None:
+        """Remove the temporary files of instances whose transfer never completed (the peer
+        aborted or vanished mid-object): nothing of them stays in ``out_dir``."""
+        for name in list(self._uids):
+            self._uids.pop(name, None)
+            Path(name).unlink(missing_ok=True)
 
     def on_receive_store_failed(self, context: Any, fp: Any, error: str) -> None:
         """The data set did not arrive whole: remove its temporary file."""
@@ -396,6 +419,8 @@ def get(peer: Peer, level: str, keys: Mapping[str, Any] | Dataset, out_dir: str 
                 tracker.update(status, rsp)
     except Exception as exc:
         return tracker.result(describe_error(exc, peer), tuple(ae.files))
+    finally:
+        ae.discard_unfinished()
     return tracker.result(files=tuple(ae.files))
 
 

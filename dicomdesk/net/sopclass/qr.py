@@ -22,7 +22,8 @@ import pydicom.errors
 from pydicom.dataset import Dataset
 
 from .. import dimsemessages, statuses, uids
-from ..exceptions import EventHandlingError, NetDICOMError, OperationCancelledError
+from ..exceptions import (AssociationError, DIMSEProcessingError, EventHandlingError,
+                          NetDICOMError, OperationCancelledError)
 from ..dataset_codec import encode_identifier
 from ..printable import printable
 from ..records import FrozenRecord, Record
@@ -81,8 +82,15 @@ class _Responses:
         if (getattr(msg, "command_field", None) == command_field
                 and msg.message_id_being_responded_to == self.msg_id):
             return True
-        logger.warning("ignoring unexpected %s during Q/R message %d", type(msg).__name__, self.msg_id)
-        return False
+        # No asynchronous operations are negotiated: a message that is not a response to this
+        # request (PS3.7 9.1) breaks the protocol, and ignoring it would let a peer keep us
+        # waiting for ever, each one restarting the timeout. Abort (as DCMTK does).
+        responded = getattr(msg, "message_id_being_responded_to", None)
+        text = (f"unexpected {type(msg).__name__} (Message ID Being Responded To {responded!r}) "
+                f"during Q/R message {self.msg_id}: association aborted")
+        logger.warning(text)
+        self.asce.abort()
+        raise DIMSEProcessingError(text)
 
 
 def _request(rq_cls: type, ctx: Any, ds: Any, msg_id: int) -> Any:
@@ -456,6 +464,11 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
             item = describe_item(raw)
             uid = item.sop_instance
             status = store(item)
+        except AssociationError as exc:
+            if not asce.association_established:  # this association ended: nothing can follow
+                raise
+            logger.info("%s sub-operation failed: %s", command, exc)  # a C-MOVE sub-association
+            status = 0xA700
         except (NetDICOMError, OSError, ValueError, AttributeError, KeyError,
                 pydicom.errors.InvalidDicomError) as exc:
             logger.info("%s sub-operation failed: %s", command, exc)

@@ -970,6 +970,8 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     is told so it can discard the file. ``EventHandlingError`` answers C000.
     """
     error = getattr(msg, "data_set_error", None)
+    if not error and msg.data_set is None:  # Command Data Set Type 0101: nothing to keep
+        error = "C-STORE request without a data set"
     if error:
         logger.warning("C-STORE of %s not received: %s", msg.affected_sop_instance_uid, error)
         status = statuses.Status(int(statuses.C_STORE_OUT_OF_RESOURCES)
