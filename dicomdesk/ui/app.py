@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["NO_DISPLAY_MESSAGE", "display_available", "main"]
 
@@ -31,18 +31,24 @@ def display_available(environ: Mapping[str, str] | None = None,
     return True  # Windows and macOS always have their native platform
 
 
-def _close_on_signals(window: object) -> None:
+def _close_on_signals(app: object) -> Callable[[object], None]:
     """Ctrl-C (or ``kill``) closes the window the way its close button does, so the local
     server stops cleanly. Python runs a signal handler only when Python code runs, and the
     idle Qt event loop runs none: the signal is written to a pipe (``set_wakeup_fd``) that
-    a QSocketNotifier watches, which gives Python the turn — no timer, no polling."""
-    from PySide6.QtCore import QSocketNotifier
+    a QSocketNotifier watches, which gives Python the turn — no timer, no polling.
+
+    Called before the window exists: the window starts its local server at once, on a worker
+    thread, so the port may accept (and a script may signal us) before the window is shown. The
+    handler therefore only queues the close (a zero-delay timer), which runs once the event loop
+    does, on the window given to the returned function.
+    """
+    from PySide6.QtCore import QSocketNotifier, QTimer
 
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)
     os.set_blocking(write_fd, False)
     signal.set_wakeup_fd(write_fd)
-    notifier = QSocketNotifier(read_fd, QSocketNotifier.Type.Read, window)
+    notifier = QSocketNotifier(read_fd, QSocketNotifier.Type.Read, app)
 
     def drain() -> None:
         try:
@@ -51,8 +57,15 @@ def _close_on_signals(window: object) -> None:
             pass
 
     notifier.activated.connect(drain)
+    windows: list[object] = []
+
+    def close_window() -> None:
+        for window in windows:
+            window.close()  # type: ignore[attr-defined]
+
     for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: window.close())
+        signal.signal(number, lambda *_: QTimer.singleShot(0, close_window))
+    return windows.append
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setDesktopFileName("dicomdesk")
     app.setWindowIcon(load_icon("dicomdesk"))
     app.setStyleSheet(load_style())
+    close_on_signals = _close_on_signals(app)  # before the window: its server may listen at once
     window = MainWindow()
+    close_on_signals(window)
     window.show()
-    _close_on_signals(window)
     settle_heap()  # start-up objects live as long as the window: keep them out of full GCs
     return int(app.exec())
 
