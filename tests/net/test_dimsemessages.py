@@ -391,13 +391,18 @@ def test_is_dataset_recognises_pydicom_datasets_only():
     assert not dm.is_dataset(io.BytesIO())
 
 
-def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent() -> None:
+def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent(monkeypatch) -> None:
     """A file streamed after another reads into the buffers the first one used (no
-    allocation per fragment), and every fragment still carries its own bytes."""
+    allocation per fragment), and every fragment still carries its own bytes.
+
+    The pool of spent buffers is process-wide: it starts empty here, or the buffers an earlier
+    test left in it (any test streaming with the same PDU size) would all be handed out in
+    turn and counted as "new" (the test failed when run after the one below)."""
     import io
 
     from dicomdesk.net.dimsemessages import _file_values
 
+    monkeypatch.setattr(dm, "_SPENT", {})
     max_pdu = 4096 + 12
     first, second = bytes(range(256)) * 40, bytes(reversed(range(256))) * 40
     buffers = set()
