@@ -365,6 +365,18 @@ def start_pynetdicom_scp(
     return PynetdicomSCP(ae, server)
 
 
+def wait_for_cancel(event, timeout: float = 60.0) -> bool:
+    """Block a pynetdicom C-FIND/GET/MOVE handler until the requestor's C-CANCEL has arrived
+    (bounded). pynetdicom only offers ``event.is_cancelled`` (set by its reader thread): no event
+    to wait on. It is True once per C-CANCEL (reading it consumes it), so the answer is returned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if event.is_cancelled:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def write_worklist_file(worklist_dir: Path, dataset: Any, name: str = "item") -> Path:
     """Save a worklist item (PS3.4 K.6 attributes) as ``worklist_dir/<name>.wl`` for wlmscpfs.
 

@@ -5,13 +5,12 @@ local archive, "present locally" marks, and C-CANCEL of a retrieve from a slow p
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pydicom
 import pydicom.data
 import pytest
-from peers import free_port, run_dcmtk, start_pynetdicom_scp
+from peers import free_port, run_dcmtk, start_pynetdicom_scp, wait_for_cancel
 
 from dicomdesk import config, operations
 from dicomdesk.archive import Archive
@@ -180,11 +179,16 @@ def test_a_later_search_marks_studies_already_in_the_local_archive(
 
 # ----------------------------------------------------------------------- cancel (slow peer)
 SLOW_COUNT = 40
+HELD_AFTER = 3  # images the slow peer sends before it waits for the C-CANCEL
+
+
 
 
 def _slow_get_peer():
-    """A pynetdicom Q/R SCP answering one study whose C-GET sends SLOW_COUNT CT images, one
-    every 50 ms, and stops with FE00 when a C-CANCEL arrives (PS3.4 C.4.3.3.1)."""
+    """A pynetdicom Q/R SCP answering one study whose C-GET announces SLOW_COUNT CT images,
+    sends HELD_AFTER of them, then holds the rest until a C-CANCEL arrives and stops with FE00
+    (PS3.4 C.4.3.3.1). Holding, not pacing: with images paced at 50 ms, a busy machine let the
+    peer finish all of them before the test's cancel reached it."""
     from pynetdicom import evt
     from pynetdicom.presentation import PresentationContext
     from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
@@ -202,12 +206,11 @@ def _slow_get_peer():
 
     def on_get(event):
         yield SLOW_COUNT
-        for _ in range(SLOW_COUNT):
-            if event.is_cancelled:
+        for sent in range(SLOW_COUNT):
+            if wait_for_cancel(event) if sent >= HELD_AFTER else event.is_cancelled:
                 stopped.set()
                 yield 0xFE00, None
                 return
-            time.sleep(0.05)
             image = pydicom.Dataset(ct)
             image.file_meta = ct.file_meta
             image.SOPInstanceUID = generate_uid()
