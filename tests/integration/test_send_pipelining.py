@@ -150,7 +150,7 @@ def test_the_next_file_is_prepared_while_the_peer_handles_the_current_one(pynetd
     def look_ahead(event, uid):
         n = order[uid]
         if n + 1 < len(paths):
-            deadline = time.monotonic() + 3.0
+            deadline = time.monotonic() + 20.0
             wanted = str(paths[n + 1])
             while wanted not in open_paths_under(tmp_path / "src") and time.monotonic() < deadline:
                 time.sleep(0.005)  # bounded wait for the SCU thread to get there

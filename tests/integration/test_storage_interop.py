@@ -363,12 +363,12 @@ def test_an_object_aborted_mid_transfer_leaves_no_temp_file(serve):
     last = items[-1].data_value
     assoc.dul.send(PDataTfPDU([PresentationDataValueItem(ctx.id, bytes((0x00,)) + bytes(last[1:]))]))
     incoming = serve.storage / ".incoming"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while not list(incoming.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)  # the temp file appears once the command set has arrived
     assert list(incoming.iterdir())
     assoc.abort()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while list(incoming.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not list(incoming.iterdir())

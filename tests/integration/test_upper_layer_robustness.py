@@ -123,7 +123,7 @@ def test_p_data_length_above_our_maximum_aborts_the_association(server):
         answer = _read_all(sock)
     assert answer[:1] == b"\x07"
     with server.changed:
-        server.changed.wait_for(lambda: "aborted" in server.ended, timeout=5)
+        server.changed.wait_for(lambda: "aborted" in server.ended, timeout=30)
     _echo_still_works(server)
 
 
@@ -154,9 +154,9 @@ def test_peer_that_vanishes_mid_association_ends_only_its_association(server):
     assert sock.recv(65536)[0] == 0x02
     sock.close()  # gone without release or abort
     with server.changed:
-        assert server.changed.wait_for(lambda: "aborted" in server.ended, timeout=5)
+        assert server.changed.wait_for(lambda: "aborted" in server.ended, timeout=30)
     _echo_still_works(server)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while server.active_associations and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.active_associations == 0
@@ -187,7 +187,7 @@ def test_connections_over_the_limit_are_rejected_with_local_limit_exceeded(serve
     finally:
         for sock in holders:
             sock.close()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while server.active_associations and time.monotonic() < deadline:
         time.sleep(0.05)
     _echo_still_works(server)

@@ -330,7 +330,7 @@ def data_set_bytes(path: Path) -> bytes:
     return raw[144 + group_length:]
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool:
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` (state of another process: there is no event to wait on)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

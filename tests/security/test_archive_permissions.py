@@ -55,7 +55,7 @@ def test_a_new_archive_is_readable_by_its_owner_only(tmp_path):
         _store_one(proc.port, "1.2.826.0.1.3680043.8.498.11901")
         files = {p.relative_to(storage).as_posix(): p for p in storage.rglob("*")}
         assert any(name.endswith(".dcm") for name in files)
-        assert wait_until(lambda: (storage / "index.sqlite3-wal").exists(), 5)
+        assert wait_until(lambda: (storage / "index.sqlite3-wal").exists(), 30)
         too_open = {name: oct(_mode(p)) for name, p in files.items()
                     if _mode(p) & 0o077 or (p.is_dir() and _mode(p) != 0o700)}
         assert _mode(storage) == 0o700 and not too_open, too_open
@@ -77,6 +77,6 @@ def test_an_archive_left_open_by_an_older_version_is_tightened_at_start(tmp_path
         assert _mode(storage) == 0o700
         assert _mode(storage / ".incoming") == 0o700
         assert _mode(storage / "index.sqlite3") == 0o600
-        assert wait_until(lambda: "made owner-only" in proc.log(), 5), proc.log()[-2000:]
+        assert wait_until(lambda: "made owner-only" in proc.log(), 30), proc.log()[-2000:]
     finally:
         proc.stop()

@@ -80,7 +80,7 @@ def test_accepted_identity_that_asked_gets_the_positive_response_sub_item(guarde
 
 def test_calling_ae_not_on_the_allow_list_is_rejected_1_1_3(guarded):
     assert _rj_fields(_answer(guarded.port, calling="INTRUDER", identity=_alice())) == (1, 1, 3)
-    assert wait_until(lambda: "'INTRUDER' from 127.0.0.1" in guarded.log(), 5)
+    assert wait_until(lambda: "'INTRUDER' from 127.0.0.1" in guarded.log(), 30)
     assert "association rejected" in guarded.log()
 
 

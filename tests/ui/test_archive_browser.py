@@ -113,7 +113,7 @@ def test_storescu_objects_appear_in_the_tree_and_the_log_counts_them(received, q
     assert Path(ArchiveTreeModel.path(ct)).is_file()
     assert Path(ArchiveTreeModel.path(ct)).is_relative_to(storage)
     qtbot.waitUntil(lambda: sum(r.event.state == "released" for r in panel.associations.records())
-                    == 3, timeout=5000)
+                    == 3, timeout=20_000)
     assert panel.associations.rowCount() == 3  # open and release are one row
     row = panel.associations.record(0)
     assert (row.event.calling_aet, row.event.called_aet, row.objects) == ("STORESCU", "DICOMDESK", 1)
@@ -148,7 +148,7 @@ def test_objects_arriving_later_are_inserted_without_reloading(received, qtbot, 
     assert model.count("series") == 3
     assert QModelIndex(series).siblingAtColumn(4).data() == "3 instance(s)"
     qtbot.waitUntil(lambda: panel.associations.rowCount() == 4
-                    and panel.associations.record(3).event.state == "released", timeout=5000)
+                    and panel.associations.record(3).event.state == "released", timeout=20_000)
     assert panel.associations.record(3).objects == 2
 
 
@@ -180,14 +180,14 @@ def test_window_level_drag_re_renders_the_picture(received, qtbot):
     panel = window.server_panel
     first = _select(window, qtbot, CT)
     before = panel.preview_label.pixmap().toImage()
-    with qtbot.waitSignal(panel.preview_ready, timeout=5000) as blocker:
+    with qtbot.waitSignal(panel.preview_ready, timeout=20_000) as blocker:
         _drag(panel.preview_label, QPoint(50, 50), QPoint(10, 120))  # narrower, higher level
     second = blocker.args[0]
     assert second.window < first.window and second.center > first.center
     assert second.pixels != first.pixels
     assert panel.preview_label.pixmap().toImage() != before
     assert "window" in panel.preview_caption.text()
-    with qtbot.waitSignal(panel.preview_ready, timeout=5000) as blocker:
+    with qtbot.waitSignal(panel.preview_ready, timeout=20_000) as blocker:
         panel.reset_window()
     assert blocker.args[0].pixels == first.pixels
 
@@ -326,7 +326,7 @@ def test_allowed_calling_aets_reject_another_calling_ae_title(window, qtbot):
     refused = _storescu(port, _file(CT), aet="INTRUDER")
     assert refused.returncode != 0
     qtbot.waitUntil(lambda: any(r.event.state == "rejected" for r in panel.associations.records()),
-                    timeout=5000)
+                    timeout=20_000)
     row = next(r for r in panel.associations.records() if r.event.state == "rejected")
     assert row.event.calling_aet == "INTRUDER" and row.objects == 0
     assert "calling AE title" in row.event.reason

@@ -25,7 +25,7 @@ def test_recording_is_off_until_the_inspector_is_shown_and_restores_the_level_wh
     assert not logging.getLogger(TRACE_LOGGER).isEnabledFor(logging.DEBUG)
     window.show()
     window.inspector_action.trigger()
-    qtbot.waitUntil(lambda: panel.recording, timeout=5_000)
+    qtbot.waitUntil(lambda: panel.recording, timeout=20_000)
     assert logging.getLogger(TRACE_LOGGER).isEnabledFor(logging.DEBUG)
     panel.record_box.setChecked(False)
     assert not panel.recording

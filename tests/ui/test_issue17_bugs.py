@@ -256,17 +256,17 @@ def test_an_open_association_counts_its_objects_live_and_the_status_bar_says_so(
         assert statuses == [0] * 5
         log = window.server_panel.associations
         qtbot.waitUntil(lambda: log.rowCount() == 1 and log.index(0, 5).data() == "5",
-                        timeout=5000)
+                        timeout=20_000)
         assert log.index(0, 4).data() == "open"
         qtbot.waitUntil(lambda: window.transfers_status.text()
-                        == "Receiving on 1 association (5 objects so far)", timeout=5000)
+                        == "Receiving on 1 association (5 objects so far)", timeout=20_000)
     finally:
         release.set()
         thread.join(30)
-    qtbot.waitUntil(lambda: log.index(0, 4).data() == "released", timeout=5000)
+    qtbot.waitUntil(lambda: log.index(0, 4).data() == "released", timeout=20_000)
     assert log.rowCount() == 1 and log.index(0, 5).data() == "5"
     qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way",
-                    timeout=5000)
+                    timeout=20_000)
 
 
 # ------------------------------------------------------------------------------------ bug 4

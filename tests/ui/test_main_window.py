@@ -77,4 +77,4 @@ def test_closing_during_a_transfer_asks_then_cancels_and_closes(make_window, qtb
     assert asked == [1] and window.isVisible() and not worker.cancel_requested
     window.close()
     assert asked == [1, 1] and worker.cancel_requested
-    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=20_000)

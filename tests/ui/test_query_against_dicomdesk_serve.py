@@ -142,7 +142,7 @@ def test_c_move_lands_every_instance_in_the_local_archive_with_full_progress(
     assert all(panel.proxy.index(r, 0).data(LOCAL_ROLE) for r in range(panel.proxy.rowCount()))
     # the archive browser of the server panel lists what arrived
     qtbot.waitUntil(lambda: window.server_panel.stored.rowCount() == len(PEER_FILES),
-                    timeout=5000)
+                    timeout=20_000)
 
 
 def test_c_get_lands_every_instance_in_the_local_archive_and_marks_the_studies(
@@ -279,7 +279,7 @@ def test_closing_the_window_during_a_retrieve_asks_then_cancels_and_releases(mak
         assert asked == [1, 1]
         qtbot.waitUntil(lambda: not window.isVisible(), timeout=20_000)
         assert stopped.is_set()  # the C-CANCEL reached the peer
-        qtbot.waitUntil(lambda: len(stopped.endings) == 2, timeout=5000)  # find + get
+        qtbot.waitUntil(lambda: len(stopped.endings) == 2, timeout=20_000)  # find + get
         assert stopped.endings == ["released", "released"]
         assert panel.last_retrieve_run.results[0].completed < SLOW_COUNT
     finally:

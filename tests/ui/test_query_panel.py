@@ -119,7 +119,7 @@ def test_c_move_to_the_local_server_lists_received_objects(window, qtbot, loaded
         panel.retrieve()
     assert blocker.args[0] == "Done: 1 completed, 0 failed, 0 warning."
     server = window.server_panel
-    qtbot.waitUntil(lambda: server.stored.rowCount() == 1, timeout=5000)
+    qtbot.waitUntil(lambda: server.stored.rowCount() == 1, timeout=20_000)
     server.stored_view.selectRow(0)
     with qtbot.waitSignal(server.preview_ready, timeout=10_000) as preview:
         pass

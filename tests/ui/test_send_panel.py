@@ -77,7 +77,7 @@ def test_send_to_storescp_stores_every_dicom_file(window, qtbot, drop_folder, dc
     assert states == {"CT_small.dcm": "stored", "MR_small.dcm": "stored", "notes.txt": "skipped"}
     assert len(list(dcmtk_storescp.output_dir.iterdir())) == 2
     assert panel.progress.value() == panel.progress.maximum() == 2
-    qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way")
+    qtbot.waitUntil(lambda: window.transfers_status.text() == "No transfer under way", timeout=20_000)
 
 
 def test_send_to_closed_port_marks_files_failed_and_retry_is_possible(window, qtbot,

@@ -28,7 +28,7 @@ def test_local_server_listens_and_logs_an_echo_association(window, qtbot):
     assert window.echo_panel.state_text("me") == "● OK"
     panel = window.server_panel
     qtbot.waitUntil(lambda: any(r.event.state == "released" for r in panel.associations.records()),
-                    timeout=5000)
+                    timeout=20_000)
     assert panel.associations.record(0).event.calling_aet == "DICOMDESK"
     with qtbot.waitSignal(window.server_host.state_changed, timeout=10_000,
                           check_params_cb=lambda s: s.status == "stopped"):
@@ -99,7 +99,7 @@ def test_dcmtk_storescu_to_the_in_app_server_fills_the_logs_and_forwards(window,
         assert stored.path is not None and stored.path.exists()
         assert stored.calling_aet == "STORESCU"
         qtbot.waitUntil(lambda: any(r.event.state == "released" for r in panel.associations.records()),
-                        timeout=5000)
+                        timeout=20_000)
         qtbot.waitUntil(lambda: any(r.event.state == "done" for r in panel.forwarding.records()),
                         timeout=15_000)
         forwarded = list(dcmtk_storescp.output_dir.iterdir())

@@ -22,7 +22,7 @@ def test_rows_arrive_in_order_in_batches_before_finished(qtbot):
     worker = OperationWorker(call)
     worker.signals.rows.connect(lambda rows: (batches.append(rows), events.append("rows")))
     worker.signals.finished.connect(lambda r: events.append(f"finished:{r}"))
-    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+    with qtbot.waitSignal(worker.signals.done, timeout=20_000):
         worker.start()
     assert [i for batch in batches for i in batch] == list(range(5000))
     assert len(batches) < 5000
@@ -42,7 +42,7 @@ def test_progress_is_coalesced_and_the_last_value_is_delivered(qtbot):
 
     worker = OperationWorker(call)
     worker.signals.progress.connect(seen.append)
-    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+    with qtbot.waitSignal(worker.signals.done, timeout=20_000):
         worker.start()
     assert seen[-1] == -1
     assert len(seen) <= 0.5 * 15 + 3  # ~15 updates a second at most
@@ -53,7 +53,7 @@ def test_signals_are_delivered_on_the_gui_thread(qtbot):
     worker = OperationWorker(lambda ctx: ctx.emit_row(threading.get_ident()))
     gui = QThread.currentThread()
     worker.signals.rows.connect(lambda rows: threads.append(QThread.currentThread()))
-    with qtbot.waitSignal(worker.signals.done, timeout=5000):
+    with qtbot.waitSignal(worker.signals.done, timeout=20_000):
         worker.start()
     assert threads == [gui]
 
@@ -63,16 +63,16 @@ def test_cancel_sets_the_event_seen_by_the_operation(qtbot):
 
     def call(ctx):
         started.set()
-        return ctx.cancel.wait(5)
+        return ctx.cancel.wait(30)
 
     tracker = TaskTracker()
     worker = tracker.start(OperationWorker(call, label="slow"), transfer=True)
     assert tracker.transfer_count() == 1
-    assert started.wait(5)
-    with qtbot.waitSignal(worker.signals.finished, timeout=5000) as blocker:
+    assert started.wait(30)
+    with qtbot.waitSignal(worker.signals.finished, timeout=20_000) as blocker:
         tracker.cancel_all()
     assert blocker.args == [True]
-    qtbot.waitUntil(lambda: tracker.transfer_count() == 0)
+    qtbot.waitUntil(lambda: tracker.transfer_count() == 0, timeout=20_000)
 
 
 def test_exception_in_operation_becomes_a_sentence(qtbot):
@@ -80,7 +80,7 @@ def test_exception_in_operation_becomes_a_sentence(qtbot):
         raise OSError(2, "No such file or directory", "/nope")
 
     worker = OperationWorker(call)
-    with qtbot.waitSignal(worker.signals.failed, timeout=5000) as blocker:
+    with qtbot.waitSignal(worker.signals.failed, timeout=20_000) as blocker:
         worker.start()
     assert blocker.args == ["File or folder not found: /nope."]
 
