@@ -361,7 +361,7 @@ def echo_ok(port: int, aet: str = "DICOMDESK", timeout: float = 10.0) -> None:
     assert result.ok, result.error
 
 
-def archive_state(storage: Path, settle: float = 5.0) -> tuple[set[str], set[str], list[Path]]:
+def archive_state(storage: Path, settle: float = 30.0) -> tuple[set[str], set[str], list[Path]]:
     """(SOP Instance UIDs with a file, UIDs with an index row, files in .incoming).
 
     The server writes an object's index row just after its C-STORE response (write-behind,
