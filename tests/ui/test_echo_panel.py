@@ -50,3 +50,26 @@ def test_echo_copy_as_command(window, qtbot):
     window.echo_panel.select("scp")
     assert window.echo_panel.copy_command() == \
         "dicomdesk echo 127.0.0.1 104 --aet DICOMDESK --aec STORESCP"
+
+
+def test_selecting_a_node_while_ctrl_is_held_keeps_it_selected(window, qtbot):
+    """``select`` must not depend on the keyboard: with Ctrl held, ``QTableView.selectRow``
+    toggles, so selecting the node that was already selected deselected it, and Copy as command
+    or Diagnose then found no node (this failed after a test had typed Ctrl+2)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    window.book.replace_all([config.Node("scp", "STORESCP", "127.0.0.1", 104)])
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.echo_panel.selected_name() == "scp"  # the first node is selected on refill
+    qtbot.keyPress(window.windowHandle(), Qt.Key.Key_Control, Qt.KeyboardModifier.ControlModifier)
+    try:
+        assert QGuiApplication.keyboardModifiers() == Qt.KeyboardModifier.ControlModifier
+        window.echo_panel.select("scp")
+        assert window.echo_panel.selected_name() == "scp"
+        assert window.echo_panel.copy_command() == \
+            "dicomdesk echo 127.0.0.1 104 --aet DICOMDESK --aec STORESCP"
+    finally:
+        qtbot.keyRelease(window.windowHandle(), Qt.Key.Key_Control, Qt.KeyboardModifier.NoModifier)
+    assert QGuiApplication.keyboardModifiers() == Qt.KeyboardModifier.NoModifier

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QItemSelectionModel, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -151,7 +151,7 @@ class EchoPanel(QWidget):
         if selected:
             self.select(selected)
         elif nodes:
-            self.table.selectRow(0)
+            self._select_row(0)
 
     def row_of(self, name: str) -> int:
         for row in range(self.table.rowCount()):
@@ -163,7 +163,16 @@ class EchoPanel(QWidget):
     def select(self, name: str) -> None:
         row = self.row_of(name)
         if row >= 0:
-            self.table.selectRow(row)
+            self._select_row(row)
+
+    def _select_row(self, row: int) -> None:
+        """Select ``row`` whatever keys are held: ``QTableView.selectRow`` takes the keyboard's
+        modifiers into account, and with Ctrl down (a shortcut being typed) it *deselects* a
+        row that is already selected."""
+        index = self.table.model().index(row, 0)
+        flags = (QItemSelectionModel.SelectionFlag.ClearAndSelect
+                 | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.selectionModel().setCurrentIndex(index, flags)
 
     def selected_name(self) -> str:
         rows = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
