@@ -22,6 +22,20 @@ from PySide6.QtCore import QSettings  # noqa: E402
 from dicomdesk.ui.main_window import MainWindow  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def no_key_left_held():
+    """Fail the test that leaves a keyboard modifier "held" in the application: Qt keeps the
+    modifiers of the last key event (``QTest.keyClick`` on a QWindow with Ctrl leaves Ctrl
+    down), and every later test would then select and click with Ctrl held."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    yield
+    if QGuiApplication.instance() is not None:
+        held = QGuiApplication.keyboardModifiers()
+        assert held == Qt.KeyboardModifier.NoModifier, f"the test left {held} held"
+
+
 @pytest.fixture
 def ui_settings(tmp_path: Path) -> QSettings:
     """QSettings in tmp_path: tests never read or write the user's real settings."""
