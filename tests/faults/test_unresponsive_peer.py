@@ -34,7 +34,9 @@ def test_command_against_a_peer_that_never_answers_fails_within_its_timeout(sile
                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=30)
     elapsed = time.monotonic() - started
     assert out.returncode == 1, out.stdout + out.stderr
-    assert elapsed < 1.5 + 4, f"took {elapsed:.1f} s with --timeout 1.5"
+    # Python's start-up is in the figure (seconds on a loaded machine): the bound only has to
+    # stay well under the 30 s default timeout that an ignored --timeout would mean.
+    assert elapsed < 1.5 + 12, f"took {elapsed:.1f} s with --timeout 1.5"
     message = (out.stdout + out.stderr).lower()
     assert "no answer" in message or "timed out" in message or "timeout" in message, message
 
@@ -49,5 +51,5 @@ def test_send_against_a_peer_that_never_answers_fails_within_its_timeout(silent_
                           "--timeout", "1.5", str(path)], capture_output=True, text=True, cwd=REPO,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=30)
     assert out.returncode == 1
-    assert time.monotonic() - started < 1.5 + 4
+    assert time.monotonic() - started < 1.5 + 12  # well under the 30 s default (see above)
     assert "to retry the failed files" in out.stdout
