@@ -282,8 +282,8 @@ def _canonical_text(value: bytes, vr: str) -> bool:
     for part in content.split(b"\\"):
         if part[:1] == b" " or part[-1:] == b" ":
             return False
-    if vr == "UI":
-        return all(c in b"0123456789." for c in content)
+    if vr == "UI":  # one UID, or several (UID list matching, PS3.4 C.2.2.2.2)
+        return all(c in b"0123456789.\\" for c in content)
     if vr == "PN" and not _pn_canonical(content.decode("ascii")):
         return False
     return b"\0" not in content

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydicom import config as pydicom_config
 from pydicom.dataelem import DataElement
@@ -199,6 +199,9 @@ def test_reencoding_a_decoded_identifier_equals_pydicom_in_either_syntax(ds, ts_
                                     st.lists(st.text(ALPHABET + NON_ASCII, max_size=6), max_size=3))),
                 max_size=10, unique_by=lambda t: t[0]), st.sampled_from(SYNTAXES),
        st.sampled_from(["ascii", "utf_8"]))
+# A multi-valued UI (UID list matching) was not taken as canonical: the fast path gave up and
+# this property failed whenever Hypothesis happened to draw one (seen in a full-suite run).
+@example(items=[((0x0020000D, "UI"), ["0", "0"])], ts=IMPLICIT_VR_LITTLE_ENDIAN, codec="ascii")
 def test_raw_text_elements_equal_pydicom_elements(items, ts, codec):
     built, fast = Dataset(), Dataset()
     all_ascii = True
