@@ -506,6 +506,9 @@ CREATE TABLE IF NOT EXISTS forward_queue (
   UNIQUE (sop_instance_uid, destination)
 );
 CREATE INDEX IF NOT EXISTS forward_due_idx ON forward_queue(state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS replaced_copy (
+  path TEXT PRIMARY KEY
+);
 """
 
 
@@ -655,32 +658,42 @@ class Index:
                 logger.exception("after a batch of index rows")
 
     @_settled
-    def upsert(self, rec: InstanceRecord) -> str | None:
+    def upsert(self, rec: InstanceRecord, *, remember_replaced: bool = True) -> str | None:
         """Index one instance in one transaction; returns the previous relative path if the
-        SOP Instance UID was already indexed (the caller removes that file if it differs)."""
-        return self.upsert_many([rec])[0]
+        SOP Instance UID was already indexed (the caller removes that file if it differs).
+        ``remember_replaced``: see ``_upsert_one``."""
+        return self._upsert_batch([rec], remember_replaced=remember_replaced)[0]
 
     @_settled
     def upsert_many(self, records: Iterable[InstanceRecord]) -> list[str | None]:
         """Index many instances in one transaction (rebuilds, bulk imports)."""
         return self._upsert_batch(records)
 
-    def _upsert_batch(self, records: Iterable[InstanceRecord]) -> list[str | None]:
+    def _upsert_batch(self, records: Iterable[InstanceRecord], *,
+                      remember_replaced: bool = True) -> list[str | None]:
         with self._write() as c:
             written: dict[tuple, int | None] = {}
             added: dict[tuple[str, str], int] = {}
-            results = [self._upsert_one(c, rec, written, added) for rec in records]
+            results = [self._upsert_one(c, rec, written, added, remember_replaced)
+                       for rec in records]
             _count_added(c, added)
             return results
 
     def _upsert_one(self, c: sqlite3.Connection, rec: InstanceRecord,
                     written: dict[tuple, int | None],
-                    added: dict[tuple[str, str], int] | None = None) -> str | None:
+                    added: dict[tuple[str, str], int] | None = None,
+                    remember_replaced: bool = True) -> str | None:
         """One instance row and its patient/study/series rows.
 
         ``written`` holds the patient/study/series rows this transaction already wrote
         (patient rows with their pk): a burst of one series' objects writes those rows once,
         not once per object. Any pruning empties it (a written row may be gone).
+
+        A row that moves to another path (the same SOP Instance UID in another study or
+        series) leaves the previous path in ``replaced_copy``, in the same transaction: the
+        caller deletes that file after the commit, and a crash in between must not leave it
+        behind unknown (``Archive.recover`` removes what this table still names). Only moves
+        write it: an ordinary store costs nothing more.
         """
         v = rec.values
         old = c.execute("SELECT path, series_uid, study_uid FROM instance WHERE sop_instance_uid = ?",
@@ -720,6 +733,8 @@ class Index:
             else:
                 added[key] = added.get(key, 0) + 1
         if old is not None:
+            if remember_replaced and old["path"] != rec.path:
+                c.execute("INSERT OR IGNORE INTO replaced_copy (path) VALUES (?)", (old["path"],))
             self._prune(c, [old["series_uid"]], [old["study_uid"]], [])
         if old_patient is not None and old_patient["patient_pk"] != patient_pk:
             written.clear()
@@ -741,6 +756,24 @@ class Index:
         for pk in patients:
             c.execute("DELETE FROM patient WHERE pk = ? AND NOT EXISTS "
                       "(SELECT 1 FROM study WHERE patient_pk = ?)", (pk, pk))
+
+    def replaced_copies(self) -> list[str]:
+        """Paths of replaced copies whose removal may not have happened (see ``_upsert_one``).
+        Not ``_settled``: the archive calls it at start, before any row is queued."""
+        with self._lock:
+            try:
+                return [r[0] for r in self._conn.execute("SELECT path FROM replaced_copy")]
+            except sqlite3.OperationalError:  # an index opened without migrating (read-only)
+                return []
+
+    def forget_replaced(self, paths: Iterable[str]) -> None:
+        """The replaced copies at ``paths`` are removed (or now hold a newer object). Not
+        ``_settled``: the write-behind thread calls it after a batch."""
+        paths = list(paths)
+        if not paths:
+            return
+        with self._write() as c:
+            c.executemany("DELETE FROM replaced_copy WHERE path = ?", [(p,) for p in paths])
 
     @_settled
     def flag(self, name: str) -> bool:

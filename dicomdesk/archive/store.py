@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import tempfile
 import threading
@@ -50,6 +51,13 @@ from .private import PRIVATE_DIR_MODE, make_private
 
 logger = logging.getLogger(__name__)
 
+
+def _fault_point(step: str) -> None:
+    """``kill -9`` of this process at ``step`` when ``DICOMDESK_FAULT_KILL_AT`` names it
+    (tests/faults: a crash at an exact point, not at a random time)."""
+    if _KILL_AT == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATA_SET_DOES_NOT_MATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
@@ -59,6 +67,9 @@ FAILURE_NO_SUCH_OBJECT_INSTANCE = 0x0112
 FAILURE_CLASS_INSTANCE_CONFLICT = 0x0119
 
 INDEX_NAME = "index.sqlite3"
+#: Fault injection for tests/faults (a real kill -9 at one exact step): the name of the step.
+#: Unset in normal use; read once at import.
+_KILL_AT = os.environ.get("DICOMDESK_FAULT_KILL_AT", "")
 INCOMING_DIR = ".incoming"
 #: Recorded in the index once its folder was reconciled under the journal protocol: an older
 #: archive (whose write-behind rows a crash could lose) is scanned once (``reconcile``).
@@ -541,6 +552,9 @@ class Archive:
         #: Journal entries whose row is committed: the index thread fsyncs their folders and
         #: removes them after each batch. (entry, relative folder)
         self._settled_entries: list[tuple[str, str]] = []
+        #: Replaced copies removed (or taken over by a newer object) since the last batch: the
+        #: index thread forgets them in ``replaced_copy`` after the batch (``_settle_journal``).
+        self._replaced_done: list[str] = []
         #: Journal entries whose row could not be written: (entry, record); indexed again
         #: when the disk has room (``_heal``) or at the next start (``recover``).
         self._unindexed: list[tuple[str, InstanceRecord]] = []
@@ -1028,11 +1042,14 @@ class Archive:
         with self._pending_lock:
             self._unpend(rel)
             keep_old = isinstance(old, str) and old in self._pending_paths
-            if isinstance(old, str) and old != rel and not keep_old:
-                # under the lock: a copy now being placed at ``old`` counts itself pending
-                # first (``_place``), so it is either seen above or placed after this removal
-                logger.info("replaced %s (was %s)", rel, old)
-                self._remove_file(self.root / old)
+            if isinstance(old, str) and old != rel:
+                if not keep_old:
+                    # under the lock: a copy now being placed at ``old`` counts itself pending
+                    # first (``_place``), so it is either seen above or placed after this removal
+                    logger.info("replaced %s (was %s)", rel, old)
+                    _fault_point("before-replaced-removal")
+                    self._remove_file(self.root / old)
+                self._replaced_done.append(old)
         if isinstance(old, Exception):  # the journal keeps it; indexed when there is room
             logger.error("cannot index %s: %s", rel, old)
             if entry is not None and record is not None:
@@ -1055,6 +1072,9 @@ class Archive:
             self._index_unindexed()
         settled, self._settled_entries = self._settled_entries, []
         self._settle(settled)
+        done, self._replaced_done = self._replaced_done, []
+        if done:
+            self.index.forget_replaced(done)
 
     def _settle(self, settled: list[tuple[str, str]]) -> None:
         """Entries whose rows are committed: fsync their folders (the renames), then remove them."""
@@ -1094,13 +1114,14 @@ class Archive:
             values = _header_values(ds)
         record = self._record(rel, ds, size, calling_aet, values)
         try:
-            old = self.index.upsert(record)
+            old = self.index.upsert(record, remember_replaced=remove_replaced)
         except Exception as exc:  # sqlite3 errors: disk full, I/O; recover() indexes the file later
             logger.error("cannot index %s: %s", rel, exc)
             raise ArchiveRefusal(STATUS_OUT_OF_RESOURCES, f"cannot update the index: {exc}") from exc
         if old is not None and old != rel:
             if remove_replaced:
                 self._remove_file(self.root / old)
+                self.index.forget_replaced([old])
             else:
                 logger.warning("%s and %s hold the same SOP Instance UID; indexed the latter", old, rel)
         return self._stored(path, record, old is not None)
@@ -1192,6 +1213,8 @@ class Archive:
                          len(entries))
         elif entries:
             self._replay(entries, report)
+        if not report.unindexed:
+            self._remove_replaced_copies(report)
         if any(v for k, v in vars(report).items() if k != "files_examined"):
             logger.warning("recovery: %s", report)
         logger.info("recovery: %d journaled objects, %d temp files, %d headers read in %.0f ms",
@@ -1254,6 +1277,27 @@ class Archive:
             with self._unindexed_lock:
                 self._unindexed.extend(failed)
             self._refuse(f"{len(failed)} acknowledged objects wait for room in the index")
+
+    def _remove_replaced_copies(self, report: RecoveryReport) -> None:
+        """Remove the copies the index recorded as replaced (``Index._upsert_one``) whose
+        removal a crash cut short: the row had moved to the newer object's path in the same
+        transaction that named the old path, so the old file is an older version of an object
+        indexed elsewhere. Runs after the journal's replay, when every acknowledged object has
+        its row: a path that is some row's path now holds a newer object (sent again to its
+        old study) and stays. Bounded by the moves in flight at the crash, not the archive."""
+        if self.index.read_only:
+            return  # a full disk left the index read-only: the next start does it
+        paths = self.index.replaced_copies()
+        for rel in paths:
+            row = self.index.instance(Path(rel).stem)
+            if row is not None and row["path"] == rel:
+                continue
+            full = self.root / rel
+            if full.exists():
+                self._remove_file(full)
+                report.removed_stale_files += 1
+                logger.warning("removed %s: a copy replaced before the crash", rel)
+        self.index.forget_replaced(paths)
 
     def _restore(self, entry: Path, final: Path) -> None:
         """Put the journal's copy at ``final`` unless it is there (a power loss can forget the
@@ -1401,7 +1445,17 @@ class Archive:
                     logger.info("not indexed %s: %s", full, exc.reason)
                     continue
                 path = self.root / full.relative_to(root)
-                # Two files with one SOP Instance UID: index the last, delete neither.
+                # Two files with one SOP Instance UID (a replacement whose old copy a crash
+                # left, from an archive older than ``replaced_copy``): index the newer by
+                # mtime — a replacement's file is written after the copy it replaces, as
+                # ``_reconcile_file`` decides — and delete neither (an explicit rebuild
+                # reports, it does not guess which file the user meant to drop).
+                other = self.index.instance(_uid(values, "SOPInstanceUID"))
+                if other is not None and _newer(self.root / other["path"], path):
+                    logger.warning("%s and %s hold the same SOP Instance UID; indexed the newer "
+                                   "(%s)", other["path"], path.relative_to(self.root).as_posix(),
+                                   other["path"])
+                    continue
                 self._index_file(path, ds, full.stat().st_size, "", remove_replaced=False,
                                  values=values)
                 count += 1
