@@ -459,29 +459,20 @@ class Association:
         # a 512 KiB object is 33 PDUs). A file's data set goes as runs of PDUs laid out at
         # once (``pdu.PDataFileRun``), unless a trace wants to see each PDU. Gathered messages
         # open the first batch.
-        batch, size = self._gathered, self._gathered_bytes
+        held, size = self._gathered, self._gathered_bytes
         self._gathered, self._gathered_bytes = [], 0
-        if gather:
-            for p_data in dimse_msg.encode(ctx.id, self.peer_max_pdu_length):
-                batch.append(p_data)
-                size += p_data.pdu_length + 6
-                if size >= BATCH_BYTES:
-                    self.dul.send_pdata(batch)
-                    batch, size = [], 0
-            if size < GATHER_MAX_BYTES:
-                self._gathered, self._gathered_bytes = batch, size
-                return
-            if batch:
-                self.dul.send_pdata(batch)
-            return
-        for part in dimse_msg.encode_batches(ctx.id, self.peer_max_pdu_length, BATCH_BYTES,
-                                             runs=not trace.enabled()):
-            if batch:
-                part = batch + part
-                batch = []
-            self.dul.send_pdata(part)
-        if batch:  # a message with no PDU at all (cannot happen) must not strand gathered ones
+        for batch in dimse_msg.encode_batches(ctx.id, self.peer_max_pdu_length, BATCH_BYTES,
+                                              runs=not (gather or trace.enabled())):
+            if gather:
+                size += sum(p.pdu_length + 6 for p in batch)
+            if held:
+                batch, held = held + batch, []
+            if gather and size < GATHER_MAX_BYTES:
+                held = batch
+                continue
             self.dul.send_pdata(batch)
+            size = 0
+        self._gathered, self._gathered_bytes = held, size if held else 0
 
     def flush(self) -> None:
         """Write the messages ``send(..., gather=True)`` kept back, in one gathered write."""
