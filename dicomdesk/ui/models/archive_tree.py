@@ -399,6 +399,19 @@ class ArchiveTreeModel(QAbstractItemModel):
         self.refresh_totals()
         return True
 
+    def remove_empty_patients(self, refs: Sequence[object]) -> None:
+        """Drop the rows of these patients (index keys, ``patient_of_study``) that show no
+        study any more: the index said none is left. A patient whose studies were not all
+        read (a page not loaded yet) cannot be judged by ``remove_study`` alone."""
+        for node in [n for n in self._tree.children if n.row.ref in refs and not n.children]:  # type: ignore[union-attr]
+            self._remove(node)
+
+    def patient_of_study(self, study_uid: str) -> object:
+        """The index key of the patient row a loaded study is shown under (None: not shown)."""
+        node = self._nodes.get(("study", study_uid))
+        patient = node.parent if node is not None else None
+        return patient.row.ref if patient is not None and patient.row is not None else None
+
     def _remove(self, node: _Node) -> None:
         parent = node.parent
         assert parent is not None

@@ -276,17 +276,23 @@ class ArchiveBrowser(QWidget):
     def delete_studies(self, studies: list[str], patients: list[object] = ()) -> OperationWorker:  # type: ignore[assignment]
         """Remove studies (and all studies of ``patients``) from the archive and the browser."""
         root, archive = self.storage_dir(), self._archive_for_root()
+        owners = [*patients, *(self.model.patient_of_study(uid) for uid in studies)]
 
-        def call(ctx: WorkerContext) -> tuple[list[str], int]:
-            def act(a: Any) -> tuple[list[str], int]:
+        def call(ctx: WorkerContext) -> tuple[list[str], int, list[object]]:
+            def act(a: Any) -> tuple[list[str], int, list[object]]:
                 uids = _with_patients(a, studies, patients)
-                return uids, sum(a.delete_study(u) for u in uids)
-            return _with_archive(archive, root, act) or ([], 0)
+                count = sum(a.delete_study(u) for u in uids)
+                # whose last study went: the browser may not have read all of a patient's studies
+                emptied = [ref for ref in owners
+                           if ref is not None and not a.index.browse("study", ref, None, 1)]
+                return uids, count, emptied
+            return _with_archive(archive, root, act) or ([], 0, [])
 
-        def finished(outcome: tuple[list[str], int]) -> None:
-            uids, count = outcome
+        def finished(outcome: tuple[list[str], int, list[object]]) -> None:
+            uids, count, emptied = outcome
             for uid in uids:
                 self.model.remove_study(uid)
+            self.model.remove_empty_patients(emptied)
             self.action_done.emit("delete", f"Deleted {len(uids)} study(ies), {count} instance(s).")
 
         return self._action("delete", call, finished)
