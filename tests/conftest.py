@@ -21,6 +21,11 @@ from peers import (
     start_storescp,
     start_wlmscpfs,
 )
+from peers import fix_pynetdicom_reactor_pause
+
+# pynetdicom 3.0's reactor can take the response a send_*() waits for (peers.ReactorCheckpoint):
+# every pynetdicom association of the session gets a pause that holds.
+fix_pynetdicom_reactor_pause()
 
 # Qt widgets in tests never need a display (scripts/test sets this too).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -306,6 +307,93 @@ def start_wlmscpfs(directory: Path, *extra: str, aet: str = "WLMSCP") -> DcmtkPr
 
 
 # ------------------------------------------------------------------------------------ pynetdicom
+
+
+class ReactorCheckpoint:
+    """pynetdicom 3.0's ``Association._reactor_checkpoint`` with a pause its senders can trust.
+
+    A pynetdicom association runs a reactor thread that takes every DIMSE message off the
+    queue unless it is paused. Each ``send_*()`` pauses it: clear the checkpoint, wait until
+    ``assoc._is_paused``, send, take the response, set the checkpoint again. The reactor sets
+    ``_is_paused = True`` before ``checkpoint.wait()`` and False after it, so once a send has
+    set the checkpoint the flag still says "paused" until the woken reactor runs again; and
+    ``threading.Event.wait()`` returns once notified even when the event was cleared again
+    meanwhile. A ``send_*()`` that follows at once (a loop of C-STOREs or C-ECHOs) is let
+    through by the stale flag while the reactor is about to call ``get_msg``: when our reply
+    comes first, the reactor takes it ("Received unexpected C-STORE service message"), the
+    sender waits out its DIMSE timeout (30 s) and aborts. Seen 1 in ~250 C-ECHOs to
+    ``dicomdesk serve`` on a loaded 2-core machine.
+
+    Here the reactor cannot pass a cleared checkpoint (``wait`` re-checks the flag) and
+    ``parked`` says it is blocked in ``wait``; ``_is_paused`` reads True while it is parked
+    (``fix_pynetdicom_reactor_pause``), whatever else wrote the flag (pynetdicom writes it
+    around every request it serves, from other threads too). A clear from another thread
+    withdraws a "paused" the reactor wrote unless it is parked: the sender then waits for its
+    next real pause. Calls from the reactor's own thread keep pynetdicom's behaviour.
+    """
+
+    def __init__(self, assoc: Any) -> None:
+        self._assoc = assoc
+        self._cond = threading.Condition(threading.Lock())
+        self._flag = False
+        self.parked = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with self._cond:
+            self._flag = True
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._flag = False
+            if not self.parked and threading.current_thread() is not self._assoc:
+                self._assoc._is_paused = False  # running: paused only once it waits again
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._cond:
+            if not self._flag:
+                self.parked = True
+                try:
+                    self._cond.wait_for(lambda: self._flag, timeout)
+                finally:
+                    self.parked = False
+            return self._flag
+
+
+def fix_pynetdicom_reactor_pause() -> None:
+    """Give every pynetdicom Association made from now on a ``ReactorCheckpoint`` (idempotent).
+
+    Fails loudly when pynetdicom no longer has the attributes this relies on: re-check its
+    reactor then instead of silently running without the fix."""
+    from pynetdicom.association import Association
+
+    if getattr(Association.__init__, "reactor_pause_fixed", False):
+        return
+    original = Association.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if not isinstance(self.__dict__.get("_reactor_checkpoint"), threading.Event) \
+                or "_is_paused_written" not in self.__dict__:
+            raise RuntimeError("pynetdicom's Association changed: re-check ReactorCheckpoint")
+        checkpoint = ReactorCheckpoint(self)
+        if self._reactor_checkpoint.is_set():
+            checkpoint.set()
+        self._reactor_checkpoint = checkpoint
+
+    def is_paused(self: Any) -> bool:
+        checkpoint = self.__dict__.get("_reactor_checkpoint")
+        return self.__dict__.get("_is_paused_written", False) or getattr(checkpoint, "parked", False)
+
+    def write_is_paused(self: Any, value: bool) -> None:
+        self.__dict__["_is_paused_written"] = value
+
+    __init__.reactor_pause_fixed = True  # type: ignore[attr-defined]
+    Association.__init__ = __init__  # type: ignore[method-assign]
+    Association._is_paused = property(is_paused, write_is_paused)  # type: ignore[attr-defined]
 
 
 class PynetdicomSCP:
