@@ -373,6 +373,8 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self.max_pending_per_address = max(self.max_pending // 2, 8)
         self._count_lock = threading.Lock()
         self._assoc_threads: set[threading.Thread] = set()
+        #: The connection each association thread serves now (``end_associations``).
+        self._connections: dict[threading.Thread, socket.socket] = {}
         self._idle_workers: list[queue.SimpleQueue] = []  # inboxes of idle association threads
         self._serve_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -494,6 +496,8 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
             self._assoc_threads.discard(threading.current_thread())
 
     def _serve_association(self, request: socket.socket, client_address: Any, pending: "_Pending") -> None:
+        me = threading.current_thread()
+        self._connections[me] = request
         try:
             connection = request
             # Nothing is read (no TLS, no DUL) before the peer speaks: a silent connection
@@ -506,12 +510,14 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 connection = self._tls_handshake(request, client_address, pending)
                 if connection is None:
                     return
+                self._connections[me] = connection
             acceptor = AssociationAcceptor(connection, client_address, self, self.max_pdu_length,
                                            refuse_reason=lambda: self._claim_slot(pending))
             acceptor.serve()
         except Exception:
             logger.exception("association thread for %s failed", client_address)
         finally:
+            self._connections.pop(me, None)
             with self._count_lock:
                 if pending.slot:
                     self._active -= 1
@@ -593,6 +599,25 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 sock.close()
             except OSError:
                 pass
+
+    def end_associations(self, timeout: float = 5.0) -> bool:
+        """After ``quit``: close the connection of every association still running (its
+        thread sees the transport close and ends it as usual, logging how) and wait up to
+        ``timeout`` s for every association thread to end. False when one is still running.
+
+        Without it the threads (daemons) could outlive the server, or die with the process
+        before saying how their association ended."""
+        for sock in list(self._connections.values()):
+            try:  # the C-level shutdown, also for a TLS socket: its thread owns the TLS state
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:  # closed already
+                pass
+        deadline = time.monotonic() + timeout
+        for thread in self._assoc_threads.copy():
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._assoc_threads.copy()
+                       if t is not threading.current_thread())
 
     def __enter__(self) -> "AE":
         return self.start()

@@ -532,6 +532,9 @@ class LocalServer:
     def stop(self) -> None:
         if self.ae is not None:
             self.ae.quit()
+            # running associations end (and are logged) before the archive they use closes
+            if not self.ae.end_associations():
+                logger.warning("an association thread did not end within 5 s of the stop")
             if self._reconciler is not None:
                 self._stop_reconciling.set()
                 self._reconciler.join()
