@@ -29,8 +29,9 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import uids
-from .asceprovider import AssociationAcceptor, AssociationRequester, PContextDef
+from .asceprovider import AssociationAcceptor, AssociationRequester
 from .exceptions import EventHandlingError
+from .negotiation import PContextDef
 from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
 
 if TYPE_CHECKING:  # pydicom is imported only where a file meta is written by pydicom
