@@ -569,7 +569,7 @@ def _inline_short_regions(parts: list) -> list:
 
 
 def _as_buffers(parts: list) -> list:
-    """Parts with every file region (``dimsemessages.FileRegion``) read into bytes."""
+    """Parts with every file region (``fragmentation.FileRegion``) read into bytes."""
     return [p if isinstance(p, _BUFFERS) else bytes(p) for p in parts]
 
 
@@ -653,7 +653,7 @@ def _preadv(fd: int, views: list, offset: int) -> int:
 
 class _SentRegion:
     """A PDU's headers and the file region after them, for ``sendfile`` (the shape of
-    ``dimsemessages.FileRegion`` the writer uses)."""
+    ``fragmentation.FileRegion`` the writer uses)."""
 
     __slots__ = ("head", "source", "offset", "length")
 

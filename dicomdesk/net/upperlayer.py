@@ -307,7 +307,7 @@ class UpperLayerConnection:
         return self.data_to_send()
 
     def data_to_send(self) -> list:
-        """Buffers (bytes, memoryviews, ``dimsemessages.FileRegion``) waiting to be written."""
+        """Buffers (bytes, memoryviews, ``fragmentation.FileRegion``) waiting to be written."""
         out, self._outgoing = self._outgoing, []
         return out
 

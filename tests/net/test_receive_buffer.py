@@ -174,7 +174,7 @@ def _write_while_draining(dul: DULServiceProvider, parts: list, peer: socket.soc
 def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
     """A PDU whose data set stays in a file (``FileRegion``, sent with ``os.sendfile``)
     arrives byte for byte, also when the peer's window fills and the write has to wait."""
-    from dicomdesk.net.dimsemessages import FileRegion
+    from dicomdesk.net.fragmentation import FileRegion
     from dicomdesk.net.sopclass.storage import _DataSetReader
 
     data = bytes(range(256)) * (12 << 10)  # 3 MiB: more than the socket buffers hold
