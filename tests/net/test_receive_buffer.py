@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from dicomdesk.net import pdu
-from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider, _wait_io
+from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider
+from dicomdesk.net.socket_writer import wait_io
 from dicomdesk.net.upperlayer import IdleTimeout, pdu_buffers
 
 
@@ -40,7 +41,7 @@ def read_pdu(dul: DULServiceProvider):
         if dul.closed:
             return None
         if not dul._read():
-            assert _wait_io(dul.dul_socket, False, 10)
+            assert wait_io(dul.dul_socket, False, 10)
     return raw
 
 
