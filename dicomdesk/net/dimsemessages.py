@@ -373,6 +373,18 @@ _SUB_OPERATIONS = ['NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperat
 _MEDIUM = {0x00000700: ('US', PRIORITY_MEDIUM)}  # a request's default Priority
 
 
+class _InstanceResponse(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+    """A response that names the SOP Instance it is about (C-STORE-RSP, most DIMSE-N)."""
+
+    command_fields = _RSP + ['AffectedSOPInstanceUID']
+
+
+class _RequestedInstanceRequest(_RequestedInstanceMixin, DIMSERequestMessage):
+    """A DIMSE-N request on a requested object (N-GET, N-SET, N-ACTION, N-DELETE)."""
+
+    command_fields = _N_RQ + []
+
+
 class CEchoRQMessage(DIMSERequestMessage):
     """C-ECHO-RQ (PS3.7 9.3.5.1)."""
 
@@ -399,11 +411,10 @@ class CStoreRQMessage(_AffectedInstanceMixin, PriorityMixin, DIMSERequestMessage
     move_originator_message_id = dimse_property((0x0000, 0x1031))
 
 
-class CStoreRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class CStoreRSPMessage(_InstanceResponse):
     """C-STORE-RSP (PS3.7 9.3.1.2)."""
 
     command_field = 0x8001
-    command_fields = _RSP + ['AffectedSOPInstanceUID']
 
 
 class CFindRQMessage(PriorityMixin, DIMSERequestMessage):
@@ -474,7 +485,7 @@ class NEventReportRQMessage(_AffectedInstanceMixin, DIMSERequestMessage):
     event_type_id = dimse_property((0x0000, 0x1002))
 
 
-class NEventReportRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NEventReportRSPMessage(_InstanceResponse):
     """N-EVENT-REPORT-RSP (PS3.7 10.3.1.2)."""
 
     command_field = 0x8100
@@ -483,7 +494,7 @@ class NEventReportRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseM
     event_type_id = dimse_property((0x0000, 0x1002))
 
 
-class NGetRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
+class NGetRQMessage(_RequestedInstanceRequest):
     """N-GET-RQ (PS3.7 10.3.2.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0110
@@ -492,28 +503,25 @@ class NGetRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
     attribute_identifier_list = dimse_property((0x0000, 0x1005))
 
 
-class NGetRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NGetRSPMessage(_InstanceResponse):
     """N-GET-RSP (PS3.7 10.3.2.2)."""
 
     command_field = 0x8110
-    command_fields = _RSP + ['AffectedSOPInstanceUID']
 
 
-class NSetRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
+class NSetRQMessage(_RequestedInstanceRequest):
     """N-SET-RQ (PS3.7 10.3.3.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0120
-    command_fields = _N_RQ + []
 
 
-class NSetRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NSetRSPMessage(_InstanceResponse):
     """N-SET-RSP (PS3.7 10.3.3.2)."""
 
     command_field = 0x8120
-    command_fields = _RSP + ['AffectedSOPInstanceUID']
 
 
-class NActionRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
+class NActionRQMessage(_RequestedInstanceRequest):
     """N-ACTION-RQ (PS3.7 10.3.4.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0130
@@ -522,7 +530,7 @@ class NActionRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
     action_type_id = dimse_property((0x0000, 0x1008))
 
 
-class NActionRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NActionRSPMessage(_InstanceResponse):
     """N-ACTION-RSP (PS3.7 10.3.4.2)."""
 
     command_field = 0x8130
@@ -538,25 +546,22 @@ class NCreateRQMessage(_AffectedInstanceMixin, DIMSERequestMessage):
     command_fields = _RQ + ['AffectedSOPInstanceUID']
 
 
-class NCreateRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NCreateRSPMessage(_InstanceResponse):
     """N-CREATE-RSP (PS3.7 10.3.5.2)."""
 
     command_field = 0x8140
-    command_fields = _RSP + ['AffectedSOPInstanceUID']
 
 
-class NDeleteRQMessage(_RequestedInstanceMixin, DIMSERequestMessage):
+class NDeleteRQMessage(_RequestedInstanceRequest):
     """N-DELETE-RQ (PS3.7 10.3.6.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0150
-    command_fields = _N_RQ + []
 
 
-class NDeleteRSPMessage(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+class NDeleteRSPMessage(_InstanceResponse):
     """N-DELETE-RSP (PS3.7 10.3.6.2)."""
 
     command_field = 0x8150
-    command_fields = _RSP + ['AffectedSOPInstanceUID']
 
 
 MESSAGE_TYPES: dict[int, type[DIMSEMessage]] = {
