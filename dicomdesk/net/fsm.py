@@ -3,9 +3,9 @@
 PS3.8 Table 9-10 is held cell by cell in ``state_table.TRANSITION_TABLE``: 13 states
 (Tables 9-1 .. 9-5) by 19 events, each cell naming the action of Tables 9-6 .. 9-9
 and the next state that action's definition gives.  ``StateMachine.action`` looks
-a cell up, runs the action and returns *effects*: what the driver
-(``dulprovider``) must send, indicate to the service user, open, close, or do
-with the ARTIM timer (PS3.8 9.1.5).  The engine itself owns no socket, thread,
+a cell up, runs the action and returns *effects*: what its driver
+(``upperlayer.UpperLayerConnection``, whose socket loop is ``dulprovider``) must send,
+indicate to the service user, open, close, or do with the ARTIM timer (PS3.8 9.1.5).  The engine itself owns no socket, thread,
 queue or clock, so every cell can be exercised in a unit test and two engines
 can be joined in memory.
 
