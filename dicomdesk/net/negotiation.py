@@ -35,6 +35,7 @@ PC_NO_REASON = 2
 PC_ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 PC_TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
+#: Each result in words, for telling a user why a context was refused (``dicomdesk send``).
 PC_RESULT_TEXT = {
     PC_ACCEPTANCE: "accepted",
     PC_USER_REJECTION: "user rejection",
