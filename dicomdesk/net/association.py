@@ -19,8 +19,7 @@ import time
 from typing import Any, Callable, Container, Mapping
 
 from . import pdu, trace
-from .dataset_encoding import encode_data_set
-from .dimsemessages import is_dataset
+from .dataset_encoding import encode_data_set, is_dataset
 from .dulprovider import BATCH_BYTES, CancelRequested, ConnectionClosed, DULServiceProvider
 from .exceptions import (
     AssociationAbortedError,

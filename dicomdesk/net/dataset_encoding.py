@@ -13,6 +13,7 @@ Referenced Deflate is deflated too), encoding writes only what we propose oursel
 from __future__ import annotations
 
 import io
+import sys
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,15 @@ from dicomdesk.net.inflate import InflateLimitExceeded, inflate_bytes
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
+
+
+def is_dataset(obj: Any) -> bool:
+    """Is ``obj`` a pydicom ``Dataset`` (one ``encode_data_set`` must turn into bytes before it
+    is sent)?  Answered without importing pydicom: if pydicom was never imported, nothing
+    can be one."""
+    module = sys.modules.get('pydicom.dataset')
+    return module is not None and isinstance(obj, module.Dataset)
+
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 

@@ -20,7 +20,6 @@ properties read and write it, so both views always agree.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +31,7 @@ from dicomdesk.net.commandset import (
     encode_fields,
     normalise_value,
 )
+from dicomdesk.net.dataset_encoding import is_dataset
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.fragmentation import (  # noqa: F401 - chunks, fragment, fragment_file: the reference's names
     LAST_COMMAND_FRAGMENT,  # sopclass.storage reads it from here
@@ -68,11 +68,12 @@ def value_or_none(elem: Any) -> Any:
     return None if elem is None else elem.value
 
 
-def is_dataset(obj: Any) -> bool:
-    """Is ``obj`` a pydicom ``Dataset``?  Answered without importing pydicom: if pydicom
-    was never imported, nothing can be one."""
-    module = sys.modules.get('pydicom.dataset')
-    return module is not None and isinstance(obj, module.Dataset)
+def _require_encoded(data_set: Any) -> None:
+    """A pydicom Dataset is encoded by the association before its message is: only the
+    association knows the presentation context's transfer syntax."""
+    if is_dataset(data_set):
+        raise TypeError('encode the data set in the transfer syntax of the '
+                        'presentation context before encoding the message')
 
 
 def _element(tag: tuple[int, int] | int) -> int:
@@ -299,9 +300,7 @@ class DIMSEMessage:
         A message whose command set and in-memory data set fit in one PDU together
         goes as one PDU of two PDVs (``fragmentation.message_pdus``).
         """
-        if is_dataset(self.data_set):
-            raise TypeError('encode the data set in the transfer syntax of the '
-                            'presentation context before encoding the message')
+        _require_encoded(self.data_set)
         yield from message_pdus(pc_id, self.set_length(), self.data_set, max_pdu_length)
 
     def encode_batches(self, pc_id: int, max_pdu_length: int, batch_bytes: int,
@@ -317,11 +316,12 @@ class DIMSEMessage:
         """
         data_set = self.data_set
         place = None
-        if runs and data_set is not None and not isinstance(data_set, (bytes, bytearray, memoryview)) \
-                and not is_dataset(data_set):
-            place = file_region_of(data_set)
+        if runs and data_set is not None and not isinstance(data_set, (bytes, bytearray, memoryview)):
+            place = file_region_of(data_set)  # (a pydicom Dataset has none)
         if place is None:
-            yield from batched(self.encode(pc_id, max_pdu_length), batch_bytes)
+            _require_encoded(data_set)
+            yield from batched(message_pdus(pc_id, self.set_length(), data_set, max_pdu_length),
+                               batch_bytes)
             return
         yield from file_run_batches(pc_id, self.set_length(), data_set, place, max_pdu_length,
                                     batch_bytes)

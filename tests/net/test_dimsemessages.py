@@ -386,10 +386,12 @@ def test_an_at_property_set_as_a_group_element_pair_is_one_tag_before_and_after_
 
 
 def test_is_dataset_recognises_pydicom_datasets_only():
-    assert dm.is_dataset(Dataset())
-    assert not dm.is_dataset(b'')
-    assert not dm.is_dataset(None)
-    assert not dm.is_dataset(io.BytesIO())
+    from dicomdesk.net.dataset_encoding import is_dataset
+
+    assert is_dataset(Dataset())
+    assert not is_dataset(b'')
+    assert not is_dataset(None)
+    assert not is_dataset(io.BytesIO())
 
 
 def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent(monkeypatch) -> None:
