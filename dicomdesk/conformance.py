@@ -13,7 +13,7 @@ from pydicom.uid import UID
 from . import __version__
 from .net import uids
 from .net.applicationentity import DEFAULT_MAX_OPS_PERFORMED, AEBase
-from .net.dimsemessages import MIN_SEND_PDU_LENGTH
+from .net.fragmentation import MIN_SEND_PDU_LENGTH
 from .net.dulprovider import UNLIMITED_PDU_CAP
 from .net.pdu import MAX_CONTROL_PDU_LENGTH
 from .operations.sending import MAX_OUTSTANDING

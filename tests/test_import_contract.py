@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dicomdesk"
 
 PURE_MODULES = ["pdu", "userdataitems", "fsm", "upperlayer", "dimsemessages", "dimsedecoder",
-                "commandset", "statuses", "uids", "exceptions"]
+                "commandset", "statuses", "uids", "exceptions", "negotiation", "dataset_encoding",
+                "fragmentation", "state_table", "storage_uids"]
 IO_MODULES = {"socket", "ssl", "select", "selectors", "threading", "queue", "time", "socketserver"}
 
 

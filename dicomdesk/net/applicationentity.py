@@ -8,7 +8,7 @@
   A-ASSOCIATE-RJ "local limit exceeded" (PS3.8 Table 9-21) instead of hanging. A connection
   takes a slot only when its A-ASSOCIATE-RQ arrives (after the TLS handshake): idle sockets
   wait as *pending* connections, bounded per source address and in all, the oldest closed to
-  make room, so they cannot lock a real requestor out. The accept loop waits on the
+  make room (``admission``), so they cannot lock a real requestor out. The accept loop waits on the
   listening socket and a wake-up pipe, never polls.
 
 Subclasses customise behaviour through the ``on_*`` hooks and ``get_file``.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import queue
 import re
-import select
 import selectors
 import socket
 import socketserver
@@ -29,8 +28,10 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import uids
-from .asceprovider import AssociationAcceptor, AssociationRequester, PContextDef
+from .asceprovider import AssociationAcceptor, AssociationRequester
+from .admission import PendingConnection, make_room
 from .exceptions import EventHandlingError
+from .negotiation import PContextDef
 from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
 
 if TYPE_CHECKING:  # pydicom is imported only where a file meta is written by pydicom
@@ -40,60 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Association threads kept waiting for the next connection once theirs has ended.
 MAX_IDLE_ASSOCIATION_THREADS = 8
-#: A pending connection that has sent bytes but no whole A-ASSOCIATE-RQ for this long may be
-#: closed to make room (a real requestor sends its request within milliseconds).
-STALLED_REQUEST_S = 2.0
 #: Longest TLS handshake; it runs before the connection holds an association slot.
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
-
-
-class _Pending:
-    """A connection that holds no association slot yet: its socket, source host and start."""
-
-    __slots__ = ("sock", "host", "since", "talking_since", "evicted", "slot")
-
-    def __init__(self, sock: socket.socket, host: str, since: float):
-        self.sock, self.host, self.since = sock, host, since
-        self.talking_since: float | None = None  # when its first byte was seen
-        self.evicted = False
-        self.slot = False
-
-    def wait_for_first_byte(self, timeout: float | None) -> bool:
-        """Block until the peer sends something (or the connection ends); False on timeout."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN | select.POLLPRI)
-        if not poller.poll(None if timeout is None else int(timeout * 1000)):
-            return False
-        self.talking_since = time.monotonic()
-        return True
-
-    def talking_before(self, moment: float) -> bool:
-        """True when its first byte came before ``moment`` (and it still has no slot)."""
-        return self.talking_since is not None and self.talking_since <= moment
-
-    def is_silent(self) -> bool:
-        """True when the peer has sent nothing yet — not even bytes its thread has not read
-        (a burst of real requestors may be accepted before their threads run)."""
-        if self.talking_since is not None:
-            return False
-        try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False  # closed or being wrapped for TLS: its thread is on it
-        self.talking_since = time.monotonic()  # data (or the end) is waiting to be read
-        return False
-
-    def evict(self) -> None:
-        """Close the connection under its thread's feet: a blocked read sees the end at once.
-        The plain socket's shutdown, even on a TLS socket (its handshake then fails at once)."""
-        self.evicted = True
-        try:
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
-
 
 _PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
 _META_ELEMENT = struct.Struct("<HH2sH")
@@ -368,7 +317,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         self.network_timeout = 60
         self._active = 0
         # Connections still waiting for their A-ASSOCIATE-RQ (or TLS handshake), by id.
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, PendingConnection] = {}
         self.max_pending = max(2 * max_associations, 16)
         self.max_pending_per_address = max(self.max_pending // 2, 8)
         self._count_lock = threading.Lock()
@@ -432,7 +381,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 logger.warning("connection from %s dropped: too many connections waiting for "
                                "their association request", client_address)
                 return
-            pending = _Pending(request, client_address[0], time.monotonic())
+            pending = PendingConnection(request, client_address[0], time.monotonic())
             self._pending[id(pending)] = pending
             # An idle association thread takes the connection at once: starting a thread
             # costs more than a whole C-ECHO association on loopback.
@@ -448,26 +397,10 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
 
     def _make_room_for(self, host: str) -> bool:
         """Under ``_count_lock``: True when a new connection from ``host`` may wait for its
-        request, after closing the oldest silent pending connection if a bound is reached."""
-        same = [p for p in self._pending.values() if p.host == host]
-        if len(same) >= self.max_pending_per_address:
-            candidates = same
-        elif len(self._pending) >= self.max_pending:
-            candidates = list(self._pending.values())
-        else:
-            return True
-        stalled = time.monotonic() - STALLED_REQUEST_S
-        victim = next((p for p in sorted(candidates, key=lambda p: p.since) if p.is_silent()), None)
-        if victim is None:
-            victim = min((p for p in candidates if p.talking_before(stalled)),
-                         key=lambda p: p.since, default=None)
-        if victim is None:
-            return False  # every waiting connection is sending its request right now
-        victim.evict()
-        del self._pending[id(victim)]
-        return True
+        request (``admission.make_room``)."""
+        return make_room(self._pending, host, self.max_pending, self.max_pending_per_address)
 
-    def _claim_slot(self, pending: "_Pending") -> tuple[int, int, int] | None:
+    def _claim_slot(self, pending: "PendingConnection") -> tuple[int, int, int] | None:
         """The A-ASSOCIATE-RQ has arrived: take an association slot, or the RJ fields
         (rejected-transient, service-provider presentation, local limit exceeded)."""
         with self._count_lock:
@@ -495,7 +428,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
         finally:
             self._assoc_threads.discard(threading.current_thread())
 
-    def _serve_association(self, request: socket.socket, client_address: Any, pending: "_Pending") -> None:
+    def _serve_association(self, request: socket.socket, client_address: Any, pending: "PendingConnection") -> None:
         me = threading.current_thread()
         self._connections[me] = request
         try:
@@ -529,7 +462,7 @@ class AE(AEBase, socketserver.ThreadingTCPServer):
                 except OSError:
                     pass
 
-    def _tls_handshake(self, request: socket.socket, client_address: Any, pending: "_Pending") -> Any:
+    def _tls_handshake(self, request: socket.socket, client_address: Any, pending: "PendingConnection") -> Any:
         """Server side of PS3.15 B.1, in the association's thread (never the accept loop),
         while the connection is still pending, within ``TLS_HANDSHAKE_TIMEOUT_S``."""
         from .tls import describe_tls_error

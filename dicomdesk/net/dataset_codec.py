@@ -1,8 +1,8 @@
 """A narrow fast codec for small flat data sets: C-FIND identifiers (PS3.4 C.4.1.1.3).
 
-A 10,000-match C-FIND moves 10,000 identifiers of ten-odd short text elements; pydicom spends
-~100-200 us building, encoding or decoding each one, which caps a pure-Python SCU or SCP far
-below the wire. Data sets stay pydicom ``Dataset`` objects; this module only does the byte
+A 10,000-match C-FIND moves 10,000 identifiers of ten-odd short text elements; pydicom's
+general reader and writer, paid once per identifier, cap a pure-Python SCU or SCP far below the
+wire (figures in docs/internals.md, "Timings behind design choices"). Data sets stay pydicom ``Dataset`` objects; this module only does the byte
 work for the plain cases and answers ``None`` for anything else, so the caller uses pydicom:
 
 - ``decode_identifier`` walks the top-level elements of an Implicit/Explicit VR Little Endian

@@ -1,10 +1,11 @@
-"""DIMSE-C and DIMSE-N messages (PS3.7 Sections 9.3 and 10.3) and their fragmentation.
+"""DIMSE-C and DIMSE-N messages (PS3.7 Sections 9.3 and 10.3), declared field by field.
 
-A message is a Command Set (group 0000, PS3.7 6.3.1) and an optional Data Set.  ``encode`` turns it into P-DATA-TF PDUs, one
-Presentation Data Value each (PS3.8 9.3.5, Annex E): first the command
-fragments, then the data set fragments, each no larger than the peer's
-Maximum Length Received allows (PS3.8 D.1).  A data set may be bytes or a
-binary file object; a file is streamed in bounded reads, never loaded whole.
+A message is a Command Set (group 0000, PS3.7 6.3.1) and an optional Data Set; each class
+names its Command Field and the command elements PS3.7 lists for it, and reads and writes
+them as properties. ``encode`` / ``encode_batches`` hand the message to ``fragmentation``,
+which lays it out as P-DATA-TF PDUs no larger than the peer accepts (PS3.8 9.3.5, Annex E);
+the reference's ``chunks``, ``fragment`` and ``fragment_file`` live there and are importable
+from here too.
 
 As in the reference, messages do not validate required and conditional fields.
 
@@ -19,9 +20,8 @@ properties read and write it, so both views always agree.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dicomdesk.net.commandset import (
     COMMAND_KEYWORDS,
@@ -31,40 +31,31 @@ from dicomdesk.net.commandset import (
     encode_fields,
     normalise_value,
 )
+from dicomdesk.net.dataset_encoding import is_dataset
 from dicomdesk.net.exceptions import DIMSEProcessingError
-from dicomdesk.net.pdu import PDataFileRun, PDataTfPDU, PresentationDataValueItem
+from dicomdesk.net.fragmentation import (  # noqa: F401 - chunks, fragment, fragment_file: the reference's names
+    LAST_COMMAND_FRAGMENT,  # sopclass.storage reads it from here
+    batched,
+    chunks,
+    file_region_of,
+    file_run_batches,
+    fragment,
+    fragment_file,
+    message_pdus,
+)
 from dicomdesk.net.statuses import Status
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
-logger = logging.getLogger(__name__)
+    from dicomdesk.net.pdu import PDataTfPDU
 
-# Message Control Header values (PS3.8 E.2): bit 0 command/data, bit 1 last fragment.
-DATA_FRAGMENT = 0x00
-COMMAND_FRAGMENT = 0x01
-LAST_DATA_FRAGMENT = 0x02
-LAST_COMMAND_FRAGMENT = 0x03
+logger = logging.getLogger(__name__)
 
 # Command Data Set Type (0000,0800), PS3.7 Table E.1-1: 0101H means "no data set";
 # any other value means a data set follows.
 NO_DATA_SET = 0x0101
 DATA_SET_PRESENT = 0x0001
-
-# A PDV item costs 4 (item length) + 1 (context ID) + 1 (message control header)
-# bytes of the P-DATA-TF variable field that Maximum Length Received bounds (PS3.8
-# 9.3.5.1, D.1), so a fragment holds at most max_pdu_length - 6 bytes.
-PDV_OVERHEAD = 6
-# The message control headers of a whole command set / data set in one PDV (PS3.8 E.2).
-_LAST_COMMAND_HEAD = bytes((LAST_COMMAND_FRAGMENT,))
-_LAST_DATA_HEAD = bytes((LAST_DATA_FRAGMENT,))
-# Fragment size when the peer set no limit (Maximum Length Received 0, PS3.8 D.1).
-UNLIMITED_FRAGMENT_SIZE = 1024 * 1024
-# Floor of the Maximum Length Received we honour when sending: PS3.8 D.1 sets no lower bound,
-# and a tiny one turns each message into many PDUs. DCMTK floors PDU sizes at 4096 bytes
-# (ASC_MINIMUMPDUSIZE); a peer announcing less gets P-DATA-TF PDUs of up to 4096 bytes
-# (docs/conformance.md says so).
-MIN_SEND_PDU_LENGTH = 4096
 
 # Priority (0000,0700), PS3.7 9.1.1.1.3 / Table E.1-1.
 PRIORITY_LOW = 0x0002
@@ -77,11 +68,12 @@ def value_or_none(elem: Any) -> Any:
     return None if elem is None else elem.value
 
 
-def is_dataset(obj: Any) -> bool:
-    """Is ``obj`` a pydicom ``Dataset``?  Answered without importing pydicom: if pydicom
-    was never imported, nothing can be one."""
-    module = sys.modules.get('pydicom.dataset')
-    return module is not None and isinstance(obj, module.Dataset)
+def _require_encoded(data_set: Any) -> None:
+    """A pydicom Dataset is encoded by the association before its message is: only the
+    association knows the presentation context's transfer syntax."""
+    if is_dataset(data_set):
+        raise TypeError('encode the data set in the transfer syntax of the '
+                        'presentation context before encoding the message')
 
 
 def _element(tag: tuple[int, int] | int) -> int:
@@ -93,177 +85,6 @@ def _element(tag: tuple[int, int] | int) -> int:
     if group != 0:
         raise ValueError(f'({group:04X},{element:04X}) is not a command element (group 0000)')
     return element
-
-
-def _fragment_size(max_pdu_length: int) -> int:
-    """Largest fragment a peer with this Maximum Length Received accepts (PS3.8 D.1), but
-    never less than ``MIN_SEND_PDU_LENGTH`` allows: a peer announcing 7 bytes would otherwise
-    get one-byte PDVs (78 PDUs for a C-ECHO response)."""
-    if not max_pdu_length:
-        return UNLIMITED_FRAGMENT_SIZE
-    return max(max_pdu_length, MIN_SEND_PDU_LENGTH) - PDV_OVERHEAD
-
-
-def chunks(seq: bytes | bytearray | memoryview, size: int) -> Iterator[tuple[memoryview, bool]]:
-    """Split ``seq`` into memoryview chunks of ``size`` bytes (no copies).
-
-    Yields ``(chunk, is_last)``; an empty ``seq`` yields one empty last chunk,
-    so an empty value is still sent as one (last) fragment.
-    """
-    view = memoryview(seq).cast('B') if not isinstance(seq, memoryview) else seq.cast('B')
-    total = len(view)
-    if total == 0:
-        yield view, True
-        return
-    for start in range(0, total, size):
-        end = start + size
-        yield view[start:end], end >= total
-
-
-def fragment(data_set: bytes | bytearray | memoryview, max_pdu_length: int, normal: int,
-             last: int) -> Iterator[tuple[memoryview, int]]:
-    """Fragment an encoded command or data set into PDV-sized chunks (PS3.8 E.1).
-
-    Yields ``(fragment, code)`` where ``code`` is ``normal`` or, for the final
-    fragment, ``last`` (the message control header of PS3.8 E.2).
-    """
-    size = _fragment_size(max_pdu_length)
-    for chunk, is_last in chunks(data_set, size):
-        yield chunk, last if is_last else normal
-
-
-def _read_full(fp: IO[bytes], view: memoryview) -> int:
-    """Fill ``view`` from ``fp`` (short reads are retried); return the bytes read."""
-    readinto = getattr(fp, 'readinto', None)
-    filled = 0
-    wanted = len(view)
-    while filled < wanted:
-        if readinto is not None:
-            count = readinto(view[filled:])
-        else:
-            data = fp.read(wanted - filled)
-            count = len(data)
-            view[filled:filled + count] = data
-        if not count:
-            break
-        filled += count
-    return filled
-
-
-#: Fragment buffers whose values were sent, by size, for ``_file_values`` to reuse: files
-#: sent one after another read into the same few buffers (no allocation or zeroing per
-#: fragment). Shared by every thread: a buffer is taken with one atomic ``pop`` and used
-#: only if no view of it is left, so two threads never share one.
-_SPENT: dict[int, list[bytearray]] = {}
-_SPENT_MAX = 8
-
-
-def _take_buffer(size: int) -> bytearray:
-    spent = _SPENT.get(size)
-    if spent:
-        try:
-            buf = spent.pop(0)  # the oldest: its value went out longest ago
-        except IndexError:  # another thread took the last one
-            buf = None
-        if buf is not None:
-            if sys.getrefcount(buf) == 2:  # ``buf`` and the call's argument: no view left
-                return buf
-            _keep(size, buf)  # still being sent (or kept): leave it
-    return bytearray(size)
-
-
-def _keep(size: int, *buffers: bytearray) -> None:
-    spent = _SPENT.setdefault(size, [])
-    for buf in buffers:
-        if len(spent) < _SPENT_MAX:
-            spent.append(buf)
-
-
-def _file_values(fp: IO[bytes], max_pdu_length: int, normal: int,
-                 last: int) -> Iterator[memoryview]:
-    """Stream a file as complete PDV values: header byte + fragment, read in place.
-
-    Each value is read straight into a buffer after a one-byte slot for the message
-    control header, so nothing is copied after the read; one fragment is read ahead to
-    know which one is last. Buffers come from ``_SPENT`` and go back to it once yielded;
-    memory stays bounded by a few fragments.
-    """
-    size = _fragment_size(max_pdu_length)
-    buf = _take_buffer(size + 1)
-    count = _read_full(fp, memoryview(buf)[1:])
-    while True:
-        if count < size:  # short read: end of file
-            buf[0] = last
-            yield memoryview(buf)[:count + 1]
-            _keep(size + 1, buf)
-            return
-        following = _take_buffer(size + 1)
-        next_count = _read_full(fp, memoryview(following)[1:])
-        if next_count == 0:
-            buf[0] = last
-            yield memoryview(buf)
-            _keep(size + 1, buf, following)
-            return
-        buf[0] = normal
-        yield memoryview(buf)
-        _keep(size + 1, buf)
-        buf, count = following, next_count
-
-
-class FileRegion:
-    """A PDV value whose data stay in a file until the DUL writes them: the message control
-    header byte (``head``), then ``length`` bytes at ``offset`` of ``source``'s file.
-
-    The DUL sends the header with the PDU's other headers and the data with
-    ``os.sendfile`` — from the page cache to the socket, never through a Python buffer.
-    ``bytes()`` reads them (``source.read_region``) where a copy is needed (TLS, ``encode``).
-    """
-
-    __slots__ = ('head', 'source', 'offset', 'length')
-
-    def __init__(self, head: bytes, source: Any, offset: int, length: int) -> None:
-        self.head, self.source, self.offset, self.length = head, source, offset, length
-
-    def __len__(self) -> int:
-        return len(self.head) + self.length
-
-    def __getitem__(self, index: int) -> int:
-        if index in (0, -len(self)) and self.head:
-            return self.head[0]
-        return bytes(self)[index]
-
-    def __bytes__(self) -> bytes:
-        return self.head + self.source.read_region(self.offset, self.length)
-
-    def fileno(self) -> int:
-        return self.source.fileno()
-
-
-def _region_values(source: Any, place: tuple[int, int], max_pdu_length: int) -> Iterator[FileRegion]:
-    """The data set as ``FileRegion`` PDV values of at most one fragment each."""
-    offset, length = place
-    size = _fragment_size(max_pdu_length)
-    done = 0
-    while True:
-        count = min(size, length - done)
-        last = done + count >= length
-        yield FileRegion(bytes((LAST_DATA_FRAGMENT if last else DATA_FRAGMENT,)), source,
-                         offset + done, count)
-        source.sent(count)
-        done += count
-        if last:
-            return
-
-
-def fragment_file(fp: IO[bytes], max_pdu_length: int, normal: int,
-                  last: int) -> Iterator[tuple[memoryview, int]]:
-    """Fragment a data set read from a binary file object, from its current position.
-
-    Reads are bounded by the fragment size (``readinto`` when available); the
-    file is never loaded whole.  Yields ``(fragment, code)`` like ``fragment``.
-    """
-    for value in _file_values(fp, max_pdu_length, normal, last):
-        yield value[1:], value[0]
 
 
 def dimse_property(tag: tuple[int, int] | int) -> property:
@@ -477,42 +298,10 @@ class DIMSEMessage:
         Command fragments come first, then data fragments; a fragment holds at
         most ``max_pdu_length - 6`` bytes (1 MiB when ``max_pdu_length`` is 0).
         A message whose command set and in-memory data set fit in one PDU together
-        goes as one PDU of two PDVs (the last command fragment, then the last data
-        fragment); otherwise each PDU holds one PDV.
+        goes as one PDU of two PDVs (``fragmentation.message_pdus``).
         """
-        data_set = self.data_set
-        if is_dataset(data_set):
-            raise TypeError('encode the data set in the transfer syntax of the '
-                            'presentation context before encoding the message')
-        command = self.set_length()
-        if isinstance(data_set, (bytes, bytearray, memoryview)) and \
-                len(command) + len(data_set) + 2 * PDV_OVERHEAD <= _fragment_size(max_pdu_length) + PDV_OVERHEAD:
-            # Command and data set both whole in one P-DATA-TF (two PDVs, PS3.8 9.3.5.1,
-            # E.2): a small message (a C-FIND match) costs its receiver one PDU, not two.
-            yield PDataTfPDU([
-                PresentationDataValueItem(pc_id, _LAST_COMMAND_HEAD + command),
-                PresentationDataValueItem(pc_id, _LAST_DATA_HEAD + data_set)])
-            return
-        for chunk, code in fragment(command, max_pdu_length, COMMAND_FRAGMENT,
-                                    LAST_COMMAND_FRAGMENT):
-            yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
-        if data_set is None:
-            return
-        if isinstance(data_set, (bytes, bytearray, memoryview)):
-            for chunk, code in fragment(data_set, max_pdu_length, DATA_FRAGMENT,
-                                        LAST_DATA_FRAGMENT):
-                yield PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
-        else:
-            region = getattr(data_set, 'file_region', None)
-            place = region() if region is not None else None
-            if place is not None:
-                for value in _region_values(data_set, place, max_pdu_length):
-                    yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])
-                return
-            for value in _file_values(data_set, max_pdu_length, DATA_FRAGMENT,
-                                      LAST_DATA_FRAGMENT):
-                yield PDataTfPDU([PresentationDataValueItem(pc_id, value)])
-
+        _require_encoded(self.data_set)
+        yield from message_pdus(pc_id, self.set_length(), self.data_set, max_pdu_length)
 
     def encode_batches(self, pc_id: int, max_pdu_length: int, batch_bytes: int,
                        runs: bool = True) -> Iterator[list]:
@@ -526,41 +315,16 @@ class DIMSEMessage:
         cut into batches.
         """
         data_set = self.data_set
-        region = None
-        if runs and data_set is not None and not isinstance(data_set, (bytes, bytearray, memoryview)) \
-                and not is_dataset(data_set):
-            region = getattr(data_set, 'file_region', None)
-        place = region() if region is not None else None
+        place = None
+        if runs and data_set is not None and not isinstance(data_set, (bytes, bytearray, memoryview)):
+            place = file_region_of(data_set)  # (a pydicom Dataset has none)
         if place is None:
-            batch: list = []
-            size = 0
-            for p_data in self.encode(pc_id, max_pdu_length):
-                batch.append(p_data)
-                size += p_data.pdu_length
-                if size >= batch_bytes:
-                    yield batch
-                    batch, size = [], 0
-            if batch:
-                yield batch
+            _require_encoded(data_set)
+            yield from batched(message_pdus(pc_id, self.set_length(), data_set, max_pdu_length),
+                               batch_bytes)
             return
-        batch = [PDataTfPDU([PresentationDataValueItem(pc_id, bytes((code,)) + chunk)])
-                 for chunk, code in fragment(self.set_length(), max_pdu_length, COMMAND_FRAGMENT,
-                                             LAST_COMMAND_FRAGMENT)]
-        size = _fragment_size(max_pdu_length)
-        per_batch = max(1, batch_bytes // size) * size
-        offset, length = place
-        done = 0
-        while True:
-            count = min(per_batch, length - done)
-            last = done + count >= length
-            batch.append(PDataFileRun(pc_id, data_set, offset + done, count, size, DATA_FRAGMENT,
-                                      LAST_DATA_FRAGMENT if last else DATA_FRAGMENT))
-            data_set.sent(count)
-            yield batch
-            if last:
-                return
-            batch = []
-            done += count
+        yield from file_run_batches(pc_id, self.set_length(), data_set, place, max_pdu_length,
+                                    batch_bytes)
 
 
 class DIMSERequestMessage(DIMSEMessage):
@@ -575,57 +339,18 @@ class DIMSEResponseMessage(DIMSEMessage):
     message_id_being_responded_to = dimse_property((0x0000, 0x0120))
 
 
-class CEchoRQMessage(DIMSERequestMessage):
-    """C-ECHO-RQ (PS3.7 9.3.5.1)."""
-
-    command_field = 0x0030
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID']
-
-
-class CEchoRSPMessage(StatusMixin, DIMSEResponseMessage):
-    """C-ECHO-RSP (PS3.7 9.3.5.2)."""
-
-    command_field = 0x8030
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status']
-
-
-class CStoreRQMessage(PriorityMixin, DIMSERequestMessage):
-    """C-STORE-RQ (PS3.7 9.3.1.1)."""
-
-    command_field = 0x0001
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority',
-                      'AffectedSOPInstanceUID', 'MoveOriginatorApplicationEntityTitle',
-                      'MoveOriginatorMessageID']
-    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
-    move_originator_aet = dimse_property((0x0000, 0x1030))
-    move_originator_message_id = dimse_property((0x0000, 0x1031))
-
-
-class CStoreRSPMessage(StatusMixin, DIMSEResponseMessage):
-    """C-STORE-RSP (PS3.7 9.3.1.2)."""
-
-    command_field = 0x8001
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID']
+class _AffectedInstanceMixin:
+    """The Affected SOP Instance UID (0000,1000) of C-STORE and most DIMSE-N messages."""
 
     affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
 
-class CFindRQMessage(PriorityMixin, DIMSERequestMessage):
-    """C-FIND-RQ (PS3.7 9.3.2.1)."""
+class _RequestedInstanceMixin:
+    """N-GET/N-SET/N-ACTION/N-DELETE requests name their object by Requested SOP Class and
+    Instance UID (0000,0003), (0000,1001) (PS3.7 10.3): ``sop_class_uid`` reads the former."""
 
-    command_field = 0x0020
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority']
-    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
-
-
-class CFindRSPMessage(StatusMixin, DIMSEResponseMessage):
-    """C-FIND-RSP (PS3.7 9.3.2.2)."""
-
-    command_field = 0x8020
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status']
+    sop_class_uid = dimse_property((0x0000, 0x0003))
+    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
 
 
 class _SubOperationsMixin:
@@ -637,30 +362,97 @@ class _SubOperationsMixin:
     num_of_warning_sub_ops = dimse_property((0x0000, 0x1023))
 
 
+# The command elements PS3.7 lists for a message (Sections 9.3, 10.3), by the reference's
+# ``command_fields``: what every request, every response and every DIMSE-N request on a
+# requested object starts with; each class adds its own.
+_RQ = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID']
+_RSP = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status']
+_N_RQ = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID', 'RequestedSOPInstanceUID']
+_SUB_OPERATIONS = ['NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
+                   'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
+_MEDIUM = {0x00000700: ('US', PRIORITY_MEDIUM)}  # a request's default Priority
+
+
+class _InstanceResponse(_AffectedInstanceMixin, StatusMixin, DIMSEResponseMessage):
+    """A response that names the SOP Instance it is about (C-STORE-RSP, most DIMSE-N)."""
+
+    command_fields = _RSP + ['AffectedSOPInstanceUID']
+
+
+class _RequestedInstanceRequest(_RequestedInstanceMixin, DIMSERequestMessage):
+    """A DIMSE-N request on a requested object (N-GET, N-SET, N-ACTION, N-DELETE)."""
+
+    command_fields = _N_RQ + []
+
+
+class CEchoRQMessage(DIMSERequestMessage):
+    """C-ECHO-RQ (PS3.7 9.3.5.1)."""
+
+    command_field = 0x0030
+    command_fields = _RQ + []
+
+
+class CEchoRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """C-ECHO-RSP (PS3.7 9.3.5.2)."""
+
+    command_field = 0x8030
+    command_fields = _RSP + []
+
+
+class CStoreRQMessage(_AffectedInstanceMixin, PriorityMixin, DIMSERequestMessage):
+    """C-STORE-RQ (PS3.7 9.3.1.1)."""
+
+    command_field = 0x0001
+    command_fields = _RQ + ['Priority', 'AffectedSOPInstanceUID', 'MoveOriginatorApplicationEntityTitle',
+                            'MoveOriginatorMessageID']
+    _defaults = _MEDIUM
+
+    move_originator_aet = dimse_property((0x0000, 0x1030))
+    move_originator_message_id = dimse_property((0x0000, 0x1031))
+
+
+class CStoreRSPMessage(_InstanceResponse):
+    """C-STORE-RSP (PS3.7 9.3.1.2)."""
+
+    command_field = 0x8001
+
+
+class CFindRQMessage(PriorityMixin, DIMSERequestMessage):
+    """C-FIND-RQ (PS3.7 9.3.2.1)."""
+
+    command_field = 0x0020
+    command_fields = _RQ + ['Priority']
+    _defaults = _MEDIUM
+
+
+class CFindRSPMessage(StatusMixin, DIMSEResponseMessage):
+    """C-FIND-RSP (PS3.7 9.3.2.2)."""
+
+    command_field = 0x8020
+    command_fields = _RSP + []
+
+
 class CGetRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-GET-RQ (PS3.7 9.3.3.1)."""
 
     command_field = 0x0010
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority']
-    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+    command_fields = _RQ + ['Priority']
+    _defaults = _MEDIUM
 
 
 class CGetRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
     """C-GET-RSP (PS3.7 9.3.3.2)."""
 
     command_field = 0x8010
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
-                      'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
+    command_fields = _RSP + _SUB_OPERATIONS
 
 
 class CMoveRQMessage(PriorityMixin, DIMSERequestMessage):
     """C-MOVE-RQ (PS3.7 9.3.4.1)."""
 
     command_field = 0x0021
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID', 'Priority',
-                      'MoveDestination']
-    _defaults = {0x00000700: ('US', PRIORITY_MEDIUM)}
+    command_fields = _RQ + ['Priority', 'MoveDestination']
+    _defaults = _MEDIUM
 
     move_destination = dimse_property((0x0000, 0x0600))
 
@@ -669,9 +461,7 @@ class CMoveRSPMessage(_SubOperationsMixin, StatusMixin, DIMSEResponseMessage):
     """C-MOVE-RSP (PS3.7 9.3.4.2)."""
 
     command_field = 0x8021
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
-                      'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
+    command_fields = _RSP + _SUB_OPERATIONS
 
 
 class CCancelRQMessage(DIMSERequestMessage):
@@ -686,133 +476,92 @@ class CCancelRQMessage(DIMSERequestMessage):
     message_id_being_responded_to = dimse_property((0x0000, 0x0120))
 
 
-class NEventReportRQMessage(DIMSERequestMessage):
+class NEventReportRQMessage(_AffectedInstanceMixin, DIMSERequestMessage):
     """N-EVENT-REPORT-RQ (PS3.7 10.3.1.1)."""
 
     command_field = 0x0100
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID',
-                      'AffectedSOPInstanceUID', 'EventTypeID']
+    command_fields = _RQ + ['AffectedSOPInstanceUID', 'EventTypeID']
 
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     event_type_id = dimse_property((0x0000, 0x1002))
 
 
-class NEventReportRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NEventReportRSPMessage(_InstanceResponse):
     """N-EVENT-REPORT-RSP (PS3.7 10.3.1.2)."""
 
     command_field = 0x8100
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID', 'EventTypeID']
+    command_fields = _RSP + ['AffectedSOPInstanceUID', 'EventTypeID']
 
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     event_type_id = dimse_property((0x0000, 0x1002))
 
 
-class NGetRQMessage(DIMSERequestMessage):
+class NGetRQMessage(_RequestedInstanceRequest):
     """N-GET-RQ (PS3.7 10.3.2.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0110
-    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
-                      'RequestedSOPInstanceUID', 'AttributeIdentifierList']
+    command_fields = _N_RQ + ['AttributeIdentifierList']
 
-    sop_class_uid = dimse_property((0x0000, 0x0003))
-    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
     attribute_identifier_list = dimse_property((0x0000, 0x1005))
 
 
-class NGetRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NGetRSPMessage(_InstanceResponse):
     """N-GET-RSP (PS3.7 10.3.2.2)."""
 
     command_field = 0x8110
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID']
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
 
-class NSetRQMessage(DIMSERequestMessage):
+class NSetRQMessage(_RequestedInstanceRequest):
     """N-SET-RQ (PS3.7 10.3.3.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0120
-    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
-                      'RequestedSOPInstanceUID']
-
-    sop_class_uid = dimse_property((0x0000, 0x0003))
-    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
 
 
-class NSetRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NSetRSPMessage(_InstanceResponse):
     """N-SET-RSP (PS3.7 10.3.3.2)."""
 
     command_field = 0x8120
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID']
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
 
-class NActionRQMessage(DIMSERequestMessage):
+class NActionRQMessage(_RequestedInstanceRequest):
     """N-ACTION-RQ (PS3.7 10.3.4.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0130
-    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
-                      'RequestedSOPInstanceUID', 'ActionTypeID']
+    command_fields = _N_RQ + ['ActionTypeID']
 
-    sop_class_uid = dimse_property((0x0000, 0x0003))
-    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
     action_type_id = dimse_property((0x0000, 0x1008))
 
 
-class NActionRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NActionRSPMessage(_InstanceResponse):
     """N-ACTION-RSP (PS3.7 10.3.4.2)."""
 
     command_field = 0x8130
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID', 'ActionTypeID']
+    command_fields = _RSP + ['AffectedSOPInstanceUID', 'ActionTypeID']
 
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
     action_type_id = dimse_property((0x0000, 0x1008))
 
 
-class NCreateRQMessage(DIMSERequestMessage):
+class NCreateRQMessage(_AffectedInstanceMixin, DIMSERequestMessage):
     """N-CREATE-RQ (PS3.7 10.3.5.1)."""
 
     command_field = 0x0140
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageID',
-                      'AffectedSOPInstanceUID']
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
+    command_fields = _RQ + ['AffectedSOPInstanceUID']
 
 
-class NCreateRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NCreateRSPMessage(_InstanceResponse):
     """N-CREATE-RSP (PS3.7 10.3.5.2)."""
 
     command_field = 0x8140
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID']
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
 
-class NDeleteRQMessage(DIMSERequestMessage):
+class NDeleteRQMessage(_RequestedInstanceRequest):
     """N-DELETE-RQ (PS3.7 10.3.6.1); its SOP class is the Requested SOP Class UID."""
 
     command_field = 0x0150
-    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'MessageID',
-                      'RequestedSOPInstanceUID']
-
-    sop_class_uid = dimse_property((0x0000, 0x0003))
-    requested_sop_instance_uid = dimse_property((0x0000, 0x1001))
 
 
-class NDeleteRSPMessage(StatusMixin, DIMSEResponseMessage):
+class NDeleteRSPMessage(_InstanceResponse):
     """N-DELETE-RSP (PS3.7 10.3.6.2)."""
 
     command_field = 0x8150
-    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'MessageIDBeingRespondedTo', 'Status',
-                      'AffectedSOPInstanceUID']
-
-    affected_sop_instance_uid = dimse_property((0x0000, 0x1000))
 
 
 MESSAGE_TYPES: dict[int, type[DIMSEMessage]] = {

@@ -2,17 +2,24 @@
 
 Every protocol decision lives in ``upperlayer.UpperLayerConnection`` (framer, Table 9-10
 state machine, DIMSE reassembly, ARTIM and idle-timeout decisions), which owns no socket,
-thread or clock. This module only does what it cannot: it waits in one ``poll`` over the
-socket, a wake descriptor (a cancel set in another thread) and the connection's next
-deadline; reads into the connection's framer buffer; hands each event to the service user;
-and writes what the connection returns — all PDUs of one batch in one gathered ``sendmsg``,
-file regions with ``os.sendfile`` — then closes the transport when the connection says so.
+thread or clock. This module only does what it cannot: it opens the requestor's connection
+(and its TLS wrap), waits in one ``poll`` over the socket, a wake descriptor (a cancel set in
+another thread) and the connection's next deadline; reads into the connection's framer
+buffer; hands each event to the service user; has what the connection returns written
+(``socket_writer``: one gathered ``sendmsg`` per batch, file regions with ``os.sendfile``);
+and closes the transport when the connection says so.
+
+This module and its writer are the only code that moves an association's bytes: nothing else
+reads or writes its socket. ``applicationentity.AE`` owns the acceptor's socket around that:
+it accepts it, runs its TLS handshake, peeks whether a waiting connection has spoken, may
+shut it down to make room while it still waits for its A-ASSOCIATE-RQ, and closes it once
+the association has ended.
 
 The service runs in the caller's thread (the association's own thread): ``receive`` reads
 the socket right there, so a PDU reaches its service without a thread hand-off, and no
 thread is started per association.
 
-TCP_NODELAY is set on every socket: without it each message waits ~40 ms for a delayed ACK.
+TCP_NODELAY is set on every socket: without it each message waits for the peer's delayed ACK.
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from __future__ import annotations
 import collections
 import logging
 import math
-import os
 import select
 import socket
 import threading
@@ -29,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 from . import pdu, trace
 from .exceptions import DCMTimeoutError
+from .socket_writer import RunScratch, send_parts_nonblocking, sendmsg_all
 from .upperlayer import (  # noqa: F401 - re-exported: the reference's names live here
     MIN_TRANSFER_RATE,
     UNLIMITED_PDU_CAP,
@@ -44,14 +51,9 @@ logger = logging.getLogger(__name__)
 RECV_MIN = 64 * 1024
 #: P-DATA-TF PDUs at least this long are handed on as a view of the receive buffer.
 RX_VIEW_MIN = pdu.FRAMER_VIEW_MIN
-#: File regions at least this long go with ``os.sendfile``; shorter ones (16 KiB PDUs to a
-#: DCMTK peer) are read with one ``pread`` per run and join the batch's one ``sendmsg``.
-SENDFILE_MIN = 64 * 1024
 #: The P-DATA-TF PDUs of one message go to the connection, and to the socket, in batches
 #: of about this many bytes (one state machine pass and one gathered write each).
 BATCH_BYTES = 1 << 20
-#: sendmsg takes at most IOV_MAX (1024 on Linux) buffers per call.
-IOV_MAX = 1024
 
 
 class Timer:
@@ -110,13 +112,6 @@ def _tune_socket(sock: socket.socket) -> bool:
     return True
 
 
-def _wait_io(sock: socket.socket, writing: bool, timeout: float | None) -> bool:
-    """Wait until ``sock`` can be read (or written); False when ``timeout`` s pass first."""
-    poller = select.poll()
-    poller.register(sock, select.POLLOUT if writing else select.POLLIN)
-    return bool(poller.poll(None if timeout is None else math.ceil(timeout * 1000)))
-
-
 def _pdu_tracer(association_trace: Any) -> Callable[[str, Any, Any], None]:
     """The connection's ``on_pdu`` for a protocol trace (a closure over the trace record,
     not the DUL: the connection must not refer back to its driver). Nobody listening costs
@@ -131,8 +126,8 @@ def _pdu_tracer(association_trace: Any) -> Callable[[str, Any, Any], None]:
 def _resolvable(address: tuple[str, int]) -> tuple[str | bytes, int]:
     """``address`` for ``getaddrinfo``, an ASCII host name as bytes: given ``str``, Python
     runs it through the ``idna`` codec first, and importing that codec (with ``stringprep``
-    and ``unicodedata``) costs ~1 ms, as much as a whole C-ECHO. An ASCII name needs no IDNA
-    encoding; anything else still goes as ``str``, the codec encodes it."""
+    and ``unicodedata``) costs as much as a whole C-ECHO (docs/internals.md). An ASCII name
+    needs no IDNA encoding; anything else still goes as ``str``, the codec encodes it."""
     host, port = address[0], address[1]
     if isinstance(host, str) and host.isascii():
         return host.encode("ascii"), port
@@ -170,8 +165,8 @@ class DULServiceProvider:
         self._held: collections.deque = collections.deque()  # events read by wait_closed
         self._trace: Any = None
         self._socket_closed = False
-        #: Where a run of short P-DATA-TF PDUs is laid out and read (``_RunScratch``).
-        self._scratch = _RunScratch()
+        #: Where a run of short P-DATA-TF PDUs is laid out and read (``RunScratch``).
+        self._scratch = RunScratch()
         #: Gathered writes issued so far (one ``sendmsg`` run per batch of PDUs): a count the
         #: tests check and a trace can show — C-FIND matches leave in a few, not one each.
         self.writes = 0
@@ -468,10 +463,10 @@ class DULServiceProvider:
         self.writes += 1
         try:
             if self._nonblocking:
-                _send_parts_nonblocking(sock, parts, self.idle_timeout, self._scratch)
+                send_parts_nonblocking(sock, parts, self.idle_timeout, self._scratch)
             else:
                 sock.settimeout(self.idle_timeout)
-                _sendmsg_all(sock, parts)
+                sendmsg_all(sock, parts)
         except OSError as exc:
             logger.info("write to %s failed: %s", self._peer(), exc)
             self._close_transport()
@@ -501,257 +496,3 @@ def _poll_now(sock: Any) -> list:
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     return poller.poll(0)
-
-
-def _sendmsg_all(sock: socket.socket, parts: list) -> None:
-    """Write all buffers, gathered, with as few syscalls as the kernel allows."""
-    parts = _as_buffers(parts)
-    if len(parts) == 1:
-        sock.sendall(parts[0])
-        return
-    if not hasattr(sock, "sendmsg") or getattr(sock, "context", None) is not None:
-        # TLS sockets cannot gather: one record per PDU instead.
-        sock.sendall(b"".join(parts))
-        return
-    _sendmsg_views(sock, [memoryview(p) for p in parts if len(p)], None, 0)
-
-
-_BUFFERS = (bytes, bytearray, memoryview)
-#: Sending file data with ``os.sendfile`` needs MSG_MORE: the PDU's headers, written first,
-#: must wait in the kernel for the file bytes (one segment, no delayed-ACK stall).
-_CAN_SENDFILE = hasattr(os, "sendfile") and hasattr(socket, "MSG_MORE")
-
-
-_MSG_MORE = getattr(socket, "MSG_MORE", 0)
-
-
-def _inline_short_regions(parts: list) -> list:
-    """Parts with every file region shorter than SENDFILE_MIN read into memory: a run of
-    adjacent regions of one file (a message's 16 KiB fragments) with one ``pread``, so the
-    whole batch leaves in one ``sendmsg`` instead of a ``sendfile`` and a write per PDU."""
-    out: list = []
-    index, count = 0, len(parts)
-    while index < count:
-        part = parts[index]
-        if isinstance(part, _BUFFERS) or type(part) is pdu.PDataFileRun or part.length >= SENDFILE_MIN:
-            out.append(part)
-            index += 1
-            continue
-        # a run of short regions of one source, each starting where the previous ended
-        # (the buffers between them, PDU headers, stay in place)
-        last = index
-        end = part.offset + part.length
-        probe = index + 1
-        while probe < count:
-            other = parts[probe]
-            if isinstance(other, _BUFFERS):
-                probe += 1
-                continue
-            if type(other) is pdu.PDataFileRun or other.source is not part.source \
-                    or other.offset != end or other.length >= SENDFILE_MIN:
-                break
-            last = probe
-            end = other.offset + other.length
-            probe += 1
-        data = memoryview(part.source.read_region(part.offset, end - part.offset))
-        position = 0
-        for i in range(index, last + 1):
-            item = parts[i]
-            if not isinstance(item, _BUFFERS):
-                if item.head:
-                    out.append(item.head)
-                out.append(data[position:position + item.length])
-                position += item.length
-            else:
-                out.append(item)
-        index = last + 1
-    return out
-
-
-def _as_buffers(parts: list) -> list:
-    """Parts with every file region (``dimsemessages.FileRegion``) read into bytes."""
-    return [p if isinstance(p, _BUFFERS) else bytes(p) for p in parts]
-
-
-class _RunScratch:
-    """One association's buffer for runs of short P-DATA-TF PDUs (``pdu.PDataFileRun``):
-    headers packed and file bytes read (``preadv``) into it, then written from it. Kept
-    between batches, so a send of many files faults in no new pages per file; it holds at
-    most one batch (``BATCH_BYTES`` and its headers) and is let go when the association ends.
-    A second run in the same write gets a buffer of its own (the first is not sent yet)."""
-
-    __slots__ = ("_buffer", "_taken")
-
-    def __init__(self) -> None:
-        self._buffer: bytearray | None = None
-        self._taken = False
-
-    def take(self, size: int) -> bytearray:
-        if self._taken:
-            return bytearray(size)
-        self._taken = True
-        if self._buffer is None or len(self._buffer) < size:
-            self._buffer = None  # never resized: a view of the old one may still be alive
-            self._buffer = bytearray(size)
-        return self._buffer
-
-    def done(self) -> None:
-        self._taken = False
-
-    def release(self) -> None:
-        self._buffer = None
-        self._taken = False
-
-
-def _read_run(run: Any, scratch: _RunScratch | None) -> memoryview:
-    """The wire bytes of a run of short PDUs: headers packed, the file region read around
-    them with ``preadv`` (IOV_MAX views a call), all in one buffer for one write."""
-    size = len(run)
-    buffer = scratch.take(size) if scratch is not None else bytearray(size)
-    slots = run.layout(buffer)
-    fd, offset, left = run.source.fileno(), run.offset, run.length
-    start = 0
-    while left:
-        got = _preadv(fd, slots[start:start + IOV_MAX], offset)
-        if not got:  # the PDU lengths are fixed already: the stream cannot go on
-            raise OSError(f"the file ended {left} bytes early while sending")
-        offset += got
-        left -= got
-        start = _consume(slots, start, got)
-        while start < len(slots) and not len(slots[start]):  # empty fragment views
-            start += 1
-    return memoryview(buffer)[:size]
-
-
-def _consume(views: list, start: int, count: int) -> int:
-    """Index of the first view not yet done after ``count`` more bytes of ``views[start:]``
-    went through (a syscall that took part of a view leaves the rest of it in its place)."""
-    total = len(views)
-    while count and start < total:
-        first = views[start]
-        if count >= len(first):
-            count -= len(first)
-            start += 1
-        else:
-            views[start] = first[count:]
-            count = 0
-    return start
-
-
-def _preadv(fd: int, views: list, offset: int) -> int:
-    if hasattr(os, "preadv"):
-        return os.preadv(fd, views, offset)
-    total = 0
-    for view in views:  # no preadv (old macOS): one pread per view
-        data = os.pread(fd, len(view), offset + total)
-        view[:len(data)] = data
-        total += len(data)
-        if len(data) < len(view):
-            break
-    return total
-
-
-class _SentRegion:
-    """A PDU's headers and the file region after them, for ``sendfile`` (the shape of
-    ``dimsemessages.FileRegion`` the writer uses)."""
-
-    __slots__ = ("head", "source", "offset", "length")
-
-    def __init__(self, head: bytes, source: Any, offset: int, length: int) -> None:
-        self.head, self.source, self.offset, self.length = head, source, offset, length
-
-    def fileno(self) -> int:
-        return self.source.fileno()
-
-
-def _run_parts(run: Any, scratch: _RunScratch | None) -> list:
-    """A run as the writer's parts: one laid-out buffer when its fragments are short (one
-    ``preadv``, one write for the batch), else each PDU's header and its file region for
-    ``sendfile`` (a short last fragment read and written with the next headers)."""
-    if run.fragment < SENDFILE_MIN:
-        return [_read_run(run, scratch)]
-    parts: list = []
-    for head, offset, length in run.pdus():
-        if length >= SENDFILE_MIN:
-            parts.append(_SentRegion(head, run.source, offset, length))
-        else:
-            parts.append(head)
-            if length:
-                parts.append(run.source.read_region(offset, length))
-    return parts
-
-
-def _send_parts_nonblocking(sock: socket.socket, parts: list, timeout: float | None,
-                            scratch: _RunScratch | None = None) -> None:
-    """``_sendmsg_all`` on a non-blocking socket, waiting at most ``timeout`` s whenever the
-    peer's window is full (then ``socket.timeout``).
-
-    A file region's bytes go from the page cache to the socket (``os.sendfile``); the
-    headers before them are written with MSG_MORE, so the PDU still leaves as one stream
-    of full segments. A run of short PDUs (``pdu.PDataFileRun``) is laid out in
-    ``scratch`` and joins the batch's one ``sendmsg``.
-    """
-    try:
-        if not _CAN_SENDFILE:
-            parts = _as_buffers(parts)
-        else:
-            if any(type(p) is pdu.PDataFileRun for p in parts):
-                expanded: list = []
-                for part in parts:
-                    if type(part) is pdu.PDataFileRun:
-                        expanded.extend(_run_parts(part, scratch))
-                    else:
-                        expanded.append(part)
-                parts = expanded
-            parts = _inline_short_regions(parts)
-        _send_expanded(sock, parts, timeout)
-    finally:
-        if scratch is not None:
-            scratch.done()
-
-
-def _send_expanded(sock: socket.socket, parts: list, timeout: float | None) -> None:
-    pending: list[memoryview] = []
-    for part in parts:
-        if isinstance(part, _BUFFERS):
-            if len(part):
-                pending.append(memoryview(part))
-            continue
-        if part.head:
-            pending.append(memoryview(part.head))
-        if part.length:
-            _sendmsg_views(sock, pending, timeout, socket.MSG_MORE)
-            pending = []
-            _sendfile_all(sock, part.fileno(), part.offset, part.length, timeout)
-    _sendmsg_views(sock, pending, timeout, 0)
-
-
-def _sendmsg_views(sock: socket.socket, views: list[memoryview], timeout: float | None,
-                   flags: int) -> None:
-    """Gathered writes of ``views`` until all are sent. On a non-blocking socket a full
-    window is waited for (at most ``timeout`` s); a socket with a timeout waits itself."""
-    start, total = 0, len(views)
-    while start < total:
-        more = start + IOV_MAX < total
-        try:
-            sent = sock.sendmsg(views[start:start + IOV_MAX], [], flags | _MSG_MORE if more else flags)
-        except BlockingIOError:
-            if not _wait_io(sock, True, timeout):
-                raise socket.timeout("the peer takes no data") from None
-            continue
-        start = _consume(views, start, sent)
-
-
-def _sendfile_all(sock: socket.socket, fd: int, offset: int, count: int, timeout: float | None) -> None:
-    out = sock.fileno()
-    while count:
-        try:
-            sent = os.sendfile(out, fd, offset, count)
-        except BlockingIOError:
-            if not _wait_io(sock, True, timeout):
-                raise socket.timeout("the peer takes no data") from None
-            continue
-        if not sent:  # the PDU's length is on the wire already: the stream cannot go on
-            raise OSError(f"the file ended {count} bytes early while sending")
-        offset += sent
-        count -= sent

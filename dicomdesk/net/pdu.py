@@ -660,7 +660,7 @@ class PDataTfPDU(_PDU):
 
     def encode(self) -> bytes:
         """Encode the PDU for the wire (a value that is not a buffer, such as a
-        ``dimsemessages.FileRegion``, gives its bytes)."""
+        ``fragmentation.FileRegion``, gives its bytes)."""
         return b"".join(p if isinstance(p, (bytes, bytearray, memoryview)) else bytes(p)
                         for p in self.encode_parts())
 

@@ -33,7 +33,7 @@ import collections
 import logging
 from typing import Any, Callable, Iterable
 
-from . import fsm, pdu
+from . import fsm, pdu, state_table
 from .exceptions import (
     ABORT_REASON_NOT_SPECIFIED,
     ABORT_SOURCE_SERVICE_PROVIDER,
@@ -275,7 +275,7 @@ class UpperLayerConnection:
         if type(item) is pdu.PDataTfPDU:
             self._apply_all(self.state_machine.data_indication(item))
         else:
-            self._run(fsm.event_for_pdu(item), item)
+            self._run(state_table.event_for_pdu(item), item)
         # The DIMSE decoder has written or copied every PDV: no reference to the PDU stays,
         # so the framer's buffer it views can take the next one.
         self.state_machine.primitive = None
@@ -307,7 +307,7 @@ class UpperLayerConnection:
         return self.data_to_send()
 
     def data_to_send(self) -> list:
-        """Buffers (bytes, memoryviews, ``dimsemessages.FileRegion``) waiting to be written."""
+        """Buffers (bytes, memoryviews, ``fragmentation.FileRegion``) waiting to be written."""
         out, self._outgoing = self._outgoing, []
         return out
 

@@ -251,7 +251,7 @@ def test_a_release_right_after_pipelined_stores_gets_every_answer_first(tmp_path
     from serving import connect, encode_dataset, make_dataset, p_data, command_bytes, read_pdu, store_rq
 
     from dicomdesk.net import pdu
-    from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+    from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
     from dicomdesk.net.commandset import decode_command
 
     server = local_server(tmp_path, True)

@@ -21,7 +21,7 @@ from dicomdesk.archive import Archive
 from dicomdesk.archive.index import InstanceRecord
 from dicomdesk.net import uids
 from dicomdesk.net.applicationentity import AE
-from dicomdesk.net.asceprovider import GATHER_MAX_BYTES
+from dicomdesk.net.association import GATHER_MAX_BYTES
 from dicomdesk.net.sopclass import qr_find_scp
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.query import find

@@ -10,7 +10,7 @@ from pydicom.filereader import read_dataset
 from pydicom.sequence import Sequence
 
 from dicomdesk.net import statuses, uids
-from dicomdesk.net.asceprovider import encode_data_set
+from dicomdesk.net.dataset_encoding import encode_data_set
 from dicomdesk.net.sopclass.commitment import (
     EVENT_ALL_SUCCESSFUL,
     EVENT_FAILURES_EXIST,

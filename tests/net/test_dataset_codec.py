@@ -22,7 +22,7 @@ from pydicom.filewriter import write_dataset
 
 from dicomdesk.net.dataset_codec import (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN,
                                          decode_identifier, encode_identifier, raw_text_element)
-from dicomdesk.net.dimsedecoder import decode_data_set
+from dicomdesk.net.dataset_encoding import decode_data_set
 
 SYNTAXES = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN)
 

@@ -8,6 +8,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomdesk.net import dimsemessages as dm
+from dicomdesk.net import fragmentation as frag
 from dicomdesk.net.commandset import decode_command, decode_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem
@@ -155,14 +156,14 @@ def test_fragment_file_starts_at_the_current_position():
 
 
 def test_zero_max_pdu_length_means_one_mib_fragments():
-    data = b'a' * (dm.UNLIMITED_FRAGMENT_SIZE + 10)
+    data = b'a' * (frag.UNLIMITED_FRAGMENT_SIZE + 10)
     sizes = [len(f) for f, _ in dm.fragment(data, 0, 0, 2)]
-    assert sizes == [dm.UNLIMITED_FRAGMENT_SIZE, 10]
+    assert sizes == [frag.UNLIMITED_FRAGMENT_SIZE, 10]
 
 
 def test_a_tiny_peer_maximum_is_raised_to_the_floor():
     sizes = [len(f) for f, _ in dm.fragment(bytes(10_000), 7, 0, 2)]
-    assert sizes == [dm.MIN_SEND_PDU_LENGTH - dm.PDV_OVERHEAD] * 2 + [10_000 - 2 * (dm.MIN_SEND_PDU_LENGTH - 6)]
+    assert sizes == [frag.MIN_SEND_PDU_LENGTH - frag.PDV_OVERHEAD] * 2 + [10_000 - 2 * (frag.MIN_SEND_PDU_LENGTH - 6)]
 
 
 def _pdus(msg, max_pdu=4096, pc_id=3):
@@ -184,8 +185,8 @@ def test_encode_sends_command_then_data_one_pdv_per_pdu_within_the_limit():
         assert item.context_id == 3
         assert len(pdu.encode()) - 6 <= 5000  # the variable field Maximum Length bounds
         headers.append(item.data_value[0])
-    assert headers[0] == dm.LAST_COMMAND_FRAGMENT
-    assert headers[1:] == [0] * (len(headers) - 2) + [dm.LAST_DATA_FRAGMENT]
+    assert headers[0] == frag.LAST_COMMAND_FRAGMENT
+    assert headers[1:] == [0] * (len(headers) - 2) + [frag.LAST_DATA_FRAGMENT]
     data = b''.join(bytes(p.data_value_items[0].data_value[1:]) for p in pdus[1:])
     assert data == bytes(20_000)
     command = decode_command(bytes(pdus[0].data_value_items[0].data_value[1:]))
@@ -204,17 +205,17 @@ def test_a_response_that_fits_one_pdu_goes_as_two_pdvs_and_one_byte_more_as_two_
         return msg
 
     command = len(response(0).set_length())
-    fits = 4096 - 2 * dm.PDV_OVERHEAD - command
+    fits = 4096 - 2 * frag.PDV_OVERHEAD - command
     (one,) = _pdus(response(fits), max_pdu=4096)
     assert [item.data_value[0] for item in one.data_value_items] == [
-        dm.LAST_COMMAND_FRAGMENT, dm.LAST_DATA_FRAGMENT]
+        frag.LAST_COMMAND_FRAGMENT, frag.LAST_DATA_FRAGMENT]
     assert len(one.encode()) - 6 == 4096
     assert decode_fields(bytes(one.data_value_items[0].data_value[1:]))[0x0800] != 0x0101
     assert bytes(one.data_value_items[1].data_value[1:]) == bytes(fits)
     split = _pdus(response(fits + 1), max_pdu=4096)
     assert [len(p.data_value_items) for p in split] == [1, 1]
     assert [p.data_value_items[0].data_value[0] for p in split] == [
-        dm.LAST_COMMAND_FRAGMENT, dm.LAST_DATA_FRAGMENT]
+        frag.LAST_COMMAND_FRAGMENT, frag.LAST_DATA_FRAGMENT]
     assert all(len(p.encode()) - 6 <= 4096 for p in split)
 
 
@@ -385,10 +386,12 @@ def test_an_at_property_set_as_a_group_element_pair_is_one_tag_before_and_after_
 
 
 def test_is_dataset_recognises_pydicom_datasets_only():
-    assert dm.is_dataset(Dataset())
-    assert not dm.is_dataset(b'')
-    assert not dm.is_dataset(None)
-    assert not dm.is_dataset(io.BytesIO())
+    from dicomdesk.net.dataset_encoding import is_dataset
+
+    assert is_dataset(Dataset())
+    assert not is_dataset(b'')
+    assert not is_dataset(None)
+    assert not is_dataset(io.BytesIO())
 
 
 def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent(monkeypatch) -> None:
@@ -400,9 +403,9 @@ def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent(monkey
     turn and counted as "new" (the test failed when run after the one below)."""
     import io
 
-    from dicomdesk.net.dimsemessages import _file_values
+    from dicomdesk.net.fragmentation import _file_values
 
-    monkeypatch.setattr(dm, "_SPENT", {})
+    monkeypatch.setattr(frag, "_SPENT", {})
     max_pdu = 4096 + 12
     first, second = bytes(range(256)) * 40, bytes(reversed(range(256))) * 40
     buffers = set()
@@ -419,7 +422,7 @@ def test_streamed_files_reuse_fragment_buffers_once_their_values_are_sent(monkey
 def test_a_fragment_someone_keeps_is_never_overwritten() -> None:
     import io
 
-    from dicomdesk.net.dimsemessages import _file_values
+    from dicomdesk.net.fragmentation import _file_values
 
     content = bytes(range(256)) * 100
     kept = [v for v in _file_values(io.BytesIO(content), 4096 + 12, 0, 2)]
@@ -429,7 +432,8 @@ def test_a_fragment_someone_keeps_is_never_overwritten() -> None:
 def test_a_file_data_set_goes_as_file_regions_that_encode_to_the_same_pdus(tmp_path) -> None:
     """The storage SCU's data set (a file) becomes ``FileRegion`` values — the DUL sends
     them with ``os.sendfile`` — and the PDUs are byte for byte those of the data in memory."""
-    from dicomdesk.net.dimsemessages import CStoreRQMessage, FileRegion
+    from dicomdesk.net.dimsemessages import CStoreRQMessage
+    from dicomdesk.net.fragmentation import FileRegion
     from dicomdesk.net.sopclass.storage import _DataSetReader
 
     data = bytes(range(256)) * 97 + b"\x01"  # odd length, several fragments
@@ -490,8 +494,8 @@ def test_a_file_data_set_goes_as_runs_of_the_same_pdus(tmp_path, max_pdu, batch)
     # fit one PDU together into one; a file's data set always follows its command's PDUs)
     expected = b"".join(
         PDataTfPDU([PresentationDataValueItem(1, bytes((code,)) + chunk)]).encode()
-        for payload, more, last in ((message(data).set_length(), dm.COMMAND_FRAGMENT, dm.LAST_COMMAND_FRAGMENT),
-                                    (data, dm.DATA_FRAGMENT, dm.LAST_DATA_FRAGMENT))
+        for payload, more, last in ((message(data).set_length(), frag.COMMAND_FRAGMENT, frag.LAST_COMMAND_FRAGMENT),
+                                    (data, frag.DATA_FRAGMENT, frag.LAST_DATA_FRAGMENT))
         for chunk, code in dm.fragment(payload, max_pdu, more, last))
     assert wire == expected
     per_batch = max(1, batch // (max_pdu - 6)) * (max_pdu - 6)

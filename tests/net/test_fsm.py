@@ -29,10 +29,9 @@ from dicomdesk.net.fsm import (
     StateMachine,
     States,
     StopARTIM,
-    TRANSITION_TABLE,
-    event_for_pdu,
 )
 from dicomdesk.net.pdu import AAbortPDU, AReleaseRpPDU, AReleaseRqPDU
+from dicomdesk.net.state_table import TRANSITION_TABLE, event_for_pdu
 
 EXPECTED_TABLE_9_10 = """
        Sta1   Sta2      Sta3     Sta4   Sta5     Sta6     Sta7      Sta8     Sta9     Sta10     Sta11    Sta12    Sta13

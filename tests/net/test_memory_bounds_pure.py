@@ -18,9 +18,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from dicomdesk.net.asceprovider import encode_data_set
+from dicomdesk.net.dataset_encoding import decode_data_set, encode_data_set
 from dicomdesk.net.decode_limits import DataSetLimitExceeded, DecodeLimits, check_decode_limits
-from dicomdesk.net.dimsedecoder import decode_data_set
 from dicomdesk.net.inflate import InflateError, InflateLimitExceeded, InflatingReader, inflate_bytes
 from dicomdesk.net.sopclass.storage import (Part10Error, check_deflated_structure, read_file_meta,
                                             read_part10_header, scan_header)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dicomdesk.net import pdu, uids, userdataitems
 from dicomdesk.net.applicationentity import ClientAE
-from dicomdesk.net.asceprovider import (
+from dicomdesk.net.asceprovider import AssociationRequester
+from dicomdesk.net.negotiation import (
     PC_ABSTRACT_SYNTAX_NOT_SUPPORTED,
     PC_ACCEPTANCE,
     PC_NO_REASON,
     PC_TRANSFER_SYNTAXES_NOT_SUPPORTED,
-    AssociationRequester,
     PContextDef,
     accepted_async_window,
     accepted_from_ac,

@@ -15,7 +15,8 @@ import threading
 import pytest
 
 from dicomdesk.net import pdu
-from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider, _wait_io
+from dicomdesk.net.dulprovider import RX_VIEW_MIN, DULServiceProvider
+from dicomdesk.net.socket_writer import wait_io
 from dicomdesk.net.upperlayer import IdleTimeout, pdu_buffers
 
 
@@ -40,7 +41,7 @@ def read_pdu(dul: DULServiceProvider):
         if dul.closed:
             return None
         if not dul._read():
-            assert _wait_io(dul.dul_socket, False, 10)
+            assert wait_io(dul.dul_socket, False, 10)
     return raw
 
 
@@ -174,7 +175,7 @@ def _write_while_draining(dul: DULServiceProvider, parts: list, peer: socket.soc
 def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
     """A PDU whose data set stays in a file (``FileRegion``, sent with ``os.sendfile``)
     arrives byte for byte, also when the peer's window fills and the write has to wait."""
-    from dicomdesk.net.dimsemessages import FileRegion
+    from dicomdesk.net.fragmentation import FileRegion
     from dicomdesk.net.sopclass.storage import _DataSetReader
 
     data = bytes(range(256)) * (12 << 10)  # 3 MiB: more than the socket buffers hold

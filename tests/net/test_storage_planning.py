@@ -10,7 +10,8 @@ import pydicom.data
 from pydicom.dataset import Dataset
 
 from dicomdesk.net import uids
-from dicomdesk.net.asceprovider import PContextDef, encode_data_set
+from dicomdesk.net.dataset_encoding import encode_data_set
+from dicomdesk.net.negotiation import PContextDef
 from dicomdesk.net.sopclass.storage import (
     FALLBACK_TRANSFER_SYNTAXES,
     MAX_CONTEXTS,

@@ -13,12 +13,12 @@ import pytest
 from pydicom.dataset import Dataset
 
 from dicomdesk.net import dimsemessages, pdu, uids
-from dicomdesk.net.asceprovider import (
+from dicomdesk.net.dataset_encoding import encode_data_set
+from dicomdesk.net.negotiation import (
     PContextDef,
     accepted_from_ac,
     build_pres_context_def_list,
     build_user_information,
-    encode_data_set,
     negotiate_contexts,
 )
 from dicomdesk.net.exceptions import NetDICOMError

@@ -17,7 +17,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 
 from dicomdesk.net import pdu, uids
-from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
 
 DEFLATED_LE = uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable
 
 from dicomdesk.net import pdu, userdataitems
-from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
 from dicomdesk.net.commandset import decode_command, encode_fields
 
 from serving import LOCALHOST, read_pdu

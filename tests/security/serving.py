@@ -189,7 +189,7 @@ def associate_rq(called: str = "DICOMDESK", calling: str = "HOSTILE",
                  contexts: Iterable[tuple[int, str]] = ((1, uids.VERIFICATION_SOP_CLASS),),
                  identity: Any = None, max_pdu: int = 16384) -> bytes:
     """An A-ASSOCIATE-RQ PDU proposing (pc_id, SOP class) contexts in Explicit VR LE."""
-    from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+    from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
 
     items: list[Any] = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
     for pc_id, sop_class in contexts:
@@ -302,7 +302,7 @@ def make_dataset(instance_uid: str, *, study: str = "1.2.3.4", series: str = "1.
 @_lenient
 def encode_dataset(ds: Dataset) -> bytes:
     """The data set in Explicit VR Little Endian, as a C-STORE carries it."""
-    from dicomdesk.net.asceprovider import encode_data_set
+    from dicomdesk.net.dataset_encoding import encode_data_set
 
     return encode_data_set(ds, EXPLICIT_LE)
 

@@ -15,8 +15,8 @@ from pydicom.dataset import Dataset
 
 from dicomdesk.net import dimsemessages as dm
 from dicomdesk.net import uids, userdataitems
-from dicomdesk.net.asceprovider import encode_data_set
 from dicomdesk.net.commandset import decode_command
+from dicomdesk.net.dataset_encoding import encode_data_set
 from dicomdesk.net.dimsedecoder import DIMSEDecoder
 from dicomdesk.net.exceptions import DIMSEProcessingError, PDUProcessingError
 from dicomdesk.net.pdu import PDataTfPDU, PresentationDataValueItem, UserInformationItem

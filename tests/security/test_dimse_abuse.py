@@ -88,7 +88,7 @@ def _c_get_waiting_for_a_sub_operation_response(port: int, study: str, calling: 
     from pydicom.dataset import Dataset
 
     from dicomdesk.net import pdu, userdataitems
-    from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+    from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
 
     from serving import EXPLICIT_LE, connect, read_pdu
 

@@ -34,7 +34,7 @@ from serving import (
 
 from dicomdesk import config
 from dicomdesk.net import pdu, uids
-from dicomdesk.net.asceprovider import encode_data_set
+from dicomdesk.net.dataset_encoding import encode_data_set
 from dicomdesk.operations import LocalServer
 
 pytestmark = pytest.mark.interop
@@ -50,7 +50,7 @@ class StoreAssociation(RawAssociation):
     """A raw association proposing CT Image Storage once per transfer syntax of ``CONTEXTS``."""
 
     def __init__(self, port: int):
-        from dicomdesk.net.asceprovider import APPLICATION_CONTEXT_NAME, build_user_information
+        from dicomdesk.net.negotiation import APPLICATION_CONTEXT_NAME, build_user_information
 
         items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
         for pc_id, ts in CONTEXTS:
