@@ -31,6 +31,7 @@ from dicomdesk.net.decode_limits import (DEFAULT_DECODE_LIMITS, DataSetLimitExce
 from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.inflate import InflateLimitExceeded, inflate_bytes
+from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -38,14 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-
-# Transfer syntaxes whose data set is deflated (PS3.5 A.5; JPIP Referenced Deflate A.4.x).
-_DEFLATED = {
-    '1.2.840.10008.1.2.1.99',  # Deflated Explicit VR Little Endian
-    '1.2.840.10008.1.2.4.95',  # JPIP Referenced Deflate
-    '1.2.840.10008.1.2.4.205',  # JPIP HTJ2K Referenced Deflate
-}
-
 
 def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax (PS3.5 10).
@@ -57,7 +50,7 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     from pydicom.uid import UID
 
     uid = UID(str(transfer_syntax).strip().rstrip('\x00'))
-    deflated = uid in _DEFLATED
+    deflated = uid in DEFLATED_TRANSFER_SYNTAXES
     try:
         return uid.is_implicit_VR, uid.is_little_endian, deflated or uid.is_deflated
     except ValueError:
@@ -310,6 +303,7 @@ class DIMSEDecoder:
                 msg.data_set_error = f'cannot decode the data set: {exc}'
         if self._sink_error is not None:
             msg.data_set_error = self._sink_error
+            msg.data_set_not_stored = True
         return self._finish()
 
     def _finish(self) -> tuple[DIMSEMessage, int]:

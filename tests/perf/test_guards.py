@@ -35,7 +35,7 @@ from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVR
 from dicomdesk.net import applicationentity
 from dicomdesk.net.applicationentity import AE, ClientAE, write_meta
 from dicomdesk.net.sopclass import storage_scp, storage_scu
-from dicomdesk.net.sopclass.storage import read_part10_header
+from dicomdesk.net.part10 import read_part10_header
 from dicomdesk.net.statuses import SUCCESS
 
 REPO = Path(__file__).resolve().parents[2]
