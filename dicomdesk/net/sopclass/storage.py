@@ -42,6 +42,3 @@ def __getattr__(name: str) -> Any:
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-# The archive's header proxy reads these under their old names until it moves to ``part10``.
-from ..part10 import DEFLATED_TRANSFER_SYNTAXES as _DEFLATED_SYNTAXES, SCAN_BYTES as _SCAN_BYTES  # noqa: E402,F401
