@@ -22,6 +22,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import struct
 import warnings
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
@@ -203,6 +204,61 @@ def read_file_meta(fp: BinaryIO) -> tuple[dict[int, str], int] | None:
     return values, offset
 
 
+# ---------------------------------------------------------------------------- writing
+_PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
+_META_ELEMENT = struct.Struct("<HH2sH")
+
+
+def _meta_element(elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
+    if len(value) % 2:
+        value += pad
+    return _META_ELEMENT.pack(2, elem, vr, len(value)) + value
+
+
+def file_meta_bytes(sop_class: Any, sop_instance: Any, ts: str) -> bytes | None:
+    """Preamble + File Meta Information (PS3.10 7.1, Explicit VR Little Endian) of an object
+    we write, encoded by hand: exactly what pydicom's ``write_file_meta_info`` writes (a test
+    compares them), without its general writer (every received C-STORE writes one). None for
+    anything not plain (missing or non-numeric UIDs): ``write_file_meta`` then asks pydicom.
+    """
+    values = [sop_class, sop_instance, ts, uids.IMPLEMENTATION_CLASS_UID]
+    if not all(isinstance(v, str) and _PLAIN_UID.match(v) for v in values):
+        return None
+    name = uids.IMPLEMENTATION_VERSION_NAME
+    body = b"".join([
+        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",  # (0002,0001) version 00 01
+        *(_meta_element(elem, b"UI", v.encode("ascii"), b"\x00")
+          for elem, v in zip((0x0002, 0x0003, 0x0010, 0x0012), values)),
+        _meta_element(0x0013, b"SH", name.encode("ascii"), b" "),
+    ])
+    return b"\x00" * 128 + b"DICM" + _META_ELEMENT.pack(2, 0, b"UL", 4) + struct.pack("<L", len(body)) + body
+
+
+def write_file_meta(fp: Any, sop_class: Any, sop_instance: Any, ts: str) -> None:
+    """Write the preamble and File Meta Information of an object of ``sop_class`` /
+    ``sop_instance`` in ``ts``: ``file_meta_bytes``, or pydicom's writer for what is not plain."""
+    plain = file_meta_bytes(sop_class, sop_instance, str(ts))
+    if plain is not None:
+        fp.write(plain)
+        return
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ts
+    meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
+    fp.write(b"\x00" * 128 + b"DICM")
+    writer = DicomFileLike(fp)
+    writer.is_little_endian = True
+    writer.is_implicit_VR = False
+    write_file_meta_info(writer, meta, enforce_standard=True)
+
+
+# ---------------------------------------------------------------------------- reading
 def bare_encoding(fp: BinaryIO, offset: int = 0) -> str:
     """Guess the transfer syntax of a data set without a Part-10 header (PS3.5 7.1).
 

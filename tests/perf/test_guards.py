@@ -223,7 +223,7 @@ def test_hand_written_file_meta_equals_pydicom_encoding(ts):
         command_set.AffectedSOPInstanceUID = instance
         fast = io.BytesIO()
         write_meta(fast, command_set, ts)
-        assert applicationentity._plain_meta_bytes(command_set, ts) is not None
+        assert applicationentity._plain_meta_bytes(command_set, ts) is not None  # the hand-made path
         slow = io.BytesIO()
         slow.write(b"\x00" * 128 + b"DICM")
         meta = FileMetaDataset()
