@@ -31,7 +31,7 @@ from dicomdesk.net.decode_limits import (DEFAULT_DECODE_LIMITS, DataSetLimitExce
 from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.inflate import InflateLimitExceeded, inflate_bytes
-from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES
+from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES, encoding_of
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -40,21 +40,16 @@ logger = logging.getLogger(__name__)
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
+
 def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax (PS3.5 10).
-
-    Every transfer syntax other than the ones PS3.5 names as implicit or big
-    endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private)
-    transfer syntaxes are read that way.
+    """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax (PS3.5 10), from
+    ``part10``'s table: every transfer syntax other than the ones PS3.5 names as implicit or
+    big endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private) transfer
+    syntaxes are read that way.
     """
-    from pydicom.uid import UID
-
-    uid = UID(str(transfer_syntax).strip().rstrip('\x00'))
-    deflated = uid in DEFLATED_TRANSFER_SYNTAXES
-    try:
-        return uid.is_implicit_VR, uid.is_little_endian, deflated or uid.is_deflated
-    except ValueError:
-        return False, True, deflated
+    uid = str(transfer_syntax).strip().rstrip('\x00')
+    implicit, little = encoding_of(uid)
+    return implicit, little, uid in DEFLATED_TRANSFER_SYNTAXES
 
 
 #: A data set held in memory may not inflate (PS3.5 A.5) to more than this either.

@@ -18,9 +18,11 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import BaseTag
+from pydicom.uid import AllTransferSyntaxes
 
-from dicomdesk.net.part10 import (SOP_UID_TAGS, Part10Error, encoding_of, read_file_meta,
-                                  read_part10_header, scan_header)
+from dicomdesk.net.dimsedecoder import transfer_syntax_encoding
+from dicomdesk.net.part10 import (DEFLATED_TRANSFER_SYNTAXES, SOP_UID_TAGS, Part10Error, encoding_of,
+                                  read_file_meta, read_part10_header, scan_header)
 
 ROOT = Path(pydicom.data.__file__).parent / "test_files"
 FILES = sorted(p for p in ROOT.rglob("*") if p.is_file())
@@ -31,6 +33,19 @@ TAGS = frozenset({0x00080005, 0x00080016, 0x00080018, 0x00100010, 0x00100020, 0x
 
 def test_the_whole_test_set_is_there():
     assert len(FILES) == 176
+
+
+def test_the_transfer_syntax_table_agrees_with_pydicom():
+    """One table (``encoding_of``, ``DEFLATED_TRANSFER_SYNTAXES``) for every transfer syntax
+    pydicom knows; the DIMSE decoder reads data sets with the same."""
+    jpip_deflate = ("1.2.840.10008.1.2.4.95", "1.2.840.10008.1.2.4.205")  # PS3.5 A.4: deflated too
+    for uid in AllTransferSyntaxes:
+        assert encoding_of(str(uid)) == (uid.is_implicit_VR, uid.is_little_endian), uid.name
+        deflated = uid.is_deflated or str(uid) in jpip_deflate
+        assert (str(uid) in DEFLATED_TRANSFER_SYNTAXES) == deflated, uid.name
+        assert transfer_syntax_encoding(str(uid) + "\0") == (*encoding_of(str(uid)), deflated)
+    assert DEFLATED_TRANSFER_SYNTAXES == {"1.2.840.10008.1.2.1.99", *jpip_deflate}
+    assert encoding_of("1.2.3.4.5") == (False, True)  # private: Explicit VR Little Endian
 
 
 def _text(value: object) -> str:
