@@ -148,3 +148,30 @@ def _scan_agrees(path: Path, theirs: _Pydicom, ours) -> None:
             warnings.simplefilter("ignore")
             for keyword in KEYWORDS:
                 assert _text(ds.get(keyword)) == _text(theirs.ds.get(keyword)), keyword
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
+                                  "JPEG2000.dcm"])
+def test_a_file_the_planner_read_is_prepared_without_reading_its_meta_again(name, monkeypatch):
+    """``FileInfo`` carries the data set offset: ``prepare_store`` walks the data set from
+    there and streams the same bytes it streams when it reads the file afresh."""
+    from types import SimpleNamespace
+
+    import dicomdesk.net.part10 as part10
+    from dicomdesk.net.sopclass.storage_send import prepare_store
+    from dicomdesk.operations.files import inspect_for_sending
+
+    path = ROOT / name
+    info = inspect_for_sending(path)
+    assert info.sendable and info.data_offset == read_part10_header(path).data_offset
+    ctx = SimpleNamespace(id=1, sop_class=info.sop_class_uid, supported_ts=info.transfer_syntax)
+
+    def streamed(header):
+        with prepare_store(ctx, str(path), 1, header=header) as prepared:
+            region = prepared.rq.data_set.file_region()
+            return prepared.rq.affected_sop_instance_uid, region
+
+    afresh = streamed(None)
+    monkeypatch.setattr(part10, "read_file_meta", lambda fp: pytest.fail("the meta was read again"))
+    assert streamed(info.header) == afresh == (info.sop_instance_uid,
+                                                (info.data_offset, path.stat().st_size - info.data_offset))
