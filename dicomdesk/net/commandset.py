@@ -204,7 +204,7 @@ def _remember(memo: dict, key: Any, value: Any) -> None:
     memo[key] = value
 
 
-#: How ``_encode_plain`` packs each element: 'H' (US) or 'I' (UL) for an ``int``, the
+#: How ``encode_plain`` packs each element: 'H' (US) or 'I' (UL) for an ``int``, the
 #: padding byte of a text VR for an ASCII ``str`` (PS3.5 6.2); elements not here are not plain.
 _PLAIN_KIND: dict[int, Any] = {
     element: {'US': 'H', 'UL': 'I', 'UI': b'\x00'}.get(vr, b' ')
@@ -215,11 +215,12 @@ _PLAIN_LIMIT = {'H': 0xFFFF, 'I': 0xFFFFFFFF}
 _PLAIN_SHAPES: dict[tuple, struct.Struct] = {}
 
 
-def _encode_plain(fields: Mapping[int, Any]) -> bytes | None:
+def encode_plain(fields: Mapping[int, Any]) -> bytes | None:
     """``_encode_elements`` of a command set whose values are all plain — an ``int`` of a
     US/UL element, an ASCII ``str`` of a text element — in one ``struct`` pack per shape;
     None for anything else (the generic encoder then decides). The fast path of every
-    message's command set: a C-STORE-RSP differs from the last one only in its UIDs."""
+    message's command set: a C-STORE-RSP differs from the last one only in its UIDs (its
+    storage SCP calls this directly: a command set seen once is not worth remembering)."""
     shape: list[Any] = []
     values: list[Any] = []
     length = 0
@@ -260,7 +261,7 @@ def encode_fields(fields: Mapping[int, Any]) -> bytes:
     freshly computed Command Group Length (PS3.7 6.3.1); any element 0 in ``fields``
     is ignored and ``fields`` is not changed.  The bytes equal ``encode_command`` of
     the equivalent data set. A command set seen lately is remembered; one of plain
-    values is packed by ``_encode_plain``; only the rest takes the generic encoder.
+    values is packed by ``encode_plain``; only the rest takes the generic encoder.
     """
     try:
         key: tuple | None = tuple(fields.items())
@@ -268,7 +269,7 @@ def encode_fields(fields: Mapping[int, Any]) -> bytes:
     except TypeError:  # a list value (AT lists): not remembered
         key = encoded = None
     if encoded is None:
-        encoded = _encode_plain(fields) if key is not None else None
+        encoded = encode_plain(fields) if key is not None else None
         if encoded is None:
             encoded = _encode_elements((element, command_vr(element), fields[element])
                                        for element in sorted(fields))

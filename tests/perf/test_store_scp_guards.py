@@ -19,7 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from dicomdesk.net import dimsemessages
 from dicomdesk.net.applicationentity import AE
 from dicomdesk.net.sopclass import storage_scp
-from dicomdesk.net.commandset import _encode_elements, _encode_plain, command_vr, encode_fields
+from dicomdesk.net.commandset import _encode_elements, encode_plain, command_vr, encode_fields
 from dicomdesk.net.sopclass.storage_receive import _store_rsp_fields
 from dicomdesk.net.statuses import SUCCESS, Status
 
@@ -40,7 +40,7 @@ def _generic(class_uid: str, message_id: int, status: int, instance_uid: str) ->
 @pytest.mark.parametrize("message_id, status", [(1, 0x0000), (65535, 0xB000), (7, 0xA700), (0, 0xC000)])
 def test_store_response_fields_encode_as_the_generic_encoding(class_uid, instance_uid, message_id, status):
     fields = _store_rsp_fields(class_uid, message_id, status, instance_uid)
-    plain = _encode_plain(fields)
+    plain = encode_plain(fields)
     assert plain is not None, "a plain response takes the one-pack path"
     assert plain == encode_fields(fields) == _generic(class_uid, message_id, status, instance_uid)
     assert plain == _encode_elements((e, command_vr(e), fields[e]) for e in sorted(fields))
@@ -51,7 +51,7 @@ def test_values_that_are_not_plain_take_the_generic_path():
     assert _store_rsp_fields("", 1, 0, "1.2.3") is None
     assert _store_rsp_fields("1.2.3", 70000, 0, "1.2.3") is None
     non_ascii = _store_rsp_fields("1.2.3", 1, 0, "1.2.\u00e9")
-    assert _encode_plain(non_ascii) is None  # the generic encoder writes it (latin-1)
+    assert encode_plain(non_ascii) is None  # the generic encoder writes it (latin-1)
     assert encode_fields(non_ascii) == _generic("1.2.3", 1, 0, "1.2.\u00e9")
 
 

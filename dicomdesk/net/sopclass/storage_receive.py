@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from .. import dimsemessages, statuses, trace, uids
-from ..commandset import encode_fields
+from ..commandset import encode_fields, encode_plain
 from ..exceptions import EventHandlingError
 from ..part10 import CONVERTIBLE_TRANSFER_SYNTAXES
 from ..pdu import PDataTfPDU, PresentationDataValueItem
@@ -83,14 +83,14 @@ def _store_rsp_fields(class_uid: Any, message_id: Any, status: int, instance_uid
 
 
 def _send_store_response(asce: Any, ctx: Any, msg: Any, status: Any) -> None:
-    """Send the C-STORE-RSP: its command set encoded (``commandset.encode_fields``, the one
+    """Send the C-STORE-RSP: its command set encoded (``commandset.encode_plain``, the one
     fast path of command sets) and sent in one PDU when it is the plain case (no Error
     Comment, no protocol trace listening, one PDU fits the peer's maximum), without
     building the message object; else as any DIMSE message."""
     if not getattr(status, "error_comment", None) and not trace.enabled():
         fields = _store_rsp_fields(msg.affected_sop_class_uid, msg.message_id, int(status),
                                    msg.affected_sop_instance_uid)
-        command = encode_fields(fields) if fields is not None else None
+        command = (encode_plain(fields) or encode_fields(fields)) if fields is not None else None
         peer_max = asce.peer_max_pdu_length
         if command is not None and (not peer_max or len(command) + 6 <= peer_max):
             asce.dul.send_pdata([PDataTfPDU([PresentationDataValueItem(
