@@ -7,13 +7,14 @@ Everything that needs a file's header before (or instead of) pydicom reads it he
   (PS3.5 7.1), answering only when the layout is plain (None: ask pydicom);
 * ``read_part10_header``: what a storage SCU needs of a file (transfer syntax, SOP class and
   instance, data set offset), the fast path first, pydicom only for unusual layouts;
-* ``check_structure``/``check_file_structure``/``check_deflated_structure``: the structure
-  check, a walk of element headers that seeks over values (a truncated file is refused).
+* ``file_meta_bytes``/``write_file_meta``: the File Meta Information of a file we write
+  (a received object), by hand where plain, by pydicom otherwise.
 
-Both results are one record, ``Part10Header``. The tables say which transfer syntaxes are
+Both readings answer one record, ``Part10Header``. The tables say which transfer syntaxes are
 deflated (``DEFLATED_TRANSFER_SYNTAXES``), which can be converted into one another
 (``CONVERTIBLE_TRANSFER_SYNTAXES``) and how a syntax encodes (``encoding_of``).
-pydicom is imported only on the paths that hand a file to it.
+pydicom is imported only on the paths that hand a file to it. The structure check (a walk
+of the whole data set that seeks over values) is ``part10_structure``.
 """
 
 from __future__ import annotations
