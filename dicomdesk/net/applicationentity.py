@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from . import uids
 from .asceprovider import AssociationAcceptor, AssociationRequester, PContextDef
 from .exceptions import EventHandlingError
-from .part10 import file_meta_bytes, write_file_meta
 from .statuses import C_STORE_ELEMENTS_DISCARDED, SUCCESS
 
 if TYPE_CHECKING:  # pydicom is imported only where a file meta is written by pydicom
@@ -96,6 +95,8 @@ class _Pending:
 
 def _plain_meta_bytes(command_set: Dataset, ts: str) -> bytes | None:
     """``part10.file_meta_bytes`` of a C-STORE-RQ's command set (None: not plain)."""
+    from .part10 import file_meta_bytes  # here: a C-ECHO's start-up never loads the Part-10 reader
+
     sop_class = command_set.get(0x00000002)
     sop_instance = command_set.get(0x00001000)
     return file_meta_bytes(getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts)
@@ -111,11 +112,15 @@ def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
     if plain is not None:
         fp.write(plain)
         return
+    from .part10 import write_file_meta
+
     write_file_meta(fp, command_set.AffectedSOPClassUID, command_set.AffectedSOPInstanceUID, ts)
 
 
 def write_meta_of(fp: Any, sop_class: str, sop_instance: str, ts: str) -> None:
     """``write_meta`` from the C-STORE-RQ's Affected SOP Class/Instance UIDs (message fields)."""
+    from .part10 import write_file_meta
+
     write_file_meta(fp, sop_class, sop_instance, ts)
 
 

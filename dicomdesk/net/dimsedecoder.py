@@ -31,7 +31,6 @@ from dicomdesk.net.decode_limits import (DEFAULT_DECODE_LIMITS, DataSetLimitExce
 from dicomdesk.net.dimsemessages import NO_DATA_SET, DIMSEMessage, message_from_fields
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.inflate import InflateLimitExceeded, inflate_bytes
-from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES, encoding_of
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -47,6 +46,9 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     big endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private) transfer
     syntaxes are read that way.
     """
+    # Imported here: a C-ECHO's start-up never loads the Part-10 reader (~1 ms).
+    from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES, encoding_of
+
     uid = str(transfer_syntax).strip().rstrip('\x00')
     implicit, little = encoding_of(uid)
     return implicit, little, uid in DEFLATED_TRANSFER_SYNTAXES
