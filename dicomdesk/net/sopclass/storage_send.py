@@ -24,7 +24,6 @@ from ..part10 import (CONVERTIBLE_TRANSFER_SYNTAXES, DEFLATED_TRANSFER_SYNTAXES,
                       scan_header, transfer_syntax_name)
 from ..part10_structure import check_deflated_structure, check_structure, check_structure_of
 from .base import sop_classes_on_first_use
-from .storage_convert import converted_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +177,8 @@ def _prepare(rq: Any, ctx: Any, dataset: Any, on_bytes: Any, known: Part10Header
         logger.debug("converting %s from %s to %s", dataset, header.transfer_syntax, ctx.supported_ts)
         if header.transfer_syntax in DEFLATED_TRANSFER_SYNTAXES:
             _check_inflated_size(dataset, header)  # conversion holds the inflated data set
+        from .storage_convert import converted_dataset  # with pydicom, on this path only
+
         try:
             with pydicom_warnings_logged():
                 rq.data_set = encode_data_set(converted_dataset(dataset, ctx.supported_ts),
