@@ -56,7 +56,8 @@ def _ts_rows(syntaxes) -> list[str]:
 
 def render() -> str:
     """The whole statement as Markdown."""
-    from .net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES, proposed_transfer_syntaxes
+    from .net.sopclass.storage_plan import proposed_transfer_syntaxes
+    from .net.sopclass.storage_receive import STORAGE_SCP_TRANSFER_SYNTAXES
 
     lines = [
         "# DICOM Conformance Statement — dicomdesk",

@@ -98,7 +98,7 @@ class ArchiveHooks:
     def scu_transfer_syntaxes(self) -> dict[str, list[str]]:
         """C-GET sends stored files back in their own transfer syntax, so a requestor's storage
         context proposed with the SCP role (PS3.7 D.3.3.4) may use any syntax we can store."""
-        from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
+        from ..net.sopclass.storage_receive import STORAGE_SCP_TRANSFER_SYNTAXES
 
         result = super().scu_transfer_syntaxes()  # type: ignore[misc]
         for uid in uids.STORAGE_SOP_CLASSES:

@@ -43,9 +43,9 @@ from ..durable import fsync_directory
 from .committer import CommitJob, Committer
 from .journal import JOURNAL_DIR, RESERVE_NAME, Journal, Reserve
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE, InflateLimitExceeded
-from ..net.sopclass.storage import (_DEFLATED_SYNTAXES, _SCAN_BYTES, Part10Error,
-                                    check_deflated_structure, check_file_structure,
-                                    read_deflated_header, read_file_meta, scan_header)
+from ..net.part10 import (DEFLATED_TRANSFER_SYNTAXES, SCAN_BYTES, Part10Error, read_deflated_header,
+                          read_file_meta, scan_header)
+from ..net.part10_structure import check_deflated_structure, check_file_structure
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 from .private import PRIVATE_DIR_MODE, make_private
 
@@ -164,18 +164,12 @@ def _scan_header(path: Path) -> _ScannedHeader | None:
 
 
 def _scan_head(head: bytes | bytearray, whole_file: bool) -> _ScannedHeader | None:
-    """``_scan_header`` of the first bytes of a file, kept in memory while it was written.
-
-    The scan reads ``_SCAN_BYTES`` after the meta and takes a short read for the end of the
-    file; so ``head`` answers only when it holds the whole file or that much past the meta.
-    """
+    """``_scan_header`` of the first bytes of a file, kept in memory while it was written
+    (``whole_file``: all of it)."""
     try:
-        scan = scan_header(io.BytesIO(head), _HEADER_TAG_SET)
+        return _header_of_scan(scan_header(head, _HEADER_TAG_SET, whole_file=whole_file))
     except Part10Error:
         return None
-    if scan is None or not (whole_file or scan.data_offset + _SCAN_BYTES <= len(head)):
-        return None
-    return _header_of_scan(scan)
 
 
 def _header_of_scan(scan: object) -> _ScannedHeader | None:
@@ -244,7 +238,7 @@ def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
     try:
         with open(path, "rb") as fp:
             meta = read_file_meta(fp)
-            if meta is None or meta[0].get(0x00020010, "") not in _DEFLATED_SYNTAXES:
+            if meta is None or meta[0].get(0x00020010, "") not in DEFLATED_TRANSFER_SYNTAXES:
                 return None
             values, offset = meta
             try:
@@ -340,7 +334,7 @@ class IncomingFileIO(io.FileIO):
     every byte goes straight to the kernel as it did through a buffer of 8 KiB.
     """
 
-    HEAD_BYTES = _SCAN_BYTES + 8192  # the meta plus what the header scan reads after it
+    HEAD_BYTES = SCAN_BYTES + 8192  # the meta plus what the header scan reads after it
 
     def __init__(self, name: str, fd: int) -> None:
         super().__init__(name, "w+", opener=lambda _path, _flags: fd)
@@ -1564,7 +1558,7 @@ class Archive:
 
     @staticmethod
     def _export_deidentified(source: Path, folder: Path, deidentifier: Any) -> Path:
-        from ..net.sopclass.storage import read_part10_header
+        from ..net.part10 import read_part10_header
         from ..transform.rewrite import rewrite_file
 
         ts = read_part10_header(source).transfer_syntax

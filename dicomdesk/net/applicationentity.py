@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import selectors
 import socket
 import socketserver
-import struct
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
@@ -44,41 +42,14 @@ MAX_IDLE_ASSOCIATION_THREADS = 8
 #: Longest TLS handshake; it runs before the connection holds an association slot.
 TLS_HANDSHAKE_TIMEOUT_S = 5.0
 
-_PLAIN_UID = re.compile(r"[0-9.]{1,64}\Z")
-_META_ELEMENT = struct.Struct("<HH2sH")
-
-
-def _meta_element(elem: int, vr: bytes, value: bytes, pad: bytes) -> bytes:
-    if len(value) % 2:
-        value += pad
-    return _META_ELEMENT.pack(2, elem, vr, len(value)) + value
-
 
 def _plain_meta_bytes(command_set: Dataset, ts: str) -> bytes | None:
-    """Preamble + File Meta Information encoded by hand (PS3.10 7.1, Explicit VR LE).
+    """``part10.file_meta_bytes`` of a C-STORE-RQ's command set (None: not plain)."""
+    from .part10 import file_meta_bytes  # here: a C-ECHO's start-up never loads the Part-10 reader
 
-    Every received C-STORE writes one, so this skips pydicom's general writer; the bytes are
-    exactly what ``write_file_meta_info`` writes (a test compares them). Returns None for
-    anything not plain (missing or non-numeric UIDs), which then goes through pydicom.
-    """
     sop_class = command_set.get(0x00000002)
     sop_instance = command_set.get(0x00001000)
-    return _plain_meta_bytes_of(getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts)
-
-
-def _plain_meta_bytes_of(sop_class: Any, sop_instance: Any, ts: str) -> bytes | None:
-    """``_plain_meta_bytes`` from the two UID values themselves."""
-    values = [sop_class, sop_instance, ts, uids.IMPLEMENTATION_CLASS_UID]
-    if not all(isinstance(v, str) and _PLAIN_UID.match(v) for v in values):
-        return None
-    name = uids.IMPLEMENTATION_VERSION_NAME
-    body = b"".join([
-        b"\x02\x00\x01\x00OB\x00\x00\x02\x00\x00\x00\x00\x01",  # (0002,0001) version 00 01
-        *(_meta_element(elem, b"UI", v.encode("ascii"), b"\x00")
-          for elem, v in zip((0x0002, 0x0003, 0x0010, 0x0012), values)),
-        _meta_element(0x0013, b"SH", name.encode("ascii"), b" "),
-    ])
-    return b"\x00" * 128 + b"DICM" + _META_ELEMENT.pack(2, 0, b"UL", 4) + struct.pack("<L", len(body)) + body
+    return file_meta_bytes(getattr(sop_class, "value", None), getattr(sop_instance, "value", None), ts)
 
 
 def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
@@ -91,34 +62,16 @@ def write_meta(fp: Any, command_set: Dataset, ts: str) -> None:
     if plain is not None:
         fp.write(plain)
         return
-    _write_meta_with_pydicom(fp, command_set.AffectedSOPClassUID, command_set.AffectedSOPInstanceUID, ts)
+    from .part10 import write_file_meta
+
+    write_file_meta(fp, command_set.AffectedSOPClassUID, command_set.AffectedSOPInstanceUID, ts)
 
 
 def write_meta_of(fp: Any, sop_class: str, sop_instance: str, ts: str) -> None:
     """``write_meta`` from the C-STORE-RQ's Affected SOP Class/Instance UIDs (message fields)."""
-    plain = _plain_meta_bytes_of(sop_class, sop_instance, str(ts))
-    if plain is not None:
-        fp.write(plain)
-        return
-    _write_meta_with_pydicom(fp, sop_class, sop_instance, ts)
+    from .part10 import write_file_meta
 
-
-def _write_meta_with_pydicom(fp: Any, sop_class: Any, sop_instance: Any, ts: str) -> None:
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomFileLike
-    from pydicom.filewriter import write_file_meta_info
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
-    fp.write(b"\x00" * 128 + b"DICM")
-    writer = DicomFileLike(fp)
-    writer.is_little_endian = True
-    writer.is_implicit_VR = False
-    write_file_meta_info(writer, meta, enforce_standard=True)
+    write_file_meta(fp, sop_class, sop_instance, ts)
 
 
 #: Outstanding requests an acceptor lets a requestor invoke when it proposes a window (PS3.7

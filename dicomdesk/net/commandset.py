@@ -204,13 +204,64 @@ def _remember(memo: dict, key: Any, value: Any) -> None:
     memo[key] = value
 
 
+#: How ``encode_plain`` packs each element: 'H' (US) or 'I' (UL) for an ``int``, the
+#: padding byte of a text VR for an ASCII ``str`` (PS3.5 6.2); elements not here are not plain.
+_PLAIN_KIND: dict[int, Any] = {
+    element: {'US': 'H', 'UL': 'I', 'UI': b'\x00'}.get(vr, b' ')
+    for element, vr in COMMAND_VRS.items() if vr in ('US', 'UL', 'UI', 'AE', 'LO', 'SH', 'LT', 'CS')}
+_PLAIN_LIMIT = {'H': 0xFFFF, 'I': 0xFFFFFFFF}
+#: One ``struct.Struct`` per command-set shape (element numbers and value lengths), packing
+#: the whole command set in one call; bounded as the memos are.
+_PLAIN_SHAPES: dict[tuple, struct.Struct] = {}
+
+
+def encode_plain(fields: Mapping[int, Any]) -> bytes | None:
+    """``_encode_elements`` of a command set whose values are all plain — an ``int`` of a
+    US/UL element, an ASCII ``str`` of a text element — in one ``struct`` pack per shape;
+    None for anything else (the generic encoder then decides). The fast path of every
+    message's command set: a C-STORE-RSP differs from the last one only in its UIDs (its
+    storage SCP calls this directly: a command set seen once is not worth remembering)."""
+    shape: list[Any] = []
+    values: list[Any] = []
+    length = 0
+    kinds = _PLAIN_KIND
+    for element in sorted(fields):
+        if not element:
+            continue
+        value = fields[element]
+        kind = kinds.get(element)
+        if type(value) is int:
+            if kind not in _PLAIN_LIMIT or not 0 <= value <= _PLAIN_LIMIT[kind]:
+                return None
+            shape.append(kind)
+            values += (0, element, 2 if kind == 'H' else 4, value)
+            length += 10 if kind == 'H' else 12
+        elif type(value) is str and type(kind) is bytes and value.isascii():
+            raw = value.encode('ascii')
+            if len(raw) % 2:
+                raw += kind
+            shape.append(len(raw))
+            values += (0, element, len(raw), raw)
+            length += 8 + len(raw)
+        else:
+            return None
+    key = tuple(shape)
+    packer = _PLAIN_SHAPES.get(key)
+    if packer is None:
+        packer = struct.Struct('<HHII' + ''.join('HHI' + (f'{item}s' if type(item) is int else item)
+                                                 for item in shape))
+        _remember(_PLAIN_SHAPES, key, packer)
+    return packer.pack(0, 0, 4, length, *values)
+
+
 def encode_fields(fields: Mapping[int, Any]) -> bytes:
     """Encode a Command Set held as ``{element number: value}`` (the internal form).
 
     The VRs come from ``COMMAND_VRS``; elements are written in ascending order with a
     freshly computed Command Group Length (PS3.7 6.3.1); any element 0 in ``fields``
     is ignored and ``fields`` is not changed.  The bytes equal ``encode_command`` of
-    the equivalent data set.
+    the equivalent data set. A command set seen lately is remembered; one of plain
+    values is packed by ``encode_plain``; only the rest takes the generic encoder.
     """
     try:
         key: tuple | None = tuple(fields.items())
@@ -218,8 +269,10 @@ def encode_fields(fields: Mapping[int, Any]) -> bytes:
     except TypeError:  # a list value (AT lists): not remembered
         key = encoded = None
     if encoded is None:
-        encoded = _encode_elements((element, command_vr(element), fields[element])
-                                   for element in sorted(fields))
+        encoded = encode_plain(fields) if key is not None else None
+        if encoded is None:
+            encoded = _encode_elements((element, command_vr(element), fields[element])
+                                       for element in sorted(fields))
         if key is not None and len(encoded) <= _MEMO_MAX_BYTES:
             _remember(_ENCODED, key, encoded)
     return encoded

@@ -36,29 +36,18 @@ def is_dataset(obj: Any) -> bool:
 
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
-# Transfer syntaxes whose data set is deflated (PS3.5 A.5; JPIP Referenced Deflate A.4.x).
-_DEFLATED = {
-    '1.2.840.10008.1.2.1.99',  # Deflated Explicit VR Little Endian
-    '1.2.840.10008.1.2.4.95',  # JPIP Referenced Deflate
-    '1.2.840.10008.1.2.4.205',  # JPIP HTJ2K Referenced Deflate
-}
-
-
 def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax (PS3.5 10).
-
-    Every transfer syntax other than the ones PS3.5 names as implicit or big
-    endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private)
-    transfer syntaxes are read that way.
+    """(is_implicit_VR, is_little_endian, is_deflated) of a transfer syntax (PS3.5 10), from
+    ``part10``'s table: every transfer syntax other than the ones PS3.5 names as implicit or
+    big endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private) transfer
+    syntaxes are read that way.
     """
-    from pydicom.uid import UID
+    # Imported here: a C-ECHO's start-up never loads the Part-10 reader (~1 ms).
+    from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES, encoding_of
 
-    uid = UID(str(transfer_syntax).strip().rstrip('\x00'))
-    deflated = uid in _DEFLATED
-    try:
-        return uid.is_implicit_VR, uid.is_little_endian, deflated or uid.is_deflated
-    except ValueError:
-        return False, True, deflated
+    uid = str(transfer_syntax).strip().rstrip('\x00')
+    implicit, little = encoding_of(uid)
+    return implicit, little, uid in DEFLATED_TRANSFER_SYNTAXES
 
 
 #: A data set held in memory may not inflate (PS3.5 A.5) to more than this either.

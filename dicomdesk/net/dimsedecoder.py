@@ -208,6 +208,7 @@ class DIMSEDecoder:
                 msg.data_set_error = f'cannot decode the data set: {exc}'
         if self._sink_error is not None:
             msg.data_set_error = self._sink_error
+            msg.data_set_not_stored = True
         return self._finish()
 
     def _finish(self) -> tuple[DIMSEMessage, int]:

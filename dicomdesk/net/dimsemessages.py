@@ -161,6 +161,9 @@ class DIMSEMessage:
     #: Set (on the instance) by the decoder when the data set was refused for what decoding
     #: it would cost (``decode_limits``): the service answers "out of resources", not C000.
     data_set_over_limit: bool = False
+    #: Set by the decoder when a ``store_in_file`` data set could not be written to its file
+    #: (our open or write failed): the service answers "out of resources", not C000.
+    data_set_not_stored: bool = False
     # Default command elements of a fresh message, in addition to Command Field.
     _defaults: ClassVar[dict[int, tuple[str, Any]]] = {}
     # Element numbers of ``command_fields``, per class (built on first use).

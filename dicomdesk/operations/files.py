@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE
 from ..net.records import FrozenRecord
-from ..net.sopclass.storage import (MEDIA_STORAGE_DIRECTORY, Part10Error, Part10Header,
-                                   check_structure, check_structure_of, pydicom_warnings_logged,
-                                   read_file_meta, read_part10_header, scan_header)
+from ..net.part10 import (MEDIA_STORAGE_DIRECTORY, SOP_UID_TAGS, Part10Error, Part10Header,
+                          pydicom_warnings_logged, read_file_meta, read_part10_header, scan_header)
+from ..net.part10_structure import check_structure, check_structure_of
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -58,16 +58,18 @@ class FileInfo(FrozenRecord):
 
     #: ``part10``: a Part-10 file that is not an instance to send (a DICOMDIR): never summed
     #: up with files that are not DICOM at all, it is named with its reason
+    #: ``data_offset``: where the data set starts in the file, when its Part-10 header was read
+    #: (None otherwise), so sending it does not read the File Meta Information again
     _fields = ("path", "is_dicom", "reason", "patient_name", "patient_id", "study_uid",
                "study_description", "sop_class_uid", "sop_instance_uid", "transfer_syntax", "size",
-               "part10")
+               "part10", "data_offset")
 
     def __init__(self, path: Path, is_dicom: bool, reason: str | None = None, patient_name: str = "",
                  patient_id: str = "", study_uid: str = "", study_description: str = "",
                  sop_class_uid: str = "", sop_instance_uid: str = "", transfer_syntax: str = "",
-                 size: int = 0, part10: bool = False) -> None:
+                 size: int = 0, part10: bool = False, data_offset: int | None = None) -> None:
         self._assign(path, is_dicom, reason, patient_name, patient_id, study_uid, study_description,
-                     sop_class_uid, sop_instance_uid, transfer_syntax, size, part10)
+                     sop_class_uid, sop_instance_uid, transfer_syntax, size, part10, data_offset)
 
     @property
     def not_dicom(self) -> bool:
@@ -78,6 +80,14 @@ class FileInfo(FrozenRecord):
     def sendable(self) -> bool:
         """True for a DICOM file with nothing wrong in its header."""
         return self.is_dicom and self.reason is None
+
+    @property
+    def header(self) -> Part10Header | None:
+        """The file's header as inspected (for ``prepare_store``), None when its data set
+        offset is not known."""
+        if self.data_offset is None or not self.sendable:
+            return None
+        return Part10Header(self.transfer_syntax, self.sop_class_uid, self.sop_instance_uid, self.data_offset)
 
 
 def _text(value: object) -> str:
@@ -100,9 +110,6 @@ def _looks_like_dicom(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-_SOP_UIDS = frozenset({_SOP_CLASS, _SOP_INSTANCE})
-
-
 def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | None:
     """``inspect_file`` for a plain Part-10 file in one open and one read of its start.
 
@@ -119,30 +126,19 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
             # A deflated file is scanned from its first inflated bytes only: pydicom's reader
             # (the general path) would inflate all of it in memory (a deflate bomb).
             scan = scan_header(fp, _HEADER_TAGS, max_inflated_size=DEFAULT_MAX_INFLATED_SIZE) \
-                if details else scan_header(fp, _SOP_UIDS, until_last_tag=True, raw=True,
+                if details else scan_header(fp, SOP_UID_TAGS, until_last_tag=True, raw=True,
                                             max_inflated_size=DEFAULT_MAX_INFLATED_SIZE)
             if scan is None:
                 return None
             elements = scan.elements
-            sop_class_raw = elements.get(_SOP_CLASS)
-            sop_instance_raw = elements.get(_SOP_INSTANCE)
-            if sop_class_raw is None or sop_instance_raw is None \
-                    or sop_class_raw.VR not in (None, "UI") or sop_instance_raw.VR not in (None, "UI"):
-                return None
-            raw_class, raw_instance = sop_class_raw.value or b"", sop_instance_raw.value or b""
-            if not raw_class.isascii() or not raw_instance.isascii() \
-                    or b"\\" in raw_class or b"\\" in raw_instance:
-                return None
-            sop_class = raw_class.decode("ascii").strip("\0 ")
-            sop_instance = raw_instance.decode("ascii").strip("\0 ")
+            sop_class, sop_instance = scan.sop_class_uid, scan.sop_instance_uid
             if not sop_class or not sop_instance or scan.data_offset >= size:
                 return None
             if not details:
                 return FileInfo(path, True, None, sop_class_uid=sop_class, sop_instance_uid=sop_instance,
-                                transfer_syntax=scan.transfer_syntax, size=size)
-            header = Part10Header(scan.transfer_syntax, sop_class, sop_instance, scan.data_offset)
+                                transfer_syntax=scan.transfer_syntax, size=size, data_offset=scan.data_offset)
             try:
-                check_structure_of(fp, header, scan.stop_offset)
+                check_structure_of(fp, scan, scan.stop_offset)
             except Part10Error:
                 return None  # the general path reports the fault
     except (OSError, Part10Error):
@@ -158,7 +154,7 @@ def _inspect_fast(path: Path, size: int, details: bool = True) -> FileInfo | Non
     except Exception:  # the general path decides what an undecodable value means
         return None
     return FileInfo(path, True, None, patient_name, patient_id, study_uid, study_description,
-                    sop_class, sop_instance, scan.transfer_syntax, size)
+                    sop_class, sop_instance, scan.transfer_syntax, size, data_offset=scan.data_offset)
 
 
 def inspect_for_sending(path: Path) -> FileInfo:
@@ -240,7 +236,7 @@ def inspect_file(path: Path) -> FileInfo:
     patient_name, study_description = _names(ds)
     return FileInfo(path, True, reason, patient_name, _text(ds.get("PatientID")),
                     _text(ds.get("StudyInstanceUID")), study_description, sop_class, sop_instance,
-                    ts, size)
+                    ts, size, data_offset=header.data_offset if reason is None else None)
 
 
 def dicomdir_files(path: Path) -> list[Path]:

@@ -28,7 +28,8 @@ from ..net import uids
 from ..net.applicationentity import ClientAE, write_meta
 from ..net.records import FrozenRecord
 from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
-from ..net.sopclass.storage import Part10Error, check_file_structure
+from ..net.part10 import Part10Error
+from ..net.part10_structure import check_file_structure
 from ..net.statuses import Status
 from .common import Peer, describe_error
 

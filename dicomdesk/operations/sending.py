@@ -30,10 +30,10 @@ from ..net.applicationentity import ClientAE
 from ..net.asceprovider import PC_RESULT_TEXT
 from ..net.exceptions import NetDICOMError
 from ..net.records import FrozenRecord, Record
-from ..net.sopclass.storage import (CONVERTIBLE_TRANSFER_SYNTAXES, AssociationPlan, PreparedStore,
-                                   StorageNotSent, choose_context,
-                                   plan_contexts, prepare_store, proposed_transfer_syntaxes,
-                                   receive_any_store_status, send_prepared)
+from ..net.part10 import CONVERTIBLE_TRANSFER_SYNTAXES
+from ..net.sopclass.storage_plan import AssociationPlan, choose_context, plan_contexts, proposed_transfer_syntaxes
+from ..net.sopclass.storage_send import (PreparedStore, StorageNotSent, prepare_store, receive_any_store_status,
+                                         send_prepared)
 from ..net.statuses import Status
 from .common import Peer, describe_error
 from .files import FileInfo, inspect_for_sending
@@ -328,7 +328,7 @@ def _prepare_turn(assoc: Any, run: _Run, index: int) -> _Turn:
     try:
         if not rewrite:
             return _Turn(index, prepare_store(ctx, str(info.path), assoc.next_message_id(),
-                                              on_bytes=run.streaming(index)))
+                                              on_bytes=run.streaming(index), header=info.header))
         return _prepare_rewritten(assoc, run, index, ctx, recode)
     except StorageNotSent as exc:
         return _Turn(index, not_sent=str(exc))

@@ -23,7 +23,7 @@ from ..net.applicationentity import AE, write_meta, write_meta_of
 from ..net.exceptions import AssociationRejectedError
 from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
-from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
+from ..net.sopclass.storage_receive import STORAGE_SCP_TRANSFER_SYNTAXES
 from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
 
 logger = logging.getLogger(__name__)

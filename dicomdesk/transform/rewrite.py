@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..net.sopclass.storage import Part10Error, pydicom_warnings_logged, read_file_meta
+from ..net.part10 import Part10Error, pydicom_warnings_logged, read_file_meta
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def _rewrite_decoded(path: str, source_ts: str, target_ts: str, decode: bool, ou
     from pydicom.filewriter import dcmwrite
     from pydicom.uid import UID
 
-    from ..net.sopclass.storage import converted_dataset
+    from ..net.sopclass.storage_convert import converted_dataset
 
     size = os.path.getsize(path)
     try:

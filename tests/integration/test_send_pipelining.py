@@ -20,7 +20,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 
 from dicomdesk import config
 from dicomdesk.net import uids
-from dicomdesk.net.sopclass.storage import read_part10_header
+from dicomdesk.net.part10 import read_part10_header
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.files import FileInfo, inspect_file
 from dicomdesk.operations.sending import SendProgress, send

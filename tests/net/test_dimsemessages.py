@@ -434,7 +434,7 @@ def test_a_file_data_set_goes_as_file_regions_that_encode_to_the_same_pdus(tmp_p
     them with ``os.sendfile`` — and the PDUs are byte for byte those of the data in memory."""
     from dicomdesk.net.dimsemessages import CStoreRQMessage
     from dicomdesk.net.fragmentation import FileRegion
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     data = bytes(range(256)) * 97 + b"\x01"  # odd length, several fragments
     path = tmp_path / "f.bin"
@@ -475,7 +475,7 @@ def test_a_file_data_set_goes_as_runs_of_the_same_pdus(tmp_path, max_pdu, batch)
     one object per PDU); their wire bytes are exactly ``encode``'s PDUs, in the same order,
     and the last PDU alone carries the last-fragment flag."""
     from dicomdesk.net.pdu import PDataFileRun
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     data = bytes(range(256)) * 97 + b"\x01"  # odd length, several fragments
     path = tmp_path / "f.bin"
@@ -512,7 +512,7 @@ def test_a_file_data_set_goes_as_runs_of_the_same_pdus(tmp_path, max_pdu, batch)
 
 def test_an_empty_file_data_set_is_one_last_fragment(tmp_path) -> None:
     from dicomdesk.net.pdu import PDataFileRun
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     path = tmp_path / "f.bin"
     path.write_bytes(b"HEADER")

@@ -21,8 +21,8 @@ from pydicom.sequence import Sequence
 from dicomdesk.net.dataset_encoding import decode_data_set, encode_data_set
 from dicomdesk.net.decode_limits import DataSetLimitExceeded, DecodeLimits, check_decode_limits
 from dicomdesk.net.inflate import InflateError, InflateLimitExceeded, InflatingReader, inflate_bytes
-from dicomdesk.net.sopclass.storage import (Part10Error, check_deflated_structure, read_file_meta,
-                                            read_part10_header, scan_header)
+from dicomdesk.net.part10 import Part10Error, read_file_meta, read_part10_header, scan_header
+from dicomdesk.net.part10_structure import check_deflated_structure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "security"))
 from hostile_payloads import (commitment_flood, deflate_bomb, deflated_zeros,  # noqa: E402

@@ -176,7 +176,7 @@ def test_file_regions_are_written_whole_through_a_full_window(tmp_path):
     """A PDU whose data set stays in a file (``FileRegion``, sent with ``os.sendfile``)
     arrives byte for byte, also when the peer's window fills and the write has to wait."""
     from dicomdesk.net.fragmentation import FileRegion
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     data = bytes(range(256)) * (12 << 10)  # 3 MiB: more than the socket buffers hold
     path = tmp_path / "data.bin"
@@ -203,7 +203,7 @@ def test_runs_of_file_pdus_are_written_whole_through_a_full_window(tmp_path, max
     """A run of P-DATA-TF PDUs over a file (``pdu.PDataFileRun``) arrives byte for byte —
     short fragments laid out and read with ``preadv``, long ones by ``sendfile`` after their
     headers — also when the peer's window fills and the write has to wait."""
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     data = bytes(range(256)) * (12 << 10) + b"tail"  # 3 MiB and a short last fragment
     path = tmp_path / "data.bin"
@@ -231,7 +231,7 @@ def test_a_file_that_shrank_under_a_run_closes_the_association_rather_than_send_
     """The PDU lengths of a run are fixed before its bytes are read: a file truncated in
     between cannot be sent whole, so the write fails and the transport is closed (the peer
     sees a cut association, never a PDU with bytes of something else)."""
-    from dicomdesk.net.sopclass.storage import _DataSetReader
+    from dicomdesk.net.sopclass.storage_send import _DataSetReader
 
     path = tmp_path / "data.bin"
     path.write_bytes(b"x" * 100 + bytes(100_000))

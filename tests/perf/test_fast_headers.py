@@ -1,6 +1,6 @@
 """The hand-written header scans give exactly what pydicom's reader gives (or step aside).
 
-``storage.scan_header`` feeds two hot paths: ``operations.files.inspect_file`` (the storage
+``part10.scan_header`` feeds two hot paths: ``operations.files.inspect_file`` (the storage
 SCU's scan of every file) and ``Archive.commit_incoming`` (the archive's header read of every
 received object). Each must equal pydicom's ``dcmread`` on the same file, or return None and
 let pydicom decide: these tests compare them on explicit/implicit/big-endian files, with
@@ -29,7 +29,7 @@ from dicomdesk.archive import store
 from dicomdesk.archive import index as index_module
 from dicomdesk.archive.index import KEYS, InstanceRecord
 from dicomdesk.archive.matching import value_text
-from dicomdesk.net.sopclass.storage import scan_header
+from dicomdesk.net.part10 import scan_header
 from dicomdesk.operations import files
 
 CT = "1.2.840.10008.5.1.4.1.1.2"

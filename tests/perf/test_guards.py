@@ -35,7 +35,7 @@ from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVR
 from dicomdesk.net import applicationentity
 from dicomdesk.net.applicationentity import AE, ClientAE, write_meta
 from dicomdesk.net.sopclass import storage_scp, storage_scu
-from dicomdesk.net.sopclass.storage import read_part10_header
+from dicomdesk.net.part10 import read_part10_header
 from dicomdesk.net.statuses import SUCCESS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -223,7 +223,7 @@ def test_hand_written_file_meta_equals_pydicom_encoding(ts):
         command_set.AffectedSOPInstanceUID = instance
         fast = io.BytesIO()
         write_meta(fast, command_set, ts)
-        assert applicationentity._plain_meta_bytes(command_set, ts) is not None
+        assert applicationentity._plain_meta_bytes(command_set, ts) is not None  # the hand-made path
         slow = io.BytesIO()
         slow.write(b"\x00" * 128 + b"DICM")
         meta = FileMetaDataset()

@@ -376,3 +376,12 @@ def test_dicomdesk_find_imports_no_dataclasses_or_idna(tmp_path):
     finally:
         proc.stop()
     assert_ok(result)
+
+
+def test_echo_command_path_does_not_load_the_part10_reader():
+    """``net.part10`` (~1 ms to import) is loaded by what reads or writes files, not by echo."""
+    assert_ok(run_fresh("import sys\n"
+                        "import dicomdesk.operations.verification, dicomdesk.commands.echo, dicomdesk.cli\n"
+                        "from dicomdesk.cli import _command_parser\n"
+                        "_command_parser('echo')\n"
+                        "assert 'dicomdesk.net.part10' not in sys.modules, 'part10 imported'\n"))

@@ -1,9 +1,10 @@
 """Regression guards (no timings) for the storage SCP's per-object work (issue 13).
 
-* The C-STORE-RSP of a plain outcome is pre-encoded (``storage._store_rsp_command``): it
-  equals, byte for byte, what the generic DIMSE encoder gives, and a server answering stores
-  builds no ``CStoreRSPMessage`` for them (a refusal with an Error Comment still does). The
-  answers are checked by DCMTK's ``storescu`` as the peer.
+* The C-STORE-RSP of a plain outcome is encoded from its fields (``storage_receive.
+  _store_rsp_fields`` through ``commandset.encode_fields``, whose plain values take one
+  ``struct`` pack): it equals, byte for byte, what the generic DIMSE encoder gives, and a
+  server answering stores builds no ``CStoreRSPMessage`` for them (a refusal with an Error
+  Comment still does). The answers are checked by DCMTK's ``storescu`` as the peer.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from dicomdesk.net import dimsemessages
 from dicomdesk.net.applicationentity import AE
 from dicomdesk.net.sopclass import storage_scp
-from dicomdesk.net.sopclass.storage import _store_rsp_command
+from dicomdesk.net.commandset import _encode_elements, encode_plain, command_vr, encode_fields
+from dicomdesk.net.sopclass.storage_receive import _store_rsp_fields
 from dicomdesk.net.statuses import SUCCESS, Status
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -36,16 +38,21 @@ def _generic(class_uid: str, message_id: int, status: int, instance_uid: str) ->
 @pytest.mark.parametrize("class_uid", [CT, "1.2.840.10008.5.1.4.1.1.4", "1.2.3"])
 @pytest.mark.parametrize("instance_uid", ["1.2.3.4", "1.2.3.45", "2.25." + "9" * 59])
 @pytest.mark.parametrize("message_id, status", [(1, 0x0000), (65535, 0xB000), (7, 0xA700), (0, 0xC000)])
-def test_pre_encoded_store_response_equals_the_generic_encoding(class_uid, instance_uid, message_id, status):
-    assert _store_rsp_command(class_uid, message_id, status, instance_uid) == \
-        _generic(class_uid, message_id, status, instance_uid)
+def test_store_response_fields_encode_as_the_generic_encoding(class_uid, instance_uid, message_id, status):
+    fields = _store_rsp_fields(class_uid, message_id, status, instance_uid)
+    plain = encode_plain(fields)
+    assert plain is not None, "a plain response takes the one-pack path"
+    assert plain == encode_fields(fields) == _generic(class_uid, message_id, status, instance_uid)
+    assert plain == _encode_elements((e, command_vr(e), fields[e]) for e in sorted(fields))
 
 
 def test_values_that_are_not_plain_take_the_generic_path():
-    assert _store_rsp_command("1.2.3", None, 0, "1.2.3") is None  # type: ignore[arg-type]
-    assert _store_rsp_command("", 1, 0, "1.2.3") is None
-    assert _store_rsp_command("1.2.3", 1, 0, "1.2.\u00e9") is None
-    assert _store_rsp_command("1.2.3", 70000, 0, "1.2.3") is None
+    assert _store_rsp_fields("1.2.3", None, 0, "1.2.3") is None  # type: ignore[arg-type]
+    assert _store_rsp_fields("", 1, 0, "1.2.3") is None
+    assert _store_rsp_fields("1.2.3", 70000, 0, "1.2.3") is None
+    non_ascii = _store_rsp_fields("1.2.3", 1, 0, "1.2.\u00e9")
+    assert encode_plain(non_ascii) is None  # the generic encoder writes it (latin-1)
+    assert encode_fields(non_ascii) == _generic("1.2.3", 1, 0, "1.2.\u00e9")
 
 
 def _write_ct(path: Path, instance_uid: str) -> Path:

@@ -422,7 +422,7 @@ def describe_item(item: Any) -> _Item:
         if ts is None or ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
             ts = None  # an in-memory data set is encoded in whatever syntax the context has
         return _Item(item, str(item.SOPClassUID), str(item.SOPInstanceUID), ts and str(ts))
-    from .storage import read_part10_header
+    from ..part10 import read_part10_header
 
     path = os.fspath(item)
     header = read_part10_header(path)
@@ -481,7 +481,7 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
 
 
 def _storage_scu() -> Any:
-    from .storage import storage_scu  # the Storage service (PS3.4 B) does the sub-operations
+    from .storage_send import storage_scu  # the Storage service (PS3.4 B) does the sub-operations
 
     return storage_scu
 
