@@ -42,8 +42,8 @@ from ..net.printable import printable
 from ..net.statuses import (C_FIND_MATCHES_LIMITED, C_FIND_OUT_OF_RESOURCES, C_FIND_PENDING,
                             C_FIND_PENDING_WARNING, C_FIND_UNABLE_TO_PROCESS,
                             C_STORE_ELEMENTS_DISCARDED, C_STORE_OUT_OF_RESOURCES, SUCCESS, Status)
+from .errors import ArchiveRefusal
 from .matching import QueryError
-from .store import ArchiveRefusal
 
 logger = logging.getLogger(__name__)
 
