@@ -64,6 +64,7 @@ def _archive_files(archive: Archive, folder: Path, *, any_name: bool = False) ->
         for name in names:
             yield Path(dirpath) / name
 
+
 def _archive_folders(archive: Archive, folder: Path, *,
                      any_name: bool = False) -> Iterator[tuple[str, list[str]]]:
     """``(folder path, names of its archive files)`` under ``folder``, as plain strings
@@ -75,6 +76,7 @@ def _archive_folders(archive: Archive, folder: Path, *,
                  if name.endswith(".dcm") or (any_name and not name.startswith(INDEX_NAME))]
         if names:
             yield dirpath, names
+
 
 def recover(archive: Archive) -> RecoveryReport:
     """At start, before serving: finish what a crash (or kill -9, or power loss) cut short.
@@ -108,6 +110,7 @@ def recover(archive: Archive) -> RecoveryReport:
                 report.journal_entries, report.removed_temp_files, report.files_examined,
                 (time.monotonic() - began) * 1000)
     return report
+
 
 def replay(archive: Archive, entries: list[Path], report: RecoveryReport) -> None:
     """Index the journal's objects; the last entry of a SOP Instance UID wins, as it did
@@ -164,6 +167,7 @@ def replay(archive: Archive, entries: list[Path], report: RecoveryReport) -> Non
         archive.placement.keep_unindexed(failed)
         archive.admission.refuse(f"{len(failed)} acknowledged objects wait for room in the index")
 
+
 def _remove_replaced_copies(archive: Archive, report: RecoveryReport) -> None:
     """Remove the copies the index recorded as replaced (``Index._upsert_one``) whose
     removal a crash cut short: the row had moved to the newer object's path in the same
@@ -185,6 +189,7 @@ def _remove_replaced_copies(archive: Archive, report: RecoveryReport) -> None:
             logger.warning("removed %s: a copy replaced before the crash", rel)
     archive.index.forget_replaced(paths)
 
+
 def _restore(archive: Archive, entry: Path, final: Path) -> None:
     """Put the journal's copy at ``final`` unless it is there (a power loss can forget the
     rename into the study folder, not the fsynced journal entry)."""
@@ -204,6 +209,7 @@ def _restore(archive: Archive, entry: Path, final: Path) -> None:
     if archive.durable:
         fsync_directory(final.parent)
     logger.warning("restored %s from the journal", final)
+
 
 def _reconcile_row(archive: Archive, uid: str, rel: str, size: int, report: RecoveryReport) -> None:
     """One index row against its file: dropped when the file is gone, indexed again when
@@ -232,6 +238,7 @@ def _reconcile_row(archive: Archive, uid: str, rel: str, size: int, report: Reco
                 report.reindexed_rows += 1
             except (ArchiveRefusal, OSError):
                 report.unreadable_files.append(full)
+
 
 def _reconcile_file(archive: Archive, full: Path, rel: str, report: RecoveryReport) -> bool:
     """A file without a row at its path (under the lock, against the index as it is
@@ -265,6 +272,7 @@ def _reconcile_file(archive: Archive, full: Path, rel: str, report: RecoveryRepo
             return False
         report.indexed_files += 1
     return True
+
 
 def reconcile(archive: Archive, cancel: threading.Event | None = None) -> RecoveryReport:
     """Reconcile the whole folder with the index: rows whose file is gone or changed,
@@ -303,6 +311,7 @@ def reconcile(archive: Archive, cancel: threading.Event | None = None) -> Recove
     if any(v for k, v in vars(report).items() if k != "files_examined"):
         logger.warning("reconciliation: %s", report)
     return report
+
 
 def rebuild_index(archive: Archive, folder: Path | None = None) -> int:
     """``dicomdesk index DIR``: re-read headers and rebuild rows.  ``None`` rebuilds the whole
