@@ -276,7 +276,7 @@ class ServerSettings:
     tls_ca: Path | None = None
     # Resource limits: largest object received (bytes, 0: none) and the free space the archive
     # keeps (both answered with A700 Out of Resources), most C-FIND matches returned (0: all;
-    # past it the final C-FIND status is the warning B000, see operations/server.py).
+    # past it the final C-FIND status is the warning B000, see archive/scp.py).
     max_object_size: int = 0
     min_free_bytes: int = 0
     max_find_matches: int = 0

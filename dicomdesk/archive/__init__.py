@@ -1,22 +1,20 @@
 """The local archive: storage folder, SQLite index, Q/R matching and the modality worklist.
 
-Independent of the network stack: the server's AE subclass routes its ``get_file`` and
-``on_receive_*`` hooks here (see ARCHITECTURE.md "archive/ and config.py").
+The local server's AE forwards its service hooks (``get_file``, ``on_receive_*``) to
+``scp.ArchiveSCP``, composed onto it (see ARCHITECTURE.md "archive/ and config.py"). Received
+files arrive in ``incoming.py``, are placed by ``placement.py`` for ``store.Archive``, and a
+crash is undone by ``recovery.py``.
 """
 
 from __future__ import annotations
 
 from .index import ForwardItem, Index, InstanceRef
 from .matching import QueryError
-from .store import (
-    Archive,
-    ArchiveError,
-    ArchiveRefusal,
-    IncomingFile,
-    RecoveryReport,
-    StoredInstance,
-    is_path_safe_uid,
-)
+from .errors import ArchiveError, ArchiveRefusal
+from .incoming import IncomingFile
+from .recovery import RecoveryReport
+from .placement import StoredInstance
+from .store import Archive, is_path_safe_uid
 from .worklist import WorklistStore
 
 __all__ = [

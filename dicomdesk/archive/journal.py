@@ -18,7 +18,8 @@ the next start). ``Reserve`` keeps a small preallocated file in the journal fold
 it gives SQLite room to write the rows the journal names, and while it is freed the archive
 refuses new objects (0xA700) until the space is back.
 
-Pure file-system work, no SQLite: the archive (``store.py``) decides when to call each step.
+Pure file-system work, no SQLite: the archive (``placement.py``, ``recovery.py``) decides when
+to call each step.
 """
 
 from __future__ import annotations

@@ -29,8 +29,7 @@ import re
 
 from pydicom.multival import MultiValue
 
-STATUS_IDENTIFIER_DOES_NOT_MATCH = 0xA900
-STATUS_UNABLE_TO_PROCESS = 0xC000
+from ..net.statuses import C_FIND_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS as STATUS_IDENTIFIER_DOES_NOT_MATCH
 
 #: VRs compared as text, with wildcard support (C.2.2.2.4 lists these minus UI/dates/numbers).
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "AS"})

@@ -347,6 +347,14 @@ C_FIND_OUT_OF_RESOURCES = Status(0xA700, 'C-FIND')
 C_FIND_CANCEL = Status(0xFE00, 'C-FIND')
 """(0xFE00) Matching terminated due to Cancel request (C-FIND)"""
 
+C_FIND_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS = Status(0xA900, 'C-FIND')
+"""(0xA900) Identifier does not match SOP Class (C-FIND, PS3.4 C.4.1.1.4)"""
+
+C_FIND_MATCHES_LIMITED = Status(0xB000, 'C-FIND')
+"""(0xB000) Warning (PS3.7 C.1.3 Bxxx range; PS3.4 C.4.1 defines no C-FIND warning): what a
+dicomdesk SCP answers when its ``max_find_matches`` cut the matches short, saying so in the
+Error Comment."""
+
 C_GET_PENDING = Status(0xFF00, 'C-GET')
 """(0xFF00) Sub-operations are continuing (C-GET)"""
 

@@ -30,7 +30,7 @@ from ..net.records import FrozenRecord
 from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
 from ..net.part10 import Part10Error
 from ..net.part10_structure import check_file_structure
-from ..net.statuses import Status
+from ..net.statuses import C_STORE_CANNOT_UNDERSTAND, C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
 from .common import Peer, describe_error
 
 logger = logging.getLogger(__name__)
@@ -353,7 +353,7 @@ class _GetReceiver(ClientAE):
         except Part10Error as exc:
             logger.warning("C-STORE sub-operation refused: %s", exc)
             self.on_receive_store_failed(context, fp, str(exc))
-            return Status(0xC000, "C-STORE")
+            return C_STORE_CANNOT_UNDERSTAND
         temp = Path(fp.name)
         uid = self._uids.pop(fp.name, "").strip("\0 ")
         safe = re.sub(r"[^0-9A-Za-z.]", "_", uid) or temp.stem.lstrip(".")
@@ -366,9 +366,9 @@ class _GetReceiver(ClientAE):
             logger.warning("cannot keep %s: %s", target.name[:80], exc.strerror or exc)
             fp.close()
             temp.unlink(missing_ok=True)
-            return Status(0xA700, "C-STORE")
+            return C_STORE_OUT_OF_RESOURCES
         self.files.append(target)
-        return Status(0x0000, "C-STORE")
+        return SUCCESS
 
     def discard_unfinished(self) -> None:
         """Remove the temporary files of instances whose transfer never completed (the peer
@@ -450,7 +450,7 @@ def import_into_archive(files: Any, storage_dir: str | os.PathLike[str],
     source of each object.
     """
     from ..archive import Archive
-    from .server import StoredObject
+    from ..archive.scp import StoredObject
 
     files = [Path(f) for f in files]
     try:

@@ -1,36 +1,32 @@
-"""The local receiving server: an AE that reports every association and stored object.
+"""The local receiving server: start and stop it for ``dicomdesk serve`` and the window.
 
-``LocalServer`` is what ``dicomdesk serve`` and the server panel run. It owns one
-``ServerAE`` (a ``net.applicationentity.AE``) serving in a background thread, and turns the
-AE's hooks into two plain callbacks, ``on_association`` and ``on_stored``, called on the
-association threads (the GUI re-emits them as Qt signals).
+``LocalServer`` builds a ``ServerAE`` (a ``net.applicationentity.AE``) from the settings,
+composes the archive's hooks onto it (``archive.scp.ArchiveSCP``: storage, Q/R, worklist,
+storage commitment), serves it in a background thread and reports through two plain
+callbacks, ``on_association`` and ``on_stored``, called on the association threads (the GUI
+re-emits them as Qt signals).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ..archive.forwarding import ForwardEvent
-from ..archive.scp import ArchiveHooks
-from ..net.applicationentity import AE, write_meta, write_meta_of
+from ..archive.scp import ArchiveSCP, StoredObject
+from ..net.applicationentity import AE
 from ..net.exceptions import AssociationRejectedError
 from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
-from ..net.sopclass.storage_receive import STORAGE_SCP_TRANSFER_SYNTAXES
-from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
 
 logger = logging.getLogger(__name__)
 
-#: Final C-FIND status when ``max_find_matches`` cut the answer short: a Warning (PS3.7 C.1.3
-#: Bxxx range); the Error Comment says how many matches were returned.
-MAX_MATCHES_WARNING = 0xB000
+__all__ = ["AssociationEvent", "ForwardEvent", "LocalServer", "ServerAE", "StoredObject",
+           "access_policy", "bind_warning", "is_loopback", "tls_context"]
 
 
 @dataclass(frozen=True)
@@ -46,50 +42,17 @@ class AssociationEvent:
     duration_s: float = 0.0
 
 
-@dataclass(frozen=True)
-class StoredObject:
-    """An object the server stored (or refused, when ``error`` is set)."""
-
-    path: Path | None
-    sop_class_uid: str
-    sop_instance_uid: str
-    patient_name: str
-    study_uid: str
-    calling_aet: str
-    size: int
-    error: str | None = None
-
-
 def _context_names(asce: Any) -> tuple[str, ...]:
     from pydicom.uid import UID
     return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
 
 
-class _BoundedWriter:
-    """A received object's temp file that refuses to grow past ``limit`` bytes: the DIMSE
-    decoder turns the OSError into "cannot write", answered A700 Out of Resources (PS3.4 B.2.3),
-    and drops the remaining fragments instead of filling the disk."""
+class ServerAE(AE):
+    """The AE behind the local server: applies the access policy, reports association events
+    through a callback, and forwards its service hooks to ``scp`` (an ``ArchiveSCP``, set
+    before it serves): the archive answers them.
 
-    def __init__(self, fp: Any, limit: int):
-        self._fp = fp
-        self._limit = limit
-
-    def write(self, data: Any) -> int:
-        if self._fp.tell() + len(data) > self._limit:
-            raise OSError(errno.EFBIG, f"object larger than the {self._limit} bytes allowed")
-        return self._fp.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fp, name)
-
-
-class ServerAE(ArchiveHooks, AE):
-    """The AE behind the local server: reports association events through a callback.
-
-    ``ArchiveHooks`` answers C-FIND/C-GET/C-MOVE, worklist and storage commitment from
-    ``self.archive``, ``self.nodes`` (address book) and ``self.worklist``. ``policy`` (a
-    ``security.AccessPolicy``) decides who may associate; ``max_object_size`` and
-    ``max_find_matches`` bound what one request may cost (0: no bound)."""
+    ``policy`` (a ``security.AccessPolicy``) decides who may associate."""
 
     # A burst of connections waits in the kernel's accept queue instead of SYN retries
     # (socketserver's default of 5 makes 200 simultaneous peers wait seconds to be refused).
@@ -102,20 +65,16 @@ class ServerAE(ArchiveHooks, AE):
                          max_associations=max_associations, ssl_context=ssl_context)
         self._on_association = on_association
         self.policy: Any = None
-        self.max_object_size = 0
-        self.max_find_matches = 0
-        # Storage SCP (PS3.4 B.2.2): the archive that keeps received objects, the listener for
-        # stored objects, and the temp files still open, by id(fp): (incoming, receiving
-        # association, command set UIDs) — leftovers of an aborted association are discarded.
-        self.archive: Any = None
-        self.on_stored: Callable[[StoredObject], None] | None = None
-        self._incoming: dict[int, tuple[Any, Any, str, str]] = {}
-        self._incoming_lock = threading.Lock()
-        self.nodes: list[Any] = []  # address book: C-MOVE destinations, commitment reports
-        self.worklist: Any = None   # archive.WorklistStore when a worklist folder is set
+        self.scp: ArchiveSCP | None = None
         #: results of our own commitment requests that a peer sends to this server's address
         self.commitment_reports: Any = None
 
+    @property
+    def archive(self) -> Any:
+        """The archive the hooks serve from (None before ``scp`` is set)."""
+        return self.scp.archive if self.scp is not None else None
+
+    # -- association events
     def on_commitment_response(self, transaction_uid: str, success: Any, failure: Any) -> None:
         """A commitment result (N-EVENT-REPORT, PS3.4 J.3.3) for a request this process made:
         the peer sent it to the address it knows for our AE title, this server's."""
@@ -167,213 +126,54 @@ class ServerAE(ArchiveHooks, AE):
         self._report(asce, "rejected", reason)
 
     def on_association_released(self, asce: Any) -> None:
-        self._discard_leftovers(asce)
+        if self.scp is not None:
+            self.scp.association_ended(asce)
         self._report(asce, "released")
 
     def on_association_aborted(self, asce: Any, error: Any) -> None:
-        self._discard_leftovers(asce)
+        if self.scp is not None:
+            self.scp.association_ended(asce)
         self._report(asce, "aborted", str(error))
 
-    # -- Storage SCP (PS3.4 B.2.2): received bytes go straight into an archive temp file
+    # -- negotiation: storage contexts take every transfer syntax the archive can keep
     def scp_transfer_syntaxes(self) -> dict[str, list[str]]:
-        """Storage classes accept every transfer syntax: the file is kept as received."""
-        result = super().scp_transfer_syntaxes()
-        for uid, service in self.supported_scp.items():
-            if service is storage_scp:
-                result[uid] = list(STORAGE_SCP_TRANSFER_SYNTAXES)
-        return result
+        return ArchiveSCP.storage_transfer_syntaxes(
+            super().scp_transfer_syntaxes(),
+            [uid for uid, service in self.supported_scp.items() if service is storage_scp])
 
+    def scu_transfer_syntaxes(self) -> dict[str, list[str]]:
+        from ..net import uids
+
+        return ArchiveSCP.storage_transfer_syntaxes(super().scu_transfer_syntaxes(),
+                                                    uids.STORAGE_SOP_CLASSES)
+
+    # -- the service hooks, answered by the archive (``archive.scp``)
     def get_file(self, context: Any, command_set: Any) -> tuple[Any, int]:
-        """An archive temp file with the Part-10 header written; the DIMSE decoder appends
-        the data set fragments to it as they arrive (called on the association's DUL thread)."""
-        if self.archive is None:
-            return super().get_file(context, command_set)
-        return self._open_incoming(
-            context, lambda fp: write_meta(fp, command_set, context.supported_ts),
-            str(command_set.get("AffectedSOPInstanceUID", "") or ""),
-            str(command_set.get("AffectedSOPClassUID", "") or ""))
+        return self.scp.get_file(context, command_set)
 
     def get_file_for_message(self, context: Any, msg: Any) -> tuple[Any, int]:
-        """``get_file`` from the C-STORE-RQ's fields, as the DIMSE decoder calls it: building
-        a pydicom command set for every received object cost ~30-100 us. Falls back to
-        ``get_file`` when a subclass overrides it or the UIDs are not plain strings."""
-        sop_class, sop_instance = msg.affected_sop_class_uid, msg.affected_sop_instance_uid
-        if self.archive is None or type(self).get_file is not ServerAE.get_file \
-                or not isinstance(sop_class, str) or not isinstance(sop_instance, str):
-            return self.get_file(context, msg.command_set)
-        return self._open_incoming(
-            context, lambda fp: write_meta_of(fp, sop_class, sop_instance, context.supported_ts),
-            sop_instance, sop_class)
-
-    def _open_incoming(self, context: Any, write_header: Callable[[Any], None], instance_uid: str,
-                       class_uid: str) -> tuple[Any, int]:
-        # The free-space floor is measured at commit; here only a known refusal (or --min-free).
-        refusal = self.archive.refusal_reason(measure=self.archive.min_free_bytes > 0)
-        if refusal is not None:  # OSError → A700, the fragments are dropped
-            raise OSError(errno.ENOSPC, refusal)
-        incoming = self.archive.open_incoming()
-        try:
-            write_header(incoming.fp)
-        except BaseException:
-            self.archive.discard_incoming(incoming)
-            raise
-        fp = _BoundedWriter(incoming.fp, self.max_object_size) if self.max_object_size else incoming.fp
-        with self._incoming_lock:
-            # the association that receives it: a hook reaches it through its context
-            self._incoming[id(fp)] = (incoming, getattr(context, "association", None), instance_uid,
-                                      class_uid)
-        return fp, 0
-
-    def _take_incoming(self, fp: Any) -> tuple[Any, Any, str, str] | None:
-        with self._incoming_lock:
-            return self._incoming.pop(id(fp), None)
-
-    def _discard_leftovers(self, asce: Any) -> None:
-        """Discard temp files of objects whose transfer never completed on this association."""
-        if self.archive is None:
-            return
-        with self._incoming_lock:
-            left = [key for key, (_, owner, _, _) in self._incoming.items() if owner is asce]
-            entries = [self._incoming.pop(key) for key in left]
-        for incoming, *_ in entries:
-            logger.info("discarding incomplete object %s", incoming.path.name)
-            self.archive.discard_incoming(incoming)
-
-    def on_receive_store_failed(self, context: Any, ds: Any, reason: str) -> None:
-        """The data set could not be received (storage_scp answers a failure): discard it."""
-        entry = self._take_incoming(ds)
-        if entry is not None and self.archive is not None:
-            self.archive.discard_incoming(entry[0])
-        self._notify_stored(StoredObject(None, entry[3] if entry else "", entry[2] if entry else "",
-                                         "", "", self._calling_aet(context), 0, reason))
+        return self.scp.get_file_for_message(context, msg)
 
     def on_receive_store(self, context: Any, ds: Any) -> Any:
-        """Commit the received file to the archive; the C-STORE status says how it went."""
-        entry = self._take_incoming(ds)
-        if entry is None or self.archive is None:
-            return super().on_receive_store(context, ds)
-        incoming, _, instance_uid, class_uid = entry
-        calling = self._calling_aet(context)
-        try:
-            stored = self.archive.commit_incoming(incoming, calling_aet=calling,
-                                                  expected_sop_instance_uid=instance_uid or None,
-                                                  expected_sop_class_uid=class_uid or None)
-        except Exception as exc:
-            return self._store_outcome(None, exc, class_uid, instance_uid, calling)
-        return self._store_outcome(stored, None, class_uid, instance_uid, calling)
+        return self.scp.on_receive_store(context, ds)
 
-    def begin_receive_store(self, context: Any, ds: Any) -> Future | None:
-        """``on_receive_store`` out of line, for a sender that keeps several C-STOREs
-        outstanding (``storage_scp`` asks only then): a future of a callable that gives the
-        C-STORE status on the association's thread, or None to commit in line. Only a durable archive gains: its fsyncs overlap the transfer of
-        the next objects (``archive/committer.py``); the status, and so the response, still
-        waits until this object is durable."""
-        archive = self.archive
-        if archive is None or not archive.durable or type(self).on_receive_store is not ServerAE.on_receive_store:
-            return None
-        entry = self._take_incoming(ds)
-        if entry is None:
-            return None
-        incoming, _, instance_uid, class_uid = entry
-        calling = self._calling_aet(context)
-        status: Future = Future()
-        try:
-            stored = archive.commit_incoming_later(incoming, calling_aet=calling,
-                                                   expected_sop_instance_uid=instance_uid or None,
-                                                   expected_sop_class_uid=class_uid or None)
-        except Exception as exc:
-            refused = exc  # ``exc`` is unbound after the block; the callable runs later
-            status.set_result(lambda: self._store_outcome(None, refused, class_uid, instance_uid, calling))
-            return status
+    def begin_receive_store(self, context: Any, ds: Any) -> Any:
+        return self.scp.begin_receive_store(context, ds)
 
-        def settle(done: Future) -> None:
-            # The outcome is told (``on_stored``) on the association's thread, as in line:
-            # listeners count objects per association thread (ui/server_host.py).
-            exc = done.exception()
-            status.set_result(lambda: self._store_outcome(None if exc else done.result(), exc,
-                                                          class_uid, instance_uid, calling))
-        stored.add_done_callback(settle)
-        return status
-
-    def _store_outcome(self, stored: Any, error: BaseException | None, class_uid: str,
-                       instance_uid: str, calling: str) -> Any:
-        """The C-STORE status of one commit, told to ``on_stored`` as well."""
-        from ..archive import ArchiveRefusal
-
-        if isinstance(error, ArchiveRefusal):
-            logger.warning("refused %s from %s: %s", printable(instance_uid), printable(calling),
-                           printable(error.reason))
-            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, error.reason))
-            status = Status(error.status, "C-STORE")
-            status.error_comment = error.reason
-            return status
-        if error is not None:  # disk or index trouble: out of resources, never an abort
-            logger.error("cannot store %s", instance_uid, exc_info=error)
-            self._notify_stored(StoredObject(None, class_uid, instance_uid, "", "", calling, 0, str(error)))
-            return C_STORE_OUT_OF_RESOURCES
-        self._notify_stored(StoredObject(stored.path, stored.sop_class_uid, stored.sop_instance_uid,
-                                         stored.patient_name, stored.study_uid, calling, stored.size))
-        return SUCCESS
+    def on_receive_store_failed(self, context: Any, ds: Any, reason: str) -> None:
+        self.scp.on_receive_store_failed(context, ds, reason)
 
     def on_receive_find(self, context: Any, ds: Any) -> Any:
-        """At most ``max_find_matches`` matches, then a final warning status (B000) whose Error
-        Comment says the answer was cut short — PS3.4 C.4.1 leaves the limit to the SCP."""
-        results = super().on_receive_find(context, ds)
-        if not self.max_find_matches:
-            return results
-        return self._limited(results, self.max_find_matches)
+        return self.scp.on_receive_find(context, ds)
 
-    @staticmethod
-    def _limited(results: Any, limit: int) -> Any:
-        return _LimitedMatches(results, limit)
+    def on_receive_get(self, context: Any, ds: Any) -> Any:
+        return self.scp.on_receive_get(context, ds)
 
-    @staticmethod
-    def _calling_aet(context: Any) -> str:
-        """The calling AE title of the association a hook's context belongs to."""
-        return getattr(getattr(context, "association", None), "calling_ae_title", "") or ""
+    def on_receive_move(self, context: Any, ds: Any, destination: str) -> Any:
+        return self.scp.on_receive_move(context, ds, destination)
 
-    def _notify_stored(self, obj: StoredObject) -> None:
-        if self.on_stored is None:
-            return
-        try:
-            self.on_stored(obj)
-        except Exception:  # a listener's bug must not fail the C-STORE
-            logger.exception("on_stored callback failed")
-
-
-class _LimitedMatches:
-    """At most ``limit`` pending matches of ``results``, then the B000 warning that says the
-    answer was cut; ``ready()`` is passed on (``qr_find_scp`` gathers the ready ones)."""
-
-    def __init__(self, results: Any, limit: int) -> None:
-        self._results, self._limit = results, limit
-        self._iterator = iter(results)
-        self._count = 0
-        self._done = False
-
-    def __iter__(self) -> "_LimitedMatches":
-        return self
-
-    def __next__(self) -> tuple[Any, Any]:
-        if self._done:
-            raise StopIteration
-        identifier, status = next(self._iterator)
-        if identifier is not None and Status(int(status)).is_pending:
-            if self._count >= self._limit:
-                self._done = True
-                logger.warning("C-FIND answer cut at %d matches (max_find_matches)", self._limit)
-                close = getattr(self._results, "close", None)
-                if close is not None:
-                    close()
-                warning = Status(MAX_MATCHES_WARNING, "C-FIND")
-                warning.error_comment = f"more than {self._limit} matches; only {self._limit} returned"
-                return None, warning
-            self._count += 1
-        return identifier, status
-
-    def ready(self) -> int:
-        ready = getattr(self._results, "ready", None)
-        return 0 if self._done or ready is None else ready()
+    def on_commitment_request(self, remote_ae: str, references: Any) -> Any:
+        return self.scp.on_commitment_request(remote_ae, references)
 
 
 class LocalServer:
@@ -407,26 +207,28 @@ class LocalServer:
                       max_associations=s.max_associations, on_association=self.on_association,
                       ssl_context=tls_context(s))
         ae.policy = None if policy.is_open else policy
-        ae.max_object_size = getattr(s, "max_object_size", 0)
-        ae.max_find_matches = getattr(s, "max_find_matches", 0)
         warning = bind_warning(s)
         if warning:
             logger.warning("%s", warning)
         ae.add_scp(verification_scp)
         from ..archive import Archive  # storage SCP: received objects go to the archive
+        archive = None
         try:
-            ae.archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True),
-                                 min_free_bytes=getattr(s, "min_free_bytes", 0),
-                                 max_inflated_size=getattr(s, "max_inflated_size", 0))
+            archive = Archive(Path(s.storage_dir), durable=getattr(s, "durable", True),
+                              min_free_bytes=getattr(s, "min_free_bytes", 0),
+                              max_inflated_size=getattr(s, "max_inflated_size", 0))
             # A killed predecessor leaves temp files and journal entries: bounded by the
             # objects that were in flight, so the port answers at once at any archive size.
-            ae.archive.recover()
-            ae.on_stored = self.on_stored
+            archive.recover()
+            ae.scp = ArchiveSCP(ae, archive, nodes=self._load_nodes(),
+                                max_object_size=getattr(s, "max_object_size", 0),
+                                max_find_matches=getattr(s, "max_find_matches", 0),
+                                on_stored=self.on_stored)
             ae.add_scp(storage_scp)
-            self._add_archive_services(ae)
+            self._add_archive_services(ae, ae.scp)
         except BaseException:  # e.g. a malformed address book: release the port and the index
-            if ae.archive is not None:
-                ae.archive.close()
+            if archive is not None:
+                archive.close()
             ae.quit()
             self.forwarder = None
             raise
@@ -448,7 +250,7 @@ class LocalServer:
             logger.warning("address book not used: %s", exc)
             return []
 
-    def _add_archive_services(self, ae: ServerAE) -> None:
+    def _add_archive_services(self, ae: ServerAE, scp: ArchiveSCP) -> None:
         """Q/R (PS3.4 C), worklist (K.6) and storage commitment (J.3) SCPs from the archive,
         and the forwarder of received objects."""
         from ..archive import WorklistStore
@@ -461,7 +263,6 @@ class LocalServer:
         from ..net.sopclass.commitment import storage_commitment_scu
 
         s = self.settings
-        ae.nodes = self._load_nodes()
         for service in (qr_find_scp, qr_get_scp, qr_move_scp, StorageCommitment()):
             ae.add_scp(service)
         # the results of our own commitment requests may come here (a peer proposes the class
@@ -474,17 +275,17 @@ class LocalServer:
             ae.supported_scu[uid] = storage_scu
         worklist_dir = getattr(s, "worklist_dir", None)
         if worklist_dir is not None:
-            ae.worklist = WorklistStore(Path(worklist_dir))
+            scp.worklist = WorklistStore(Path(worklist_dir))
             ae.add_scp(modality_work_list_scp)
         rules = tuple(getattr(s, "forward_rules", ()) or ())
         if rules:
             initial, maximum, attempts = self.forward_retry
             self.forwarder = Forwarder(
-                ae.archive, ae.nodes, rules,
+                scp.archive, scp.nodes, rules,
                 _forward_sender(s.aet, getattr(s, "network_timeout", 30.0), s.max_pdu_length),
                 on_forward=self.on_forward, initial_delay=initial, max_delay=maximum,
                 max_attempts=attempts)
-            user_on_stored = ae.on_stored
+            user_on_stored = scp.on_stored
             forwarder = self.forwarder
 
             def on_stored(obj: StoredObject) -> None:  # queue before the C-STORE response
@@ -493,7 +294,7 @@ class LocalServer:
                 if user_on_stored is not None:
                     user_on_stored(obj)
 
-            ae.on_stored = on_stored
+            scp.on_stored = on_stored
 
     @property
     def port(self) -> int:

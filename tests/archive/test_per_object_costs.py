@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from dicomdesk.archive import Archive
-from dicomdesk.archive import store as store_module
+from dicomdesk.archive import admission as admission_module
+from dicomdesk.archive import incoming as incoming_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_store import SERIES, part10_bytes, receive  # noqa: E402
@@ -41,7 +42,7 @@ def test_free_space_is_measured_again_once_the_budget_is_received(archive, monke
     data = [part10_bytes(f"{SERIES}.{i + 11}") for i in range(12)]
     size = len(data[0])
     assert {len(d) for d in data} == {size}
-    monkeypatch.setattr(store_module, "FREE_SPACE_CHECK_BYTES", 2 * size)
+    monkeypatch.setattr(admission_module, "FREE_SPACE_CHECK_BYTES", 2 * size)
     calls = []
     real = os.statvfs
     monkeypatch.setattr(os, "statvfs", lambda path: calls.append(path) or real(path))
@@ -52,8 +53,8 @@ def test_free_space_is_measured_again_once_the_budget_is_received(archive, monke
 
 def test_the_temp_file_helper_wakes_once_per_sixteen_objects(archive):
     incoming = [archive.open_incoming() for _ in range(96)]
-    pool = archive._temp_pool
+    pool = archive.incoming._pool
     assert pool is not None and pool._usable
     for item in incoming:
         archive.discard_incoming(item)
-    assert pool.wakeups <= 96 // store_module._TempFilePool.LOW + 1
+    assert pool.wakeups <= 96 // incoming_module._TempFilePool.LOW + 1

@@ -14,11 +14,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 from dicomdesk.archive import Archive, ArchiveError, ArchiveRefusal, is_path_safe_uid
-from dicomdesk.archive.store import (
-    FAILURE_CLASS_INSTANCE_CONFLICT,
-    FAILURE_NO_SUCH_OBJECT_INSTANCE,
-    FAILURE_PROCESSING,
-)
+from dicomdesk.net.statuses import CLASS_INSTANCE_CONFLICT as FAILURE_CLASS_INSTANCE_CONFLICT
+from dicomdesk.net.statuses import NO_SUCH_SOP_INSTANCE as FAILURE_NO_SUCH_OBJECT_INSTANCE
+from dicomdesk.net.statuses import PROCESSING_FAILURE as FAILURE_PROCESSING
 
 STUDY = "1.2.826.0.1.3680043.99.1"
 SERIES = STUDY + ".1"
@@ -180,7 +178,7 @@ def test_discard_incoming_removes_the_temp_file(archive: Archive) -> None:
 
 def test_same_instance_again_replaces_file_and_row(archive: Archive, caplog: pytest.LogCaptureFixture) -> None:
     receive(archive, part10_bytes(description="first"))
-    with caplog.at_level("INFO", logger="dicomdesk.archive.store"):
+    with caplog.at_level("INFO", logger="dicomdesk.archive.placement"):
         stored = receive(archive, part10_bytes(description="second"))
     assert stored.replaced and "replaced" in caplog.text
     assert archive.count() == 1

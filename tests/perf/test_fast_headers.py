@@ -25,7 +25,7 @@ from pydicom.tag import Tag
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian, generate_uid)
 
-from dicomdesk.archive import store
+from dicomdesk.archive import headers
 from dicomdesk.archive import index as index_module
 from dicomdesk.archive.index import KEYS, InstanceRecord
 from dicomdesk.archive.matching import value_text
@@ -91,9 +91,9 @@ VARIANTS = [
 @pytest.mark.parametrize("charset", [None, "ISO_IR 100"])
 def test_archive_header_scan_equals_pydicom_reading(tmp_path, ts, undefined, charset):
     path = _write(tmp_path / "a.dcm", ts, charset=charset, undefined_lengths=undefined)
-    fast = store._scan_header(path)
+    fast = headers.scan_path(path)
     assert fast is not None, "the plain layout must take the fast path"
-    slow = dcmread(path, stop_before_pixels=True, specific_tags=store._HEADER_TAGS, defer_size=1024)
+    slow = dcmread(path, stop_before_pixels=True, specific_tags=headers.HEADER_TAGS, defer_size=1024)
     facts = dict(transfer_syntax=ts, file_size=1, path="x", received_at="t")
     assert InstanceRecord.from_dataset(fast, **facts) == InstanceRecord.from_dataset(slow, **facts)
     assert fast.file_meta["TransferSyntaxUID"] == str(slow.file_meta.TransferSyntaxUID)
@@ -145,7 +145,7 @@ def test_header_scan_steps_aside_for_files_that_are_not_plain(tmp_path, make):
     path = make(tmp_path / "odd.dcm")
     with open(path, "rb") as fp:
         assert scan_header(fp, frozenset({0x00080018})) is None
-    assert store._scan_header(path) is None
+    assert headers.scan_path(path) is None
     if make is not _deflated:  # a deflated file's header is scanned once inflated (bounded)
         assert files._inspect_fast(path, path.stat().st_size) is None
 
