@@ -48,6 +48,8 @@ from .write_behind import WriteBehind
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
+#: Reader connections an index keeps open between C-FIND queries (``Index._reader``).
+_IDLE_READERS = 4
 #: How long queued rows wait for more before their transaction (a burst of C-STOREs becomes
 #: one commit); readers never wait for it (``WriteBehind.wait_idle`` flushes at once).
 WRITE_BEHIND_LINGER_S = 0.02
@@ -561,6 +563,12 @@ class Index:
         #: archive settles its journal there, once per batch (``journal.py``).
         self.after_write_behind: Callable[[], None] | None = None
         self._key = str(self.path.resolve())
+        #: Reader connections of finished C-FIND queries, kept for the next ones: a new
+        #: connection starts with an empty page cache and parses the schema again, a few ms
+        #: of every query's first match (issue 14). At most ``_IDLE_READERS`` stay open.
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
         self._conn = self.connect()
         if not self.read_only:
             self._behind = WriteBehind(self._write_behind_batch, name="archive-index",
@@ -586,7 +594,27 @@ class Index:
         conn.row_factory = sqlite3.Row
         return conn
 
+    def _reader(self) -> sqlite3.Connection:
+        """A reader connection: an idle one of an earlier query, else a new one."""
+        with self._readers_lock:
+            if self._readers:
+                return self._readers.pop()
+        return self.connect()
+
+    def _reader_done(self, conn: sqlite3.Connection) -> None:
+        """Keep a reader whose statements are finished for the next query (or close it)."""
+        with self._readers_lock:
+            if not self._closed and len(self._readers) < _IDLE_READERS:
+                self._readers.append(conn)
+                return
+        conn.close()
+
     def close(self) -> None:
+        with self._readers_lock:
+            self._closed = True
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
         if self._behind is not None:
             self._behind.close()  # rows still queued are written first
             with _WRITERS_LOCK:
@@ -905,7 +933,7 @@ class Index:
 
     def _matching_rows(self, query: FindQuery, batch: int) -> MatchingRows:
         """The rows of a compiled C-FIND, fetched in batches on a connection of their own."""
-        return MatchingRows(self.connect, query.sql, query.params, batch)
+        return MatchingRows(self._reader, query.sql, query.params, batch, self._reader_done)
 
     @_settled
     def locate(self, level: str, identifier: Dataset, model: str = "study") -> list[InstanceRef]:
@@ -1170,14 +1198,16 @@ class _Out:
 
 
 class MatchingRows:
-    """The rows of a compiled C-FIND, fetched ``batch`` at a time on a connection of their
-    own (opened at the first row, closed after the last or by ``close``). ``ready()`` is the
-    number of rows in hand: the C-FIND SCP writes the responses it holds before asking for
-    a row that needs a fetch, which may scan the index for a while (``qr_find_scp``)."""
+    """The rows (tuples) of a compiled C-FIND, fetched ``batch`` at a time on a connection
+    of their own (taken at the first row, handed to ``done`` — or closed — after the last
+    or by ``close``). ``ready()`` is the number of rows in hand: the C-FIND SCP writes the
+    responses it holds before asking for a row that needs a fetch, which may scan the
+    index for a while (``qr_find_scp``)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], sql: str, params: list[object],
-                 batch: int) -> None:
+                 batch: int, done: Callable[[sqlite3.Connection], None] | None = None) -> None:
         self._connect, self._sql, self._params, self._batch = connect, sql, params, batch
+        self._release = done
         self._conn: sqlite3.Connection | None = None
         self._cursor: sqlite3.Cursor | None = None
         self._rows: list = []
@@ -1187,14 +1217,16 @@ class MatchingRows:
     def __iter__(self) -> MatchingRows:
         return self
 
-    def __next__(self) -> sqlite3.Row:
+    def __next__(self) -> tuple:
         if self._next >= len(self._rows):
             if self._done:
                 raise StopIteration
             try:
                 if self._cursor is None:
                     self._conn = self._connect()
-                    self._cursor = self._conn.execute(self._sql, self._params)
+                    cursor = self._conn.cursor()
+                    cursor.row_factory = None  # plain tuples: read by position only
+                    self._cursor = cursor.execute(self._sql, self._params)
                 self._rows, self._next = self._cursor.fetchmany(self._batch), 0
             except BaseException:
                 self.close()
@@ -1211,11 +1243,22 @@ class MatchingRows:
         return len(self._rows) - self._next
 
     def close(self) -> None:
-        """Stop: the connection is closed and no row comes any more."""
+        """Stop: the statement is finished, the connection handed back (or closed), and no
+        row comes any more."""
         self._done = True
-        self._rows, self._next, self._cursor = [], 0, None
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        cursor, conn = self._cursor, self._conn
+        self._rows, self._next, self._cursor, self._conn = [], 0, None, None
+        if conn is None:
+            return
+        try:
+            if cursor is not None:
+                cursor.close()  # resets the statement: no read transaction stays open
+        except Exception:
+            conn.close()
+            raise
+        if self._release is not None:
+            self._release(conn)
+        else:
             conn.close()
 
     def __del__(self) -> None:
@@ -1364,37 +1407,65 @@ class FindQuery:
                 fixed = prefix + head(len(data)) + data
             plan.append((fixed, prefix, head, pad, vr == "PN", check.match, index, multi))
 
-        def encode(row: sqlite3.Row | tuple) -> bytes | None:
-            parts: list[bytes] = []
-            for fixed, prefix, head, pad, is_pn, ok, index, multi in plan:
-                if fixed is not None:
-                    parts.append(fixed)
-                    continue
-                value: object = row[index]
-                if value is None or value == "":
-                    parts.append(prefix + head(0))
-                    continue
-                if type(value) is int:
-                    text = str(value)
-                elif multi:
-                    values = [v for v in str(value).split(",") if v]
-                    if not all(ok(v) for v in values):
-                        return None
-                    text = "\\".join(values)
-                else:
-                    text = str(value)
-                    if not ok(text):
-                        return None
-                if is_pn and ("\\" in text or text.endswith("^") or "^=" in text
-                              or text.endswith("=")):
-                    return None
-                data = text.encode("ascii")
-                if len(data) % 2:
-                    data += pad
-                parts.append(prefix + head(len(data)) + data)
-            return b"".join(parts)
+        return _compile_row_encoder(plan)
 
-        return encode
+
+def _compile_row_encoder(plan: list[tuple]) -> Callable[[sqlite3.Row | tuple], bytes | None]:
+    """The row encoder of ``FindQuery.encoder`` for one plan, as a function of its own: one
+    line per element, the bytes that never change joined into constants. Why: a loop over
+    the plan that looked up each entry's header, padding and check per value was most of
+    a match's cost to the SCP (issue 14); the rules are those the loop applied (each
+    element's ``prefix``, length and padded text; None for a value it cannot write)."""
+    consts: dict[str, object] = {"_str": str, "_int": int, "_bs": "\\"}
+    lines = ["def encode(row):"]
+    pieces: list[str] = []   # expressions joined into the identifier, in tag order
+    run: list[bytes] = []    # fixed bytes not yet named
+
+    def name(value: object) -> str:
+        key = f"_c{len(consts)}"
+        consts[key] = value
+        return key
+
+    for n, (fixed, prefix, head, pad, is_pn, ok, index, multi) in enumerate(plan):
+        if fixed is not None:
+            run.append(fixed)
+            continue
+        if run:
+            pieces.append(name(b"".join(run)))
+            run = []
+        empty, pre, hd, pd, chk = (name(prefix + head(0)), name(prefix), name(head), name(pad),
+                                   name(ok))
+        lines += [f"    v = row[{index}]",
+                  "    if v is None or v == '':",
+                  f"        e{n} = {empty}",
+                  "    else:",
+                  "        if type(v) is _int:",
+                  "            t = _str(v)"]
+        if multi:
+            lines += ["        else:",
+                      "            vs = [x for x in _str(v).split(',') if x]",
+                      "            for x in vs:",
+                      f"                if not {chk}(x):",
+                      "                    return None",
+                      "            t = _bs.join(vs)"]
+        else:
+            lines += ["        else:",
+                      "            t = _str(v)",
+                      f"            if not {chk}(t):",
+                      "                return None"]
+        if is_pn:
+            lines += ["        if _bs in t or t.endswith('^') or '^=' in t or t.endswith('='):",
+                      "            return None"]
+        lines += ["        d = t.encode('ascii')",
+                  "        if len(d) % 2:",
+                  f"            d += {pd}",
+                  f"        e{n} = {pre} + {hd}(len(d)) + d"]
+        pieces.append(f"e{n}")
+    if run:
+        pieces.append(name(b"".join(run)))
+    lines.append(f"    return b''.join(({', '.join(pieces)},))")
+    exec("\n".join(lines), consts)  # noqa: S102 - our own source, built from the plan above
+    return consts["encode"]  # type: ignore[return-value]
 
 
 #: Printable ASCII without backslash, no leading or trailing space: a value pydicom writes as

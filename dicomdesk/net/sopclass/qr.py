@@ -21,10 +21,12 @@ from typing import Any, Iterable, Iterator
 import pydicom.errors
 from pydicom.dataset import Dataset
 
-from .. import dimsemessages, statuses, uids
+from .. import dimsemessages, statuses, trace, uids
+from ..asceprovider import GATHER_MAX_BYTES
 from ..exceptions import (AssociationError, DIMSEProcessingError, EventHandlingError,
                           NetDICOMError, OperationCancelledError)
 from ..dataset_codec import encode_identifier
+from ..pdu import PDATA_HEAD, PDU_HEADER, PDV_HEAD, PDataTfBytes
 from ..printable import printable
 from ..records import FrozenRecord, Record
 from .base import sop_classes
@@ -178,6 +180,64 @@ def _context_syntax(ctx: Any) -> str:
     return str(ts[0] if isinstance(ts, (list, tuple)) else ts)
 
 
+class _PendingWriter:
+    """The pending C-FIND-RSPs of one request whose identifiers are already encoded
+    (bytes), written as the PDUs ``CFindRSPMessage.encode`` gives (one P-DATA-TF of two
+    PDVs each), laid out here instead: the command set of a pending response is the same
+    bytes for every match, so it is encoded once per status and each match costs two
+    packed headers (``pdu.PDataTfBytes``). The bytes on the wire are those of the message
+    path (tests/net/test_qr_pending_writer.py compares them).
+
+    ``add`` returns False for what it does not take (a trace listening: it shows every
+    message; an identifier too large for one PDU at the peer's maximum): the caller sends
+    that one as a message, after ``write``. ``write`` writes what was added, after what
+    the association gathered before (``asce.flush``), so the order never changes."""
+
+    def __init__(self, asce: Any, ctx: Any, rq: Any) -> None:
+        self.asce, self.rq, self.ctx_id = asce, rq, ctx.id
+        # A message fits one PDU when its command and identifier PDVs fit the peer's
+        # maximum (dimsemessages.DIMSEMessage.encode's rule).
+        limit = dimsemessages._fragment_size(asce.peer_max_pdu_length) + dimsemessages.PDV_OVERHEAD
+        self.room = limit - 2 * dimsemessages.PDV_OVERHEAD
+        self.commands: dict[int, tuple[bytes, int]] = {}
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.count = 0
+
+    def _command(self, status: int) -> tuple[bytes, int]:
+        rsp = dimsemessages.CFindRSPMessage()
+        rsp.message_id_being_responded_to = self.rq.message_id
+        rsp.affected_sop_class_uid = self.rq.sop_class_uid
+        rsp.status = status
+        rsp.data_set = b""  # an identifier follows (Command Data Set Type: present)
+        command = rsp.set_length()
+        # the first PDV (the command's only, last fragment) after the PDU header
+        head = PDATA_HEAD.pack(4, 0, 0, 2 + len(command), self.ctx_id, 0x03)[6:]
+        self.commands[status] = entry = (head + command, len(command))
+        return entry
+
+    def add(self, identifier: bytes, status: int) -> bool:
+        entry = self.commands.get(status) or self._command(status)
+        length = len(identifier)
+        if entry[1] + length > self.room or trace.enabled():
+            return False
+        command_pdv, command_length = entry
+        pdu_length = 12 + command_length + length
+        self.parts += (PDU_HEADER.pack(4, 0, pdu_length), command_pdv,
+                       PDV_HEAD.pack(2 + length, self.ctx_id, 0x02), identifier)
+        self.size += 6 + pdu_length
+        self.count += 1
+        return True
+
+    def write(self) -> None:
+        if self.count:
+            data = b"".join(self.parts)
+            count = self.count
+            self.parts, self.size, self.count = [], 0, 0
+            self.asce.flush()
+            self.asce.dul.send_pdata([PDataTfBytes(data, count)])
+
+
 @sop_classes(FIND_SOP_CLASSES)
 def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     """C-FIND SCP: one pending response per (identifier, status) of ``on_receive_find``.
@@ -196,6 +256,8 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     (``_readiness``: a list, or an iterator with ``ready()`` such as the archive's), in one
     gathered write of at most ``asceprovider.GATHER_MAX_BYTES``. A C-CANCEL-RQ is looked
     for before the first match and after every write, so at most one such batch follows it.
+    Identifiers the hook gives already encoded (bytes: the archive's) go out through
+    ``_PendingWriter``, the same bytes without a message object per match.
     """
     if msg.data_set_over_limit:  # PS3.4 C.4.1.1.4: A700 Refused: Out of Resources
         logger.warning("C-FIND identifier refused: %s", msg.data_set_error)
@@ -209,6 +271,7 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     final: int = statuses.SUCCESS
     comment: str | None = None
     codes: dict[int, statuses.Status] = {}  # one Status per value, not one per match
+    writer = _PendingWriter(asce, ctx, msg)
     try:
         if _cancel_arrived(asce, msg.message_id):  # before the hook's first step
             final = statuses.C_FIND_CANCEL
@@ -218,14 +281,17 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
             matches = iter(results)
             first = True
             while True:
-                if asce.gathered_bytes and (ready is None or not ready()):
-                    asce.flush()  # the hook's next step may wait: nothing made is held
+                if (writer.count or asce.gathered_bytes) and (ready is None or not ready()):
+                    # the hook's next step may wait: nothing made is held
+                    writer.write()
+                    asce.flush()
                     if _cancel_arrived(asce, msg.message_id):
                         final = statuses.C_FIND_CANCEL
                         break
                 try:
                     identifier, status = next(matches)
                 except StopIteration:
+                    writer.write()
                     if _cancel_arrived(asce, msg.message_id):
                         final = statuses.C_FIND_CANCEL
                     break
@@ -235,14 +301,24 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
                     if type(status) is int:
                         codes[status] = code
                 if not code.is_pending:
+                    writer.write()
                     if identifier is not None:
                         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_PENDING, identifier)
                     final, comment = code, getattr(status, "error_comment", None)
                     break
                 # The first match leaves at once; those after it wait for the ones ready
-                # with them (one write, ``send(gather=True)``), at most GATHER_MAX_BYTES.
-                _send_find_rsp(asce, ctx, msg, code, identifier, gather=not first)
-                if first or not asce.gathered_bytes:  # written: a C-CANCEL-RQ may be there
+                # with them (one write), at most GATHER_MAX_BYTES.
+                if type(identifier) is bytes and writer.add(identifier, int(code)):
+                    if first or writer.size >= GATHER_MAX_BYTES:
+                        writer.write()
+                        written = True
+                    else:
+                        written = False
+                else:
+                    writer.write()
+                    _send_find_rsp(asce, ctx, msg, code, identifier, gather=not first)
+                    written = first or not asce.gathered_bytes
+                if written:  # a C-CANCEL-RQ may be there
                     first = False
                     if _cancel_arrived(asce, msg.message_id):
                         final = statuses.C_FIND_CANCEL
@@ -250,6 +326,7 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
     except EventHandlingError as exc:
         logger.info("on_receive_find refused: %s", exc)
         final, comment = exc.failure_status(statuses.C_FIND_UNABLE_TO_PROCESS), str(exc)
+    writer.write()
     _send_find_rsp(asce, ctx, msg, final, error_comment=comment)
 
 
