@@ -33,17 +33,15 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydicom import config as pydicom_config
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.tag import Tag
-
-from ..net.dataset_codec import new_dataset, raw_text_element, transfer_syntax_vr
 from . import matching
 from .matching import STATUS_IDENTIFIER_DOES_NOT_MATCH, QueryError, value_text
 from .write_behind import WriteBehind
+
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` answers C-ECHO without it
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +69,7 @@ class Key:
     vr: str
     level: str
     column: str
+    tag: int  # the keyword's tag (tests/archive/test_index.py checks it against pydicom's)
 
     @property
     def alias(self) -> str:
@@ -82,32 +81,31 @@ class Key:
 
 
 KEYS: dict[str, Key] = {k.keyword: k for k in (
-    Key("PatientName", "PN", "PATIENT", "patient_name"),
-    Key("PatientID", "LO", "PATIENT", "patient_id"),
-    Key("IssuerOfPatientID", "LO", "PATIENT", "issuer_of_patient_id"),
-    Key("PatientBirthDate", "DA", "PATIENT", "patient_birth_date"),
-    Key("PatientSex", "CS", "PATIENT", "patient_sex"),
-    Key("StudyInstanceUID", "UI", "STUDY", "study_uid"),
-    Key("StudyDate", "DA", "STUDY", "study_date"),
-    Key("StudyTime", "TM", "STUDY", "study_time"),
-    Key("AccessionNumber", "SH", "STUDY", "accession_number"),
-    Key("StudyID", "SH", "STUDY", "study_id"),
-    Key("StudyDescription", "LO", "STUDY", "study_description"),
-    Key("ReferringPhysicianName", "PN", "STUDY", "referring_physician_name"),
-    Key("SeriesInstanceUID", "UI", "SERIES", "series_uid"),
-    Key("Modality", "CS", "SERIES", "modality"),
-    Key("SeriesNumber", "IS", "SERIES", "series_number"),
-    Key("SeriesDescription", "LO", "SERIES", "series_description"),
-    Key("SeriesDate", "DA", "SERIES", "series_date"),
-    Key("SeriesTime", "TM", "SERIES", "series_time"),
-    Key("SOPInstanceUID", "UI", "IMAGE", "sop_instance_uid"),
-    Key("SOPClassUID", "UI", "IMAGE", "sop_class_uid"),
-    Key("InstanceNumber", "IS", "IMAGE", "instance_number"),
+    Key("PatientName", "PN", "PATIENT", "patient_name", 0x00100010),
+    Key("PatientID", "LO", "PATIENT", "patient_id", 0x00100020),
+    Key("IssuerOfPatientID", "LO", "PATIENT", "issuer_of_patient_id", 0x00100021),
+    Key("PatientBirthDate", "DA", "PATIENT", "patient_birth_date", 0x00100030),
+    Key("PatientSex", "CS", "PATIENT", "patient_sex", 0x00100040),
+    Key("StudyInstanceUID", "UI", "STUDY", "study_uid", 0x0020000D),
+    Key("StudyDate", "DA", "STUDY", "study_date", 0x00080020),
+    Key("StudyTime", "TM", "STUDY", "study_time", 0x00080030),
+    Key("AccessionNumber", "SH", "STUDY", "accession_number", 0x00080050),
+    Key("StudyID", "SH", "STUDY", "study_id", 0x00200010),
+    Key("StudyDescription", "LO", "STUDY", "study_description", 0x00081030),
+    Key("ReferringPhysicianName", "PN", "STUDY", "referring_physician_name", 0x00080090),
+    Key("SeriesInstanceUID", "UI", "SERIES", "series_uid", 0x0020000E),
+    Key("Modality", "CS", "SERIES", "modality", 0x00080060),
+    Key("SeriesNumber", "IS", "SERIES", "series_number", 0x00200011),
+    Key("SeriesDescription", "LO", "SERIES", "series_description", 0x0008103E),
+    Key("SeriesDate", "DA", "SERIES", "series_date", 0x00080021),
+    Key("SeriesTime", "TM", "SERIES", "series_time", 0x00080031),
+    Key("SOPInstanceUID", "UI", "IMAGE", "sop_instance_uid", 0x00080018),
+    Key("SOPClassUID", "UI", "IMAGE", "sop_class_uid", 0x00080016),
+    Key("InstanceNumber", "IS", "IMAGE", "instance_number", 0x00200013),
 )}
 
 
-_KEY_TAGS: tuple[tuple[str, int], ...] = tuple((kw, tag_for_keyword(kw)) for kw in KEYS)
-_KEY_TAGS_VRS: tuple[tuple[str, int, str], ...] = tuple((kw, tag, KEYS[kw].vr) for kw, tag in _KEY_TAGS)
+_KEY_TAGS_VRS: tuple[tuple[str, int, str], ...] = tuple((k.keyword, k.tag, k.vr) for k in KEYS.values())
 
 
 @dataclass(frozen=True)
@@ -169,74 +167,13 @@ class InstanceRecord:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, **facts: object) -> InstanceRecord:
-        # By tag, not keyword: the same values as ``ds.get(keyword)`` without pydicom's
-        # keyword lookup per attribute (this runs once per stored object). A raw element
-        # whose bytes are plain ASCII is read directly (``_plain_value``); anything else
-        # is pydicom's conversion.
-        values = {}
-        elements = ds._dict
-        plain = _has_plain_charset(elements.get(_CHARSET_TAG))
-        for kw, tag, vr in _KEY_TAGS_VRS:
-            elem = elements.get(tag)
-            if elem is None:
-                values[kw] = ""
-                continue
-            text = _plain_value(elem, vr) if plain else None
-            if text is None:
-                elem = ds.get(tag)
-                text = value_text(elem.value if elem is not None else None)
-            values[kw] = text
-        return cls(values=values, **facts)  # type: ignore[arg-type]
+        """The record of a data set's key values (``header_values.key_values``)."""
+        from .header_values import key_values
+
+        return cls(values=key_values(ds, _KEY_TAGS_VRS), **facts)  # type: ignore[arg-type]
 
 
 _CHARSET_TAG = 0x00080005
-#: Character sets in which a printable-ASCII byte string decodes to itself (PS3.5 6.1).
-_PLAIN_CHARSETS = frozenset({b"", b"ISO_IR 6", b"ISO_IR 100", b"ISO_IR 192"})
-#: Printable ASCII without backslash (a single value), not starting with a space.
-_PLAIN_TEXT = re.compile(rb"[!-\[\]-~][ -\[\]-~]*\Z")
-#: Per VR, values that pydicom's reading validation accepts (a subset of what it accepts:
-#: anything else goes to pydicom, which then warns as it always did).
-_PLAIN_BY_VR = {
-    "UI": re.compile(rb"(?=.{1,64}\Z)(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\Z"),
-    "IS": re.compile(rb"[+-]?[0-9]{1,9}\Z"),
-    "CS": re.compile(rb"[A-Z0-9 _]{1,16}\Z"),
-    "SH": re.compile(rb".{1,16}\Z"),
-    "LO": re.compile(rb".{1,64}\Z"),
-    "PN": re.compile(rb"(?=.{1,64}\Z)[^=^]*(\^[^=^]*){0,4}\Z"),
-    "DA": re.compile(rb"[0-9]{8}\Z"),
-    "TM": re.compile(rb"[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?\Z"),
-}
-_TEXT_VRS = frozenset(_PLAIN_BY_VR)
-
-
-def _has_plain_charset(elem: object) -> bool:
-    """No Specific Character Set, or one where ASCII bytes are ASCII text (raw, unconverted)."""
-    if elem is None:
-        return True
-    if type(elem) is not RawDataElement or not isinstance(elem.value, bytes):
-        return False
-    return elem.value.rstrip(b" \0") in _PLAIN_CHARSETS
-
-
-def _plain_value(elem: object, vr: str) -> str | None:
-    """``value_text`` of a raw text element whose value is one plain ASCII string, without
-    pydicom (equal to pydicom's conversion: trailing spaces/NULs removed; checked against
-    pydicom in tests/perf/test_fast_headers.py); None when pydicom must convert it."""
-    if type(elem) is not RawDataElement or vr not in _TEXT_VRS or elem.VR not in (None, vr):
-        return None
-    raw = elem.value
-    if not isinstance(raw, bytes) or len(raw) != elem.length:
-        return None
-    raw = raw.rstrip(b" \0")
-    if not raw:
-        return ""
-    if not _PLAIN_TEXT.match(raw):
-        return None
-    if not _PLAIN_BY_VR[vr].match(raw):
-        return None
-    if vr in ("DA", "TM") and pydicom_config.datetime_conversion:
-        return None
-    return raw.decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -1184,7 +1121,7 @@ def _effective_level(level: str, model: str) -> str:
     return "STUDY" if model == "study" and level == "PATIENT" else level
 
 
-_SKIPPED_TAGS = {Tag("QueryRetrieveLevel"), Tag("SpecificCharacterSet")}
+_SKIPPED_TAGS = {0x00080052, 0x00080005}  # QueryRetrieveLevel, SpecificCharacterSet
 
 
 @dataclass
@@ -1314,6 +1251,8 @@ class FindQuery:
         (``dataset_codec.new_dataset``): no per-element validation or conversion up front,
         which was most of the time per match. Anything else uses ``add_new``.
         """
+        from ..net.dataset_codec import new_dataset, raw_text_element
+
         elements: dict[int, RawDataElement] = {}
         slow: list[tuple[_Out, object]] = []
         non_ascii = False
@@ -1350,7 +1289,7 @@ class FindQuery:
                 slow.append((out, value))
         elements[_QR_LEVEL_TAG] = _level_raw(self.level)
         if non_ascii:
-            elements[_CHARSET_TAG] = _UTF8_CHARSET_RAW
+            elements[_CHARSET_TAG] = _level_raw("ISO_IR 192", _CHARSET_TAG)
         elif self.charset_requested:
             elements[_CHARSET_TAG] = _empty_raw(_CHARSET_TAG, "CS")
         ds = new_dataset(elements, implicit=False)
@@ -1370,6 +1309,8 @@ class FindQuery:
         values padded to even length (PS3.5 7.1), only printable-ASCII single values without
         leading/trailing spaces (anything else: None, the Dataset path).
         """
+        from ..net.dataset_codec import transfer_syntax_vr
+
         implicit = transfer_syntax_vr(transfer_syntax)
         if implicit is None:
             return None
@@ -1484,17 +1425,20 @@ _EMPTY_RAW_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT"
 
 @functools.lru_cache(maxsize=256)
 def _empty_raw(tag: int, vr: str) -> RawDataElement:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
     return RawDataElement(Tag(tag), vr, 0, None, 0, False, True, True, False)
 
 
 @functools.lru_cache(maxsize=8)
-def _level_raw(level: str) -> RawDataElement:
-    raw = raw_text_element(_QR_LEVEL_TAG, "CS", level)
+def _level_raw(value: str, tag: int = _QR_LEVEL_TAG) -> RawDataElement:
+    """The raw CS element of a constant (Query/Retrieve Level, Specific Character Set)."""
+    from ..net.dataset_codec import raw_text_element
+
+    raw = raw_text_element(tag, "CS", value)
     assert raw is not None
     return raw
-
-
-_UTF8_CHARSET_RAW = raw_text_element(_CHARSET_TAG, "CS", "ISO_IR 192")
 
 
 def build_find(level: str, identifier: Dataset, model: str = "study", *,
@@ -1587,7 +1531,7 @@ def build_find(level: str, identifier: Dataset, model: str = "study", *,
     unique = UNIQUE_KEYS[level]
     if unique not in seen:
         key = KEYS[unique]
-        outs.append(_Out(tag_for_keyword(unique), key.vr, "col", len(selects)))
+        outs.append(_Out(key.tag, key.vr, "col", len(selects)))
         selects.append(f"{key.alias}.{key.column}")
 
     joins = {
@@ -1608,6 +1552,8 @@ def build_find(level: str, identifier: Dataset, model: str = "study", *,
 
 
 def _dictionary_vr(tag: int) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
     try:
         return dictionary_VR(tag)
     except KeyError:

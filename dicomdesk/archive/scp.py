@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any
 
 from ..net import uids
 from ..net.exceptions import EventHandlingError
 from ..net.statuses import Status
 from .matching import STATUS_UNABLE_TO_PROCESS, QueryError
+
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` starts without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 

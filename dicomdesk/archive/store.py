@@ -31,13 +31,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
-
-from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.datadict import tag_for_keyword
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import BaseTag
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
 from ..durable import fsync_directory
 from .committer import CommitJob, Committer
@@ -48,6 +42,9 @@ from ..net.sopclass.storage import (_DEFLATED_SYNTAXES, _SCAN_BYTES, Part10Error
                                     read_deflated_header, read_file_meta, scan_header)
 from .index import KEYS, FindQuery, Index, InstanceRecord, InstanceRef, build_find
 from .private import PRIVATE_DIR_MODE, make_private
+
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` answers C-ECHO without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +73,7 @@ INCOMING_DIR = ".incoming"
 _RECONCILED_FLAG = "journal-reconciled"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-_HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
+_HEADER_TAGS = sorted({key.tag for key in KEYS.values()} | {0x00080005})
 _HEADER_TAG_SET = frozenset(_HEADER_TAGS)
 #: Received bytes after which free space is measured again at the latest (``_free_space_due``).
 FREE_SPACE_CHECK_BYTES = 64 << 20
@@ -212,6 +209,9 @@ class _ScannedHeader:
 
     def dataset(self) -> Dataset:
         if self._dataset is None:
+            from pydicom.dataset import Dataset, FileMetaDataset
+            from pydicom.tag import BaseTag
+
             ds = Dataset({BaseTag(tag): elem for tag, elem in self._dict.items()})
             meta = FileMetaDataset()
             meta.TransferSyntaxUID = self.file_meta["TransferSyntaxUID"]
@@ -230,7 +230,7 @@ class _ScannedHeader:
 
 
 #: What the archive reads of a file's header: pydicom's Dataset, or a scan standing in for it.
-Header = Dataset | _ScannedHeader
+Header: TypeAlias = "Dataset | _ScannedHeader"
 
 
 def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
@@ -259,6 +259,8 @@ def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
             ds = read_deflated_header(fp, offset, max(_HEADER_TAGS), max_inflated_size)
     except (OSError, Part10Error) as exc:
         raise ArchiveRefusal(STATUS_CANNOT_UNDERSTAND, f"not a readable deflated object: {exc}") from exc
+    from pydicom.dataset import FileMetaDataset
+
     meta_ds = FileMetaDataset()
     meta_ds.TransferSyntaxUID = values[0x00020010]
     ds.file_meta = meta_ds
@@ -276,6 +278,9 @@ def _read_header(path: Path, max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE)
     ds = _read_deflated_header(path, max_inflated_size)
     if ds is not None:
         return ds
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     try:
         try:
             ds = dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS, defer_size=1024)
@@ -1566,6 +1571,8 @@ class Archive:
     def _export_deidentified(source: Path, folder: Path, deidentifier: Any) -> Path:
         from ..net.sopclass.storage import read_part10_header
         from ..transform.rewrite import rewrite_file
+
+        from pydicom import dcmread
 
         ts = read_part10_header(source).transfer_syntax
         result = rewrite_file(source, ts, deidentifier=deidentifier, tmp_dir=str(folder))

@@ -23,7 +23,6 @@ from ..net.applicationentity import AE, write_meta, write_meta_of
 from ..net.exceptions import AssociationRejectedError
 from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
-from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES
 from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
 
 logger = logging.getLogger(__name__)
@@ -61,8 +60,9 @@ class StoredObject:
 
 
 def _context_names(asce: Any) -> tuple[str, ...]:
-    from pydicom.uid import UID
-    return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
+    from ..net.uids import sop_class_name
+
+    return tuple(sorted({sop_class_name(c.sop_class) for c in asce.accepted_contexts.values()}))
 
 
 class _BoundedWriter:
@@ -177,6 +177,8 @@ class ServerAE(ArchiveHooks, AE):
     # -- Storage SCP (PS3.4 B.2.2): received bytes go straight into an archive temp file
     def scp_transfer_syntaxes(self) -> dict[str, list[str]]:
         """Storage classes accept every transfer syntax: the file is kept as received."""
+        from ..net.sopclass.storage import STORAGE_SCP_TRANSFER_SYNTAXES  # pydicom's table
+
         result = super().scp_transfer_syntaxes()
         for uid, service in self.supported_scp.items():
             if service is storage_scp:

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Iterable, Iterator
-
-import pydicom.errors
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from .. import dimsemessages, statuses, trace, uids
 from ..asceprovider import GATHER_MAX_BYTES
 from ..exceptions import (AssociationError, DIMSEProcessingError, EventHandlingError,
                           NetDICOMError, OperationCancelledError)
-from ..dataset_codec import encode_identifier
 from ..pdu import PDATA_HEAD, PDU_HEADER, PDV_HEAD, PDataTfBytes
 from ..printable import printable
+from ..dimsemessages import is_dataset
 from ..records import FrozenRecord, Record
 from .base import sop_classes
+
+if TYPE_CHECKING:  # pydicom loads on first use: a server answers C-ECHO without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,10 @@ def _send_find_rsp(asce: Any, ctx: Any, rq: Any, status: int, identifier: Any = 
     comment = error_comment or getattr(status, "error_comment", None)
     if comment and not statuses.Status(int(status)).is_pending:
         rsp.error_comment = _error_comment(comment)
-    if isinstance(identifier, Dataset):
+    if is_dataset(identifier):
         # The fast codec gives pydicom's bytes for a flat identifier (None: pydicom encodes).
+        from ..dataset_codec import encode_identifier
+
         encoded = encode_identifier(identifier, _context_syntax(ctx))
         if encoded is not None:
             identifier = encoded
@@ -264,7 +266,7 @@ def qr_find_scp(asce: Any, ctx: Any, msg: Any) -> None:
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_OUT_OF_RESOURCES,
                        error_comment=msg.data_set_error)
         return
-    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+    if msg.data_set_error or not is_dataset(msg.data_set):
         logger.info("C-FIND identifier could not be decoded: %s", msg.data_set_error)
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_UNABLE_TO_PROCESS)
         return
@@ -454,6 +456,8 @@ class SubOperations(Record):
         """The final response's identifier: Failed SOP Instance UID List (0008,0058)."""
         if not self.failed_uids:
             return None
+        from pydicom.dataset import Dataset
+
         ds = Dataset()
         ds.FailedSOPInstanceUIDList = list(self.failed_uids)
         return ds
@@ -493,7 +497,7 @@ class _Item(FrozenRecord):
 
 def describe_item(item: Any) -> _Item:
     """SOP class/instance and transfer syntax of a Dataset or a file name (header only)."""
-    if isinstance(item, Dataset):
+    if is_dataset(item):
         meta = getattr(item, "file_meta", None)
         ts = meta.get("TransferSyntaxUID") if meta is not None else None
         if ts is None or ts in uids.UNCOMPRESSED_TRANSFER_SYNTAXES:
@@ -547,7 +551,7 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
             logger.info("%s sub-operation failed: %s", command, exc)  # a C-MOVE sub-association
             status = 0xA700
         except (NetDICOMError, OSError, ValueError, AttributeError, KeyError,
-                pydicom.errors.InvalidDicomError) as exc:
+                _invalid_dicom_error()) as exc:
             logger.info("%s sub-operation failed: %s", command, exc)
             status = 0xA700 if isinstance(exc, (NetDICOMError, OSError)) else 0xC000
         counts.record(status, uid)
@@ -555,6 +559,14 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
                            final=False)
     counts.remaining = 0
     _send_retrieve_rsp(asce, ctx, rq, rsp_cls, counts.final_status(command), counts, final=True)
+
+
+def _invalid_dicom_error() -> type:
+    """pydicom's InvalidDicomError, for an ``except`` clause (evaluated only when something
+    was raised): by then pydicom is loaded, or the error is not one of its own."""
+    from pydicom.errors import InvalidDicomError
+
+    return InvalidDicomError
 
 
 def _storage_scu() -> Any:
@@ -574,7 +586,7 @@ def _identifier_refused(asce: Any, ctx: Any, msg: Any, rsp_cls: type, command: s
         _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xA701, command), None,
                            final=True, error_comment=msg.data_set_error)
         return True
-    if msg.data_set_error or not isinstance(msg.data_set, Dataset):
+    if msg.data_set_error or not is_dataset(msg.data_set):
         _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xC000, command), None,
                            final=True)
         return True
@@ -655,7 +667,7 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     for raw in items:
         try:
             described.append(describe_item(raw))
-        except (OSError, ValueError, AttributeError, KeyError, pydicom.errors.InvalidDicomError) as exc:
+        except (OSError, ValueError, AttributeError, KeyError, _invalid_dicom_error()) as exc:
             logger.info("C-MOVE: cannot read %r: %s", raw, exc)
             described.append(raw)  # fails again (and is counted) in the sub-operation loop
     count = max(int(count), len(described))

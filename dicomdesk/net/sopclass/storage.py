@@ -1226,9 +1226,16 @@ def check_file_structure(fp: BinaryIO, *, transfer_syntax: str | None = None,
 
 
 def _all_transfer_syntaxes() -> tuple[str, ...]:
-    from pydicom.uid import AllTransferSyntaxes
+    from .. import pydicom_tables
 
-    return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
+    data = pydicom_tables.tables()  # pydicom's list without importing pydicom, when current
+    if data is not None:
+        known: tuple[str, ...] = data.TRANSFER_SYNTAXES
+    else:
+        from pydicom.uid import AllTransferSyntaxes
+
+        known = tuple(map(str, AllTransferSyntaxes))
+    return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *known]))
 
 
 def __getattr__(name: str) -> Any:
