@@ -132,8 +132,9 @@ def _load_pydicom_soon(stop: threading.Event) -> None:
         if stop.wait(WARM_UP_DELAY_S):
             return
         try:
-            import pydicom  # noqa: F401
+            from ..net.pydicom_tables import load_pydicom
 
+            load_pydicom()
             from ..archive import header_values  # noqa: F401
             from ..net import dataset_codec  # noqa: F401
         except Exception:  # a broken install shows itself where it is used, as before

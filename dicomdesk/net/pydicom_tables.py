@@ -19,10 +19,34 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import threading
 from typing import Any
 
 _SOURCES = ("_uid_dict.py", "uid.py")
 _checked: list[Any] = []
+_LOAD_LOCK = threading.Lock()
+_loaded: list[bool] = []
+
+
+def load_pydicom() -> None:
+    """Import pydicom whole, once, one thread at a time; every thread of a server that may
+    be the first to use pydicom calls this before it does.
+
+    Why: a server that starts without pydicom (``dicomdesk serve``) has several threads that
+    may need it first (an association decoding its first identifier, the reconciliation scan,
+    the forwarder, the preload). Two threads importing pydicom's modules for the first time at
+    once can each hold a module the other's import needs; Python then hands one of them a
+    partially initialised module ("cannot import name 'default_encoding' from partially
+    initialized module 'pydicom.charset'": seen with the scan and a C-FIND). Here one thread
+    imports the package, whose ``__init__`` imports the modules dicomdesk uses, and the
+    others wait for it."""
+    if _loaded:
+        return
+    with _LOAD_LOCK:
+        if not _loaded:
+            import pydicom  # noqa: F401
+
+            _loaded.append(True)
 
 
 def _fingerprint() -> str | None:
@@ -63,6 +87,7 @@ def storage_classes_from_pydicom() -> list[str]:
     or "- Trial" suffix); Storage Commitment and the Media Storage Directory class
     carry the word but are not storage classes of PS3.4 Annex B.
     """
+    load_pydicom()
     from pydicom.uid import UID_dictionary
 
     found = []

@@ -628,6 +628,7 @@ def sop_class_name(uid: str) -> str:
     data = pydicom_tables.tables()
     if data is not None and uid in data.SOP_CLASS_NAMES:
         return data.SOP_CLASS_NAMES[uid]
+    pydicom_tables.load_pydicom()  # an association's thread may be the first to need it
     from pydicom.uid import UID
 
     return UID(uid).name

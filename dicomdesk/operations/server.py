@@ -24,6 +24,7 @@ from ..net.exceptions import AssociationRejectedError
 from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
 from ..net.statuses import C_STORE_OUT_OF_RESOURCES, SUCCESS, Status
+from ..net.uids import VERIFICATION_SOP_CLASS
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,11 @@ class ServerAE(ArchiveHooks, AE):
         raise AssociationRejectedError(*decision.rejection, decision.sentence)
 
     def on_association_accepted(self, asce: Any) -> None:
+        if any(c.sop_class != VERIFICATION_SOP_CLASS for c in asce.accepted_contexts.values()):
+            # data sets may come: pydicom loaded by one thread at a time (load_pydicom)
+            from ..net.pydicom_tables import load_pydicom
+
+            load_pydicom()
         self._report(asce, "open")
 
     def on_association_rejected(self, asce: Any, error: Any) -> None:
@@ -521,6 +527,9 @@ class LocalServer:
         def run() -> None:
             logger.info("reconciling the archive folder with its index (once, in the background)")
             try:
+                from ..net.pydicom_tables import load_pydicom
+
+                load_pydicom()  # the scan reads headers; other threads may load it at once
                 report = archive.reconcile(self._stop_reconciling)
             except Exception:  # a broken file system: the server keeps serving what it has
                 logger.exception("reconciling the archive failed")

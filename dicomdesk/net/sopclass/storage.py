@@ -1232,6 +1232,7 @@ def _all_transfer_syntaxes() -> tuple[str, ...]:
     if data is not None:
         known: tuple[str, ...] = data.TRANSFER_SYNTAXES
     else:
+        pydicom_tables.load_pydicom()  # an association's thread may be the first to need it
         from pydicom.uid import AllTransferSyntaxes
 
         known = tuple(map(str, AllTransferSyntaxes))
