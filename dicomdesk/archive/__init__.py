@@ -6,7 +6,9 @@ Independent of the network stack: the server's AE subclass routes its ``get_file
 
 from __future__ import annotations
 
-from .index import ForwardItem, Index, InstanceRef
+from .forward_queue import ForwardItem
+from .index import Index
+from .schema import InstanceRef
 from .matching import QueryError
 from .store import (
     Archive,

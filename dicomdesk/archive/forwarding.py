@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .index import ForwardItem
+from .forward_queue import ForwardItem
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ By tag, not keyword: the same values as ``ds.get(keyword)`` without pydicom's ke
 per attribute (this runs once per stored object). A raw element whose bytes are plain ASCII
 is read directly (``_plain_value``); anything else is pydicom's conversion.
 
-Apart from ``index.py`` because it needs pydicom, which ``dicomdesk serve`` loads only once
+Apart from ``schema.py`` (``InstanceRecord``) because it needs pydicom, which ``dicomdesk serve`` loads only once
 an object arrives (its first C-ECHO is answered without it, issue 14).
 """
 
