@@ -39,6 +39,19 @@ MOVE_SOP_CLASSES = (uids.PATIENT_ROOT_MOVE_SOP_CLASS, uids.STUDY_ROOT_MOVE_SOP_C
 
 _C_FIND_RSP, _C_GET_RSP, _C_MOVE_RSP, _C_STORE_RQ, _C_CANCEL_RQ = 0x8020, 0x8010, 0x8021, 0x0001, 0x0FFF
 
+# Status values by meaning, from net/statuses.py (named there per command; the code below
+# builds each for the command it answers: C-FIND, C-GET or C-MOVE, and C-STORE sub-operations).
+_SUCCESS = int(statuses.SUCCESS)                                                  # 0000
+_PENDING = int(statuses.PENDING)                                                  # FF00
+_CANCEL = int(statuses.CANCEL)                                                    # FE00
+_UNABLE_TO_PROCESS = int(statuses.C_FIND_UNABLE_TO_PROCESS)                       # C000
+_OUT_OF_RESOURCES_MATCHES = int(statuses.C_MOVE_OUT_OF_RESOURCES_MATCHES)         # A701
+_OUT_OF_RESOURCES_SUB_OPERATIONS = int(statuses.C_MOVE_OUT_OF_RESOURCES_SUB_OPERATIONS)  # A702
+_SUB_OPERATIONS_WARNING = int(statuses.C_MOVE_WARNING)                            # B000
+_STORE_OUT_OF_RESOURCES = int(statuses.C_STORE_OUT_OF_RESOURCES)                  # A700
+_STORE_CANNOT_UNDERSTAND = int(statuses.C_STORE_CANNOT_UNDERSTAND)                # C000
+_STORE_SOP_CLASS_NOT_SUPPORTED = int(statuses.C_STORE_SOP_CLASS_NOT_SUPPORTED)    # 0122
+
 
 # ---------------------------------------------------------------------------- SCU helpers
 def qr_cancel_scu(asce: Any, ctx: Any, msg_id: int) -> None:
@@ -55,7 +68,7 @@ def qr_cancel_scu(asce: Any, ctx: Any, msg_id: int) -> None:
 def _response_status(msg: Any, command: str) -> statuses.Status:
     status = msg.status
     if status is None:  # a response without Status is malformed: treat it as a failure
-        return statuses.Status(0xC000, command)
+        return statuses.Status(_UNABLE_TO_PROCESS, command)
     return status
 
 
@@ -447,10 +460,10 @@ class SubOperations(Record):
     def final_status(self, command: str) -> statuses.Status:
         """0000 when all succeeded; A702 when none did; B000 otherwise (PS3.4 C.4.2.1.5)."""
         if self.failed == 0 and self.warning == 0:
-            return statuses.Status(0x0000, command)
+            return statuses.Status(_SUCCESS, command)
         if self.completed == 0 and self.warning == 0:
-            return statuses.Status(0xA702, command)
-        return statuses.Status(0xB000, command)
+            return statuses.Status(_OUT_OF_RESOURCES_SUB_OPERATIONS, command)
+        return statuses.Status(_SUB_OPERATIONS_WARNING, command)
 
     def identifier(self) -> Dataset | None:
         """The final response's identifier: Failed SOP Instance UID List (0008,0058)."""
@@ -533,7 +546,7 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
     while True:
         if _cancel_arrived(asce, rq.message_id):
             logger.info("%s %d cancelled by the peer", command, rq.message_id)
-            _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(0xFE00, command), counts,
+            _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(_CANCEL, command), counts,
                                final=True)
             return
         try:
@@ -549,13 +562,14 @@ def _run_sub_operations(asce: Any, ctx: Any, rq: Any, rsp_cls: type, command: st
             if not asce.association_established:  # this association ended: nothing can follow
                 raise
             logger.info("%s sub-operation failed: %s", command, exc)  # a C-MOVE sub-association
-            status = 0xA700
+            status = _STORE_OUT_OF_RESOURCES
         except (NetDICOMError, OSError, ValueError, AttributeError, KeyError,
                 _invalid_dicom_error()) as exc:
             logger.info("%s sub-operation failed: %s", command, exc)
-            status = 0xA700 if isinstance(exc, (NetDICOMError, OSError)) else 0xC000
+            status = _STORE_OUT_OF_RESOURCES if isinstance(exc, (NetDICOMError, OSError)) \
+                else _STORE_CANNOT_UNDERSTAND
         counts.record(status, uid)
-        _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(0xFF00, command), counts,
+        _send_retrieve_rsp(asce, ctx, rq, rsp_cls, statuses.Status(_PENDING, command), counts,
                            final=False)
     counts.remaining = 0
     _send_retrieve_rsp(asce, ctx, rq, rsp_cls, counts.final_status(command), counts, final=True)
@@ -583,11 +597,11 @@ def _identifier_refused(asce: Any, ctx: Any, msg: Any, rsp_cls: type, command: s
     Error Comment; undecodable: C000 Unable to process."""
     if msg.data_set_over_limit:
         logger.warning("%s identifier refused: %s", command, msg.data_set_error)
-        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xA701, command), None,
+        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(_OUT_OF_RESOURCES_MATCHES, command), None,
                            final=True, error_comment=msg.data_set_error)
         return True
     if msg.data_set_error or not is_dataset(msg.data_set):
-        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(0xC000, command), None,
+        _send_retrieve_rsp(asce, ctx, msg, rsp_cls, statuses.Status(_UNABLE_TO_PROCESS, command), None,
                            final=True)
         return True
     return False
@@ -622,7 +636,9 @@ def qr_get_scp(asce: Any, ctx: Any, msg: Any) -> None:
         if store_ctx is None:
             logger.info("no presentation context for %s in %s", item.sop_class,
                         item.transfer_syntax or "an uncompressed syntax")
-            return 0x0122 if not any(c.sop_class == item.sop_class for c in store_contexts) else 0xC000
+            if not any(c.sop_class == item.sop_class for c in store_contexts):
+                return _STORE_SOP_CLASS_NOT_SUPPORTED
+            return _STORE_CANNOT_UNDERSTAND
         return int(storage_scu(asce, store_ctx, item.payload, asce.next_message_id()))
 
     _run_sub_operations(asce, ctx, msg, dimsemessages.CGetRSPMessage, "C-GET", count, items, store)
@@ -673,7 +689,7 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     count = max(int(count), len(described))
     if not described:
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
-                           statuses.Status(0x0000, "C-MOVE"), SubOperations(0), final=True)
+                           statuses.Status(_SUCCESS, "C-MOVE"), SubOperations(0), final=True)
         return
     try:
         sub = _open_sub_association(asce, remote, [d for d in described if isinstance(d, _Item)])
@@ -684,7 +700,8 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
         # the requestor learns where we tried, so it can say what to fix (PS3.7 C.4: LO)
         where = f"{remote.get('address', '')}:{remote.get('port', '')}"
         _send_retrieve_rsp(asce, ctx, msg, dimsemessages.CMoveRSPMessage,
-                           statuses.Status(0xA702 if count else 0x0000, "C-MOVE"), counts, final=True,
+                           statuses.Status(_OUT_OF_RESOURCES_SUB_OPERATIONS if count else _SUCCESS, "C-MOVE"),
+                           counts, final=True,
                            error_comment=f"cannot reach {destination} at {where}" if count else None)
         return
     storage_scu = _storage_scu()
@@ -693,7 +710,9 @@ def qr_move_scp(asce: Any, ctx: Any, msg: Any) -> None:
     def store(item: _Item) -> int:
         store_ctx = choose_context(sub.accepted_contexts.values(), item)
         if store_ctx is None:
-            return 0x0122 if not sub.contexts_for(item.sop_class) else 0xC000
+            if not sub.contexts_for(item.sop_class):
+                return _STORE_SOP_CLASS_NOT_SUPPORTED
+            return _STORE_CANNOT_UNDERSTAND
         # naming the C-MOVE that caused it (Move Originator AE Title / Message ID, PS3.7 9.3.1.1)
         return int(storage_scu(sub, store_ctx, item.payload, sub.next_message_id(),
                                move_originator=originator))
