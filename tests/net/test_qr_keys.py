@@ -8,7 +8,7 @@ from pydicom.dataset import Dataset
 from dicomdesk.commands.query import match_to_json, parse_keys
 from dicomdesk.net import uids
 from dicomdesk.net.asceprovider import PContextDef, encode_data_set
-from dicomdesk.net.sopclass.qr import SubOperations, _Item, choose_context, describe_item
+from dicomdesk.net.sopclass.retrieve import SubOperations, _Item, choose_context, describe_item
 from dicomdesk.operations.query import build_identifier, parse_key, resolve_model
 
 
