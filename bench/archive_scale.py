@@ -11,8 +11,11 @@ storage folder, rows through ``Index.upsert_many``, the archive's bulk import). 
   the durable cost) and to Orthanc (same files) — objects per second;
 - index size: bytes of ``index.sqlite3`` (after a checkpoint) and per instance;
 - start -> echo: from spawning ``dicomdesk serve`` on the archive to its first C-ECHO answer;
-- queries: first and last match time of each C-FIND (dicomdesk's SCU, in this process, the
-  same for both servers), matches per second;
+- queries: each C-FIND as the desktop app runs it (``operations.find``, dicomdesk's SCU, in
+  this process, the same for both servers), timed from the call (the identifier built, the
+  association requested: what a user waits for too) to the first and to the last match
+  received; matches per second = matches / that last-match time (wall), and per CPU second
+  of the server process and of this process (the client); "done" adds the A-RELEASE;
 - GUI: a window (offscreen) on the archive: time from ``show()`` to a usable browser (first
   page of patients and the archive's counts shown), the longest event-loop gap meanwhile
   (a 5 ms QTimer probe), then RSS (VmRSS, and VmHWM) after opening a patient, a study and a
@@ -166,24 +169,30 @@ def wait_idle(pid: int, timeout: float = 900) -> float:
 
 
 def timed_find(port: int, aec: str, level: str, keys: dict, pid: int | None = None
-               ) -> tuple[float, float, int, float | None]:
-    """(first match s, last match s, matches, server CPU s) of one C-FIND, timed from the
-    request. The server's CPU time is what a busy machine does not distort: matches per
-    server CPU second is the server's own cost."""
+               ) -> tuple[float, float, int, float | None, float, float]:
+    """(first match s, last match s, matches, server CPU s, done s, client CPU s) of one
+    C-FIND, timed from the call of ``find`` (building the identifier and requesting the
+    association included) to the first and the last match received; "done" is when ``find``
+    returned (after the A-RELEASE). CPU times are what a busy machine does not distort:
+    matches per server CPU second is the server's own cost, per client CPU second this
+    process's (decoding each identifier into a pydicom Dataset, as the window does)."""
     from dicomdesk.operations import Peer, find
 
     times: list[float] = []
     cpu0 = cpu_seconds(pid) if pid else None
+    client0 = time.process_time()
     t0 = time.perf_counter()
     result = find(Peer("127.0.0.1", port, called_aet=aec, timeout=600), level, keys,
                   model="study", on_match=lambda _m: times.append(time.perf_counter()),
                   keep_matches=False)
     end = time.perf_counter()
+    client = time.process_time() - client0
     cpu = cpu_seconds(pid) - cpu0 if pid and cpu0 is not None else None
     if result.error:
         raise RuntimeError(f"find failed: {result.error}")
     first = (times[0] - t0) if times else end - t0
-    return first, end - t0, len(times), cpu
+    last = (times[-1] - t0) if times else end - t0
+    return first, last, len(times), cpu, end - t0, client
 
 
 # ----------------------------------------------------------------------------- GUI
@@ -391,10 +400,14 @@ def main() -> None:
 def _q(q: list) -> str:
     first, last, n = q[:3]
     cpu = q[3] if len(q) > 3 else None
+    client = q[5] if len(q) > 5 else None
     rate = f", {n / last:,.0f}/s" if n > 100 else ""
     if n > 100 and cpu:
-        rate += f", {n / cpu:,.0f}/CPU-s"
-    return f"{first * 1000:.0f} / {last * 1000:,.0f} ms ({n:,}{rate})"
+        rate += f", {n / cpu:,.0f}/server-CPU-s"
+    if n > 100 and client:
+        rate += f", {n / client:,.0f}/client-CPU-s"
+    done = f", done {q[4] * 1000:,.0f}" if len(q) > 4 else ""
+    return f"{first * 1000:.0f} / {last * 1000:,.0f}{done} ms ({n:,}{rate})"
 
 
 def _print_row(row: dict) -> None:

@@ -8,7 +8,9 @@ crash is undone by ``recovery.py``.
 
 from __future__ import annotations
 
-from .index import ForwardItem, Index, InstanceRef
+from .forward_queue import ForwardItem
+from .index import Index
+from .schema import InstanceRef
 from .matching import QueryError
 from .errors import ArchiveError, ArchiveRefusal
 from .incoming import IncomingFile

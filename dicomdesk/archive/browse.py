@@ -4,7 +4,7 @@ A window over an archive of a million instances must never list it whole: the br
 patients a page at a time and asks for a patient's studies, a study's series and a series'
 instances only when the user opens them. Each query here is one keyset page — "the next
 ``limit`` children after this sort key" — answered from an index whose order *is* the browser's
-order (``index._INDEXES_V2``: no sort, no OFFSET scan), so a page costs the same at the start
+order (``schema._INDEXES_V2``: no sort, no OFFSET scan), so a page costs the same at the start
 of the archive and at its end. The counts shown beside each row are the counters the index
 keeps (schema 2); an archive still at schema 1, opened read-only, gets them aggregated.
 
@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PAGE", "BrowseRow", "Search", "lineage", "page", "totals"]
+__all__ = ["PAGE", "TREE_COLUMNS", "BrowseRow", "Search", "lineage", "page", "totals", "tree_rows"]
 
 #: Rows per page: one screen and a half of a tree view, ~1 ms of SQL.
 PAGE = 200
@@ -223,4 +223,39 @@ def totals(conn: sqlite3.Connection) -> dict[str, int]:
             "SELECT ifnull(SUM(num_instances), 0) FROM study").fetchone()[0]
     else:
         out["instance"] = conn.execute("SELECT COUNT(*) FROM instance").fetchone()[0]
+    return out
+
+
+#: Columns of ``tree_rows``: the patient/study/series/instance facts an archive browser shows.
+TREE_COLUMNS = ("patient_id", "patient_name", "study_uid", "study_date", "study_description",
+                "accession_number", "series_uid", "modality", "series_number",
+                "series_description", "sop_instance_uid", "sop_class_uid", "instance_number",
+                "transfer_syntax", "file_size", "path")
+
+
+def tree_rows(conn: sqlite3.Connection, *, sop_instance_uids: Iterable[str] | None = None,
+              study_uid: str | None = None) -> list[tuple]:
+    """One tuple per instance (``TREE_COLUMNS`` order, ``path`` relative to the archive),
+    ordered patient, study, series, instance — the PS3.4 C.6.1 hierarchy the browser shows.
+    ``sop_instance_uids`` restricts it to those instances (objects that just arrived),
+    ``study_uid`` to one study (export)."""
+    sql = ("SELECT p.patient_id, p.patient_name, s.study_uid, s.study_date, s.study_description, "
+           "s.accession_number, se.series_uid, se.modality, se.series_number, "
+           "se.series_description, i.sop_instance_uid, i.sop_class_uid, i.instance_number, "
+           "i.transfer_syntax, i.file_size, i.path "
+           "FROM instance i JOIN series se ON i.series_uid = se.series_uid "
+           "JOIN study s ON se.study_uid = s.study_uid JOIN patient p ON s.patient_pk = p.pk")
+    order = " ORDER BY p.patient_name, p.patient_id, s.study_date, s.rowid, se.series_number, " \
+            "se.rowid, i.instance_number, i.rowid"
+    if study_uid is not None:
+        return [tuple(r) for r in conn.execute(sql + " WHERE s.study_uid = ?" + order,
+                                               (study_uid,))]
+    if sop_instance_uids is None:
+        return [tuple(r) for r in conn.execute(sql + order)]
+    uids = list(sop_instance_uids)
+    out: list[tuple] = []
+    for start in range(0, len(uids), 500):
+        chunk = uids[start:start + 500]
+        out.extend(tuple(r) for r in conn.execute(
+            f"{sql} WHERE i.sop_instance_uid IN ({', '.join('?' * len(chunk))}){order}", chunk))
     return out

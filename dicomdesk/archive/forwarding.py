@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .index import ForwardItem
+from .forward_queue import ForwardItem
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,9 @@ class Forwarder:
         due = self.archive.index.due_forwards(time.time(), limit=self.batch_size * 4)
         if not due:
             return False
+        from ..net.pydicom_tables import load_pydicom
+
+        load_pydicom()  # the sender reads the files' headers (one thread loads it, load_pydicom)
         destination = due[0].destination
         batch = [item for item in due if item.destination == destination][: self.batch_size]
         self._send_batch(destination, batch)

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
-
-from pydicom import dcmread
-from pydicom.datadict import tag_for_keyword
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.tag import BaseTag
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE, InflateLimitExceeded
 from ..net.part10 import (DEFLATED_TRANSFER_SYNTAXES, Part10Error, read_deflated_header,
@@ -28,8 +22,11 @@ from ..net.statuses import C_STORE_CANNOT_UNDERSTAND, C_STORE_OUT_OF_RESOURCES
 from .errors import ArchiveRefusal
 from .index import KEYS, InstanceRecord
 
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` answers C-ECHO without it
+    from pydicom.dataset import Dataset
+
 #: The header elements the index keeps (plus Specific Character Set, to decode them).
-HEADER_TAGS = sorted({tag_for_keyword(kw) for kw in KEYS} | {0x00080005})
+HEADER_TAGS = sorted({key.tag for key in KEYS.values()} | {0x00080005})
 HEADER_TAG_SET = frozenset(HEADER_TAGS)
 
 
@@ -90,6 +87,9 @@ class ScannedHeader:
 
     def dataset(self) -> Dataset:
         if self._dataset is None:
+            from pydicom.dataset import Dataset, FileMetaDataset
+            from pydicom.tag import BaseTag
+
             ds = Dataset({BaseTag(tag): elem for tag, elem in self._dict.items()})
             meta = FileMetaDataset()
             meta.TransferSyntaxUID = self.file_meta["TransferSyntaxUID"]
@@ -108,7 +108,7 @@ class ScannedHeader:
 
 
 #: What the archive reads of a file's header: pydicom's Dataset, or a scan standing in for it.
-Header = Dataset | ScannedHeader
+Header: TypeAlias = "Dataset | ScannedHeader"
 
 
 def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
@@ -137,6 +137,8 @@ def _read_deflated_header(path: Path, max_inflated_size: int) -> Header | None:
             ds = read_deflated_header(fp, offset, max(HEADER_TAGS), max_inflated_size)
     except (OSError, Part10Error) as exc:
         raise ArchiveRefusal(C_STORE_CANNOT_UNDERSTAND, f"not a readable deflated object: {exc}") from exc
+    from pydicom.dataset import FileMetaDataset
+
     meta_ds = FileMetaDataset()
     meta_ds.TransferSyntaxUID = values[0x00020010]
     ds.file_meta = meta_ds
@@ -154,6 +156,9 @@ def read_header(path: Path, max_inflated_size: int = DEFAULT_MAX_INFLATED_SIZE) 
     ds = _read_deflated_header(path, max_inflated_size)
     if ds is not None:
         return ds
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
     try:
         try:
             ds = dcmread(path, stop_before_pixels=True, specific_tags=HEADER_TAGS, defer_size=1024)

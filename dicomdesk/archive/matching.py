@@ -26,8 +26,7 @@ status 0xA900 (PS3.4 C.4.1.1.4: Identifier does not match SOP Class).
 from __future__ import annotations
 
 import re
-
-from pydicom.multival import MultiValue
+import sys
 
 from ..net.statuses import C_FIND_IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS as STATUS_IDENTIFIER_DOES_NOT_MATCH
 
@@ -154,9 +153,16 @@ def value_text(value: object) -> str:
     as pydicom splits ``A\\B``, is joined back with backslashes)."""
     if value is None:
         return ""
-    if isinstance(value, (MultiValue, list, tuple)):
+    if isinstance(value, _multi_value_types()):
         return "\\".join(str(v) for v in value)
     return str(value)
+
+
+def _multi_value_types() -> tuple[type, ...]:
+    """list, tuple and pydicom's MultiValue — known without importing pydicom: if it was
+    never imported, no value is one (``dicomdesk serve`` starts without it)."""
+    module = sys.modules.get("pydicom.multival")
+    return (list, tuple) if module is None else (list, tuple, module.MultiValue)
 
 
 def is_universal(value: object) -> bool:
@@ -328,7 +334,7 @@ def matches(vr: str, query: object, stored: object) -> bool:
         return True
     if stored is None:
         return False
-    if isinstance(stored, (list, tuple, MultiValue)):
+    if isinstance(stored, _multi_value_types()):
         return any(matches(vr, query, s) for s in stored)
     text = str(query)
     form = stored_form(vr, stored)

@@ -31,9 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..net import uids
 from ..net.applicationentity import write_meta, write_meta_of
@@ -44,6 +42,9 @@ from ..net.statuses import (C_FIND_MATCHES_LIMITED, C_FIND_OUT_OF_RESOURCES, C_F
                             C_STORE_ELEMENTS_DISCARDED, C_STORE_OUT_OF_RESOURCES, SUCCESS, Status)
 from .errors import ArchiveRefusal
 from .matching import QueryError
+
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` starts without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 

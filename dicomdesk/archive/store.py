@@ -31,9 +31,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-
 from ..net.inflate import DEFAULT_MAX_INFLATED_SIZE
 from ..net.statuses import (C_STORE_CANNOT_UNDERSTAND, C_STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
                             C_STORE_OUT_OF_RESOURCES, CLASS_INSTANCE_CONFLICT,
@@ -48,7 +45,9 @@ from .journal import JOURNAL_DIR, RESERVE_NAME, Journal, Reserve
 from .placement import Placement, StoredInstance
 from .private import make_private
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` answers C-ECHO without it
+    from pydicom.dataset import Dataset
+
     from .recovery import RecoveryReport
 
 logger = logging.getLogger(__name__)
@@ -536,6 +535,7 @@ class Archive:
     def _export_deidentified(source: Path, folder: Path, deidentifier: Any) -> Path:
         from ..net.part10 import read_part10_header
         from ..transform.rewrite import rewrite_file
+        from pydicom import dcmread
 
         ts = read_part10_header(source).transfer_syntax
         result = rewrite_file(source, ts, deidentifier=deidentifier, tmp_dir=str(folder))

@@ -16,19 +16,17 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-from pydicom import dcmread
-from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-from pydicom.tag import Tag
+from typing import TYPE_CHECKING
 
 from .matching import is_universal, matches, value_text
+
+if TYPE_CHECKING:  # pydicom loads on first use: `dicomdesk serve` starts without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
 _SUFFIXES = (".wl", ".dcm")
-_CHARSET = Tag("SpecificCharacterSet")
+_CHARSET = 0x00080005  # SpecificCharacterSet
 
 
 class WorklistStore:
@@ -41,6 +39,8 @@ class WorklistStore:
 
     def items(self) -> list[Dataset]:
         """The current worklist items (unreadable files are logged and skipped)."""
+        from pydicom import dcmread
+
         with self._lock:
             seen: dict[Path, tuple[int, int, Dataset | None]] = {}
             paths = sorted(p for p in self.folder.iterdir()
@@ -82,6 +82,10 @@ def _has_constraint(query: Dataset) -> bool:
 
 def match_and_project(query: Dataset, stored: Dataset) -> Dataset | None:
     """``None`` if ``stored`` does not match ``query``; else ``stored`` reduced to the query's keys."""
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
     out = Dataset()
     for elem in query:
         tag = elem.tag
@@ -111,6 +115,8 @@ def match_and_project(query: Dataset, stored: Dataset) -> Dataset | None:
 
 
 def _copy(item: Dataset) -> Dataset:
+    from pydicom.dataset import Dataset
+
     new = Dataset()
     for elem in item:
         new.add(elem)

@@ -118,6 +118,31 @@ def settings_from_args(args: argparse.Namespace):
         raise SystemExit(2)
 
 
+#: Seconds after the port opens before pydicom is loaded in the background (``_load_pydicom_soon``).
+WARM_UP_DELAY_S = 0.5
+
+
+def _load_pydicom_soon(stop: threading.Event) -> None:
+    """Import pydicom, and what reads objects with it, in the background shortly after the
+    port opened. The server starts and answers C-ECHO without it (~250 ms of a start, issue
+    14), but the first object or query needs it: loaded here, they do not wait for it. The
+    delay leaves the first client the interpreter while it connects (an import holds the
+    GIL for most of its time)."""
+    def load() -> None:
+        if stop.wait(WARM_UP_DELAY_S):
+            return
+        try:
+            from ..net.pydicom_tables import load_pydicom
+
+            load_pydicom()
+            from ..archive import header_values  # noqa: F401
+            from ..net import dataset_codec  # noqa: F401
+        except Exception:  # a broken install shows itself where it is used, as before
+            logging.getLogger("dicomdesk.serve").debug("pydicom not preloaded", exc_info=True)
+
+    threading.Thread(target=load, name="load-pydicom", daemon=True).start()
+
+
 def run(args: argparse.Namespace) -> int:
     from ..operations.server import LocalServer
 
@@ -149,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         "dicomdesk serving as %s on %s:%d, storage %s (Ctrl-C stops)", settings.aet, settings.bind,
         server.port, settings.storage_dir)
     print(f"listening as {settings.aet} on {settings.bind}:{server.port}", flush=True)
+    _load_pydicom_soon(stop)
     try:
         stop.wait()
     except KeyboardInterrupt:

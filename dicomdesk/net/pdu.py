@@ -791,6 +791,48 @@ class PDataFileRun:
         return bytes(buffer)
 
 
+#: The 12 bytes before the value of a PDV that a P-DATA-TF PDU begins with, and the 6 before
+#: each further PDV's value (PS3.8 9.3.5, E.2): see ``PDataTfBytes``.
+PDATA_HEAD = _RUN_PDU_HEADER
+PDV_HEAD = Struct(">IBB")
+
+
+class PDataTfBytes:
+    """P-DATA-TF PDUs already encoded, one after the other in one buffer: what many small
+    ``PDataTfPDU`` objects are (a C-FIND SCP's pending responses, each one PDU of two PDVs,
+    ``PDATA_HEAD`` and ``PDV_HEAD`` packed by the sender), as one object and one buffer.
+
+    Why: a C-FIND answers thousands of responses whose command sets are the same bytes;
+    built as a message and a PDU object each, their objects cost more than the row they
+    carry (issue 14). The state machine sees the P-DATA request it is (``pdu_type`` 4) and
+    the writer one buffer; ``count`` PDUs are in it."""
+
+    __slots__ = ("data", "count")
+
+    pdu_type: ClassVar[int] = 4
+
+    def __init__(self, data: bytes, count: int) -> None:
+        self.data, self.count = data, count
+
+    def __repr__(self) -> str:
+        return f"PDataTfBytes({self.count} PDUs, {len(self.data)} bytes)"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def total_length(self) -> int:
+        return len(self.data)
+
+    def encode_parts(self) -> list[bytes]:
+        return [self.data]
+
+    def encode(self) -> bytes:
+        return self.data
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
 PDU = Union[AAssociateRqPDU, AAssociateAcPDU, AAssociateRjPDU, PDataTfPDU,
             AReleaseRqPDU, AReleaseRpPDU, AAbortPDU]
 

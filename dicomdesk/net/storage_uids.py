@@ -427,23 +427,15 @@ EDDY_CURRENT_MULTI_FRAME_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.601.2'
 
 
 def _pydicom_storage_classes() -> list[str]:
-    """Every Storage SOP Class (PS3.4 B.5) in pydicom's UID dictionary.
+    """Every Storage SOP Class (PS3.4 B.5) in pydicom's UID dictionary: from the copy of
+    pydicom's tables when it matches the installed pydicom (``pydicom_tables``: a server
+    starts without importing pydicom), else from pydicom itself."""
+    from . import pydicom_tables
 
-    A Storage SOP Class is named "... Storage" (sometimes with a "- For Processing"
-    or "- Trial" suffix); Storage Commitment and the Media Storage Directory class
-    carry the word but are not storage classes of PS3.4 Annex B.
-    """
-    from pydicom.uid import UID_dictionary
-
-    found = []
-    for uid, entry in UID_dictionary.items():
-        name, uid_type = entry[0], entry[1]
-        if uid_type != 'SOP Class' or 'Storage' not in name:
-            continue
-        if 'Commitment' in name or 'Directory' in name:
-            continue
-        found.append(uid)
-    return found
+    data = pydicom_tables.tables()
+    if data is not None:
+        return list(data.STORAGE_SOP_CLASSES)
+    return pydicom_tables.storage_classes_from_pydicom()
 
 
 #: The constants above, in their order: the start of ``storage_sop_classes()``.

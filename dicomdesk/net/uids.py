@@ -195,6 +195,20 @@ STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE = '1.2.840.10008.1.20.1.1'
 """Storage Commitment Push Model SOP Instance: the well-known instance of PS3.4 J.3.5."""
 
 
+def sop_class_name(uid: str) -> str:
+    """pydicom's name of a UID (``UID(uid).name``; the UID itself when unknown), read from
+    the copy of pydicom's tables for a SOP class when it matches the installed pydicom."""
+    from . import pydicom_tables
+
+    data = pydicom_tables.tables()
+    if data is not None and uid in data.SOP_CLASS_NAMES:
+        return data.SOP_CLASS_NAMES[uid]
+    pydicom_tables.load_pydicom()  # an association's thread may be the first to need it
+    from pydicom.uid import UID
+
+    return UID(uid).name
+
+
 #: Names computed on first access (PEP 562), because they need pydicom's dictionaries.
 _LAZY_NAMES = ('STORAGE_SOP_CLASSES',)
 

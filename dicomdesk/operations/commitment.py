@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom import dcmread
-from pydicom.uid import generate_uid
-
 from ..net import uids
 from ..net.applicationentity import AE, ClientAE
 from ..net.exceptions import (AssociationAbortedError, AssociationReleasedError, DCMTimeoutError,
@@ -139,6 +136,8 @@ def read_references(files: Iterable[str | Path]) -> list[tuple[str, str]]:
 
     Raises ValueError naming the first file that is not DICOM or lacks the UIDs.
     """
+    from pydicom import dcmread
+
     references = []
     for path in files:
         ds = None
@@ -179,6 +178,8 @@ def commit(peer: Peer, files: Iterable[str | Path], timeout: float = 60.0,
         return CommitResult(error=str(exc))
     if not references:
         return CommitResult(error="no files to commit")
+    from pydicom.uid import generate_uid
+
     outcome = _Outcome(generate_uid())
     listener = None
     if reports is not None:

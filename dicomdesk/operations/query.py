@@ -27,7 +27,8 @@ from pydicom.dataset import Dataset
 from ..net import uids
 from ..net.applicationentity import ClientAE, write_meta
 from ..net.records import FrozenRecord
-from ..net.sopclass.qr import qr_find_scu, qr_get_scu, qr_move_scu
+from ..net.sopclass.qr import qr_find_scu
+from ..net.sopclass.retrieve import qr_get_scu, qr_move_scu
 from ..net.part10 import Part10Error
 from ..net.part10_structure import check_file_structure
 from ..net.statuses import C_STORE_CANNOT_UNDERSTAND, C_STORE_OUT_OF_RESOURCES, SUCCESS, Status

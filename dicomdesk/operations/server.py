@@ -22,6 +22,7 @@ from ..net.applicationentity import AE
 from ..net.exceptions import AssociationRejectedError
 from ..net.printable import printable
 from ..net.sopclass import storage_scp, verification_scp
+from ..net.uids import VERIFICATION_SOP_CLASS
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ class AssociationEvent:
 
 
 def _context_names(asce: Any) -> tuple[str, ...]:
-    from pydicom.uid import UID
-    return tuple(sorted({UID(c.sop_class).name for c in asce.accepted_contexts.values()}))
+    from ..net.uids import sop_class_name
+
+    return tuple(sorted({sop_class_name(c.sop_class) for c in asce.accepted_contexts.values()}))
 
 
 class ServerAE(AE):
@@ -117,6 +119,11 @@ class ServerAE(AE):
         raise AssociationRejectedError(*decision.rejection, decision.sentence)
 
     def on_association_accepted(self, asce: Any) -> None:
+        if any(c.sop_class != VERIFICATION_SOP_CLASS for c in asce.accepted_contexts.values()):
+            # data sets may come: pydicom loaded by one thread at a time (load_pydicom)
+            from ..net.pydicom_tables import load_pydicom
+
+            load_pydicom()
         self._report(asce, "open")
 
     def on_association_rejected(self, asce: Any, error: Any) -> None:
@@ -320,6 +327,9 @@ class LocalServer:
         def run() -> None:
             logger.info("reconciling the archive folder with its index (once, in the background)")
             try:
+                from ..net.pydicom_tables import load_pydicom
+
+                load_pydicom()  # the scan reads headers; other threads may load it at once
                 report = archive.reconcile(self._stop_reconciling)
             except Exception:  # a broken file system: the server keeps serving what it has
                 logger.exception("reconciling the archive failed")

@@ -228,3 +228,14 @@ def test_ten_thousand_instances(tmp_path: Path) -> None:
         assert first.NumberOfStudyRelatedInstances == 100
         assert sum(1 for _ in arc.find("STUDY", query(StudyDate=""))) == 100
         assert sum(1 for _ in arc.find("IMAGE", query(SOPInstanceUID="", InstanceNumber=""))) == 10_000
+
+
+def test_each_key_carries_its_keywords_tag():
+    """``Key.tag`` is written out (the index imports no pydicom: a server starts without it)."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from dicomdesk.archive.index import KEYS
+
+    for keyword, key in KEYS.items():
+        assert key.tag == tag_for_keyword(keyword), keyword
+        assert key.vr == dictionary_VR(key.tag), keyword

@@ -335,3 +335,30 @@ def test_encoded_responses_say_how_many_come_without_a_fetch(archive: Archive) -
     assert readiness == [1, 0, 1, 0, 0]
     assert responses.ready() == 0
     responses.close()  # idempotent after the end
+
+
+def test_queries_reuse_their_reader_connection_and_leave_no_snapshot_open(archive: Archive) -> None:
+    """A C-FIND's connection is kept for the next query (a warm page cache and a parsed
+    schema: issue 14), and only once its statement is finished: a query stopped early (a
+    C-CANCEL) holds no read snapshot that would keep a checkpoint from the WAL's end."""
+    archive.index.upsert_many([record(1, study, 1, 1) for study in range(1, 6)])
+    ds = Dataset()
+    ds.StudyInstanceUID = ""
+    query = archive.prepare_find("STUDY", ds)
+    responses = archive.index.encoded_responses(query, "1.2.840.10008.1.2.1", batch=2)
+    next(responses)
+    responses.close()  # stopped after the first match
+    [reader] = archive.index._readers
+    archive.index.upsert_many([record(2, 9, 1, 1)])  # frames in the WAL
+    conn = archive.index.connect()
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    assert busy == 0
+    assert len(list(archive.index.responses(query))) == 6  # the new study is seen
+    assert archive.index._readers == [reader]
+    archive.index.close()
+    assert archive.index._readers == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        reader.execute("SELECT 1")

@@ -9,6 +9,7 @@ maximum PDU of 4096 with identifiers on both sides of the one-PDU size.
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from dicomdesk.archive.index import InstanceRecord
 from dicomdesk.net import uids
 from dicomdesk.net.applicationentity import AE
 from dicomdesk.net.association import GATHER_MAX_BYTES
+from dicomdesk.net.dataset_codec import encode_identifier
 from dicomdesk.net.sopclass import qr_find_scp
 from dicomdesk.operations.common import Peer
 from dicomdesk.operations.query import find
@@ -132,10 +134,28 @@ def _long_matches() -> list[tuple[Dataset, int]]:
     return [(match(i, n), 0xFF00) for i, n in enumerate(LONG_COMMENTS)]
 
 
-def test_pynetdicom_at_a_4096_byte_maximum_gets_every_identifier_whole():
+class EncodingFindAE(FindAE):
+    """``FindAE`` whose hook hands each identifier over already encoded in the context's
+    transfer syntax (bytes), as the archive does: the SCP writes those without a message
+    per match (``qr._PendingWriter``)."""
+
+    def on_receive_find(self, context, ds):
+        syntax = str(context.supported_ts[0] if isinstance(context.supported_ts, (list, tuple))
+                     else context.supported_ts)
+        results = super().on_receive_find(context, ds)
+        encoded = []
+        for identifier, status in results:
+            data = encode_identifier(identifier, syntax) if identifier is not None else None
+            assert identifier is None or data is not None
+            encoded.append((data, status))
+        return encoded
+
+
+@pytest.mark.parametrize("scp", [FindAE, EncodingFindAE])
+def test_pynetdicom_at_a_4096_byte_maximum_gets_every_identifier_whole(scp):
     from pynetdicom import AE as PynetdicomAE
 
-    with FindAE(_long_matches) as ours:
+    with scp(_long_matches) as ours:
         scu = PynetdicomAE(ae_title="PYSCU")
         scu.maximum_pdu_size = 4096
         scu.add_requested_context(FIND)
@@ -160,8 +180,9 @@ def test_pynetdicom_at_a_4096_byte_maximum_gets_every_identifier_whole():
     assert all(ds.PatientComments == "C" * n for ds, n in zip(identifiers, LONG_COMMENTS))
 
 
-def test_findscu_at_a_4096_byte_maximum_gets_every_identifier_whole(tmp_path: Path):
-    with FindAE(_long_matches) as ours:
+@pytest.mark.parametrize("scp", [FindAE, EncodingFindAE])
+def test_findscu_at_a_4096_byte_maximum_gets_every_identifier_whole(tmp_path: Path, scp):
+    with scp(_long_matches) as ours:
         result = run_dcmtk("findscu", "-v", "-S", "-aec", "FINDSCP", "-pdu", "4096", "-X",
                            "-od", tmp_path, "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=",
                            "-k", "PatientComments=", LOCALHOST, str(ours.port))
@@ -170,6 +191,74 @@ def test_findscu_at_a_4096_byte_maximum_gets_every_identifier_whole(tmp_path: Pa
     responses = [pydicom.dcmread(p) for p in sorted(tmp_path.glob("rsp*.dcm"))]
     assert [len(ds.PatientComments) for ds in responses] == LONG_COMMENTS, log
     assert all(ds.PatientComments == "C" * n for ds, n in zip(responses, LONG_COMMENTS))
+
+
+class _Relay:
+    """A TCP relay between a client and ``port`` that keeps every byte the server sent."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.received = port, bytearray()
+        self.listener = socket.create_server((LOCALHOST, 0))
+        self.address = self.listener.getsockname()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        client, _ = self.listener.accept()
+        server = socket.create_connection((LOCALHOST, self.port))
+        up = threading.Thread(target=self._pipe, args=(client, server, None), daemon=True)
+        up.start()
+        self._pipe(server, client, self.received)
+        up.join(10)
+        client.close()
+        server.close()
+        self.listener.close()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket, keep: bytearray | None) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                try:
+                    sink.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            if keep is not None:
+                keep += data
+            sink.sendall(data)
+
+
+def _wire_of_find(scp: type, make) -> bytes:
+    """Every byte our SCP sent during one C-FIND of our SCU (association to release)."""
+    with scp(make) as ae:
+        relay = _Relay(ae.port)
+        peer = Peer(LOCALHOST, relay.address[1], called_aet="FINDSCP", timeout=30)
+        result = find(peer, "STUDY", {"PatientID": "", "StudyInstanceUID": ""}, model="study",
+                      keep_matches=False)
+        assert result.error is None and result.status is not None and result.status.is_success
+        relay.thread.join(10)
+    return bytes(relay.received)
+
+
+def test_encoded_identifiers_go_out_as_the_same_bytes_as_their_messages():
+    """``qr._PendingWriter`` lays out the PDUs of pending responses itself: the wire must
+    not tell it from the message path (one P-DATA-TF of two PDVs per match; the statuses
+    FF00 and FF01; a response too long for one PDU at the peer's maximum goes as a message)."""
+    long = match(700)
+    long.add_new(0x0040A160, "UT", "C" * 70000)  # Text Value: more than our SCU's 64 KiB PDU
+
+    def make():
+        return [(match(i), 0xFF00 if i % 3 else 0xFF01) for i in range(700)] + \
+               [(long, 0xFF00), (match(701), 0xFF00)]
+
+    messages = _wire_of_find(FindAE, make)
+    written = _wire_of_find(EncodingFindAE, make)
+    assert len(messages) > 700 * 100
+    assert written == messages
 
 
 def _study(i: int) -> InstanceRecord:

@@ -9,7 +9,7 @@ from dicomdesk.commands.query import match_to_json, parse_keys
 from dicomdesk.net import uids
 from dicomdesk.net.dataset_encoding import encode_data_set
 from dicomdesk.net.negotiation import PContextDef
-from dicomdesk.net.sopclass.qr import SubOperations, _Item, choose_context, describe_item
+from dicomdesk.net.sopclass.retrieve import SubOperations, _Item, choose_context, describe_item
 from dicomdesk.operations.query import build_identifier, parse_key, resolve_model
 
 

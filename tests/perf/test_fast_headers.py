@@ -25,8 +25,7 @@ from pydicom.tag import Tag
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
                          ImplicitVRLittleEndian, generate_uid)
 
-from dicomdesk.archive import headers
-from dicomdesk.archive import index as index_module
+from dicomdesk.archive import header_values, headers
 from dicomdesk.archive.index import KEYS, InstanceRecord
 from dicomdesk.archive.matching import value_text
 from dicomdesk.net.part10 import scan_header
@@ -236,7 +235,7 @@ def test_a_value_read_without_pydicom_is_one_pydicom_reads_without_a_warning(raw
     keyword = next(k for k, key in KEYS.items() if key.vr == vr)
     tag = Tag(tag_for_keyword(keyword))
     elem = RawDataElement(tag, vr, len(raw), raw, 0, False, True)
-    fast = index_module._plain_value(elem, vr)
+    fast = header_values._plain_value(elem, vr)
     ds = Dataset()
     ds._dict[tag] = elem
     with warnings.catch_warnings(record=True) as caught:

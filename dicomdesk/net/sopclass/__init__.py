@@ -29,8 +29,8 @@ _EXPORTS = {
     "modality_work_list_scp": "worklist", "modality_work_list_scu": "worklist",
     "StorageCommitment": "commitment", "storage_commitment_scu": "commitment",
     "storage_scp": "storage", "storage_scu": "storage",
-    "qr_cancel_scu": "qr", "qr_find_scp": "qr", "qr_find_scu": "qr", "qr_get_scp": "qr",
-    "qr_get_scu": "qr", "qr_move_scp": "qr", "qr_move_scu": "qr",
+    "qr_cancel_scu": "qr", "qr_find_scp": "qr", "qr_find_scu": "qr", "qr_get_scp": "retrieve",
+    "qr_get_scu": "retrieve", "qr_move_scp": "retrieve", "qr_move_scu": "retrieve",
     "FIND_SOP_CLASSES": "qr", "GET_SOP_CLASSES": "qr", "MOVE_SOP_CLASSES": "qr",
 }
 
@@ -40,7 +40,7 @@ _NET_MODULES = ("statuses", "dimsemessages", "exceptions")
 
 
 #: The service modules, importable as attributes (``sopclass.storage``) as before.
-_SUBMODULES = ("base", "verification", "worklist", "commitment", "storage", "qr")
+_SUBMODULES = ("base", "verification", "worklist", "commitment", "storage", "qr", "retrieve")
 
 
 def _public(module: Any) -> list[str]:

@@ -16,14 +16,15 @@ J.3-2) are module functions so they are testable without a network.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Sequence
-
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .. import dimsemessages, statuses, uids
+from ..dimsemessages import is_dataset
 from ..exceptions import EventHandlingError, NetDICOMError
 from .base import MessageDispatcherSCP, sop_classes
+
+if TYPE_CHECKING:  # pydicom loads on first use: a server answers C-ECHO without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,9 @@ class CommitmentMessageError(ValueError):
 # ------------------------------------------------------------------------------ pure parts
 def build_action_information(transaction_uid: str, references: Iterable[Sequence[str]]) -> Dataset:
     """N-ACTION-RQ Action Information: Transaction UID and Referenced SOP Sequence (J.3.2.1)."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
     ds = Dataset()
     ds.TransactionUID = transaction_uid
     ds.ReferencedSOPSequence = DicomSequence([_reference_item(ref[0], ref[1]) for ref in references])
@@ -61,7 +65,7 @@ def parse_action_information(ds: Any) -> tuple[str, list[tuple[str, str]]]:
     Raises CommitmentMessageError with the N-ACTION status to answer when a required
     attribute is missing (0120) or the data set could not be decoded (0115).
     """
-    if not isinstance(ds, Dataset):
+    if not is_dataset(ds):
         raise CommitmentMessageError("the action information could not be decoded",
                                      statuses.INVALID_ARGUMENT_VALUE)
     transaction_uid = str(ds.get("TransactionUID", "") or "").strip()
@@ -92,6 +96,9 @@ def build_event_information(transaction_uid: str, committed: Iterable[Sequence[s
     committed = [(c[0], c[1]) for c in committed or ()]
     failures = [(f[0], f[1], int(f[2]) if len(f) > 2 and f[2] is not None
                  else StorageCommitment.PROCESSING_FAILURE) for f in failed or ()]
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
     ds = Dataset()
     ds.TransactionUID = transaction_uid
     if committed:
@@ -111,7 +118,7 @@ def parse_event_information(ds: Any) -> tuple[str, list[tuple[str, str]], list[t
 
     Raises CommitmentMessageError (status 0115/0120 for N-EVENT-REPORT) when unusable.
     """
-    if not isinstance(ds, Dataset):
+    if not is_dataset(ds):
         raise CommitmentMessageError("the event information could not be decoded",
                                      statuses.INVALID_ARGUMENT_VALUE)
     transaction_uid = str(ds.get("TransactionUID", "") or "").strip()
@@ -135,6 +142,8 @@ def failure_reason_text(reason: int) -> str:
 
 
 def _reference_item(sop_class: str, sop_instance: str) -> Dataset:
+    from pydicom.dataset import Dataset
+
     item = Dataset()
     item.ReferencedSOPClassUID = sop_class
     item.ReferencedSOPInstanceUID = sop_instance

@@ -108,16 +108,24 @@ def _send_store_response(asce: Any, ctx: Any, msg: Any, status: Any) -> None:
 
 
 def _all_transfer_syntaxes() -> tuple[str, ...]:
-    from pydicom.uid import AllTransferSyntaxes
+    from .. import pydicom_tables
 
-    return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
+    data = pydicom_tables.tables()  # pydicom's list without importing pydicom, when current
+    if data is not None:
+        known: tuple[str, ...] = data.TRANSFER_SYNTAXES
+    else:
+        pydicom_tables.load_pydicom()  # an association's thread may be the first to need it
+        from pydicom.uid import AllTransferSyntaxes
+
+        known = tuple(map(str, AllTransferSyntaxes))
+    return tuple(dict.fromkeys([*CONVERTIBLE_TRANSFER_SYNTAXES, *known]))
 
 
 def __getattr__(name: str) -> Any:
     """``STORAGE_SCP_TRANSFER_SYNTAXES`` (tuple of str): what a storage SCP that keeps files as
     received can accept: every syntax pydicom knows (it stores the bytes, never decodes pixel
     data; PS3.4 B.4.1 leaves the choice to the SCP). Built on first access (PEP 562) from
-    pydicom's UID dictionary, so a storage SCU that never asks does not load pydicom."""
+    pydicom's transfer syntaxes (``pydicom_tables``), so a storage SCU that never asks does not load pydicom."""
     if name == "STORAGE_SCP_TRANSFER_SYNTAXES":
         value = globals()[name] = _all_transfer_syntaxes()
         return value

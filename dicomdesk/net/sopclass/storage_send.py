@@ -54,7 +54,7 @@ class _DataSetReader:
         self._on_bytes = on_bytes
 
     def file_region(self) -> tuple[int, int] | None:
-        """(offset, length) of the data set in the file, for ``dimsemessages.FileRegion``:
+        """(offset, length) of the data set in the file, for ``fragmentation.FileRegion``:
         the DUL then hands the bytes from the page cache to the socket (``os.sendfile``)
         without reading them into Python. None when a pad byte must be added."""
         if self._pad:

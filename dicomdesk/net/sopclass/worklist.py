@@ -15,14 +15,16 @@ the presentation context so an AE tells a worklist query apart by
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .. import dimsemessages, statuses, uids
+from ..dimsemessages import is_dataset
 from ..exceptions import EventHandlingError
 from .base import sop_classes
 from .qr import qr_find_scu
+
+if TYPE_CHECKING:  # pydicom loads on first use: a server answers C-ECHO without it
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def modality_work_list_scp(asce: Any, ctx: Any, msg: Any) -> None:
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_OUT_OF_RESOURCES,
                        error_comment=msg.data_set_error)
         return
-    if not isinstance(msg.data_set, Dataset):
+    if not is_dataset(msg.data_set):
         logger.info("worklist C-FIND with an undecodable identifier: %s",
                     getattr(msg, "data_set_error", "no data set"))
         _send_find_rsp(asce, ctx, msg, statuses.C_FIND_UNABLE_TO_PROCESS)
