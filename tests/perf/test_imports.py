@@ -432,24 +432,24 @@ def test_the_copy_of_pydicoms_uid_tables_is_what_the_installed_pydicom_gives():
 
     from dicomdesk.net import _pydicom_tables_data as data
     from dicomdesk.net import pydicom_tables, uids
-    from dicomdesk.net.sopclass import storage
+    from dicomdesk.net.sopclass import storage_receive
 
     assert pydicom_tables.generate() == (REPO / "dicomdesk/net/_pydicom_tables_data.py").read_text()
     assert pydicom_tables.tables() is data
     assert list(data.STORAGE_SOP_CLASSES) == pydicom_tables.storage_classes_from_pydicom()
     assert list(data.TRANSFER_SYNTAXES) == [str(u) for u in AllTransferSyntaxes]
     assert all(uids.sop_class_name(u) == UID(u).name for u in UID_dictionary)
-    assert storage._all_transfer_syntaxes() == tuple(dict.fromkeys(
-        [*storage.CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
+    assert storage_receive._all_transfer_syntaxes() == tuple(dict.fromkeys(
+        [*storage_receive.CONVERTIBLE_TRANSFER_SYNTAXES, *map(str, AllTransferSyntaxes)]))
 
 
 def test_another_pydicom_release_is_read_from_pydicom_itself(monkeypatch):
     from pydicom.uid import UID
 
-    from dicomdesk.net import pydicom_tables, uids
+    from dicomdesk.net import pydicom_tables, storage_uids, uids
 
     monkeypatch.setattr(pydicom_tables, "_checked", [])
     monkeypatch.setattr(pydicom_tables, "_fingerprint", lambda: "another release")
     assert pydicom_tables.tables() is None
-    assert uids._pydicom_storage_classes() == pydicom_tables.storage_classes_from_pydicom()
+    assert storage_uids._pydicom_storage_classes() == pydicom_tables.storage_classes_from_pydicom()
     assert uids.sop_class_name(uids.VERIFICATION_SOP_CLASS) == UID(uids.VERIFICATION_SOP_CLASS).name

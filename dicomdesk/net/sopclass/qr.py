@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .. import dimsemessages, statuses, trace, uids
+from .. import dimsemessages, fragmentation, statuses, trace, uids
 from ..association import GATHER_MAX_BYTES
 from ..dimsemessages import is_dataset
 from ..exceptions import DIMSEProcessingError, EventHandlingError, OperationCancelledError
@@ -199,9 +199,9 @@ class _PendingWriter:
     def __init__(self, asce: Any, ctx: Any, rq: Any) -> None:
         self.asce, self.rq, self.ctx_id = asce, rq, ctx.id
         # A message fits one PDU when its command and identifier PDVs fit the peer's
-        # maximum (dimsemessages.DIMSEMessage.encode's rule).
-        limit = dimsemessages._fragment_size(asce.peer_max_pdu_length) + dimsemessages.PDV_OVERHEAD
-        self.room = limit - 2 * dimsemessages.PDV_OVERHEAD
+        # maximum (fragmentation's rule, as DIMSEMessage.encode applies it).
+        limit = fragmentation._fragment_size(asce.peer_max_pdu_length) + fragmentation.PDV_OVERHEAD
+        self.room = limit - 2 * fragmentation.PDV_OVERHEAD
         self.commands: dict[int, tuple[bytes, int]] = {}
         self.parts: list[bytes] = []
         self.size = 0
