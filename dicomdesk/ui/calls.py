@@ -1,9 +1,16 @@
-"""The UI's only seam to ``dicomdesk.operations``: callables that a worker thread runs.
+"""The panels' operations as callables that a worker thread runs (echo, find, retrieve, send,
+worklist, commitment, diagnose, scan, local-archive checks).
 
 Each factory takes plain values (captured on the GUI thread) and returns a callable for
-:class:`dicomdesk.ui.workers.OperationWorker`. ``operations`` is imported inside those callables,
+:meth:`dicomdesk.ui.workers.TaskTracker.run`. ``operations`` is imported inside those callables,
 on the worker thread, so that the window opens even before every operation exists and so that the
 network stack's import cost is never paid on the GUI thread.
+
+It is not the window's only way below ``ui/``: ``server_host.py`` runs ``operations.LocalServer``,
+the archive browser (``panels/archive_browser.py``, ``models/archive_tree.py``) reads the archive
+and its index, the Nodes panel and ``nodebook.py`` read and write ``config``, and the Send panel
+builds ``transform`` values. None of them opens a socket or imports ``dicomdesk.net``
+(tests/test_import_contract.py).
 """
 
 from __future__ import annotations

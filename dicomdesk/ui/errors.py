@@ -1,8 +1,10 @@
 """The one place where the window turns failures into sentences for a user (ARCHITECTURE "Errors").
 
 ``operations`` already returns ``error`` as a sentence for network and peer failures; this module
-adds the few DIMSE statuses that deserve their own explanation (PS3.4 C.4.2.1.5, C.4.3.1.4) and a
-last-resort wording for an unexpected exception, so that no traceback reaches a user.
+words a final DIMSE status by the status's own description (``net.statuses.Status``, reached as a
+value: the window never imports the network stack), adds the one status that deserves its own
+explanation (Move Destination unknown, PS3.4 C.4.2.1.5) and a last-resort wording for an
+unexpected exception, so that no traceback reaches a user.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ MOVE_DESTINATION_UNKNOWN = 0xA801
 
 
 def status_sentence(status: int | None, destination_aet: str = "") -> str:
-    """Words for a final C-MOVE / C-GET / C-FIND status (PS3.4 C.4.x, PS3.7 Annex C)."""
+    """Words for a final C-MOVE / C-GET / C-FIND status (PS3.4 C.4.x, PS3.7 Annex C).
+
+    The meaning of a code is the status's own ``description`` (``net.statuses.Status``, which
+    knows the service-specific codes of PS3.4); only Move Destination unknown gets a sentence
+    of its own here, because the user can fix it and the sentence says how."""
     if status is None:
         return "The peer gave no final status."
     code = int(status)
@@ -33,18 +39,10 @@ def status_sentence(status: int | None, destination_aet: str = "") -> str:
         return "Success."
     if code == 0xFE00:
         return "Cancelled."
-    if code in (0xA701, 0xA702, 0xA700):
-        return "The peer is out of resources (it refused the request)."
-    if code == 0xA900:
-        return "The peer says the identifier does not match the SOP class."
-    if code == 0xB000:
-        return "Finished with one or more failures or warnings."
-    if 0xC000 <= code <= 0xCFFF:
-        return f"The peer could not process the request (status 0x{code:04X})."
-    if code == 0x0122:
-        return "The peer does not support this query/retrieve model."
-    described = str(status)
-    return described if not described.isdigit() else f"Status 0x{code:04X}."
+    description = getattr(status, "description", "")
+    if description:
+        return f"The peer answered: {description} (status 0x{code:04X})."
+    return f"Status 0x{code:04X}."
 
 
 def retrieve_outcome(result: object, destination_aet: str = "") -> str:

@@ -39,7 +39,7 @@ from dicomdesk.ui.panels.server import ServerPanel
 from dicomdesk.ui.panels.worklist import WorklistPanel
 from dicomdesk.ui.panels.commitment import CommitmentPanel
 from dicomdesk.ui.query_keys import SearchForm
-from dicomdesk.ui.server_host import ServerHost, ServerState
+from dicomdesk.ui.server_host import ServerHost, ServerState, ServerStatus
 from dicomdesk.ui.workers import TaskTracker, favour_gui_thread
 
 __all__ = ["MainWindow", "PANELS"]
@@ -239,11 +239,11 @@ class MainWindow(QMainWindow):
     # -- status bar ------------------------------------------------------------------------
     def _on_server_state(self, state: ServerState) -> None:
         self.server_status.setText(state.sentence())
-        suggested = state.suggested_port if state.status == "port_taken" else None
+        suggested = state.suggested_port if state.status is ServerStatus.PORT_TAKEN else None
         self.other_port_button.setVisible(bool(suggested))
         if suggested:
             self.other_port_button.setText(f"Use port {suggested}")
-        if state.status == "listening":
+        if state.status is ServerStatus.LISTENING:
             # a port taken because another program holds the usual one is for this run only:
             # saving it would move the server for the next start, away from the address the
             # PACS know for us (issue 17)

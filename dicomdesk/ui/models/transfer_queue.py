@@ -13,7 +13,10 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
-__all__ = ["QueueRow", "TransferQueueModel", "human_size"]
+from dicomdesk.naming import uid_name
+from dicomdesk.units import human_size
+
+__all__ = ["QueueRow", "TransferQueueModel"]
 
 COLUMNS = ("File", "Patient", "Study", "SOP class", "Transfer syntax", "Size", "State")
 
@@ -23,27 +26,6 @@ _STATE_COLOURS = {
     "skipped": QColor("#8a8a8a"),
     "sending": QColor("#1565c0"),
 }
-
-
-def human_size(size: int | float) -> str:
-    """Bytes in the unit a person reads at a glance."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
-def _uid_name(uid: str) -> str:
-    if not uid:
-        return ""
-    try:
-        from pydicom.uid import UID
-
-        return UID(uid).name
-    except Exception:
-        return uid
 
 
 @dataclass
@@ -74,8 +56,8 @@ def row_from_file_info(info: Any) -> QueueRow:
         is_dicom=is_dicom,
         patient=patient,
         study=study,
-        sop_class=_uid_name(str(getattr(info, "sop_class_uid", "") or "")),
-        transfer_syntax=_uid_name(str(getattr(info, "transfer_syntax", "") or "")),
+        sop_class=uid_name(str(getattr(info, "sop_class_uid", "") or "")),
+        transfer_syntax=uid_name(str(getattr(info, "transfer_syntax", "") or "")),
         size=int(getattr(info, "size", 0) or 0),
         state="queued" if is_dicom else "skipped",
         message="" if is_dicom else str(getattr(info, "reason", "") or "not a DICOM file"),

@@ -151,23 +151,19 @@ class CommitmentPanel(QWidget):
         if self._worker is not None:
             return self._worker
         target = calls.target_from_node(node, self.ctx.local_aet())
-        worker = OperationWorker(
-            calls.commit_call(target, self._paths, timeout=max(target.timeout, 60.0),
-                              listen_port=self.listen_spin.value(),
-                              reports=self.ctx.server.commitment_reports()),
-            label=f"storage commitment at {node.name}")
         for row in range(self.table.rowCount()):
             self.table.item(row, COL_STATE).setText("waiting for the result…")
             self.table.item(row, COL_STATE).setForeground(QBrush())
         self.outcome.show_message(f"Asking {node.name} to commit {len(self._paths)} object(s)…")
-        worker.signals.progress.connect(self._on_listening)
-        worker.signals.finished.connect(self._on_finished)
-        worker.signals.failed.connect(self._on_failed)
-        worker.signals.done.connect(self._on_done)
-        self._worker = worker
-        self.ctx.tracker.start(worker, transfer=True)
+        self._worker = self.ctx.tracker.run(
+            calls.commit_call(target, self._paths, timeout=max(target.timeout, 60.0),
+                              listen_port=self.listen_spin.value(),
+                              reports=self.ctx.server.commitment_reports()),
+            label=f"storage commitment at {node.name}", transfer=True,
+            progress=self._on_listening, finished=self._on_finished, failed=self._on_failed,
+            done=self._on_done)
         self._update_buttons()
-        return worker
+        return self._worker
 
     def cancel(self) -> None:
         if self._worker is not None:

@@ -270,8 +270,6 @@ class EchoPanel(QWidget):
         target = self._target(name)
         if target is None or name in self._workers:
             return self._workers.get(name)
-        worker = OperationWorker(calls.echo_call(target), label=f"echo {name}")
-        self._workers[name] = worker
         self._results.pop(name, None)
         row = self.row_of(name)
         if row >= 0:
@@ -287,10 +285,10 @@ class EchoPanel(QWidget):
         def failed(sentence: str) -> None:
             finished(_Failure(sentence))
 
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(failed)
-        worker.signals.done.connect(lambda: self._workers.pop(name, None))
-        self.ctx.tracker.start(worker, transfer=False)
+        worker = self.ctx.tracker.run(calls.echo_call(target), label=f"echo {name}",
+                                      finished=finished, failed=failed,
+                                      done=lambda: self._workers.pop(name, None))
+        self._workers[name] = worker
         return worker
 
     def diagnose_selected(self) -> Any:

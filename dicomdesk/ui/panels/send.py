@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.transfer_queue import TransferQueueModel, human_size
+from dicomdesk.ui.models.transfer_queue import TransferQueueModel
 from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
 from dicomdesk.ui.workers import OperationWorker
+from dicomdesk.units import human_size
 
 __all__ = ["SendPanel", "local_paths"]
 
@@ -217,9 +218,6 @@ class SendPanel(QWidget):
         paths = [str(p) for p in paths]
         self._roots += [p for p in paths if p not in self._roots]
         self.summary.show_message(f"Reading {len(paths)} item(s)…")
-        worker = OperationWorker(calls.scan_call(paths), label="read dropped files")
-        worker.signals.rows.connect(self.model.add_file_infos)
-
         def finished(infos: Any) -> None:
             self.model.add_file_infos(list(infos or []))
             self._show_queue_summary(self.model.take_requeued())
@@ -229,11 +227,10 @@ class SendPanel(QWidget):
             self._update_buttons()
             self.scan_finished.emit(self.model.rowCount())
 
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(lambda s: self.summary.show_message(s, "error"))
-        worker.signals.done.connect(done)
+        worker = self.ctx.tracker.run(
+            calls.scan_call(paths), label="read dropped files", rows=self.model.add_file_infos,
+            finished=finished, failed=lambda s: self.summary.show_message(s, "error"), done=done)
         self._scans.append(worker)
-        self.ctx.tracker.start(worker, transfer=False)
         self._update_buttons()
         return worker
 
@@ -292,23 +289,20 @@ class SendPanel(QWidget):
         for path in paths:
             self.model.set_state(path, "queued")
         target = calls.target_from_node(node, self.ctx.local_aet())
-        worker = OperationWorker(calls.send_call(target, self.model.file_infos(paths), self.transform()),
-                                 label=f"send {len(paths)} file(s) to {node.name}")
+        call = calls.send_call(target, self.model.file_infos(paths), self.transform())
         self._send_paths = paths
         self._send_started = time.monotonic()
         self._send_bytes_done = 0
         self.progress.setRange(0, len(paths))
         self.progress.setValue(0)
         self.summary.show_message(f"Sending {len(paths)} file(s) to {node.name}…")
-        worker.signals.progress.connect(self._on_progress)
-        worker.signals.rows.connect(self._on_file_outcomes)
-        worker.signals.finished.connect(self._on_send_finished)
-        worker.signals.failed.connect(self._on_send_failed)
-        worker.signals.done.connect(self._on_send_done)
-        self._send = worker
-        self.ctx.tracker.start(worker, transfer=True)
+        self._send = self.ctx.tracker.run(
+            call, label=f"send {len(paths)} file(s) to {node.name}", transfer=True,
+            progress=self._on_progress, rows=self._on_file_outcomes,
+            finished=self._on_send_finished, failed=self._on_send_failed,
+            done=self._on_send_done)
         self._update_buttons()
-        return worker
+        return self._send
 
     # -- changes to what is sent -----------------------------------------------------------
     def transform(self) -> Any:

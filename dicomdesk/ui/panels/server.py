@@ -7,8 +7,8 @@ the received-objects list (the last ``STORED_LIMIT``) and hand the new instances
 browser (``archive_browser.py``: a lazy tree over the index), which reads their rows in its reader
 thread and inserts them under the parents it already shows.
 
-Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread; the preview's
-window/level drag re-renders on the GUI thread with one numpy pass (``preview.render``).
+Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread. The
+preview of the selected object (picture and tags) is its own widget (``preview_pane.py``).
 """
 
 from __future__ import annotations
@@ -18,26 +18,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import (
-    QDesktopServices,
-    QFontDatabase,
-    QImage,
-    QMouseEvent,
-    QPixmap,
-    QValidator,
-)
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
-    QPlainTextEdit,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSlider,
     QSpinBox,
     QSplitter,
     QTableView,
@@ -46,15 +37,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from dicomdesk.ui import commands, preview
+from dicomdesk.naming import uid_name
+from dicomdesk.ui import commands
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.models.records import RecordTableModel
-from dicomdesk.ui.models.transfer_queue import human_size
 from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
-from dicomdesk.ui.server_host import ServerState, parse_allowed_calling_aets
+from dicomdesk.ui.panels.preview_pane import PreviewPane
+from dicomdesk.ui.server_host import ServerState, ServerStatus, parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
-from dicomdesk.ui.workers import OperationWorker, WorkerContext
+from dicomdesk.units import human_size
+from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["ServerPanel"]
 
@@ -63,18 +56,13 @@ _log = logging.getLogger(__name__)
 #: Rows the received-objects list keeps (the newest); the archive browser shows every object.
 STORED_LIMIT = 1_000
 
+#: how the state line shows a server state (StatusLabel kinds; others are "info")
+_STATE_KINDS = {ServerStatus.LISTENING: "ok", ServerStatus.PORT_TAKEN: "error",
+                ServerStatus.ERROR: "error"}
+
 
 def _now() -> str:
     return _dt.datetime.now().strftime("%H:%M:%S")
-
-
-def _uid_name(uid: str) -> str:
-    try:
-        from pydicom.uid import UID
-
-        return UID(uid).name
-    except Exception:
-        return uid
 
 
 class _Stamped:
@@ -95,7 +83,7 @@ def _contexts(event: Any) -> str:
     if not contexts:
         return ""
     try:
-        return ", ".join(_uid_name(str(c)) if str(c)[:1].isdigit() else str(c) for c in contexts)
+        return ", ".join(uid_name(str(c)) if str(c)[:1].isdigit() else str(c) for c in contexts)
     except TypeError:
         return str(contexts)
 
@@ -115,7 +103,7 @@ ASSOCIATION_COLUMNS = [
 STORED_COLUMNS = [
     ("Time", lambda r: r.time),
     ("Patient", lambda r: str(r.event.patient_name or "").replace("^", " ")),
-    ("SOP class", lambda r: _uid_name(str(r.event.sop_class_uid))),
+    ("SOP class", lambda r: uid_name(str(r.event.sop_class_uid))),
     ("From", lambda r: r.event.calling_aet or ""),
     ("Size", lambda r: human_size(r.event.size or 0)),
     ("SOP instance UID", lambda r: r.event.sop_instance_uid),
@@ -130,51 +118,6 @@ FORWARD_COLUMNS = [
     ("Attempts", lambda r: str(r.event.attempts)),
     ("Error", lambda r: r.event.error or ""),
 ]
-
-
-class ImageView(QLabel):
-    """The preview picture; a left-button drag sets the window (PS3.3 C.11.2.1.2): horizontal
-    motion changes the width, vertical motion the center, as in most DICOM viewers."""
-
-    #: (center, width) while dragging
-    window_dragged = Signal(float, float)
-    #: +1 / -1: the wheel steps through the frames of a multi-frame object
-    frame_step = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setWordWrap(True)
-        self.setMinimumSize(220, 220)
-        self.setToolTip("Drag with the left button: left/right = window width, up/down = level")
-        self._origin: QPoint | None = None
-        self._start = (0.0, 0.0)
-        self.window = (0.0, 0.0)
-        self.sensitivity = 1.0  # modality units per pixel of mouse motion
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._origin = event.position().toPoint()
-            self._start = self.window
-        super().mousePressEvent(event)
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        if self._origin is not None and event.buttons() & Qt.MouseButton.LeftButton:
-            delta = event.position().toPoint() - self._origin
-            center = self._start[0] + delta.y() * self.sensitivity
-            width = max(1.0, self._start[1] + delta.x() * self.sensitivity)
-            self.window_dragged.emit(center, width)
-        super().mouseMoveEvent(event)
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        self._origin = None
-        super().mouseReleaseEvent(event)
-
-    def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        delta = event.angleDelta().y()
-        if delta:
-            self.frame_step.emit(-1 if delta > 0 else 1)
-        event.accept()
 
 
 class PortSpinBox(QSpinBox):
@@ -201,6 +144,7 @@ class PortSpinBox(QSpinBox):
 class ServerPanel(QWidget):
     """Start/stop form on top; archive browser and logs in tabs; preview and tags at right."""
 
+    #: the ``preview.Preview`` the preview pane just showed
     preview_ready = Signal(object)
     #: the archive browser finished a (re)load or an incremental insert
     archive_updated = Signal()
@@ -212,14 +156,6 @@ class ServerPanel(QWidget):
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self._preview_worker: OperationWorker | None = None
-        self._preview_pending: tuple[str, int] | None = None
-        self._image: preview.ImageData | None = None
-        self._window: tuple[float, float] | None = None
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(0)
-        self._render_timer.timeout.connect(self._render_now)
         #: a port used for this run only because the usual one was taken (see start_server)
         self.borrowed_port: int | None = None
 
@@ -309,49 +245,22 @@ class ServerPanel(QWidget):
         self.forwarding_view = self._table(self.forwarding)
         tabs.addTab(self.forwarding_view, "Forwarding")
 
-        # preview: picture (with window/level drag) and tag dump
-        self.preview_label = ImageView(self)
-        self.preview_label.setText("Select an instance to preview it.")
-        self.preview_label.window_dragged.connect(self.set_window)
-        self.preview_caption = QLabel("", self)
-        self.preview_caption.setWordWrap(True)
-        self.reset_window_button = QPushButton("Reset window", self)
-        self.reset_window_button.clicked.connect(self.reset_window)
-        self.reset_window_button.setEnabled(False)
-        # multi-frame objects: a slider (and the mouse wheel over the picture) picks the frame
-        self.frame_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.frame_slider.setMinimum(1)
-        self.frame_slider.setPageStep(1)
-        self.frame_slider.setToolTip("Frame (the mouse wheel over the picture steps too)")
-        self.frame_slider.setVisible(False)
-        self.frame_slider.valueChanged.connect(self._on_frame_slider)
-        self.preview_label.frame_step.connect(
-            lambda step: self.frame_slider.setValue(self.frame_slider.value() + step))
-        self._preview_path = ""
-        image_box = QWidget(self)
-        image_layout = QVBoxLayout(image_box)
-        image_layout.addWidget(self.preview_label, 1)
-        image_layout.addWidget(self.frame_slider)
-        caption_row = QHBoxLayout()
-        caption_row.addWidget(self.preview_caption, 1)
-        caption_row.addWidget(self.reset_window_button)
-        image_layout.addLayout(caption_row)
-        self.tags_view = QPlainTextEdit(self)
-        self.tags_view.setReadOnly(True)
-        self.tags_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.tags_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.tags_view.setPlaceholderText("The tags of the selected instance appear here.")
-        preview_tabs = QTabWidget(self)
-        self.preview_tabs = preview_tabs
-        preview_tabs.addTab(image_box, "Image")
-        preview_tabs.addTab(self.tags_view, "Tags")
+        # preview: picture (with window/level drag) and tag dump (preview_pane.py)
+        self.preview = PreviewPane(ctx, self)
+        self.preview.preview_ready.connect(self.preview_ready)
+        self.preview_tabs = self.preview
+        self.preview_label = self.preview.image_view
+        self.preview_caption = self.preview.caption
+        self.reset_window_button = self.preview.reset_window_button
+        self.frame_slider = self.preview.frame_slider
+        self.tags_view = self.preview.tags_view
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(tabs)
-        splitter.addWidget(preview_tabs)
+        splitter.addWidget(self.preview)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         self.splitter = splitter  # its position is remembered by the window
-        preview_tabs.setMinimumWidth(360)  # the tag dump's values stay readable
+        self.preview.setMinimumWidth(360)  # the tag dump's values stay readable
         splitter.setSizes([560, 460])
 
         layout = QVBoxLayout(self)
@@ -447,23 +356,24 @@ class ServerPanel(QWidget):
         return ok
 
     def _on_state(self, state: ServerState) -> None:
-        running = state.status in ("listening", "starting", "stopping")
+        running = state.status.busy
         self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(state.status == "listening")
+        self.stop_button.setEnabled(state.status is ServerStatus.LISTENING)
         for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button,
                        self.allowed_edit):
             widget.setEnabled(not running)
         if not self._form_error:
             self._show_state(state)
-        if state.status in ("listening", "stopped") and self.archive_browser.needs_reload():
+        if (state.status in (ServerStatus.LISTENING, ServerStatus.STOPPED)
+                and self.archive_browser.needs_reload()):
             self.archive_browser.follow_source()
 
     def _show_state(self, state: ServerState) -> None:
-        kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
-        if state.status == "listening" and state.message:
+        kind = _STATE_KINDS.get(state.status, "info")
+        if state.status is ServerStatus.LISTENING and state.message:
             kind = "warning"  # listening beyond this computer (ServerState.message says how)
         text = state.sentence()
-        if state.status == "port_taken" and state.suggested_port:
+        if state.status is ServerStatus.PORT_TAKEN and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
         self.state_label.show_message(text, kind)
 
@@ -548,7 +458,7 @@ class ServerPanel(QWidget):
     def export_studies(self, studies: list[str], folder: str | Path) -> OperationWorker:
         return self.archive_browser.export_studies(studies, folder)
 
-    # -- preview ---------------------------------------------------------------------------
+    # -- preview (preview_pane.py) -----------------------------------------------------------
     def _on_stored_selected(self, current: Any, _previous: Any) -> None:
         if current.isValid():
             path = self.stored.record(current.row()).event.path
@@ -556,107 +466,13 @@ class ServerPanel(QWidget):
                 self.show_preview(str(path))
 
     def show_preview(self, path: str, frame: int = 0) -> None:
-        """Decode and dump in a worker; while one runs, only the latest request is kept."""
-        if self._preview_worker is not None:
-            self._preview_pending = (path, frame)
-            return
-        same = path == self._preview_path
-        self._preview_path = path
-        if not same:
-            self.preview_label.setText("Loading preview…")
-
-        def call(ctx: WorkerContext) -> tuple[Any, str]:
-            try:
-                image: Any = preview.load_image(path, frame=frame)
-            except preview.PreviewError as exc:
-                image = str(exc)
-            if same and frame:  # another frame of the object shown: the tags did not change
-                return image, None
-            try:
-                dump = preview.tag_dump(path)
-            except Exception as exc:  # a file pydicom cannot parse at all
-                dump = f"Cannot read the tags of {path}: {exc}"
-            return image, dump
-
-        worker = OperationWorker(call, label="preview")
-        worker.signals.finished.connect(self._preview_loaded)
-        worker.signals.failed.connect(self._no_preview)
-        worker.signals.done.connect(self._preview_done)
-        self._preview_worker = worker
-        self.ctx.tracker.start(worker, transfer=False)
-
-    def _preview_done(self) -> None:
-        self._preview_worker = None
-        pending, self._preview_pending = self._preview_pending, None
-        if pending:
-            self.show_preview(*pending)
-
-    def _on_frame_slider(self, value: int) -> None:
-        if self._preview_path and self._image is not None and value - 1 != self._image.frame:
-            self.show_preview(self._preview_path, value - 1)
-
-    def _no_preview(self, sentence: str) -> None:
-        self._image = None
-        self.reset_window_button.setEnabled(False)
-        self.preview_label.clear()
-        self.preview_label.setText(f"No preview: {sentence}")
-        self.preview_caption.setText("")
-
-    def _preview_loaded(self, outcome: tuple[Any, str | None]) -> None:
-        image, dump = outcome
-        if dump is not None:
-            self.tags_view.setPlainText(dump)
-        if isinstance(image, str):
-            self.frame_slider.setVisible(False)
-            self._no_preview(image)
-            return
-        keep_window = (self._image is not None and self._window is not None
-                       and dump is None and not image.rgb)
-        self._image = image
-        self.frame_slider.blockSignals(True)
-        self.frame_slider.setMaximum(max(image.frames, 1))
-        self.frame_slider.setValue(image.frame + 1)
-        self.frame_slider.blockSignals(False)
-        self.frame_slider.setVisible(image.frames > 1)
-        if keep_window:  # stepping frames keeps the window the user set
-            self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
-            self._render_now()
-            return
-        self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
-        self.reset_window_button.setEnabled(not image.rgb)
-        self.set_window(image.center, image.width)
-        self._render_now()
+        self.preview.show_preview(path, frame)
 
     def set_window(self, center: float, width: float) -> None:
-        """New window center/width; the picture is re-rendered once per event-loop pass."""
-        self._window = (float(center), max(float(width), 1.0))
-        self.preview_label.window = self._window
-        if not self._render_timer.isActive():
-            self._render_timer.start()
+        self.preview.set_window(center, width)
 
     def reset_window(self) -> None:
-        if self._image is not None:
-            self.set_window(self._image.center, self._image.width)
-
-    def _render_now(self) -> None:
-        self._render_timer.stop()
-        if self._image is None or self._window is None:
-            return
-        self._show_image(preview.render(self._image, *self._window))
-
-    def _show_image(self, image: preview.Preview) -> None:
-        fmt = QImage.Format.Format_RGB888 if image.rgb else QImage.Format.Format_Grayscale8
-        stride = image.width * (3 if image.rgb else 1)
-        qimage = QImage(image.pixels, image.width, image.height, stride, fmt).copy()
-        pixmap = QPixmap.fromImage(qimage)
-        self.preview_label.setPixmap(pixmap.scaled(
-            self.preview_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation))
-        caption = image.caption
-        if not image.rgb:
-            caption += f" — window {image.window:g} / level {image.center:g}"
-        self.preview_caption.setText(caption)
-        self.preview_ready.emit(image)
+        self.preview.reset_window()
 
     def storage_dir(self) -> Path:
         return Path(self.storage_edit.text().strip())

@@ -244,16 +244,12 @@ class WorklistPanel(QWidget):
         target = calls.target_from_node(node, self.ctx.local_aet())
         self.model.clear()
         self.outcome.show_message(f"Asking {node.name} for its worklist…")
-        worker = OperationWorker(calls.worklist_call(target, self.keys(), worklist_item),
-                                 label=f"worklist {node.name}")
-        worker.signals.rows.connect(self.model.add)
-        worker.signals.finished.connect(self._on_finished)
-        worker.signals.failed.connect(self._on_failed)
-        worker.signals.done.connect(self._on_done)
-        self._search = worker
-        self.ctx.tracker.start(worker, transfer=False)
+        self._search = self.ctx.tracker.run(
+            calls.worklist_call(target, self.keys(), worklist_item), label=f"worklist {node.name}",
+            rows=self.model.add, finished=self._on_finished, failed=self._on_failed,
+            done=self._on_done)
         self._update_buttons()
-        return worker
+        return self._search
 
     def cancel(self) -> None:
         if self._search is not None:
