@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import Any
 
-__all__ = ["describe_exception", "move_not_delivered", "retrieve_outcome", "status_sentence"]
+__all__ = ["describe_exception", "move_not_delivered", "retrieve_outcome", "retrieve_summary",
+           "status_sentence"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +62,50 @@ def retrieve_outcome(result: object, destination_aet: str = "") -> str:
     if status is not None and int(status) not in (0x0000,):
         return f"{status_sentence(status, destination_aet)} ({counts})"
     return f"Done: {counts}."
+
+
+def _retrieve_done(result: object) -> bool:
+    """No error and a Success final status (or none): what ``retrieve_outcome`` calls "Done"."""
+    status = getattr(result, "status", None)
+    return not getattr(result, "error", None) and (status is None or int(status) == 0x0000)
+
+
+def retrieve_summary(results: list[Any], import_failed: list[Any], peer_name: str,
+                     destination_aet: str, local_port: int | None,
+                     method: str) -> tuple[str, str]:
+    """(sentence, kind) for a whole retrieve (one RetrieveResult per item; ``import_failed``:
+    (path, reason) of C-GET files the archive refused; ``method`` move, move_to or get).
+    ``kind`` is a StatusLabel kind: "ok" only when every sub-operation of every item succeeded."""
+    cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
+                    for r in results)
+    undelivered = [move_not_delivered(r, peer_name, destination_aet, local_port,
+                                      back=method == "move")
+                   for r in results] if method in ("move", "move_to") else []
+    undelivered = [u for u in undelivered if u]
+    if not results:
+        message, kind = "Retrieve cancelled.", "info"
+    elif undelivered:
+        message, kind = undelivered[0], "error"
+    elif cancelled:
+        completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+        failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)
+        warning = sum(int(getattr(r, "warning", 0) or 0) for r in results)
+        message = (f"Cancelled (C-CANCEL): {completed} completed, {failed} failed, "
+                   f"{warning} warning.")
+        kind = "info"
+    elif len(results) == 1:
+        message = retrieve_outcome(results[0], destination_aet)
+        kind = "ok" if _retrieve_done(results[0]) and not results[0].failed else "error"
+    else:
+        completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+        message = f"{completed} completed in {len(results)} retrieves. " + " ".join(
+            retrieve_outcome(r, destination_aet) for r in results if not _retrieve_done(r))
+        kind = "ok" if all(_retrieve_done(r) and not r.failed for r in results) else "error"
+    if import_failed:
+        message = (f"{message.strip()} {len(import_failed)} file(s) could not be put in the "
+                   f"local archive: {import_failed[0][1]}")
+        kind = "error"
+    return message.strip(), kind
 
 
 def move_not_delivered(result: object, peer_name: str, destination_aet: str,

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["CommitmentPanel"]
@@ -164,6 +165,13 @@ class CommitmentPanel(QWidget):
             done=self._on_done)
         self._update_buttons()
         return self._worker
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        restore_view_state(settings, "commitment_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        save_view_state(settings, "commitment_columns", self.table.horizontalHeader())
 
     def cancel(self) -> None:
         if self._worker is not None:

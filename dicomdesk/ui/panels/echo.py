@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
-from dicomdesk.ui.widgets import copy_to_clipboard
+from dicomdesk.ui.widgets import copy_to_clipboard, restore_view_state, save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["EchoPanel"]
@@ -159,6 +159,18 @@ class EchoPanel(QWidget):
             if item is not None and item.text() == name:
                 return row
         return -1
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The node selected when the window last closed, and the column widths."""
+        name = settings.value("echo/node")
+        if name:
+            self.select(str(name))
+        restore_view_state(settings, "echo_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("echo/node", self.selected_name())
+        save_view_state(settings, "echo_columns", self.table.horizontalHeader())
 
     def select(self, name: str) -> None:
         row = self.row_of(name)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.models.transfer_queue import TransferQueueModel
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
 from dicomdesk.units import human_size
 
@@ -269,6 +270,18 @@ class SendPanel(QWidget):
         return text
 
     # -- send ------------------------------------------------------------------------------
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The node sent to when the window last closed, and the column widths."""
+        name = settings.value("send/node")
+        if name:
+            self.node_picker.select(str(name))
+        restore_view_state(settings, "send_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("send/node", self.node_picker.currentData() or "")
+        save_view_state(settings, "send_columns", self.table.horizontalHeader())
+
     def send(self) -> OperationWorker | None:
         return self._start_send(("queued",))
 

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -45,7 +45,7 @@ from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.panels.preview_pane import PreviewPane
 from dicomdesk.ui.server_host import ServerState, ServerStatus, parse_allowed_calling_aets
-from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard, restore_view_state, save_view_state
 from dicomdesk.units import human_size
 from dicomdesk.ui.workers import OperationWorker
 
@@ -158,6 +158,8 @@ class ServerPanel(QWidget):
         self.ctx = ctx
         #: a port used for this run only because the usual one was taken (see start_server)
         self.borrowed_port: int | None = None
+        #: the window's settings, once ``restore_settings`` gave them
+        self._settings: QSettings | None = None
 
         state = ctx.server.state
         self.aet_edit = QLineEdit(state.aet, self)
@@ -270,6 +272,7 @@ class ServerPanel(QWidget):
         layout.addWidget(splitter, 1)
 
         ctx.server.state_changed.connect(self._on_state)
+        ctx.server.state_changed.connect(self._remember)
         ctx.server.associations.connect(self._on_associations)
         ctx.server.association_progress.connect(self._on_association_progress)
         ctx.server.stored.connect(self._on_stored)
@@ -376,6 +379,33 @@ class ServerPanel(QWidget):
         if state.status is ServerStatus.PORT_TAKEN and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
         self.state_label.show_message(text, kind)
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The splitter's position; from now on a server that listens has its port and AE
+        title remembered at once (``_remember``). The fields' values came from the window's
+        ``ServerHost.configure`` (read before the panel was built)."""
+        self._settings = settings
+        restore_view_state(settings, "server_splitter", self.splitter)
+
+    def save_settings(self, settings: QSettings) -> None:
+        state = self.ctx.server.state
+        settings.setValue("server/aet", self.aet_edit.text().strip() or state.aet)
+        if self.port_spin.value() != self.borrowed_port:
+            settings.setValue("server/port", self.port_spin.value())
+        settings.setValue("server/storage_dir", self.storage_edit.text().strip())
+        save_view_state(settings, "server_splitter", self.splitter)
+
+    def _remember(self, state: ServerState) -> None:
+        """A server that listens: its port and AE title are the ones to start with next time.
+        A port borrowed because another program holds the usual one is for this run only:
+        saving it would move the server for the next start, away from the address the PACS
+        know for us (issue 17)."""
+        if self._settings is None or state.status is not ServerStatus.LISTENING:
+            return
+        if state.port != self.borrowed_port:
+            self._settings.setValue("server/port", state.port)
+        self._settings.setValue("server/aet", state.aet)
 
     def copy_command(self) -> str:
         try:

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSettings, Qt, \
+    Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,7 +30,8 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands, query_keys
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["WorklistItem", "WorklistModel", "WorklistPanel", "worklist_item"]
@@ -280,6 +282,13 @@ class WorklistPanel(QWidget):
     def _update_buttons(self) -> None:
         self.search_button.setEnabled(self._search is None)
         self.cancel_button.setEnabled(self._search is not None)
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        restore_view_state(settings, "worklist_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        save_view_state(settings, "worklist_columns", self.table.horizontalHeader())
 
     def copy_command(self) -> str:
         node = self.node_picker.node()
