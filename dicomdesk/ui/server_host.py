@@ -31,7 +31,7 @@ from dicomdesk.ui.errors import describe_exception
 from dicomdesk.ui.workers import OperationWorker, TaskTracker, ThreadRelay, WorkerContext, \
     settle_heap
 
-__all__ = ["AssociationRecord", "ServerHost", "ServerState", "ServerStatus",
+__all__ = ["AssociationRecord", "AssociationState", "ServerHost", "ServerState", "ServerStatus",
            "parse_allowed_calling_aets"]
 
 _log = logging.getLogger(__name__)
@@ -55,6 +55,19 @@ class ServerStatus(StrEnum):
     def busy(self) -> bool:
         """Running or on its way: the form's fields are locked."""
         return self in (ServerStatus.LISTENING, ServerStatus.STARTING, ServerStatus.STOPPING)
+
+
+class AssociationState(StrEnum):
+    """``operations.AssociationEvent.state``: the words the server reports, as one vocabulary
+    (a ``str``, so an event's plain word compares equal to it)."""
+
+    OPEN = "open"
+    #: ended by A-RELEASE (PS3.8 7.2)
+    RELEASED = "released"
+    #: ended by A-ABORT or a lost connection (PS3.8 7.3-7.4)
+    ABORTED = "aborted"
+    #: A-ASSOCIATE-RJ, e.g. a calling AE title not on the allow-list (PS3.8 Table 9-21)
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -195,7 +208,7 @@ class ServerHost(QObject):
         forwarded: list[Any] = []
         for kind, thread, value in items:
             if kind == _ASSOCIATION:
-                if value.state == "open":
+                if value.state == AssociationState.OPEN:
                     self._objects[thread] = 0
                     self._open_events[thread] = value
                     objects = 0

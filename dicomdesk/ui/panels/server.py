@@ -44,7 +44,8 @@ from dicomdesk.ui.models.records import RecordTableModel
 from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.panels.preview_pane import PreviewPane
-from dicomdesk.ui.server_host import ServerState, ServerStatus, parse_allowed_calling_aets
+from dicomdesk.ui.server_host import AssociationState, ServerState, ServerStatus, \
+    parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard, restore_view_state, save_view_state
 from dicomdesk.units import human_size
 from dicomdesk.ui.workers import OperationWorker
@@ -96,7 +97,7 @@ ASSOCIATION_COLUMNS = [
     ("Result", lambda r: r.event.state),
     ("Objects", lambda r: str(r.objects)),
     ("Duration", lambda r: f"{r.event.duration_s:.2f} s"
-     if r.event.duration_s is not None and r.event.state != "open" else ""),
+     if r.event.duration_s is not None and r.event.state != AssociationState.OPEN else ""),
     ("Accepted contexts", lambda r: _contexts(r.event)),
     ("Reason", lambda r: r.event.reason or ""),
 ]
@@ -425,7 +426,7 @@ class ServerPanel(QWidget):
             event = getattr(record, "event", record)
             objects = int(getattr(record, "objects", 0))
             key = (str(event.peer_address), str(event.calling_aet))
-            if event.state == "open":
+            if event.state == AssociationState.OPEN:
                 row = _Stamped(event, objects)
                 self._open_rows[key] = row
                 fresh.append(row)
