@@ -135,15 +135,19 @@ def _is_port_taken(exc: BaseException) -> bool:
 class ServerHost(QObject):
     """Owns the in-process LocalServer; all public methods are called on the GUI thread."""
 
+    #: ``ServerState``, at every change
     state_changed = Signal(object)
-    #: list of AssociationRecord (an operations.AssociationEvent and its objects received)
-    associations = Signal(list)
-    #: list of operations.StoredObject
-    stored = Signal(list)
-    #: list of archive forwarding events (ForwardEvent: uid, destination, state, attempts, error)
-    forwarded = Signal(list)
-    #: list of AssociationRecord of open associations whose object count grew (coalesced)
-    association_progress = Signal(list)
+    # The list signals are declared ``object`` (see ``ThreadRelay.batch``: no element-wise
+    # conversion); every receiver gets the same list and must not change it.
+    #: ``list[AssociationRecord]`` (an operations.AssociationEvent and its objects received)
+    associations = Signal(object)
+    #: ``list`` of operations.StoredObject
+    stored = Signal(object)
+    #: ``list`` of archive forwarding events (ForwardEvent: uid, destination, state, attempts,
+    #: error)
+    forwarded = Signal(object)
+    #: ``list[AssociationRecord]`` of open associations whose object count grew (coalesced)
+    association_progress = Signal(object)
     #: (open associations, objects received on them so far), when either changed
     incoming_changed = Signal(int, int)
 

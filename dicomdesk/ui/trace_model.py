@@ -100,8 +100,9 @@ class _RelayHandler(logging.Handler):
 class TraceCapture(QObject):
     """Records the trace while ``recording``; emits batches of TraceEntry on the GUI thread."""
 
-    #: list of TraceEntry, in the order the network threads logged them
-    entries = Signal(list)
+    #: ``list[TraceEntry]``, in the order the network threads logged them (``object``: see
+    #: ``ThreadRelay.batch``)
+    entries = Signal(object)
     #: True when recording starts, False when it stops
     recording_changed = Signal(bool)
 

@@ -120,8 +120,11 @@ class ThreadRelay(QObject):
     (a window closed while a worker ends). ``drain``, ``start`` and ``stop`` are GUI-thread only.
     """
 
-    #: every value ``put`` since the last drain, in the order they were put (only when some)
-    batch = Signal(list)
+    #: ``list``: every value ``put`` since the last drain, in the order they were put (only
+    #: when some). Declared ``object``, not ``list``: PySide converts a ``list`` argument to a
+    #: QVariantList element by element and back (~5 ms per 2,000 rows on the GUI thread,
+    #: measured); an ``object`` passes the list itself, which the relay no longer holds.
+    batch = Signal(object)
     #: the newest value of ``put_latest``; older ones not yet shown are dropped on purpose, and
     #: it is emitted at most once per ``latest_period_s`` (and at the final drain)
     latest = Signal(object)
@@ -215,8 +218,9 @@ class WorkerSignals(QObject):
 
     #: the latest progress value the operation reported (coalesced, ~15 a second at most)
     progress = Signal(object)
-    #: list of row values (``WorkerContext.emit_row``), in the order the operation produced them
-    rows = Signal(list)
+    #: ``list`` of row values (``WorkerContext.emit_row``), in the order the operation produced
+    #: them (``object``: see ``ThreadRelay.batch``; receivers must not change it)
+    rows = Signal(object)
     #: the operation's return value
     finished = Signal(object)
     #: a sentence (str), when the callable raised (operations themselves report errors in the result)

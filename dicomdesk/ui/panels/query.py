@@ -96,20 +96,9 @@ class QueryPanel(QWidget):
         self.search_form = SearchFormBox(ctx.book, self)
         self.search_form.search_requested.connect(self.search)
         self.search_form.cancel_requested.connect(self.cancel_search)
-        form = self.search_form
-        self.node_picker = form.node_picker
-        self.patient_name_edit = form.patient_name_edit
-        self.patient_id_edit = form.patient_id_edit
-        self.accession_edit = form.accession_edit
-        self.description_edit = form.description_edit
-        self.modality_combo = form.modality_combo
-        self.date_combo = form.date_combo
-        self.date_from = form.date_from
-        self.date_to = form.date_to
-        self.study_root = form.study_root
-        self.patient_root = form.patient_root
-        self.search_button = form.search_button
-        self.cancel_search_button = form.cancel_search_button
+        # the form's fields under the panel's names too (node_picker, patient_name_edit, ...)
+        for name in SearchFormBox.FIELDS:
+            setattr(self, name, getattr(self.search_form, name))
 
         self.model = QueryResultsModel(self)
         self.model.children_requested.connect(self._fetch_children)

@@ -41,6 +41,11 @@ class SearchFormBox(QWidget):
     #: Cancel clicked
     cancel_requested = Signal()
 
+    #: the widgets of the form, by attribute name
+    FIELDS = ("node_picker", "patient_name_edit", "patient_id_edit", "accession_edit",
+              "description_edit", "modality_combo", "date_combo", "date_from", "date_to",
+              "study_root", "patient_root", "search_button", "cancel_search_button")
+
     def __init__(self, book: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.node_picker = NodePicker(book, self)
