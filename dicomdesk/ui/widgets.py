@@ -43,6 +43,7 @@ def copy_to_clipboard(text: str, source: QWidget | None = None) -> None:
 class NodePicker(QComboBox):
     """A combo box of the address book's nodes that follows its changes, keeping the choice."""
 
+    #: the combo box's text after the choice changed (the node's label; "" when none)
     node_changed = Signal(str)
 
     def __init__(self, book: NodeBook, parent: QWidget | None = None) -> None:

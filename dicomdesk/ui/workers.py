@@ -227,6 +227,7 @@ class WorkerSignals(QObject):
     failed = Signal(str)
     #: always emitted last, after ``finished`` or ``failed``
     done = Signal()
+    #: private: the worker thread ended (queued to the GUI thread, which then emits the above)
     _worker_done = Signal()
 
 

@@ -118,6 +118,8 @@ class IndexReader(QObject):
     ``answered(ticket, result)`` on the GUI thread (a queued signal). One thread: the pages a
     user asks for come one after another, and none of them waits behind a long one of ours."""
 
+    #: (ticket, result) of one query, queued to the GUI thread (one answer per request: not a
+    #: stream of values, so not a ThreadRelay)
     answered = Signal(object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:

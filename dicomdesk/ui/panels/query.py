@@ -70,7 +70,9 @@ def _image_row(ds: Any) -> Match:
 class QueryPanel(QWidget):
     """Search form, results tree, retrieve controls."""
 
+    #: the ``FindResult`` of a STUDY-level search once every row is in (None when it raised)
     search_finished = Signal(object)
+    #: the sentence the outcome line shows after a retrieve
     retrieve_finished = Signal(str)
     #: the Study Instance UIDs a local-archive check found (after a search or a retrieve)
     local_checked = Signal(object)
