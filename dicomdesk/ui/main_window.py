@@ -321,7 +321,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.tracker.cancel_all()
         self.server_host.stop_now()
-        self.server_panel.archive_browser.shutdown()
+        self.server_panel.shutdown()
         event.accept()
 
     def _force_close(self) -> None:

@@ -505,5 +505,9 @@ class ServerPanel(QWidget):
     def reset_window(self) -> None:
         self.preview.reset_window()
 
+    def shutdown(self) -> None:
+        """The window closes: the archive browser's reader thread lets go of the index."""
+        self.archive_browser.shutdown()
+
     def storage_dir(self) -> Path:
         return Path(self.storage_edit.text().strip())
