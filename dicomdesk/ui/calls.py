@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from dicomdesk.ui.workers import WorkerContext
@@ -37,6 +38,7 @@ __all__ = [
     "target_from_node",
     "worklist_call",
     "CommitOutcome",
+    "CommitState",
     "commit_call",
 ]
 
@@ -289,10 +291,20 @@ def worklist_call(target: Target, keys: Mapping[str, str], to_row: Callable[[Any
     return call
 
 
+class CommitState(StrEnum):
+    """How one file's Storage Commitment ended (PS3.4 J.3.3: the peer's N-EVENT-REPORT lists it
+    under Referenced SOP Sequence or Failed SOP Sequence)."""
+
+    COMMITTED = "committed"
+    FAILED = "failed"
+    #: not asked for: the file is not a DICOM instance
+    NOT_REQUESTED = "not requested"
+
+
 @dataclass(frozen=True)
 class CommitOutcome:
-    """What a commitment worker returns: per file (path, SOP Instance UID, "committed" |
-    "failed" | "not requested", reason in words), and the ``operations.CommitResult``."""
+    """What a commitment worker returns: per file (path, SOP Instance UID, ``CommitState``,
+    reason in words), and the ``operations.CommitResult``."""
 
     rows: tuple = ()
     result: Any = None
@@ -327,13 +339,14 @@ def commit_call(target: Target, files: Sequence[str], timeout: float = 60.0,
         for path in files:
             uid = uids[path]
             if not uid:
-                rows.append((path, "", "not requested", "not a DICOM instance"))
+                rows.append((path, "", CommitState.NOT_REQUESTED, "not a DICOM instance"))
             elif uid in committed:
-                rows.append((path, uid, "committed", ""))
+                rows.append((path, uid, CommitState.COMMITTED, ""))
             elif uid in failed:
-                rows.append((path, uid, "failed", describe_reason(failed[uid])))
+                rows.append((path, uid, CommitState.FAILED, describe_reason(failed[uid])))
             else:
-                rows.append((path, uid, "failed", getattr(result, "error", None) or "no result"))
+                rows.append((path, uid, CommitState.FAILED,
+                             getattr(result, "error", None) or "no result"))
         return CommitOutcome(tuple(rows), result)
 
     return call

@@ -39,8 +39,9 @@ __all__ = ["CommitmentPanel"]
 _log = logging.getLogger(__name__)
 
 COL_FILE, COL_UID, COL_STATE = range(3)
-_COLOURS = {"committed": QColor("#1e7d32"), "failed": QColor("#c62828"),
-            "not requested": QColor("#8a8a8a")}
+_COLOURS = {calls.CommitState.COMMITTED: QColor("#1e7d32"),
+            calls.CommitState.FAILED: QColor("#c62828"),
+            calls.CommitState.NOT_REQUESTED: QColor("#8a8a8a")}
 
 
 class CommitmentPanel(QWidget):
@@ -197,7 +198,7 @@ class CommitmentPanel(QWidget):
             item.setToolTip(text)
             if state in _COLOURS:
                 item.setForeground(QBrush(_COLOURS[state]))
-            committed += state == "committed"
+            committed += state is calls.CommitState.COMMITTED
         total = len(outcome.rows)
         result = outcome.result
         error = getattr(result, "error", None)
