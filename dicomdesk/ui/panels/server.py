@@ -1,5 +1,7 @@
-"""Server panel: the local Storage SCP / Q/R SCP — start and stop, allowed calling AE titles,
-association log, received objects, the archive browser and a preview of the selected image.
+"""Server panel: the local Storage SCP / Q/R SCP — its form (AE title, port, storage folder,
+allowed calling AE titles), start and stop, and the layout of what shows its work: the archive
+browser (``archive_browser.py``), the logs (``server_logs.py``: associations, received objects,
+forwarding) and the preview of the selected object (``preview_pane.py``).
 
 Flow "bytes to row" (ARCHITECTURE) ends here: ``LocalServer`` calls ``on_stored`` after the object
 is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows to
@@ -7,13 +9,11 @@ the received-objects list (the last ``STORED_LIMIT``) and hand the new instances
 browser (``archive_browser.py``: a lazy tree over the index), which reads their rows in its reader
 thread and inserts them under the parents it already shows.
 
-Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread. The
-preview of the selected object (picture and tags) is its own widget (``preview_pane.py``).
+Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,104 +21,36 @@ from typing import Any
 from PySide6.QtCore import QSettings, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QValidator
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from dicomdesk.naming import uid_name
 from dicomdesk.ui import commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.records import RecordTableModel
 from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
 from dicomdesk.ui.panels.preview_pane import PreviewPane
-from dicomdesk.ui.server_host import AssociationState, ServerState, ServerStatus, \
-    parse_allowed_calling_aets
+from dicomdesk.ui.panels.server_logs import STORED_LIMIT, ServerLogs
+from dicomdesk.ui.server_host import ServerState, ServerStatus, parse_allowed_calling_aets
 from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard, restore_view_state, save_view_state
-from dicomdesk.units import human_size
 from dicomdesk.ui.workers import OperationWorker
 
-__all__ = ["ServerPanel"]
+__all__ = ["STORED_LIMIT", "ServerPanel"]
 
 _log = logging.getLogger(__name__)
-
-#: Rows the received-objects list keeps (the newest); the archive browser shows every object.
-STORED_LIMIT = 1_000
 
 #: how the state line shows a server state (StatusLabel kinds; others are "info")
 _STATE_KINDS = {ServerStatus.LISTENING: "ok", ServerStatus.PORT_TAKEN: "error",
                 ServerStatus.ERROR: "error"}
-
-
-def _now() -> str:
-    return _dt.datetime.now().strftime("%H:%M:%S")
-
-
-class _Stamped:
-    """A server event with the time the window saw it (events carry no wall-clock time);
-    ``objects`` is the number of objects received on an association (log rows only)."""
-
-    __slots__ = ("time", "event", "objects")
-
-    def __init__(self, event: Any, objects: int = 0, time: str | None = None) -> None:
-        self.time = time or _now()
-        self.event = event
-        self.objects = objects
-
-
-def _contexts(event: Any) -> str:
-    """Accepted abstract syntaxes; the server reports them by name already, UIDs are named."""
-    contexts = getattr(event, "contexts", None)
-    if not contexts:
-        return ""
-    try:
-        return ", ".join(uid_name(str(c)) if str(c)[:1].isdigit() else str(c) for c in contexts)
-    except TypeError:
-        return str(contexts)
-
-
-ASSOCIATION_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("Peer", lambda r: str(r.event.peer_address)),
-    ("Calling AE", lambda r: r.event.calling_aet),
-    ("Called AE", lambda r: r.event.called_aet),
-    ("Result", lambda r: r.event.state),
-    ("Objects", lambda r: str(r.objects)),
-    ("Duration", lambda r: f"{r.event.duration_s:.2f} s"
-     if r.event.duration_s is not None and r.event.state != AssociationState.OPEN else ""),
-    ("Accepted contexts", lambda r: _contexts(r.event)),
-    ("Reason", lambda r: r.event.reason or ""),
-]
-STORED_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("Patient", lambda r: str(r.event.patient_name or "").replace("^", " ")),
-    ("SOP class", lambda r: uid_name(str(r.event.sop_class_uid))),
-    ("From", lambda r: r.event.calling_aet or ""),
-    ("Size", lambda r: human_size(r.event.size or 0)),
-    ("SOP instance UID", lambda r: r.event.sop_instance_uid),
-    ("File", lambda r: str(r.event.path) if r.event.path else f"not stored: {r.event.error}"),
-]
-
-FORWARD_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("SOP instance UID", lambda r: r.event.sop_instance_uid),
-    ("Destination", lambda r: r.event.destination),
-    ("State", lambda r: r.event.state),
-    ("Attempts", lambda r: str(r.event.attempts)),
-    ("Error", lambda r: r.event.error or ""),
-]
 
 
 class PortSpinBox(QSpinBox):
@@ -228,24 +160,20 @@ class ServerPanel(QWidget):
         self.deidentify_export = self.archive_browser.deidentify_export
         archive_box = self.archive_browser
 
-        self.associations = RecordTableModel(ASSOCIATION_COLUMNS, parent=self)
-        # the last STORED_LIMIT objects; older ones are in the archive browser
-        self.stored = RecordTableModel(STORED_COLUMNS, limit=STORED_LIMIT, parent=self)
-        self.association_view = self._table(self.associations)
-        self.stored_view = self._table(self.stored)
+        # the server's logs (server_logs.py): associations, received objects, forwarding
+        self.logs = ServerLogs(self)
+        self.associations, self.stored = self.logs.associations, self.logs.stored
+        self.forwarding = self.logs.forwarding
+        self.association_view = self.logs.association_view
+        self.stored_view = self.logs.stored_view
+        self.forwarding_view = self.logs.forwarding_view
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
-        self.stored_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.stored_view.doubleClicked.connect(self._show_stored_in_archive)
-        self.stored_view.setToolTip(f"The last {STORED_LIMIT:,} objects received; older ones are "
-                                    "in the Archive tab. Double-click: show it there.")
-        self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
         self.tabs = tabs
         tabs.addTab(archive_box, "Archive")
         tabs.addTab(self.association_view, "Associations")
         tabs.addTab(self.stored_view, "Received objects")
-        self.forwarding = RecordTableModel(FORWARD_COLUMNS, parent=self)
-        self.forwarding_view = self._table(self.forwarding)
         tabs.addTab(self.forwarding_view, "Forwarding")
 
         # preview: picture (with window/level drag) and tag dump (preview_pane.py)
@@ -274,27 +202,14 @@ class ServerPanel(QWidget):
 
         ctx.server.state_changed.connect(self._on_state)
         ctx.server.state_changed.connect(self._remember)
-        ctx.server.associations.connect(self._on_associations)
-        ctx.server.association_progress.connect(self._on_association_progress)
+        ctx.server.associations.connect(self.logs.add_associations)
+        ctx.server.association_progress.connect(self.logs.update_open_associations)
         ctx.server.stored.connect(self._on_stored)
-        ctx.server.forwarded.connect(
-            lambda events: self.forwarding.append([_Stamped(e) for e in events]))
+        ctx.server.forwarded.connect(self.logs.add_forwarded)
         self._on_state(state)
         if not self.archive_browser.shown_root:
             # at once, read-only: the browser never waits for the server's start (recovery)
             self.archive_browser.reload()
-
-    def _table(self, model: RecordTableModel) -> QTableView:
-        view = QTableView(self)
-        view.setModel(model)
-        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        view.verticalHeader().setVisible(False)
-        view.horizontalHeader().setStretchLastSection(True)
-        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        view.setAlternatingRowColors(True)
-        view.setWordWrap(False)  # one line per row: a burst of objects stays readable
-        return view
 
     # -- server control --------------------------------------------------------------------
     def allowed_calling_aets(self) -> tuple[str, ...]:
@@ -418,52 +333,17 @@ class ServerPanel(QWidget):
         copy_to_clipboard(text, self)
         return text
 
-    # -- association log and received objects --------------------------------------------
-    def _on_associations(self, records: list[Any]) -> None:
-        """An association is one row: "open" appends it, its end updates it in place."""
-        fresh: list[_Stamped] = []
-        for record in records:
-            event = getattr(record, "event", record)
-            objects = int(getattr(record, "objects", 0))
-            key = (str(event.peer_address), str(event.calling_aet))
-            if event.state == AssociationState.OPEN:
-                row = _Stamped(event, objects)
-                self._open_rows[key] = row
-                fresh.append(row)
-                continue
-            opened = self._open_rows.pop(key, None)
-            if opened is not None and opened in fresh:
-                fresh[fresh.index(opened)] = _Stamped(event, objects, opened.time)
-            elif opened is None or not self.associations.replace(
-                    opened, _Stamped(event, objects, opened.time)):
-                fresh.append(_Stamped(event, objects))
-        self.associations.append(fresh)
-
-    def _on_association_progress(self, records: list[Any]) -> None:
-        """Objects counted while the association is still open (the row updates in place)."""
-        for record in records:
-            event = record.event
-            key = (str(event.peer_address), str(event.calling_aet))
-            opened = self._open_rows.get(key)
-            if opened is None:
-                continue
-            row = _Stamped(opened.event, int(record.objects), opened.time)
-            if self.associations.replace(opened, row):
-                self._open_rows[key] = row
-
+    # -- received objects ------------------------------------------------------------------
     def request_commitment(self) -> list[str]:
         """The selected received objects (all of them when none is selected) go to the
         Commitment panel."""
-        rows = sorted({i.row() for i in self.stored_view.selectionModel().selectedRows()})
-        rows = rows or list(range(self.stored.rowCount()))
-        paths = [str(self.stored.record(r).event.path) for r in rows
-                 if getattr(self.stored.record(r).event, "path", None)]
+        paths = self.logs.stored_paths()
         if paths:
             self.commit_requested.emit(paths, "")
         return paths
 
     def _on_stored(self, objects: list[Any]) -> None:
-        self.stored.append([_Stamped(o) for o in objects])
+        self.logs.add_stored(objects)
         uids = [str(o.sop_instance_uid) for o in objects
                 if getattr(o, "error", None) is None and getattr(o, "sop_instance_uid", "")]
         if uids:
