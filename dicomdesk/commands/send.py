@@ -12,6 +12,7 @@ import shlex
 import sys
 import time
 
+from ..units import human_size
 from .common import add_peer_arguments, peer_from_args
 
 
@@ -44,14 +45,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     change.add_argument("--compress", choices=("jpeg-ls-lossless", "jpeg2000-lossless", "rle"),
                         default=None, help="send uncompressed images compressed (if the peer accepts)")
     parser.set_defaults(func=run)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 def _transform_arguments(args: argparse.Namespace) -> list[str]:
@@ -172,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"failed: {p.message}", flush=True)
         if tty:
             elapsed = max(time.monotonic() - started, 1e-6)
-            line = (f"\r{done[0]}/{total_files} files, {_human(p.bytes_done)}/{_human(p.bytes_total)}, "
-                    f"{_human(p.bytes_done / elapsed)}/s")
+            line = (f"\r{done[0]}/{total_files} files, {human_size(p.bytes_done)}/{human_size(p.bytes_total)}, "
+                    f"{human_size(p.bytes_done / elapsed)}/s")
             sys.stdout.write(line.ljust(70))
             sys.stdout.flush()
             if p.state == "failed":
@@ -190,8 +183,8 @@ def run(args: argparse.Namespace) -> int:
           f"{f' ({result.warnings} with warnings)' if result.warnings else ''}, {result.failed} failed, "
           f"{result.skipped - len(named)} skipped (not DICOM)"
           f"{f', {len(named)} not sent (named above)' if named else ''} in {elapsed:.1f} s, "
-          f"{_human(sent_bytes)} "
-          f"({_human(sent_bytes / max(elapsed, 1e-6))}/s)")
+          f"{human_size(sent_bytes)} "
+          f"({human_size(sent_bytes / max(elapsed, 1e-6))}/s)")
     changed = [o for o in result.outcomes if o.state == "stored" and o.note]
     for outcome in changed:
         print(f"sent {outcome.note}: {outcome.path}")

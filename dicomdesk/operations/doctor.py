@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.uid import UID
-
+from ..naming import uid_name
 from ..net import uids
 from .common import Peer, describe_error
 
@@ -73,12 +72,6 @@ _REJECT_HINTS = {
     (3, 1): "the peer is busy: try again later",
     (3, 2): "the peer has reached its association limit: try again later",
 }
-
-
-def uid_name(uid: str) -> str:
-    """A UID's name from the registry (PS3.6 Annex A), or the UID itself when unknown."""
-    name = UID(str(uid)).name
-    return name if name else str(uid)
 
 
 # ------------------------------------------------------------------------------------ values

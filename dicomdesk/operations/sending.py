@@ -249,9 +249,9 @@ def _refusal_reason(assoc: Any, sop_class: str) -> str:
                if pc_id in assoc.context_def_list}
     reason = reasons.get(sop_class)
     text = PC_RESULT_TEXT.get(reason, "not accepted") if reason is not None else "not accepted"
-    from pydicom.uid import UID  # its name for the message; pydicom loads on this path only
+    from ..naming import uid_name  # pydicom's UID table loads on this path only
 
-    return f"the peer refused {UID(sop_class).name} ({text})"
+    return f"the peer refused {uid_name(sop_class)} ({text})"
 
 
 class _Turn(Record):

@@ -1,9 +1,16 @@
-"""The UI's only seam to ``dicomdesk.operations``: callables that a worker thread runs.
+"""The panels' operations as callables that a worker thread runs (echo, find, retrieve, send,
+worklist, commitment, diagnose, scan, local-archive checks).
 
 Each factory takes plain values (captured on the GUI thread) and returns a callable for
-:class:`dicomdesk.ui.workers.OperationWorker`. ``operations`` is imported inside those callables,
+:meth:`dicomdesk.ui.workers.TaskTracker.run`. ``operations`` is imported inside those callables,
 on the worker thread, so that the window opens even before every operation exists and so that the
 network stack's import cost is never paid on the GUI thread.
+
+It is not the window's only way below ``ui/``: ``server_host.py`` runs ``operations.LocalServer``,
+the archive browser (``panels/archive_browser.py``, ``models/archive_tree.py``) reads the archive
+and its index, the Nodes panel and ``nodebook.py`` read and write ``config``, and the Send panel
+builds ``transform`` values. None of them opens a socket or imports ``dicomdesk.net``
+(tests/test_import_contract.py).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from dicomdesk.ui.workers import WorkerContext
@@ -30,6 +38,7 @@ __all__ = [
     "target_from_node",
     "worklist_call",
     "CommitOutcome",
+    "CommitState",
     "commit_call",
 ]
 
@@ -282,10 +291,20 @@ def worklist_call(target: Target, keys: Mapping[str, str], to_row: Callable[[Any
     return call
 
 
+class CommitState(StrEnum):
+    """How one file's Storage Commitment ended (PS3.4 J.3.3: the peer's N-EVENT-REPORT lists it
+    under Referenced SOP Sequence or Failed SOP Sequence)."""
+
+    COMMITTED = "committed"
+    FAILED = "failed"
+    #: not asked for: the file is not a DICOM instance
+    NOT_REQUESTED = "not requested"
+
+
 @dataclass(frozen=True)
 class CommitOutcome:
-    """What a commitment worker returns: per file (path, SOP Instance UID, "committed" |
-    "failed" | "not requested", reason in words), and the ``operations.CommitResult``."""
+    """What a commitment worker returns: per file (path, SOP Instance UID, ``CommitState``,
+    reason in words), and the ``operations.CommitResult``."""
 
     rows: tuple = ()
     result: Any = None
@@ -320,13 +339,14 @@ def commit_call(target: Target, files: Sequence[str], timeout: float = 60.0,
         for path in files:
             uid = uids[path]
             if not uid:
-                rows.append((path, "", "not requested", "not a DICOM instance"))
+                rows.append((path, "", CommitState.NOT_REQUESTED, "not a DICOM instance"))
             elif uid in committed:
-                rows.append((path, uid, "committed", ""))
+                rows.append((path, uid, CommitState.COMMITTED, ""))
             elif uid in failed:
-                rows.append((path, uid, "failed", describe_reason(failed[uid])))
+                rows.append((path, uid, CommitState.FAILED, describe_reason(failed[uid])))
             else:
-                rows.append((path, uid, "failed", getattr(result, "error", None) or "no result"))
+                rows.append((path, uid, CommitState.FAILED,
+                             getattr(result, "error", None) or "no result"))
         return CommitOutcome(tuple(rows), result)
 
     return call

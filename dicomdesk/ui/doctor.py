@@ -84,10 +84,7 @@ def open_doctor(tracker: TaskTracker, target: calls.Target, files: Sequence[Any]
                 parent: QWidget | None = None) -> DoctorDialog:
     """Show a DoctorDialog for ``target`` and start the diagnosis in a worker."""
     dialog = DoctorDialog(f"{target.name} ({target.called_aet}@{target.host}:{target.port})", parent)
-    worker = OperationWorker(calls.diagnose_call(target, files), label=f"diagnose {target.name}")
-    dialog.worker = worker
-    worker.signals.finished.connect(dialog.show_result)
-    worker.signals.failed.connect(dialog.show_failure)
-    tracker.start(worker, transfer=False)
+    dialog.worker = tracker.run(calls.diagnose_call(target, files), label=f"diagnose {target.name}",
+                                finished=dialog.show_result, failed=dialog.show_failure)
     dialog.show()
     return dialog

@@ -1,16 +1,20 @@
 """The one place where the window turns failures into sentences for a user (ARCHITECTURE "Errors").
 
 ``operations`` already returns ``error`` as a sentence for network and peer failures; this module
-adds the few DIMSE statuses that deserve their own explanation (PS3.4 C.4.2.1.5, C.4.3.1.4) and a
-last-resort wording for an unexpected exception, so that no traceback reaches a user.
+words a final DIMSE status by the status's own description (``net.statuses.Status``, reached as a
+value: the window never imports the network stack), adds the one status that deserves its own
+explanation (Move Destination unknown, PS3.4 C.4.2.1.5) and a last-resort wording for an
+unexpected exception, so that no traceback reaches a user.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from typing import Any
 
-__all__ = ["describe_exception", "move_not_delivered", "retrieve_outcome", "status_sentence"]
+__all__ = ["describe_exception", "move_not_delivered", "retrieve_outcome", "retrieve_summary",
+           "status_sentence"]
 
 _log = logging.getLogger(__name__)
 
@@ -19,7 +23,11 @@ MOVE_DESTINATION_UNKNOWN = 0xA801
 
 
 def status_sentence(status: int | None, destination_aet: str = "") -> str:
-    """Words for a final C-MOVE / C-GET / C-FIND status (PS3.4 C.4.x, PS3.7 Annex C)."""
+    """Words for a final C-MOVE / C-GET / C-FIND status (PS3.4 C.4.x, PS3.7 Annex C).
+
+    The meaning of a code is the status's own ``description`` (``net.statuses.Status``, which
+    knows the service-specific codes of PS3.4); only Move Destination unknown gets a sentence
+    of its own here, because the user can fix it and the sentence says how."""
     if status is None:
         return "The peer gave no final status."
     code = int(status)
@@ -33,18 +41,10 @@ def status_sentence(status: int | None, destination_aet: str = "") -> str:
         return "Success."
     if code == 0xFE00:
         return "Cancelled."
-    if code in (0xA701, 0xA702, 0xA700):
-        return "The peer is out of resources (it refused the request)."
-    if code == 0xA900:
-        return "The peer says the identifier does not match the SOP class."
-    if code == 0xB000:
-        return "Finished with one or more failures or warnings."
-    if 0xC000 <= code <= 0xCFFF:
-        return f"The peer could not process the request (status 0x{code:04X})."
-    if code == 0x0122:
-        return "The peer does not support this query/retrieve model."
-    described = str(status)
-    return described if not described.isdigit() else f"Status 0x{code:04X}."
+    description = getattr(status, "description", "")
+    if description:
+        return f"The peer answered: {description} (status 0x{code:04X})."
+    return f"Status 0x{code:04X}."
 
 
 def retrieve_outcome(result: object, destination_aet: str = "") -> str:
@@ -62,6 +62,50 @@ def retrieve_outcome(result: object, destination_aet: str = "") -> str:
     if status is not None and int(status) not in (0x0000,):
         return f"{status_sentence(status, destination_aet)} ({counts})"
     return f"Done: {counts}."
+
+
+def _retrieve_done(result: object) -> bool:
+    """No error and a Success final status (or none): what ``retrieve_outcome`` calls "Done"."""
+    status = getattr(result, "status", None)
+    return not getattr(result, "error", None) and (status is None or int(status) == 0x0000)
+
+
+def retrieve_summary(results: list[Any], import_failed: list[Any], peer_name: str,
+                     destination_aet: str, local_port: int | None,
+                     method: str) -> tuple[str, str]:
+    """(sentence, kind) for a whole retrieve (one RetrieveResult per item; ``import_failed``:
+    (path, reason) of C-GET files the archive refused; ``method`` move, move_to or get).
+    ``kind`` is a StatusLabel kind: "ok" only when every sub-operation of every item succeeded."""
+    cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
+                    for r in results)
+    undelivered = [move_not_delivered(r, peer_name, destination_aet, local_port,
+                                      back=method == "move")
+                   for r in results] if method in ("move", "move_to") else []
+    undelivered = [u for u in undelivered if u]
+    if not results:
+        message, kind = "Retrieve cancelled.", "info"
+    elif undelivered:
+        message, kind = undelivered[0], "error"
+    elif cancelled:
+        completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+        failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)
+        warning = sum(int(getattr(r, "warning", 0) or 0) for r in results)
+        message = (f"Cancelled (C-CANCEL): {completed} completed, {failed} failed, "
+                   f"{warning} warning.")
+        kind = "info"
+    elif len(results) == 1:
+        message = retrieve_outcome(results[0], destination_aet)
+        kind = "ok" if _retrieve_done(results[0]) and not results[0].failed else "error"
+    else:
+        completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
+        message = f"{completed} completed in {len(results)} retrieves. " + " ".join(
+            retrieve_outcome(r, destination_aet) for r in results if not _retrieve_done(r))
+        kind = "ok" if all(_retrieve_done(r) and not r.failed for r in results) else "error"
+    if import_failed:
+        message = (f"{message.strip()} {len(import_failed)} file(s) could not be put in the "
+                   f"local archive: {import_failed[0][1]}")
+        kind = "error"
+    return message.strip(), kind
 
 
 def move_not_delivered(result: object, peer_name: str, destination_aet: str,

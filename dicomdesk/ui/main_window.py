@@ -1,7 +1,8 @@
 """The main window: side bar + stacked panels, menus, status bar, remembered choices.
 
-QSettings is read here, on the GUI thread, and what it holds is passed to the panels as values
-(ARCHITECTURE "ui/"). Closing while transfers run asks first, then cancels them and closes once
+QSettings is read and written on the GUI thread: the window keeps its geometry and current panel,
+and hands the settings to each panel's ``restore_settings`` / ``save_settings``, so every panel
+owns what it remembers (ARCHITECTURE "ui/"). Closing while transfers run asks first, then cancels them and closes once
 the workers have stopped (without blocking the event loop meanwhile).
 """
 
@@ -38,8 +39,7 @@ from dicomdesk.ui.panels.send import SendPanel
 from dicomdesk.ui.panels.server import ServerPanel
 from dicomdesk.ui.panels.worklist import WorklistPanel
 from dicomdesk.ui.panels.commitment import CommitmentPanel
-from dicomdesk.ui.query_keys import SearchForm
-from dicomdesk.ui.server_host import ServerHost, ServerState
+from dicomdesk.ui.server_host import ServerHost, ServerState, ServerStatus
 from dicomdesk.ui.workers import TaskTracker, favour_gui_thread
 
 __all__ = ["MainWindow", "PANELS"]
@@ -239,17 +239,10 @@ class MainWindow(QMainWindow):
     # -- status bar ------------------------------------------------------------------------
     def _on_server_state(self, state: ServerState) -> None:
         self.server_status.setText(state.sentence())
-        suggested = state.suggested_port if state.status == "port_taken" else None
+        suggested = state.suggested_port if state.status is ServerStatus.PORT_TAKEN else None
         self.other_port_button.setVisible(bool(suggested))
         if suggested:
             self.other_port_button.setText(f"Use port {suggested}")
-        if state.status == "listening":
-            # a port taken because another program holds the usual one is for this run only:
-            # saving it would move the server for the next start, away from the address the
-            # PACS know for us (issue 17)
-            if state.port != self.server_panel.borrowed_port:
-                self.settings.setValue("server/port", state.port)
-            self.settings.setValue("server/aet", state.aet)
 
     def _use_other_port(self) -> None:
         suggested = self.server_host.state.suggested_port
@@ -276,6 +269,7 @@ class MainWindow(QMainWindow):
 
     # -- remembered choices ----------------------------------------------------------------
     def _restore(self) -> None:
+        """The window's own geometry and panel; each panel restores what it remembers."""
         s = self.settings
         geometry = s.value("window/geometry")
         if isinstance(geometry, QByteArray) and not geometry.isEmpty():
@@ -283,68 +277,19 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1100, 720)
         self.show_panel(str(s.value("window/panel", "echo")))
-        for key, picker in (("query", self.query_panel.node_picker),
-                            ("send", self.send_panel.node_picker)):
-            name = s.value(f"{key}/node")
-            if name:
-                picker.select(str(name))
-        self.query_panel.set_form(SearchForm(
-            patient_name=str(s.value("query/patient_name", "")),
-            patient_id=str(s.value("query/patient_id", "")),
-            accession_number=str(s.value("query/accession", "")),
-            date_preset=str(s.value("query/date_preset", "Any")),
-            modality=str(s.value("query/modality", "")),
-            study_description=str(s.value("query/description", "")),
-        ))
-        if s.value("query/model", "study") == "patient":
-            self.query_panel.patient_root.setChecked(True)
-        method = s.value("query/method")
-        if method:
-            combo = self.query_panel.method_combo
-            combo.setCurrentIndex(max(0, combo.findData(str(method))))
-        echo_node = s.value("echo/node")
-        if echo_node:
-            self.echo_panel.select(str(echo_node))
-        for key, restore in self._layout_states().items():
-            state = s.value(f"layout/{key}")
-            if isinstance(state, QByteArray) and not state.isEmpty():
-                restore[1](state)
-
-    def _layout_states(self) -> dict[str, tuple[Any, Any]]:
-        """Column widths and splitter positions the window remembers: key -> (save, restore)."""
-        views = {
-            "query_columns": self.query_panel.tree.header(),
-            "send_columns": self.send_panel.table.horizontalHeader(),
-            "worklist_columns": self.worklist_panel.table.horizontalHeader(),
-            "commitment_columns": self.commitment_panel.table.horizontalHeader(),
-            "echo_columns": self.echo_panel.table.horizontalHeader(),
-            "server_splitter": self.server_panel.splitter,
-        }
-        return {key: (view.saveState, view.restoreState) for key, view in views.items()}
+        for panel in self.panels.values():
+            restore = getattr(panel, "restore_settings", None)
+            if restore is not None:
+                restore(s)
 
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/panel", self.current_panel_key())
-        s.setValue("query/node", self.query_panel.node_picker.currentData() or "")
-        s.setValue("send/node", self.send_panel.node_picker.currentData() or "")
-        s.setValue("echo/node", self.echo_panel.selected_name())
-        form = self.query_panel.form()
-        s.setValue("query/patient_name", form.patient_name)
-        s.setValue("query/patient_id", form.patient_id)
-        s.setValue("query/accession", form.accession_number)
-        s.setValue("query/date_preset", form.date_preset)
-        s.setValue("query/modality", form.modality)
-        s.setValue("query/description", form.study_description)
-        s.setValue("query/model", self.query_panel.information_model())
-        s.setValue("query/method", self.query_panel.method_combo.currentData())
-        state = self.server_host.state
-        s.setValue("server/aet", self.server_panel.aet_edit.text().strip() or state.aet)
-        if self.server_panel.port_spin.value() != self.server_panel.borrowed_port:
-            s.setValue("server/port", self.server_panel.port_spin.value())
-        s.setValue("server/storage_dir", self.server_panel.storage_edit.text().strip())
-        for key, (save, _restore) in self._layout_states().items():
-            s.setValue(f"layout/{key}", save())
+        for panel in self.panels.values():
+            save = getattr(panel, "save_settings", None)
+            if save is not None:
+                save(s)
         s.sync()
 
     # -- closing ---------------------------------------------------------------------------
@@ -376,7 +321,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         self.tracker.cancel_all()
         self.server_host.stop_now()
-        self.server_panel.archive_browser.shutdown()
+        self.server_panel.shutdown()
         event.accept()
 
     def _force_close(self) -> None:

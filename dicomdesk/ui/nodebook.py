@@ -20,6 +20,7 @@ _log = logging.getLogger(__name__)
 class NodeBook(QObject):
     """The list of ``config.Node`` values; ``changed`` fires after every successful save."""
 
+    #: ``list[config.Node]``, the whole book after a load or a save
     changed = Signal(list)
 
     def __init__(self, path: str | Path | None, parent: QObject | None = None) -> None:

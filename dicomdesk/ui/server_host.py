@@ -1,15 +1,17 @@
 """Runs ``operations.LocalServer`` (Storage SCP + Q/R SCP) inside the window's process.
 
 The server accepts associations on its own threads (PS3.8 7.1: each association is independent);
-its ``on_association`` / ``on_stored`` callbacks arrive on those threads, so they are buffered
-under a lock and drained by a GUI-thread QTimer every 50 ms into batched signals — a peer sending
-a thousand small images must not flood the event loop with a thousand queued calls.
+its ``on_association`` / ``on_stored`` callbacks arrive on those threads, so they go through a
+``ThreadRelay`` (workers.py: a locked list drained by a GUI-thread QTimer every 50 ms) into
+batched signals — a peer sending a thousand small images must not flood the event loop with a
+thousand queued calls.
 Start and stop run in a worker (binding and joining threads never happen on the GUI thread).
 
 Objects received per association: ``on_stored`` and the association events of one association
 are called on that association's thread (the acceptor runs the DIMSE service there), so a
 per-thread counter opened at "open" and closed at "released"/"aborted" counts them without any
-help from the network layer.
+help from the network layer (each event crosses the relay with the thread that reported it; the
+counting happens on the GUI thread, in the order the server reported the events).
 """
 
 from __future__ import annotations
@@ -19,24 +21,60 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from dicomdesk.ui.errors import describe_exception
-from dicomdesk.ui.workers import OperationWorker, TaskTracker, WorkerContext, settle_heap
+from dicomdesk.ui.workers import OperationWorker, TaskTracker, ThreadRelay, WorkerContext, \
+    settle_heap
 
-__all__ = ["AssociationRecord", "ServerHost", "ServerState", "parse_allowed_calling_aets"]
+__all__ = ["AssociationRecord", "AssociationState", "ServerHost", "ServerState", "ServerStatus",
+           "parse_allowed_calling_aets"]
 
 _log = logging.getLogger(__name__)
+
+# what crosses the relay: (kind, reporting thread, value)
+_ASSOCIATION, _STORED, _FORWARDED = "association", "stored", "forwarded"
+
+
+class ServerStatus(StrEnum):
+    """Where the in-window server is; a ``str`` so settings and logs read the plain word."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    LISTENING = "listening"
+    STOPPING = "stopping"
+    #: another program holds the port (``ServerState.suggested_port`` offers another)
+    PORT_TAKEN = "port_taken"
+    ERROR = "error"
+
+    @property
+    def busy(self) -> bool:
+        """Running or on its way: the form's fields are locked."""
+        return self in (ServerStatus.LISTENING, ServerStatus.STARTING, ServerStatus.STOPPING)
+
+
+class AssociationState(StrEnum):
+    """``operations.AssociationEvent.state``: the words the server reports, as one vocabulary
+    (a ``str``, so an event's plain word compares equal to it)."""
+
+    OPEN = "open"
+    #: ended by A-RELEASE (PS3.8 7.2)
+    RELEASED = "released"
+    #: ended by A-ABORT or a lost connection (PS3.8 7.3-7.4)
+    ABORTED = "aborted"
+    #: A-ASSOCIATE-RJ, e.g. a calling AE title not on the allow-list (PS3.8 Table 9-21)
+    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
 class ServerState:
-    """What the status bar shows: status is stopped|starting|listening|stopping|port_taken|error."""
+    """What the status bar shows."""
 
-    status: str
+    status: ServerStatus
     aet: str
     port: int
     storage_dir: str = ""
@@ -44,17 +82,17 @@ class ServerState:
     suggested_port: int | None = None
 
     def sentence(self) -> str:
-        if self.status == "listening":
+        if self.status is ServerStatus.LISTENING:
             # ``message`` holds the warning of a server reachable beyond this computer.
             return f"Local server {self.aet} listening on port {self.port}" + (
                 f" — {self.message}" if self.message else "")
-        if self.status == "port_taken":
+        if self.status is ServerStatus.PORT_TAKEN:
             return f"Local server stopped: port {self.port} is taken by another program"
-        if self.status == "starting":
+        if self.status is ServerStatus.STARTING:
             return f"Local server {self.aet} starting on port {self.port}…"
-        if self.status == "stopping":
+        if self.status is ServerStatus.STOPPING:
             return "Local server stopping…"
-        if self.status == "error":
+        if self.status is ServerStatus.ERROR:
             return f"Local server stopped: {self.message}"
         return f"Local server {self.aet} stopped (port {self.port})"
 
@@ -97,15 +135,19 @@ def _is_port_taken(exc: BaseException) -> bool:
 class ServerHost(QObject):
     """Owns the in-process LocalServer; all public methods are called on the GUI thread."""
 
+    #: ``ServerState``, at every change
     state_changed = Signal(object)
-    #: list of AssociationRecord (an operations.AssociationEvent and its objects received)
-    associations = Signal(list)
-    #: list of operations.StoredObject
-    stored = Signal(list)
-    #: list of archive forwarding events (ForwardEvent: uid, destination, state, attempts, error)
-    forwarded = Signal(list)
-    #: list of AssociationRecord of open associations whose object count grew (coalesced)
-    association_progress = Signal(list)
+    # The list signals are declared ``object`` (see ``ThreadRelay.batch``: no element-wise
+    # conversion); every receiver gets the same list and must not change it.
+    #: ``list[AssociationRecord]`` (an operations.AssociationEvent and its objects received)
+    associations = Signal(object)
+    #: ``list`` of operations.StoredObject
+    stored = Signal(object)
+    #: ``list`` of archive forwarding events (ForwardEvent: uid, destination, state, attempts,
+    #: error)
+    forwarded = Signal(object)
+    #: ``list[AssociationRecord]`` of open associations whose object count grew (coalesced)
+    association_progress = Signal(object)
     #: (open associations, objects received on them so far), when either changed
     incoming_changed = Signal(int, int)
 
@@ -124,14 +166,9 @@ class ServerHost(QObject):
         self._shown_counts: dict[int, int] = {}  # what association_progress last said
         self._incoming = (0, 0)
         self._server: Any = None
-        self._lock = threading.Lock()
-        self._pending_assoc: list[Any] = []
-        self._pending_stored: list[Any] = []
-        self._pending_forward: list[Any] = []
-        self._state = ServerState("stopped", "DICOMDESK", 11112)
-        self._timer = QTimer(self)
-        self._timer.setInterval(50)
-        self._timer.timeout.connect(self._drain)
+        self._relay = ThreadRelay(self)
+        self._relay.batch.connect(self._on_batch)
+        self._state = ServerState(ServerStatus.STOPPED, "DICOMDESK", 11112)
         self._busy: OperationWorker | None = None
 
     @property
@@ -145,62 +182,70 @@ class ServerHost(QObject):
 
     @property
     def is_running(self) -> bool:
-        return self._state.status == "listening"
+        return self._state.status is ServerStatus.LISTENING
 
     def configure(self, aet: str, port: int, storage_dir: str) -> None:
         """Set what ``start`` will use while stopped (read from QSettings by the window)."""
         if self._server is None and self._busy is None:
-            self._set_state(ServerState("stopped", aet, int(port), storage_dir))
+            self._set_state(ServerState(ServerStatus.STOPPED, aet, int(port), storage_dir))
 
     def _set_state(self, state: ServerState) -> None:
         self._state = state
         self.state_changed.emit(state)
 
-    # -- callbacks from server threads: only a lock and a list -----------------------------
+    # -- callbacks from server threads: into the relay, with the thread that called ------------
     def _on_association(self, event: Any) -> None:
-        thread = threading.get_ident()
-        with self._lock:
-            if event.state == "open":
-                self._objects[thread] = 0
-                self._open_events[thread] = event
-                objects = 0
-            else:
-                objects = self._objects.pop(thread, 0)
-                self._open_events.pop(thread, None)
-            self._pending_assoc.append(AssociationRecord(event, objects))
+        self._relay.put((_ASSOCIATION, threading.get_ident(), event))
 
     def _on_stored(self, obj: Any) -> None:
-        thread = threading.get_ident()
-        with self._lock:
-            if getattr(obj, "error", None) is None and thread in self._objects:
-                self._objects[thread] += 1
-            self._pending_stored.append(obj)
+        self._relay.put((_STORED, threading.get_ident(), obj))
 
     def _on_forward(self, event: Any) -> None:
-        with self._lock:
-            self._pending_forward.append(event)
+        self._relay.put((_FORWARDED, 0, event))
 
-    def _drain(self) -> None:
-        with self._lock:
-            assoc, self._pending_assoc = self._pending_assoc, []
-            stored, self._pending_stored = self._pending_stored, []
-            forwarded, self._pending_forward = self._pending_forward, []
-            grown = [AssociationRecord(event, self._objects.get(thread, 0))
-                     for thread, event in self._open_events.items()
-                     if self._objects.get(thread, 0) != self._shown_counts.get(thread, 0)]
-            self._shown_counts = {t: self._objects.get(t, 0) for t in self._open_events}
-            incoming = (len(self._open_events), sum(self._shown_counts.values()))
+    # -- GUI thread ------------------------------------------------------------------------
+    def _on_batch(self, items: list[tuple[str, int, Any]]) -> None:
+        """Count objects per association thread, in the order the server reported them, and
+        emit one batch per signal."""
+        assoc: list[AssociationRecord] = []
+        stored: list[Any] = []
+        forwarded: list[Any] = []
+        for kind, thread, value in items:
+            if kind == _ASSOCIATION:
+                if value.state == AssociationState.OPEN:
+                    self._objects[thread] = 0
+                    self._open_events[thread] = value
+                    objects = 0
+                else:
+                    objects = self._objects.pop(thread, 0)
+                    self._open_events.pop(thread, None)
+                    self._shown_counts.pop(thread, None)
+                assoc.append(AssociationRecord(value, objects))
+            elif kind == _STORED:
+                if getattr(value, "error", None) is None and thread in self._objects:
+                    self._objects[thread] += 1
+                stored.append(value)
+            else:
+                forwarded.append(value)
+        grown = [AssociationRecord(event, self._objects.get(thread, 0))
+                 for thread, event in self._open_events.items()
+                 if self._objects.get(thread, 0) != self._shown_counts.get(thread, 0)]
+        self._shown_counts = {t: self._objects.get(t, 0) for t in self._open_events}
         if assoc:
             self.associations.emit(assoc)
         if grown:
             self.association_progress.emit(grown)
-        if incoming != self._incoming:
-            self._incoming = incoming
-            self.incoming_changed.emit(*incoming)
+        self._update_incoming()
         if stored:
             self.stored.emit(stored)
         if forwarded:
             self.forwarded.emit(forwarded)
+
+    def _update_incoming(self) -> None:
+        incoming = (len(self._open_events), sum(self._shown_counts.values()))
+        if incoming != self._incoming:
+            self._incoming = incoming
+            self.incoming_changed.emit(*incoming)
 
     def report_stored(self, objects: list[Any]) -> None:
         """Objects put into the archive by the window itself (a C-GET's files, imported).
@@ -237,7 +282,7 @@ class ServerHost(QObject):
         "calling AE title not recognized") and logged as "rejected"."""
         if self._busy is not None or self._server is not None:
             return
-        self._set_state(ServerState("starting", aet, port, storage_dir))
+        self._set_state(ServerState(ServerStatus.STARTING, aet, port, storage_dir))
         on_association, on_stored, on_forward = self._on_association, self._on_stored, self._on_forward
         # the window's address book; an absent file is an empty book, not the user's default one
         book = self.nodes_path
@@ -266,36 +311,35 @@ class ServerHost(QObject):
                 server.start()
             except Exception as exc:
                 if _is_port_taken(exc):
-                    return ("port_taken", None, str(exc))
+                    return (ServerStatus.PORT_TAKEN, None, str(exc))
                 raise
             from dicomdesk.operations.server import bind_warning
 
-            return ("listening", server, bind_warning(settings) or "")
+            return (ServerStatus.LISTENING, server, bind_warning(settings) or "")
 
-        def finished(outcome: tuple[str, Any, str]) -> None:
+        def finished(outcome: tuple[ServerStatus, Any, str]) -> None:
             status, server, message = outcome
             self._busy = None
-            if status == "listening":
+            if status is ServerStatus.LISTENING:
                 self._server = server
                 actual = int(getattr(server, "port", port) or port)
-                self._timer.start()
+                self._relay.start()
                 if not ServerHost._heap_settled:  # the stack it imported lives as long
                     ServerHost._heap_settled = True  # as the process (once: a restart
                     settle_heap(collect=False)       # would freeze the last one's garbage)
-                self._set_state(ServerState("listening", aet, actual, storage_dir, message))
+                self._set_state(ServerState(ServerStatus.LISTENING, aet, actual, storage_dir,
+                                            message))
             else:
-                self._set_state(ServerState("port_taken", aet, port, storage_dir, message,
+                self._set_state(ServerState(ServerStatus.PORT_TAKEN, aet, port, storage_dir,
+                                            message,
                                             suggested_port=port + 1 if port < 65535 else 1024))
 
         def failed(sentence: str) -> None:
             self._busy = None
-            self._set_state(ServerState("error", aet, port, storage_dir, sentence))
+            self._set_state(ServerState(ServerStatus.ERROR, aet, port, storage_dir, sentence))
 
-        worker = OperationWorker(call, label="start local server")
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(failed)
-        self._busy = worker
-        self._tracker.start(worker, transfer=False)
+        self._busy = self._tracker.run(call, label="start local server", finished=finished,
+                                       failed=failed)
 
     def stop(self) -> None:
         """Stop listening (running associations are ended by LocalServer.stop)."""
@@ -303,28 +347,27 @@ class ServerHost(QObject):
         if server is None:
             return
         state = self._state
-        self._set_state(ServerState("stopping", state.aet, state.port, state.storage_dir))
+        self._set_state(ServerState(ServerStatus.STOPPING, state.aet, state.port,
+                                    state.storage_dir))
 
         def call(ctx: WorkerContext) -> None:
             server.stop()
 
         def done() -> None:
             self._busy = None
-            with self._lock:
-                self._open_events.clear()
-            self._drain()
-            self._timer.stop()
-            self._set_state(ServerState("stopped", state.aet, state.port, state.storage_dir))
+            self._relay.stop()
+            self._open_events.clear()
+            self._shown_counts.clear()
+            self._update_incoming()
+            self._set_state(ServerState(ServerStatus.STOPPED, state.aet, state.port,
+                                        state.storage_dir))
 
-        worker = OperationWorker(call, label="stop local server")
-        worker.signals.done.connect(done)
-        self._busy = worker
-        self._tracker.start(worker, transfer=False)
+        self._busy = self._tracker.run(call, label="stop local server", done=done)
 
     def stop_now(self) -> None:
         """Last-moment stop when the window closes (the event loop is about to end)."""
         server, self._server = self._server, None
-        self._timer.stop()
+        self._relay.stop(deliver=False)
         if server is not None:
             try:
                 server.stop()

@@ -8,8 +8,9 @@ logger *by name* and raises the logger to DEBUG only while recording, so a windo
 record costs the network nothing (the stack checks ``isEnabledFor(DEBUG)`` first).
 
 Records arrive on network threads (a requester's worker, the local server's association
-threads). The handler turns each into an immutable :class:`TraceEntry` under a lock; a GUI-thread
-QTimer moves the batch into :class:`TraceLogModel` (as ``server_host.py`` does for associations).
+threads). The handler turns each into an immutable :class:`TraceEntry` and puts it into a
+``ThreadRelay`` (workers.py, the relay workers and the in-window server use too), whose GUI-thread
+QTimer moves the batch into :class:`TraceLogModel`.
 Patient data (the data set, rendered as text) is kept with its entry but shown only when the
 user turns it on.
 """
@@ -17,13 +18,14 @@ user turns it on.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, \
-    QTimer, Signal
+    Signal
+
+from dicomdesk.ui.workers import ThreadRelay
 
 __all__ = ["LAYERS", "TRACE_LOGGER", "TraceCapture", "TraceEntry", "TraceFilter", "TraceLogModel"]
 
@@ -78,13 +80,13 @@ def entry_from_record(record: logging.LogRecord) -> TraceEntry:
         record.getMessage(), dataset_text)
 
 
-class _BufferHandler(logging.Handler):
-    """Appends entries to a locked list; nothing Qt happens on the calling thread."""
+class _RelayHandler(logging.Handler):
+    """Puts each record, as a TraceEntry, into a ``ThreadRelay``: a lock and a list, nothing
+    Qt happens on the calling (network) thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, relay: ThreadRelay) -> None:
         super().__init__(logging.DEBUG)
-        self.buffer_lock = threading.Lock()
-        self.buffer: list[TraceEntry] = []
+        self._relay = relay
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -92,28 +94,24 @@ class _BufferHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        with self.buffer_lock:
-            self.buffer.append(entry)
-
-    def take(self) -> list[TraceEntry]:
-        with self.buffer_lock:
-            entries, self.buffer = self.buffer, []
-        return entries
+        self._relay.put(entry)
 
 
 class TraceCapture(QObject):
     """Records the trace while ``recording``; emits batches of TraceEntry on the GUI thread."""
 
-    entries = Signal(list)
+    #: ``list[TraceEntry]``, in the order the network threads logged them (``object``: see
+    #: ``ThreadRelay.batch``)
+    entries = Signal(object)
+    #: True when recording starts, False when it stops
     recording_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._handler = _BufferHandler()
+        self._relay = ThreadRelay(self, interval_ms=DRAIN_INTERVAL_MS)
+        self._relay.batch.connect(self.entries)
+        self._handler = _RelayHandler(self._relay)
         self._saved_level: int | None = None
-        self._timer = QTimer(self)
-        self._timer.setInterval(DRAIN_INTERVAL_MS)
-        self._timer.timeout.connect(self.drain)
         # stop listening when this object goes away, without touching the deleted object
         handler = self._handler
         self.destroyed.connect(lambda *_: _detach(handler, None))
@@ -129,7 +127,7 @@ class TraceCapture(QObject):
         self._saved_level = logger.level
         logger.addHandler(self._handler)
         logger.setLevel(logging.DEBUG)
-        self._timer.start()
+        self._relay.start()
         self.recording_changed.emit(True)
 
     def stop(self) -> None:
@@ -137,24 +135,22 @@ class TraceCapture(QObject):
             return
         _detach(self._handler, self._saved_level)
         self._saved_level = None
-        self._timer.stop()
-        self.drain()
+        self._relay.stop()
         self.recording_changed.emit(False)
 
     def set_recording(self, on: bool) -> None:
         self.start() if on else self.stop()
 
     def drain(self) -> None:
-        entries = self._handler.take()
-        if entries:
-            self.entries.emit(entries)
+        """Deliver what was captured so far now (GUI thread)."""
+        self._relay.drain()
 
 
 def _detach(handler: logging.Handler, saved_level: int | None) -> None:
     """Remove ``handler``; restore the logger's level once nobody else records."""
     logger = logging.getLogger(TRACE_LOGGER)
     logger.removeHandler(handler)
-    if not any(isinstance(h, _BufferHandler) for h in logger.handlers):
+    if not any(isinstance(h, _RelayHandler) for h in logger.handlers):
         logger.setLevel(saved_level if saved_level is not None else logging.NOTSET)
 
 

@@ -1,16 +1,29 @@
-"""Small widgets shared by the panels: the node picker and "Copy as command"."""
+"""Small widgets shared by the panels: the node picker, "Copy as command", remembered view state."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QByteArray, QSettings, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QComboBox, QLabel, QWidget
 
 from dicomdesk.ui.nodebook import NodeBook
 
-__all__ = ["NodePicker", "StatusLabel", "copy_to_clipboard"]
+__all__ = ["NodePicker", "StatusLabel", "copy_to_clipboard", "restore_view_state",
+           "save_view_state"]
+
+
+def restore_view_state(settings: QSettings, key: str, view: Any) -> None:
+    """Column widths or splitter positions remembered under ``layout/<key>`` (``view`` is a
+    QHeaderView or a QSplitter: anything with ``saveState``/``restoreState``)."""
+    state = settings.value(f"layout/{key}")
+    if isinstance(state, QByteArray) and not state.isEmpty():
+        view.restoreState(state)
+
+
+def save_view_state(settings: QSettings, key: str, view: Any) -> None:
+    settings.setValue(f"layout/{key}", view.saveState())
 
 
 def copy_to_clipboard(text: str, source: QWidget | None = None) -> None:
@@ -30,6 +43,7 @@ def copy_to_clipboard(text: str, source: QWidget | None = None) -> None:
 class NodePicker(QComboBox):
     """A combo box of the address book's nodes that follows its changes, keeping the choice."""
 
+    #: the combo box's text after the choice changed (the node's label; "" when none)
     node_changed = Signal(str)
 
     def __init__(self, book: NodeBook, parent: QWidget | None = None) -> None:

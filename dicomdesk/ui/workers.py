@@ -2,8 +2,9 @@
 
 ``operations`` functions block and report through plain callbacks called on the worker thread
 (docs/internals.md "operations.py"). Widgets may only be touched on the GUI thread, so the worker
-never emits per callback: it puts values in a lock-protected buffer, and a QTimer on the GUI thread
-drains it every 50 ms. Two consequences the panels rely on:
+never emits per callback: it hands values to a :class:`ThreadRelay` (a lock-protected list that a
+QTimer on the GUI thread drains every 50 ms; the in-window server and the protocol inspector use
+the same relay). Two consequences the panels rely on:
 
 * ``rows`` arrive in batches (one model insert per batch), so a burst of thousands of C-FIND
   responses (PS3.4 C.4.1.2: one Pending response per match) never blocks the event loop;
@@ -34,7 +35,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 from dicomdesk.ui.errors import describe_exception
 
-__all__ = ["GUI_SWITCH_INTERVAL_S", "OperationWorker", "TaskTracker", "WorkerContext",
+__all__ = ["GUI_SWITCH_INTERVAL_S", "OperationWorker", "TaskTracker", "ThreadRelay", "WorkerContext",
            "WorkerSignals", "favour_gui_thread", "no_gc_pause", "settle_heap"]
 
 _log = logging.getLogger(__name__)
@@ -106,22 +107,92 @@ def settle_heap(collect: bool = True) -> None:
     gc.freeze()
 
 
+class ThreadRelay(QObject):
+    """The one way values cross from other threads to the GUI thread: a lock, a list and a
+    GUI-thread QTimer that drains the list every ``interval_ms`` into one ``batch`` signal.
+
+    Workers (their rows and progress), the in-window server (association and store events)
+    and the protocol inspector (trace records) all use it, so a burst of thousands of values
+    costs the event loop one slot call per interval, never one queued call per value.
+
+    ``put`` and ``put_latest`` may be called on any thread and touch only plain Python state
+    under the lock (no Qt object), so they stay safe even after the relay's Qt side is gone
+    (a window closed while a worker ends). ``drain``, ``start`` and ``stop`` are GUI-thread only.
+    """
+
+    #: ``list``: every value ``put`` since the last drain, in the order they were put (only
+    #: when some). Declared ``object``, not ``list``: PySide converts a ``list`` argument to a
+    #: QVariantList element by element and back (~5 ms per 2,000 rows on the GUI thread,
+    #: measured); an ``object`` passes the list itself, which the relay no longer holds.
+    batch = Signal(object)
+    #: the newest value of ``put_latest``; older ones not yet shown are dropped on purpose, and
+    #: it is emitted at most once per ``latest_period_s`` (and at the final drain)
+    latest = Signal(object)
+
+    def __init__(self, parent: QObject | None = None, *, interval_ms: int = DRAIN_INTERVAL_MS,
+                 latest_period_s: float = PROGRESS_PERIOD_S) -> None:
+        super().__init__(parent)
+        self._lock = threading.Lock()
+        self._values: list[Any] = []
+        self._latest: Any = None
+        self._latest_seq = 0
+        self._emitted_seq = 0
+        self._latest_at = 0.0
+        self._latest_period_s = latest_period_s
+        self._timer = QTimer(self)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self.drain)
+
+    # -- any thread --------------------------------------------------------------------------
+    def put(self, value: Any) -> None:
+        """Queue a value that must reach the GUI thread (a match, a file's outcome, an event)."""
+        with self._lock:
+            self._values.append(value)
+
+    def put_latest(self, value: Any) -> None:
+        """Remember the latest value (progress); it replaces one not yet delivered."""
+        with self._lock:
+            self._latest = value
+            self._latest_seq += 1
+
+    # -- GUI thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self, deliver: bool = True) -> None:
+        """Stop the timer and deliver what is left (``deliver`` False: the receivers are
+        going away with the window; what is left is dropped)."""
+        self._timer.stop()
+        if deliver:
+            self.drain(final=True)
+
+    def drain(self, final: bool = False) -> None:
+        with self._lock:
+            values, self._values = self._values, []
+            latest, seq = self._latest, self._latest_seq
+        if values:
+            self.batch.emit(values)
+        now = time.monotonic()
+        if seq != self._emitted_seq and (final or now - self._latest_at >= self._latest_period_s):
+            self._emitted_seq = seq
+            self._latest_at = now
+            self.latest.emit(latest)
+
+
 class WorkerContext:
     """What the operation's callable receives on the worker thread.
 
-    It only touches plain Python state under a lock: no Qt object is used from the worker thread.
+    Its callbacks only pass the gate and hand values to the worker's :class:`ThreadRelay`:
+    no Qt object is used from the worker thread.
     """
 
     #: longest a worker waits at a closed gate (the GUI thread reopens it much sooner)
     GATE_TIMEOUT_S = 0.25
 
-    def __init__(self, cancel: threading.Event) -> None:
+    def __init__(self, cancel: threading.Event, relay: ThreadRelay) -> None:
         self.cancel = cancel
         self.gate: threading.Event | None = None  # set = open (see TaskTracker.gui_work)
-        self._lock = threading.Lock()
-        self._rows: list[Any] = []
-        self._progress: Any = None
-        self._progress_seq = 0
+        self._relay = relay
 
     def _pass_gate(self) -> None:
         gate = self.gate
@@ -131,35 +202,32 @@ class WorkerContext:
     def report_progress(self, value: Any) -> None:
         """Remember the latest progress value; older ones not yet shown are dropped on purpose."""
         self._pass_gate()
-        with self._lock:
-            self._progress = value
-            self._progress_seq += 1
+        self._relay.put_latest(value)
 
     def emit_row(self, value: Any) -> None:
         """Queue a value that must reach the GUI (a match, a file's outcome)."""
         self._pass_gate()
-        with self._lock:
-            self._rows.append(value)
-
-    def _take(self) -> tuple[list[Any], Any, int]:
-        with self._lock:
-            rows, self._rows = self._rows, []
-            return rows, self._progress, self._progress_seq
+        self._relay.put(value)
 
 
 class WorkerSignals(QObject):
-    """Signals of one worker; lives on the GUI thread, so its slots and timer run there."""
+    """Signals of one worker; lives on the GUI thread, so its slots and relay run there.
 
-    #: latest progress value (coalesced)
+    Order: any number of ``rows`` and ``progress``, then ``finished`` or ``failed``, then ``done``.
+    """
+
+    #: the latest progress value the operation reported (coalesced, ~15 a second at most)
     progress = Signal(object)
-    #: list of row values, in the order the operation produced them
-    rows = Signal(list)
+    #: ``list`` of row values (``WorkerContext.emit_row``), in the order the operation produced
+    #: them (``object``: see ``ThreadRelay.batch``; receivers must not change it)
+    rows = Signal(object)
     #: the operation's return value
     finished = Signal(object)
-    #: a sentence, when the callable raised (operations themselves report errors in the result)
+    #: a sentence (str), when the callable raised (operations themselves report errors in the result)
     failed = Signal(str)
     #: always emitted last, after ``finished`` or ``failed``
     done = Signal()
+    #: private: the worker thread ended (queued to the GUI thread, which then emits the above)
     _worker_done = Signal()
 
 
@@ -168,6 +236,7 @@ class OperationWorker(QRunnable):
 
     ``call`` typically imports ``dicomdesk.operations`` lazily and passes ``context.cancel``,
     ``context.report_progress`` and ``context.emit_row`` as the operation's callbacks.
+    Panels start one through :meth:`TaskTracker.run`.
     """
 
     def __init__(self, call: Callable[[WorkerContext], Any], label: str = "") -> None:
@@ -175,16 +244,14 @@ class OperationWorker(QRunnable):
         self.setAutoDelete(False)
         self.label = label
         self.signals = WorkerSignals()
+        self._relay = ThreadRelay(self.signals)
+        self._relay.batch.connect(self.signals.rows)
+        self._relay.latest.connect(self.signals.progress)
         self._call = call
         self._cancel = threading.Event()
-        self._context = WorkerContext(self._cancel)
+        self._context = WorkerContext(self._cancel, self._relay)
         self._result: Any = None
         self._error: str | None = None
-        self._emitted_seq = 0
-        self._last_progress_at = 0.0
-        self._timer = QTimer(self.signals)
-        self._timer.setInterval(DRAIN_INTERVAL_MS)
-        self._timer.timeout.connect(self._drain)
         self.signals._worker_done.connect(self._on_worker_done)
         self.is_running = False
         self.is_done = False
@@ -193,7 +260,7 @@ class OperationWorker(QRunnable):
     def start(self, pool: QThreadPool | None = None) -> None:
         """Queue the call on ``pool`` (default: the global pool) and start draining."""
         self.is_running = True
-        self._timer.start()
+        self._relay.start()
         (pool or QThreadPool.globalInstance()).start(self)
 
     def cancel(self) -> None:
@@ -204,19 +271,8 @@ class OperationWorker(QRunnable):
     def cancel_requested(self) -> bool:
         return self._cancel.is_set()
 
-    def _drain(self, final: bool = False) -> None:
-        rows, progress, seq = self._context._take()
-        if rows:
-            self.signals.rows.emit(rows)
-        now = time.monotonic()
-        if seq != self._emitted_seq and (final or now - self._last_progress_at >= PROGRESS_PERIOD_S):
-            self._emitted_seq = seq
-            self._last_progress_at = now
-            self.signals.progress.emit(progress)
-
     def _on_worker_done(self) -> None:
-        self._timer.stop()
-        self._drain(final=True)
+        self._relay.stop()
         self.is_running = False
         self.is_done = True
         if self._error is not None:
@@ -271,6 +327,23 @@ class TaskTracker(QObject):
             yield
         finally:
             self.gate.set()
+
+    def run(self, call: Callable[[WorkerContext], Any], *, label: str = "", transfer: bool = False,
+            rows: Callable[[list[Any]], Any] | None = None,
+            progress: Callable[[Any], Any] | None = None,
+            finished: Callable[[Any], Any] | None = None,
+            failed: Callable[[str], Any] | None = None,
+            done: Callable[[], Any] | None = None) -> OperationWorker:
+        """Run ``call`` in a worker with the given slots connected (GUI thread): the one way a
+        panel starts work. Slots are called on the GUI thread in ``WorkerSignals``' order."""
+        worker = OperationWorker(call, label=label)
+        signals = worker.signals
+        for signal, slot in ((signals.rows, rows), (signals.progress, progress),
+                             (signals.finished, finished), (signals.failed, failed),
+                             (signals.done, done)):
+            if slot is not None:
+                signal.connect(slot)
+        return self.start(worker, transfer=transfer)
 
     def start(self, worker: OperationWorker, transfer: bool = True) -> OperationWorker:
         """Run ``worker``; transfers are counted in the status bar and confirmed before quit."""

@@ -91,9 +91,9 @@ def _select(window, qtbot, name: str):
     # ``reveal`` selects the instance itself and its preview may already be under way (or
     # done): let it end and clear the selection, so that selecting it here previews it anew
     # and the signal cannot come before the wait for it.
-    qtbot.waitUntil(lambda: panel._preview_worker is None, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.preview.worker is None, timeout=10_000)
     panel.archive_view.setCurrentIndex(QModelIndex())
-    qtbot.waitUntil(lambda: panel._preview_worker is None, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.preview.worker is None, timeout=10_000)
     with qtbot.waitSignal(panel.preview_ready, timeout=10_000) as blocker:
         panel.archive_view.setCurrentIndex(index)
     return blocker.args[0]
@@ -204,7 +204,7 @@ def test_undecodable_pixel_data_says_why(window, qtbot):
     panel = window.server_panel
     # pydicom's 12-bit JPEG Extended file: no installed plugin decodes it
     panel.show_preview(_file("JPEG-lossy.dcm"))
-    qtbot.waitUntil(lambda: panel._preview_worker is None, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.preview.worker is None, timeout=10_000)
     text = panel.preview_label.text()
     assert text.startswith("No preview: the pixel data (JPEG Extended"), text
     assert "cannot be decoded" in text

@@ -69,7 +69,7 @@ def test_preview_of_a_non_image_says_why_in_words(window, qtbot, tmp_path):
     panel = window.server_panel
     worker_done = []
     panel.show_preview(str(path))
-    panel._preview_worker.signals.done.connect(lambda: worker_done.append(True))
+    panel.preview.worker.signals.done.connect(lambda: worker_done.append(True))
     qtbot.waitUntil(lambda: bool(worker_done), timeout=10_000)
     assert panel.preview_label.text().startswith("No preview: ")
 

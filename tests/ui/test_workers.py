@@ -140,3 +140,54 @@ def test_the_window_paints_without_waiting_for_helper_threads(tmp_path):
     assert result.returncode == 0, result.stderr
     threads = result.stdout.strip().splitlines()[-1]
     assert "pooled" not in threads, threads
+
+
+def test_thread_relay_delivers_every_value_in_order_and_only_the_latest_progress(qtbot):
+    """The one relay of the window: values put on many threads arrive in batches on the GUI
+    thread, in the order each thread put them; ``put_latest`` keeps only the newest."""
+    from dicomdesk.ui.workers import ThreadRelay
+
+    relay = ThreadRelay()
+    batches: list[list] = []
+    latest: list = []
+    relay.batch.connect(batches.append)
+    relay.latest.connect(latest.append)
+
+    def put(name: str) -> None:
+        for i in range(2000):
+            relay.put((name, i))
+            relay.put_latest((name, i))
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in "ab"]
+    relay.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    relay.stop()
+    values = [v for batch in batches for v in batch]
+    assert len(values) == 4000
+    for name in "ab":
+        assert [i for n, i in values if n == name] == list(range(2000))
+    assert latest[-1] in (("a", 1999), ("b", 1999)) and len(latest) < 100
+    relay.put("after stop")
+    qtbot.wait(200)  # four drain periods of an event loop that runs
+    assert batches[-1] != ["after stop"]  # nothing is delivered once stopped ...
+    relay.drain()
+    assert batches[-1] == ["after stop"]  # ... until someone drains again
+
+
+def test_tracker_run_connects_the_slots_it_is_given(qtbot):
+    tracker = TaskTracker()
+    seen: list = []
+
+    def call(ctx):
+        ctx.emit_row(1)
+        ctx.report_progress("half")
+        return "result"
+
+    worker = tracker.run(call, label="run", rows=seen.append, progress=seen.append,
+                         finished=seen.append, done=lambda: seen.append("done"))
+    qtbot.waitUntil(lambda: worker.is_done and "done" in seen, timeout=20_000)
+    assert seen == [[1], "half", "result", "done"]
+    assert tracker.active_count() == 0

@@ -28,6 +28,8 @@ from typing import Any
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
 from dicomdesk.archive.browse import CHILD, FIELDS as _FIELDS, PAGE, BrowseRow
+from dicomdesk.naming import uid_name
+from dicomdesk.units import human_size
 
 __all__ = ["ArchiveTreeModel", "IndexReader", "KIND_ROLE", "PATH_ROLE", "UID_ROLE"]
 
@@ -50,30 +52,6 @@ IndexOpener = Callable[[], "tuple[Any, bool]"]
 
 def _date(text: str) -> str:
     return f"{text[:4]}-{text[4:6]}-{text[6:]}" if len(text) == 8 and text.isdigit() else text
-
-
-_CLASS_NAMES: dict[str, str] = {}
-
-
-def _class_name(uid: str) -> str:
-    name = _CLASS_NAMES.get(uid)
-    if name is None:
-        try:
-            from pydicom.uid import UID
-
-            name = UID(uid).name
-            name = name.replace(" Storage", "") if name != uid else uid
-        except Exception:
-            name = uid
-        if len(_CLASS_NAMES) < 1024:
-            _CLASS_NAMES[uid] = name
-    return name
-
-
-def _size(size: int) -> str:
-    from dicomdesk.ui.models.transfer_queue import human_size
-
-    return human_size(size or 0)
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -102,8 +80,8 @@ def _cells(row: BrowseRow) -> tuple[str, ...]:
                 str(v["series_description"] or ""), f"{int(v['num_instances'] or 0)} instance(s)",
                 row.uid)
     number = "" if v["instance_number"] is None else str(v["instance_number"])
-    return (f"Instance {number}".strip(), number, _class_name(str(v["sop_class_uid"] or "")), "",
-            _size(int(v["file_size"] or 0)), row.uid)
+    return (f"Instance {number}".strip(), number, uid_name(str(v["sop_class_uid"] or ""), short=True), "",
+            human_size(int(v["file_size"] or 0)), row.uid)
 
 
 
@@ -140,6 +118,8 @@ class IndexReader(QObject):
     ``answered(ticket, result)`` on the GUI thread (a queued signal). One thread: the pages a
     user asks for come one after another, and none of them waits behind a long one of ours."""
 
+    #: (ticket, result) of one query, queued to the GUI thread (one answer per request: not a
+    #: stream of values, so not a ThreadRelay)
     answered = Signal(object, object)
 
     def __init__(self, parent: QObject | None = None) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QStandardItem, QStandardItemModel
 
+from dicomdesk.naming import uid_name
+
 __all__ = ["COLUMNS", "LOCAL_ROLE", "PRESENCE_ROLE", "Match", "QueryResultsModel", "SORT_ROLE",
            "match_from_dataset"]
 
@@ -99,16 +101,6 @@ def _format_date(text: str) -> str:
     return text
 
 
-def _sop_class_name(uid: str) -> str:
-    try:
-        from pydicom.uid import UID
-
-        name = UID(uid).name
-        return name.replace(" Storage", "") if name != uid else uid
-    except Exception:
-        return uid
-
-
 class _Row:
     """What Python keeps about a row: its match, cells, sort keys and fetch state."""
 
@@ -159,7 +151,7 @@ class _Row:
                     m.get("SeriesDescription"), "", m.get("NumberOfSeriesRelatedInstances"),
                     m.get("SeriesInstanceUID"))
         return (f"Image {m.get('InstanceNumber')}".strip(), "", "",
-                _sop_class_name(m.get("SOPClassUID")), "", "", "", m.get("SOPInstanceUID"))
+                uid_name(m.get("SOPClassUID"), short=True), "", "", "", m.get("SOPInstanceUID"))
 
 
 _CHILD_KIND = {"study": "series", "series": "image"}

@@ -8,42 +8,43 @@ are listed as "skipped" with the reason, so the user sees what was ignored and w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
-__all__ = ["QueueRow", "TransferQueueModel", "human_size"]
+from dicomdesk.naming import uid_name
+from dicomdesk.units import human_size
+
+__all__ = ["QueueRow", "SendState", "TransferQueueModel"]
 
 COLUMNS = ("File", "Patient", "Study", "SOP class", "Transfer syntax", "Size", "State")
 
+class SendState(StrEnum):
+    """A queue row's state: ``operations.SendProgress.state`` (internals.md), plus QUEUED before
+    a send. A ``str``, so the words ``operations`` reports compare equal to it."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    #: the peer answered Success or Warning (PS3.4 B.2.3)
+    STORED = "stored"
+    FAILED = "failed"
+    #: not sent: not a DICOM file, or cancelled before its turn (then back to QUEUED)
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        """The file's send has ended, one way or the other."""
+        return self in (SendState.STORED, SendState.FAILED, SendState.SKIPPED)
+
+
 _STATE_COLOURS = {
-    "stored": QColor("#1e7d32"),
-    "failed": QColor("#c62828"),
-    "skipped": QColor("#8a8a8a"),
-    "sending": QColor("#1565c0"),
+    SendState.STORED: QColor("#1e7d32"),
+    SendState.FAILED: QColor("#c62828"),
+    SendState.SKIPPED: QColor("#8a8a8a"),
+    SendState.SENDING: QColor("#1565c0"),
 }
-
-
-def human_size(size: int | float) -> str:
-    """Bytes in the unit a person reads at a glance."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
-def _uid_name(uid: str) -> str:
-    if not uid:
-        return ""
-    try:
-        from pydicom.uid import UID
-
-        return UID(uid).name
-    except Exception:
-        return uid
 
 
 @dataclass
@@ -57,7 +58,7 @@ class QueueRow:
     sop_class: str = ""
     transfer_syntax: str = ""
     size: int = 0
-    state: str = "queued"
+    state: SendState = SendState.QUEUED
     message: str = ""
     info: Any = None  # the immutable FileInfo, handed back to operations.send
 
@@ -74,10 +75,10 @@ def row_from_file_info(info: Any) -> QueueRow:
         is_dicom=is_dicom,
         patient=patient,
         study=study,
-        sop_class=_uid_name(str(getattr(info, "sop_class_uid", "") or "")),
-        transfer_syntax=_uid_name(str(getattr(info, "transfer_syntax", "") or "")),
+        sop_class=uid_name(str(getattr(info, "sop_class_uid", "") or "")),
+        transfer_syntax=uid_name(str(getattr(info, "transfer_syntax", "") or "")),
         size=int(getattr(info, "size", 0) or 0),
-        state="queued" if is_dicom else "skipped",
+        state=SendState.QUEUED if is_dicom else SendState.SKIPPED,
         message="" if is_dicom else str(getattr(info, "reason", "") or "not a DICOM file"),
         info=info,
     )
@@ -111,9 +112,9 @@ class TransferQueueModel(QAbstractTableModel):
             seen.add(row.path)
             existing = self._by_path.get(row.path)
             if existing is not None:
-                if row.is_dicom and self._rows[existing].state in ("stored", "failed"):
+                if row.is_dicom and self._rows[existing].state in (SendState.STORED, SendState.FAILED):
                     self._rows[existing].info = row.info
-                    self.set_state(row.path, "queued")
+                    self.set_state(row.path, SendState.QUEUED)
                     self.requeued += 1
                 continue
             new.append(row)
@@ -127,11 +128,12 @@ class TransferQueueModel(QAbstractTableModel):
         self.endInsertRows()
         return len(new)
 
-    def set_state(self, path: str, state: str, message: str = "") -> None:
+    def set_state(self, path: str, state: SendState | str, message: str = "") -> None:
+        """``state`` may be the word ``operations`` reported ("stored"): it becomes a SendState."""
         row = self._by_path.get(str(path))
         if row is None:
             return
-        self._rows[row].state = state
+        self._rows[row].state = SendState(state)
         self._rows[row].message = message
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
@@ -145,18 +147,19 @@ class TransferQueueModel(QAbstractTableModel):
     def rows(self) -> list[QueueRow]:
         return list(self._rows)
 
-    def paths(self, states: tuple[str, ...]) -> list[str]:
+    def paths(self, states: tuple[SendState, ...]) -> list[str]:
         return [r.path for r in self._rows if r.is_dicom and r.state in states]
 
     def file_infos(self, paths: list[str]) -> list[Any]:
         """The FileInfo of each path (so a send does not read the headers again)."""
         return [self._rows[self._by_path[p]].info or p for p in paths if p in self._by_path]
 
-    def state_of(self, path: str) -> str:
+    def state_of(self, path: str) -> SendState | str:
+        """The row's SendState; "" for a path not in the queue."""
         row = self._by_path.get(str(path))
         return self._rows[row].state if row is not None else ""
 
-    def count(self, state: str) -> int:
+    def count(self, state: SendState) -> int:
         return sum(1 for r in self._rows if r.state == state)
 
     def total_size(self, paths: list[str]) -> int:

@@ -293,7 +293,8 @@ class ArchiveBrowser(QWidget):
             for uid in uids:
                 self.model.remove_study(uid)
             self.model.remove_empty_patients(emptied)
-            self.action_done.emit("delete", f"Deleted {len(uids)} study(ies), {count} instance(s).")
+            self._action_ended("delete", f"Deleted {len(uids)} study(ies), {count} instance(s).",
+                               ok=True)
 
         return self._action("delete", call, finished)
 
@@ -322,24 +323,22 @@ class ArchiveBrowser(QWidget):
         def finished(outcome: tuple[int, int]) -> None:
             n, count = outcome
             how = " de-identified" if deidentifier is not None else ""
-            self.action_done.emit(
-                "export", f"Exported {count} file(s){how} of {n} study(ies) to {target}.")
+            self._action_ended(
+                "export", f"Exported {count} file(s){how} of {n} study(ies) to {target}.", ok=True)
 
         return self._action("export", call, finished)
 
     def _action(self, action: str, call: Any, finished: Any) -> OperationWorker:
-        worker = OperationWorker(call, label=f"{action} studies")
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(lambda s: self.action_done.emit(action, s))
-        self.action_done.connect(self._show_action)
-        self.ctx.tracker.start(worker, transfer=False)
+        worker = self.ctx.tracker.run(
+            call, label=f"{action} studies", finished=finished,
+            failed=lambda sentence: self._action_ended(action, sentence, ok=False))
         self.label.show_message(f"{action.capitalize()} in progress…")
         return worker
 
-    def _show_action(self, action: str, sentence: str) -> None:
-        self.action_done.disconnect(self._show_action)
-        kind = "ok" if sentence.startswith(("Deleted", "Exported")) else "error"
-        self.label.show_message(sentence, kind)
+    def _action_ended(self, action: str, sentence: str, ok: bool) -> None:
+        """Say how a delete or export ended (``ok``: it ran to the end) and tell the panel."""
+        self.label.show_message(sentence, "ok" if ok else "error")
+        self.action_done.emit(action, sentence)
 
 
 def _opener(root: Path, archive: Any) -> Callable[[], tuple[Any, bool]]:

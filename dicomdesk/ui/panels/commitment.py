@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -30,7 +30,8 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["CommitmentPanel"]
@@ -38,8 +39,9 @@ __all__ = ["CommitmentPanel"]
 _log = logging.getLogger(__name__)
 
 COL_FILE, COL_UID, COL_STATE = range(3)
-_COLOURS = {"committed": QColor("#1e7d32"), "failed": QColor("#c62828"),
-            "not requested": QColor("#8a8a8a")}
+_COLOURS = {calls.CommitState.COMMITTED: QColor("#1e7d32"),
+            calls.CommitState.FAILED: QColor("#c62828"),
+            calls.CommitState.NOT_REQUESTED: QColor("#8a8a8a")}
 
 
 class CommitmentPanel(QWidget):
@@ -151,23 +153,26 @@ class CommitmentPanel(QWidget):
         if self._worker is not None:
             return self._worker
         target = calls.target_from_node(node, self.ctx.local_aet())
-        worker = OperationWorker(
-            calls.commit_call(target, self._paths, timeout=max(target.timeout, 60.0),
-                              listen_port=self.listen_spin.value(),
-                              reports=self.ctx.server.commitment_reports()),
-            label=f"storage commitment at {node.name}")
         for row in range(self.table.rowCount()):
             self.table.item(row, COL_STATE).setText("waiting for the result…")
             self.table.item(row, COL_STATE).setForeground(QBrush())
         self.outcome.show_message(f"Asking {node.name} to commit {len(self._paths)} object(s)…")
-        worker.signals.progress.connect(self._on_listening)
-        worker.signals.finished.connect(self._on_finished)
-        worker.signals.failed.connect(self._on_failed)
-        worker.signals.done.connect(self._on_done)
-        self._worker = worker
-        self.ctx.tracker.start(worker, transfer=True)
+        self._worker = self.ctx.tracker.run(
+            calls.commit_call(target, self._paths, timeout=max(target.timeout, 60.0),
+                              listen_port=self.listen_spin.value(),
+                              reports=self.ctx.server.commitment_reports()),
+            label=f"storage commitment at {node.name}", transfer=True,
+            progress=self._on_listening, finished=self._on_finished, failed=self._on_failed,
+            done=self._on_done)
         self._update_buttons()
-        return worker
+        return self._worker
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        restore_view_state(settings, "commitment_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        save_view_state(settings, "commitment_columns", self.table.horizontalHeader())
 
     def cancel(self) -> None:
         if self._worker is not None:
@@ -193,7 +198,7 @@ class CommitmentPanel(QWidget):
             item.setToolTip(text)
             if state in _COLOURS:
                 item.setForeground(QBrush(_COLOURS[state]))
-            committed += state == "committed"
+            committed += state is calls.CommitState.COMMITTED
         total = len(outcome.rows)
         result = outcome.result
         error = getattr(result, "error", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtCore import QItemSelectionModel, QSettings, Qt
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
-from dicomdesk.ui.widgets import copy_to_clipboard
+from dicomdesk.ui.widgets import copy_to_clipboard, restore_view_state, save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["EchoPanel"]
@@ -160,6 +160,18 @@ class EchoPanel(QWidget):
                 return row
         return -1
 
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The node selected when the window last closed, and the column widths."""
+        name = settings.value("echo/node")
+        if name:
+            self.select(str(name))
+        restore_view_state(settings, "echo_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("echo/node", self.selected_name())
+        save_view_state(settings, "echo_columns", self.table.horizontalHeader())
+
     def select(self, name: str) -> None:
         row = self.row_of(name)
         if row >= 0:
@@ -270,8 +282,6 @@ class EchoPanel(QWidget):
         target = self._target(name)
         if target is None or name in self._workers:
             return self._workers.get(name)
-        worker = OperationWorker(calls.echo_call(target), label=f"echo {name}")
-        self._workers[name] = worker
         self._results.pop(name, None)
         row = self.row_of(name)
         if row >= 0:
@@ -287,10 +297,10 @@ class EchoPanel(QWidget):
         def failed(sentence: str) -> None:
             finished(_Failure(sentence))
 
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(failed)
-        worker.signals.done.connect(lambda: self._workers.pop(name, None))
-        self.ctx.tracker.start(worker, transfer=False)
+        worker = self.ctx.tracker.run(calls.echo_call(target), label=f"echo {name}",
+                                      finished=finished, failed=failed,
+                                      done=lambda: self._workers.pop(name, None))
+        self._workers[name] = worker
         return worker
 
     def diagnose_selected(self) -> Any:

@@ -435,9 +435,6 @@ class NodesPanel(QWidget):
         if self._echo is not None:
             return self._echo
         self.message.show_message(f"Echoing {node.aet}@{node.host}:{node.port}…")
-        worker = OperationWorker(calls.echo_call(calls.target_from_node(node, self.ctx.local_aet())),
-                                 label=f"echo {node.name}")
-
         def finished(result: Any) -> None:
             if getattr(result, "ok", False):
                 self.message.show_message(
@@ -446,9 +443,9 @@ class NodesPanel(QWidget):
                 self.message.show_message(f"{node.name}: {result.error}", "error")
             self.echoed.emit(node, result)  # the Echo panel lists it too
 
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(lambda s: self.message.show_message(s, "error"))
-        worker.signals.done.connect(lambda: setattr(self, "_echo", None))
-        self._echo = worker
-        self.ctx.tracker.start(worker, transfer=False)
-        return worker
+        self._echo = self.ctx.tracker.run(
+            calls.echo_call(calls.target_from_node(node, self.ctx.local_aet())),
+            label=f"echo {node.name}", finished=finished,
+            failed=lambda s: self.message.show_message(s, "error"),
+            done=lambda: setattr(self, "_echo", None))
+        return self._echo

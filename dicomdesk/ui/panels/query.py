@@ -10,26 +10,20 @@ the peer does not know our AE title as a move destination.
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QDate, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, QSettings, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QButtonGroup,
     QComboBox,
-    QDateEdit,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QMenu,
     QProgressBar,
     QPushButton,
-    QRadioButton,
     QToolButton,
     QTreeView,
     QVBoxLayout,
@@ -39,7 +33,9 @@ from PySide6.QtWidgets import (
 from dicomdesk.ui import calls, commands, errors, query_keys
 from dicomdesk.ui.context import UiContext
 from dicomdesk.ui.models.results import Match, QueryResultsModel, match_from_dataset
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.panels.query_form import SearchFormBox
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker, no_gc_pause
 
 __all__ = ["QueryPanel"]
@@ -59,9 +55,6 @@ SLICE_PERIOD_MS = 60
 #: up to this many studies the first column is fitted to its content after a search
 FIT_FIRST_COLUMN_ROWS = 2000
 
-MODALITIES = ("", "CT", "MR", "US", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "OT", "SC")
-
-
 def _study_row(ds: Any) -> Match:
     return match_from_dataset(ds, "STUDY")
 
@@ -77,7 +70,9 @@ def _image_row(ds: Any) -> Match:
 class QueryPanel(QWidget):
     """Search form, results tree, retrieve controls."""
 
+    #: the ``FindResult`` of a STUDY-level search once every row is in (None when it raised)
     search_finished = Signal(object)
+    #: the sentence the outcome line shows after a retrieve
     retrieve_finished = Signal(str)
     #: the Study Instance UIDs a local-archive check found (after a search or a retrieve)
     local_checked = Signal(object)
@@ -100,64 +95,12 @@ class QueryPanel(QWidget):
         #: the last retrieve's ``calls.RetrieveRun`` (results per item, imported objects)
         self.last_retrieve_run: Any = None
 
-        self.node_picker = NodePicker(ctx.book, self)
-        self.patient_name_edit = QLineEdit(self)
-        self.patient_name_edit.setPlaceholderText("DOE* (wild cards * and ?)")
-        self.patient_id_edit = QLineEdit(self)
-        self.accession_edit = QLineEdit(self)
-        self.description_edit = QLineEdit(self)
-        self.modality_combo = QComboBox(self)
-        self.modality_combo.setEditable(True)
-        self.modality_combo.addItems(MODALITIES)
-        self.date_combo = QComboBox(self)
-        self.date_combo.addItems(query_keys.DATE_PRESETS)
-        self.date_from = QDateEdit(QDate.currentDate().addDays(-30), self)
-        self.date_to = QDateEdit(QDate.currentDate(), self)
-        for edit in (self.date_from, self.date_to):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd")
-        self.date_combo.currentTextChanged.connect(self._on_preset)
-        self.study_root = QRadioButton("Study root", self)
-        self.patient_root = QRadioButton("Patient root", self)
-        self.study_root.setChecked(True)
-        self._model_group = QButtonGroup(self)
-        self._model_group.addButton(self.study_root)
-        self._model_group.addButton(self.patient_root)
-        self.search_button = QPushButton("Search", self)
-        self.search_button.setDefault(True)
-        self.cancel_search_button = QPushButton("Cancel", self)
-        self.search_button.clicked.connect(self.search)
-        self.cancel_search_button.clicked.connect(self.cancel_search)
-        for edit in (self.patient_name_edit, self.patient_id_edit, self.accession_edit,
-                     self.description_edit):
-            edit.returnPressed.connect(self.search)
-
-        grid = QGridLayout()
-        grid.addWidget(QLabel("Node", self), 0, 0)
-        grid.addWidget(self.node_picker, 0, 1, 1, 3)
-        grid.addWidget(self.study_root, 0, 4)
-        grid.addWidget(self.patient_root, 0, 5)
-        grid.addWidget(QLabel("Patient name", self), 1, 0)
-        grid.addWidget(self.patient_name_edit, 1, 1)
-        grid.addWidget(QLabel("Patient ID", self), 1, 2)
-        grid.addWidget(self.patient_id_edit, 1, 3)
-        grid.addWidget(QLabel("Accession", self), 1, 4)
-        grid.addWidget(self.accession_edit, 1, 5)
-        grid.addWidget(QLabel("Study date", self), 2, 0)
-        dates = QHBoxLayout()
-        dates.addWidget(self.date_combo)
-        dates.addWidget(self.date_from)
-        dates.addWidget(QLabel("to", self))
-        dates.addWidget(self.date_to)
-        grid.addLayout(dates, 2, 1, 1, 3)
-        grid.addWidget(QLabel("Modality", self), 2, 4)
-        grid.addWidget(self.modality_combo, 2, 5)
-        grid.addWidget(QLabel("Description", self), 3, 0)
-        grid.addWidget(self.description_edit, 3, 1, 1, 3)
-        search_buttons = QHBoxLayout()
-        search_buttons.addWidget(self.search_button)
-        search_buttons.addWidget(self.cancel_search_button)
-        grid.addLayout(search_buttons, 3, 4, 1, 2)
+        self.search_form = SearchFormBox(ctx.book, self)
+        self.search_form.search_requested.connect(self.search)
+        self.search_form.cancel_requested.connect(self.cancel_search)
+        # the form's fields under the panel's names too (node_picker, patient_name_edit, ...)
+        for name in SearchFormBox.FIELDS:
+            setattr(self, name, getattr(self.search_form, name))
 
         self.model = QueryResultsModel(self)
         self.model.children_requested.connect(self._fetch_children)
@@ -211,7 +154,7 @@ class QueryPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("<b>Query / Retrieve</b>", self))
-        layout.addLayout(grid)
+        layout.addWidget(self.search_form)
         layout.addWidget(self.tree, 1)
         layout.addLayout(retrieve_row)
         layout.addWidget(self.progress)
@@ -226,15 +169,10 @@ class QueryPanel(QWidget):
         self._stored_timer.setInterval(300)
         self._stored_timer.timeout.connect(self._check_stored_studies)
         self._local_check: OperationWorker | None = None
-        self._on_preset(self.date_combo.currentText())
         self._on_method_changed()
         self._update_buttons()
 
     # -- form ------------------------------------------------------------------------------
-    def _on_preset(self, preset: str) -> None:
-        for edit in (self.date_from, self.date_to):
-            edit.setEnabled(preset == "Range")
-
     def _on_method_changed(self, *_: Any) -> None:
         third = self.method_combo.currentData() == "move_to"
         self.dest_picker.setVisible(third)
@@ -261,30 +199,31 @@ class QueryPanel(QWidget):
             self.method_combo.setCurrentIndex(max(0, self.method_combo.findData(node.retrieve)))
 
     def form(self) -> query_keys.SearchForm:
-        return query_keys.SearchForm(
-            patient_name=self.patient_name_edit.text(),
-            patient_id=self.patient_id_edit.text(),
-            accession_number=self.accession_edit.text(),
-            date_preset=self.date_combo.currentText(),
-            date_from=self.date_from.date().toPython(),
-            date_to=self.date_to.date().toPython(),
-            modality=self.modality_combo.currentText(),
-            study_description=self.description_edit.text(),
-        )
+        return self.search_form.form()
 
     def set_form(self, form: query_keys.SearchForm) -> None:
-        self.patient_name_edit.setText(form.patient_name)
-        self.patient_id_edit.setText(form.patient_id)
-        self.accession_edit.setText(form.accession_number)
-        self.date_combo.setCurrentText(form.date_preset)
-        self.modality_combo.setCurrentText(form.modality)
-        self.description_edit.setText(form.study_description)
+        self.search_form.set_form(form)
 
     def information_model(self) -> str:
-        return "patient" if self.patient_root.isChecked() else "study"
+        return self.search_form.information_model()
 
     def study_keys(self) -> dict[str, str]:
-        return query_keys.study_keys(self.form(), _dt.date.today())
+        return self.search_form.study_keys()
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """Node, search fields, information model, retrieve method and column widths."""
+        self.search_form.restore(settings)
+        method = settings.value("query/method")
+        if method:
+            combo = self.method_combo
+            combo.setCurrentIndex(max(0, combo.findData(str(method))))
+        restore_view_state(settings, "query_columns", self.tree.header())
+
+    def save_settings(self, settings: QSettings) -> None:
+        self.search_form.save(settings)
+        settings.setValue("query/method", self.method_combo.currentData())
+        save_view_state(settings, "query_columns", self.tree.header())
 
     # -- search ----------------------------------------------------------------------------
     def _target(self) -> calls.Target | None:
@@ -309,18 +248,14 @@ class QueryPanel(QWidget):
         self.reset_progress()
         self.count_label.setText("Searching…")
         self.outcome.show_message("")
-        worker = OperationWorker(
+        self._search = self.ctx.tracker.run(
             calls.find_call(target, "STUDY", self.study_keys(), self.information_model(),
                             _study_row),
-            label=f"search {target.name}")
-        worker.signals.rows.connect(self._on_studies)
-        worker.signals.finished.connect(self._on_search_finished)
-        worker.signals.failed.connect(self._on_search_failed)
-        worker.signals.done.connect(self._on_search_done)
-        self._search = worker
-        self.ctx.tracker.start(worker, transfer=False)
+            label=f"search {target.name}", rows=self._on_studies,
+            finished=self._on_search_finished, failed=self._on_search_failed,
+            done=self._on_search_done)
         self._update_buttons()
-        return worker
+        return self._search
 
     def cancel_search(self) -> None:
         if self._search is not None:
@@ -394,13 +329,10 @@ class QueryPanel(QWidget):
         storage = self.ctx.storage_dir()
         if not study_uids or not storage:
             return None
-        worker = OperationWorker(calls.local_studies_call(storage, study_uids),
-                                 label="check the local archive")
-        worker.signals.finished.connect(self._on_local_studies)
-        worker.signals.done.connect(lambda: setattr(self, "_local_check", None))
-        self._local_check = worker
-        self.ctx.tracker.start(worker, transfer=False)
-        return worker
+        self._local_check = self.ctx.tracker.run(
+            calls.local_studies_call(storage, study_uids), label="check the local archive",
+            finished=self._on_local_studies, done=lambda: setattr(self, "_local_check", None))
+        return self._local_check
 
     def _on_local_studies(self, uids: Any) -> None:
         self.model.mark_local(uids or ())
@@ -439,15 +371,13 @@ class QueryPanel(QWidget):
         else:
             level, keys, to_row = ("IMAGE", query_keys.image_keys(key[0], key[1], patient_id),
                                    _image_row)
-        worker = OperationWorker(calls.find_call(target, level, keys, model, to_row),
-                                 label=f"search {level.lower()}s")
-        worker.signals.rows.connect(lambda rows: self.model.add_children(key, rows))
-        worker.signals.finished.connect(
-            lambda result: self.model.finish_children(key, getattr(result, "error", None) or ""))
-        worker.signals.failed.connect(lambda s: self.model.finish_children(key, s))
-        worker.signals.done.connect(lambda: self._children.pop(key, None))
-        self._children[key] = worker
-        self.ctx.tracker.start(worker, transfer=False)
+        self._children[key] = self.ctx.tracker.run(
+            calls.find_call(target, level, keys, model, to_row), label=f"search {level.lower()}s",
+            rows=lambda rows: self.model.add_children(key, rows),
+            finished=lambda result: self.model.finish_children(
+                key, getattr(result, "error", None) or ""),
+            failed=lambda s: self.model.finish_children(key, s),
+            done=lambda: self._children.pop(key, None))
 
     # -- retrieve --------------------------------------------------------------------------
     def selected_items(self) -> list[calls.RetrieveItem]:
@@ -497,22 +427,18 @@ class QueryPanel(QWidget):
         self._retrieve_node = target.name
         self._retrieve_studies = [dict(item.keys).get("StudyInstanceUID", "") for item in items]
         self._retrieve_levels = [item.level for item in items]
-        worker = OperationWorker(
-            calls.retrieve_call(target, "move" if method == "move_to" else method, items,
-                                self.information_model(),
-                                destination_aet=destination, out_dir=self.get_dir(),
-                                archive_dir=self.ctx.storage_dir()),
-            label=f"retrieve from {target.name}")
-        worker.signals.progress.connect(self._on_retrieve_progress)
-        worker.signals.finished.connect(self._on_retrieve_finished)
-        worker.signals.failed.connect(self._on_retrieve_failed)
-        worker.signals.done.connect(self._on_retrieve_done)
+        call = calls.retrieve_call(target, "move" if method == "move_to" else method, items,
+                                   self.information_model(),
+                                   destination_aet=destination, out_dir=self.get_dir(),
+                                   archive_dir=self.ctx.storage_dir())
         self.progress.setRange(0, 0)  # busy until the first pending response gives counts
         self.outcome.show_message(f"Retrieving {len(items)} item(s) from {target.name}…")
-        self._retrieve = worker
-        self.ctx.tracker.start(worker, transfer=True)
+        self._retrieve = self.ctx.tracker.run(
+            call, label=f"retrieve from {target.name}", transfer=True,
+            progress=self._on_retrieve_progress, finished=self._on_retrieve_finished,
+            failed=self._on_retrieve_failed, done=self._on_retrieve_done)
         self._update_buttons()
-        return worker
+        return self._retrieve
 
     def get_dir(self) -> str:
         """Where C-GET writes first: a sub-folder of the local storage; the worker then moves
@@ -548,38 +474,9 @@ class QueryPanel(QWidget):
         import_failed = list(getattr(run, "import_failed", ()) or ())
         if imported:
             self.ctx.server.report_stored(imported)
-        cancelled = any(getattr(r, "status", None) is not None and int(r.status) == 0xFE00
-                        for r in results)
-        undelivered = [errors.move_not_delivered(r, self._retrieve_node, self._retrieve_dest,
-                                                 self.ctx.server.state.port,
-                                                 back=self._retrieve_method == "move")
-                       for r in results] if self._retrieve_method in ("move", "move_to") else []
-        undelivered = [u for u in undelivered if u]
-        if not results:
-            message, kind = "Retrieve cancelled.", "info"
-        elif undelivered:
-            message, kind = undelivered[0], "error"
-        elif cancelled:
-            completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
-            failed = sum(int(getattr(r, "failed", 0) or 0) for r in results)
-            warning = sum(int(getattr(r, "warning", 0) or 0) for r in results)
-            message = (f"Cancelled (C-CANCEL): {completed} completed, {failed} failed, "
-                       f"{warning} warning.")
-            kind = "info"
-        elif len(results) == 1:
-            message = errors.retrieve_outcome(results[0], self._retrieve_dest)
-            kind = "ok" if message.startswith("Done") and not results[0].failed else "error"
-        else:
-            parts = [errors.retrieve_outcome(r, self._retrieve_dest) for r in results]
-            failed = any(not p.startswith("Done") or r.failed for p, r in zip(parts, results))
-            completed = sum(int(getattr(r, "completed", 0) or 0) for r in results)
-            message = f"{completed} completed in {len(results)} retrieves. " + " ".join(
-                p for p in parts if not p.startswith("Done"))
-            kind = "error" if failed else "ok"
-        if import_failed:
-            message = (f"{message.strip()} {len(import_failed)} file(s) could not be put in the "
-                       f"local archive: {import_failed[0][1]}")
-            kind = "error"
+        message, kind = errors.retrieve_summary(
+            results, import_failed, self._retrieve_node, self._retrieve_dest,
+            self.ctx.server.state.port, self._retrieve_method)
         if kind == "ok":  # every sub-operation done: the bar ends full
             self.progress.setRange(0, max(self.progress.maximum(), 1))
             self.progress.setValue(self.progress.maximum())

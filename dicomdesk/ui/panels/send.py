@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -31,9 +31,11 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.transfer_queue import TransferQueueModel, human_size
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.models.transfer_queue import SendState, TransferQueueModel
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
+from dicomdesk.units import human_size
 
 __all__ = ["SendPanel", "local_paths"]
 
@@ -217,9 +219,6 @@ class SendPanel(QWidget):
         paths = [str(p) for p in paths]
         self._roots += [p for p in paths if p not in self._roots]
         self.summary.show_message(f"Reading {len(paths)} item(s)…")
-        worker = OperationWorker(calls.scan_call(paths), label="read dropped files")
-        worker.signals.rows.connect(self.model.add_file_infos)
-
         def finished(infos: Any) -> None:
             self.model.add_file_infos(list(infos or []))
             self._show_queue_summary(self.model.take_requeued())
@@ -229,11 +228,10 @@ class SendPanel(QWidget):
             self._update_buttons()
             self.scan_finished.emit(self.model.rowCount())
 
-        worker.signals.finished.connect(finished)
-        worker.signals.failed.connect(lambda s: self.summary.show_message(s, "error"))
-        worker.signals.done.connect(done)
+        worker = self.ctx.tracker.run(
+            calls.scan_call(paths), label="read dropped files", rows=self.model.add_file_infos,
+            finished=finished, failed=lambda s: self.summary.show_message(s, "error"), done=done)
         self._scans.append(worker)
-        self.ctx.tracker.start(worker, transfer=False)
         self._update_buttons()
         return worker
 
@@ -251,7 +249,7 @@ class SendPanel(QWidget):
         """What Send will do, truly: the files queued (those dropped again included), the
         Part-10 files that will not be sent named with their reason, the rest counted."""
         rows = self.model.rows()
-        queued = [r for r in rows if r.is_dicom and r.state == "queued"]
+        queued = [r for r in rows if r.is_dicom and r.state is SendState.QUEUED]
         size = sum(r.size for r in queued)
         text = f"{len(queued)} DICOM file(s) queued ({human_size(size)})"
         if requeued:
@@ -272,13 +270,25 @@ class SendPanel(QWidget):
         return text
 
     # -- send ------------------------------------------------------------------------------
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The node sent to when the window last closed, and the column widths."""
+        name = settings.value("send/node")
+        if name:
+            self.node_picker.select(str(name))
+        restore_view_state(settings, "send_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("send/node", self.node_picker.currentData() or "")
+        save_view_state(settings, "send_columns", self.table.horizontalHeader())
+
     def send(self) -> OperationWorker | None:
-        return self._start_send(("queued",))
+        return self._start_send((SendState.QUEUED,))
 
     def retry_failed(self) -> OperationWorker | None:
-        return self._start_send(("failed",))
+        return self._start_send((SendState.FAILED,))
 
-    def _start_send(self, states: tuple[str, ...]) -> OperationWorker | None:
+    def _start_send(self, states: tuple[SendState, ...]) -> OperationWorker | None:
         if self._send is not None:
             return self._send
         node = self.node_picker.node()
@@ -290,25 +300,22 @@ class SendPanel(QWidget):
             self.summary.show_message("Nothing to send: no queued DICOM file.", "error")
             return None
         for path in paths:
-            self.model.set_state(path, "queued")
+            self.model.set_state(path, SendState.QUEUED)
         target = calls.target_from_node(node, self.ctx.local_aet())
-        worker = OperationWorker(calls.send_call(target, self.model.file_infos(paths), self.transform()),
-                                 label=f"send {len(paths)} file(s) to {node.name}")
+        call = calls.send_call(target, self.model.file_infos(paths), self.transform())
         self._send_paths = paths
         self._send_started = time.monotonic()
         self._send_bytes_done = 0
         self.progress.setRange(0, len(paths))
         self.progress.setValue(0)
         self.summary.show_message(f"Sending {len(paths)} file(s) to {node.name}…")
-        worker.signals.progress.connect(self._on_progress)
-        worker.signals.rows.connect(self._on_file_outcomes)
-        worker.signals.finished.connect(self._on_send_finished)
-        worker.signals.failed.connect(self._on_send_failed)
-        worker.signals.done.connect(self._on_send_done)
-        self._send = worker
-        self.ctx.tracker.start(worker, transfer=True)
+        self._send = self.ctx.tracker.run(
+            call, label=f"send {len(paths)} file(s) to {node.name}", transfer=True,
+            progress=self._on_progress, rows=self._on_file_outcomes,
+            finished=self._on_send_finished, failed=self._on_send_failed,
+            done=self._on_send_done)
         self._update_buttons()
-        return worker
+        return self._send
 
     # -- changes to what is sent -----------------------------------------------------------
     def transform(self) -> Any:
@@ -370,10 +377,10 @@ class SendPanel(QWidget):
 
     def _on_progress(self, p: Any) -> None:
         """Coalesced SendProgress: the current file, files done, and the overall byte rate."""
-        if getattr(p, "state", "") == "sending":
+        if getattr(p, "state", "") == SendState.SENDING:
             path = str(getattr(p, "path", ""))
-            if self.model.state_of(path) == "queued":
-                self.model.set_state(path, "sending")
+            if self.model.state_of(path) == SendState.QUEUED:
+                self.model.set_state(path, SendState.SENDING)
         self._show_files_done()
         self._send_bytes_done = int(getattr(p, "bytes_done", 0) or 0)
         elapsed = time.monotonic() - self._send_started
@@ -382,20 +389,20 @@ class SendPanel(QWidget):
 
     def _show_files_done(self) -> None:
         done = sum(1 for path in self._send_paths
-                   if self.model.state_of(path) in ("stored", "failed", "skipped"))
+                   if (state := self.model.state_of(path)) and state.finished)
         self.progress.setRange(0, max(len(self._send_paths), 1))
         self.progress.setValue(done)
 
     def _apply_outcome(self, path: str, state: str, message: str) -> None:
-        if state == "skipped" and message == "cancelled":
-            state = "queued"  # not sent because of Cancel: Send picks it up again
+        if state == SendState.SKIPPED and message == "cancelled":
+            state = SendState.QUEUED  # not sent because of Cancel: Send picks it up again
         self.model.set_state(path, state, message)
 
     def _on_file_outcomes(self, outcomes: list[Any]) -> None:
         for p in outcomes:
             message = str(getattr(p, "message", "") or "")
             status = getattr(p, "status", None)
-            if not message and status is not None and getattr(p, "state", "") != "stored":
+            if not message and status is not None and getattr(p, "state", "") != SendState.STORED:
                 message = str(status)
             self._apply_outcome(str(getattr(p, "path", "")), getattr(p, "state", ""), message)
         self._show_files_done()
@@ -411,7 +418,7 @@ class SendPanel(QWidget):
         failed = getattr(result, "failed", 0)
         # the queue's skipped rows are the truth: Send is handed the queued files only
         rows = self.model.rows()
-        skipped = sum(1 for r in rows if r.state == "skipped")
+        skipped = sum(1 for r in rows if r.state is SendState.SKIPPED)
         text = f"Stored {stored}, failed {failed}, skipped {skipped}"
         named = [r for r in rows if not r.is_dicom and _is_part10(r)]
         text += (f" ({skipped - len(named)} not DICOM{self._skipped_sentence(named)})"
@@ -430,16 +437,16 @@ class SendPanel(QWidget):
     def _on_send_failed(self, sentence: str) -> None:
         for path in self._send_paths:
             row = next((r for r in self.model.rows() if r.path == path), None)
-            if row is not None and row.state in ("queued", "sending"):
-                self.model.set_state(path, "failed", sentence)
+            if row is not None and row.state in (SendState.QUEUED, SendState.SENDING):
+                self.model.set_state(path, SendState.FAILED, sentence)
         self.summary.show_message(sentence, "error")
         self.send_finished.emit(None)
 
     def _on_send_done(self) -> None:
         for path in self._send_paths:  # cancelled files go back to the queue
             row = next((r for r in self.model.rows() if r.path == path), None)
-            if row is not None and row.state == "sending":
-                self.model.set_state(path, "queued", "cancelled")
+            if row is not None and row.state is SendState.SENDING:
+                self.model.set_state(path, SendState.QUEUED, "cancelled")
         self._send = None
         elapsed = time.monotonic() - self._send_started
         if elapsed > 0 and self._send_bytes_done:
@@ -448,14 +455,14 @@ class SendPanel(QWidget):
 
     def request_commitment(self) -> list[str]:
         """Hand the stored files (and the node they went to) to the Commitment panel."""
-        paths = [r.path for r in self.model.rows() if r.state == "stored"]
+        paths = [r.path for r in self.model.rows() if r.state is SendState.STORED]
         if paths:
             self.commit_requested.emit(paths, self.node_picker.currentData() or "")
         return paths
 
     def _update_buttons(self) -> None:
         sending = self._send is not None
-        self.commit_button.setEnabled(not sending and self.model.count("stored") > 0)
+        self.commit_button.setEnabled(not sending and self.model.count(SendState.STORED) > 0)
         self.send_button.setEnabled(not sending)
         self.retry_button.setEnabled(not sending)
         self.cancel_button.setEnabled(sending or bool(self._scans))
@@ -481,7 +488,8 @@ class SendPanel(QWidget):
         rows = self.model.rows()
         selected = self.table.selectionModel().selectedRows() if self.table.selectionModel() else []
         paths = [rows[i.row()].path for i in selected if 0 <= i.row() < len(rows)]
-        paths = paths or self.model.paths(("failed",)) or self.model.paths(("queued",))
+        paths = (paths or self.model.paths((SendState.FAILED,))
+                 or self.model.paths((SendState.QUEUED,)))
         target = calls.target_from_node(node, self.ctx.local_aet())
         self.doctor = open_doctor(self.ctx.tracker, target, self.model.file_infos(paths) or None, self)
         return self.doctor
@@ -491,4 +499,4 @@ class SendPanel(QWidget):
         return self._send is not None or bool(self._scans)
 
     def queued_paths(self) -> list[Path]:
-        return [Path(p) for p in self.model.paths(("queued",))]
+        return [Path(p) for p in self.model.paths((SendState.QUEUED,))]

@@ -1,5 +1,7 @@
-"""Server panel: the local Storage SCP / Q/R SCP — start and stop, allowed calling AE titles,
-association log, received objects, the archive browser and a preview of the selected image.
+"""Server panel: the local Storage SCP / Q/R SCP — its form (AE title, port, storage folder,
+allowed calling AE titles), start and stop, and the layout of what shows its work: the archive
+browser (``archive_browser.py``), the logs (``server_logs.py``: associations, received objects,
+forwarding) and the preview of the selected object (``preview_pane.py``).
 
 Flow "bytes to row" (ARCHITECTURE) ends here: ``LocalServer`` calls ``on_stored`` after the object
 is durable and indexed; ``ServerHost`` batches those into ``stored`` signals that append rows to
@@ -7,174 +9,48 @@ the received-objects list (the last ``STORED_LIMIT``) and hand the new instances
 browser (``archive_browser.py``: a lazy tree over the index), which reads their rows in its reader
 thread and inserts them under the parents it already shows.
 
-Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread; the preview's
-window/level drag re-renders on the GUI thread with one numpy pass (``preview.render``).
+Disk and index work (browsing, decode, tag dump, delete, export) runs off the GUI thread.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import (
-    QDesktopServices,
-    QFontDatabase,
-    QImage,
-    QMouseEvent,
-    QPixmap,
-    QValidator,
-)
+from PySide6.QtCore import QSettings, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QValidator
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
-    QPlainTextEdit,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
-    QSlider,
     QSpinBox,
     QSplitter,
-    QTableView,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from dicomdesk.ui import commands, preview
+from dicomdesk.ui import commands
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.models.records import RecordTableModel
-from dicomdesk.ui.models.transfer_queue import human_size
 from dicomdesk.ui.panels.archive_browser import ArchiveBrowser
 from dicomdesk.ui.panels.nodes import AeTitleValidator, PortValidator
-from dicomdesk.ui.server_host import ServerState, parse_allowed_calling_aets
-from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard
-from dicomdesk.ui.workers import OperationWorker, WorkerContext
+from dicomdesk.ui.panels.preview_pane import PreviewPane
+from dicomdesk.ui.panels.server_logs import STORED_LIMIT, ServerLogs
+from dicomdesk.ui.server_host import ServerState, ServerStatus, parse_allowed_calling_aets
+from dicomdesk.ui.widgets import StatusLabel, copy_to_clipboard, restore_view_state, save_view_state
+from dicomdesk.ui.workers import OperationWorker
 
-__all__ = ["ServerPanel"]
+__all__ = ["STORED_LIMIT", "ServerPanel"]
 
 _log = logging.getLogger(__name__)
 
-#: Rows the received-objects list keeps (the newest); the archive browser shows every object.
-STORED_LIMIT = 1_000
-
-
-def _now() -> str:
-    return _dt.datetime.now().strftime("%H:%M:%S")
-
-
-def _uid_name(uid: str) -> str:
-    try:
-        from pydicom.uid import UID
-
-        return UID(uid).name
-    except Exception:
-        return uid
-
-
-class _Stamped:
-    """A server event with the time the window saw it (events carry no wall-clock time);
-    ``objects`` is the number of objects received on an association (log rows only)."""
-
-    __slots__ = ("time", "event", "objects")
-
-    def __init__(self, event: Any, objects: int = 0, time: str | None = None) -> None:
-        self.time = time or _now()
-        self.event = event
-        self.objects = objects
-
-
-def _contexts(event: Any) -> str:
-    """Accepted abstract syntaxes; the server reports them by name already, UIDs are named."""
-    contexts = getattr(event, "contexts", None)
-    if not contexts:
-        return ""
-    try:
-        return ", ".join(_uid_name(str(c)) if str(c)[:1].isdigit() else str(c) for c in contexts)
-    except TypeError:
-        return str(contexts)
-
-
-ASSOCIATION_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("Peer", lambda r: str(r.event.peer_address)),
-    ("Calling AE", lambda r: r.event.calling_aet),
-    ("Called AE", lambda r: r.event.called_aet),
-    ("Result", lambda r: r.event.state),
-    ("Objects", lambda r: str(r.objects)),
-    ("Duration", lambda r: f"{r.event.duration_s:.2f} s"
-     if r.event.duration_s is not None and r.event.state != "open" else ""),
-    ("Accepted contexts", lambda r: _contexts(r.event)),
-    ("Reason", lambda r: r.event.reason or ""),
-]
-STORED_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("Patient", lambda r: str(r.event.patient_name or "").replace("^", " ")),
-    ("SOP class", lambda r: _uid_name(str(r.event.sop_class_uid))),
-    ("From", lambda r: r.event.calling_aet or ""),
-    ("Size", lambda r: human_size(r.event.size or 0)),
-    ("SOP instance UID", lambda r: r.event.sop_instance_uid),
-    ("File", lambda r: str(r.event.path) if r.event.path else f"not stored: {r.event.error}"),
-]
-
-FORWARD_COLUMNS = [
-    ("Time", lambda r: r.time),
-    ("SOP instance UID", lambda r: r.event.sop_instance_uid),
-    ("Destination", lambda r: r.event.destination),
-    ("State", lambda r: r.event.state),
-    ("Attempts", lambda r: str(r.event.attempts)),
-    ("Error", lambda r: r.event.error or ""),
-]
-
-
-class ImageView(QLabel):
-    """The preview picture; a left-button drag sets the window (PS3.3 C.11.2.1.2): horizontal
-    motion changes the width, vertical motion the center, as in most DICOM viewers."""
-
-    #: (center, width) while dragging
-    window_dragged = Signal(float, float)
-    #: +1 / -1: the wheel steps through the frames of a multi-frame object
-    frame_step = Signal(int)
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setWordWrap(True)
-        self.setMinimumSize(220, 220)
-        self.setToolTip("Drag with the left button: left/right = window width, up/down = level")
-        self._origin: QPoint | None = None
-        self._start = (0.0, 0.0)
-        self.window = (0.0, 0.0)
-        self.sensitivity = 1.0  # modality units per pixel of mouse motion
-
-    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        if event.button() == Qt.MouseButton.LeftButton:
-            self._origin = event.position().toPoint()
-            self._start = self.window
-        super().mousePressEvent(event)
-
-    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        if self._origin is not None and event.buttons() & Qt.MouseButton.LeftButton:
-            delta = event.position().toPoint() - self._origin
-            center = self._start[0] + delta.y() * self.sensitivity
-            width = max(1.0, self._start[1] + delta.x() * self.sensitivity)
-            self.window_dragged.emit(center, width)
-        super().mouseMoveEvent(event)
-
-    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
-        self._origin = None
-        super().mouseReleaseEvent(event)
-
-    def wheelEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
-        delta = event.angleDelta().y()
-        if delta:
-            self.frame_step.emit(-1 if delta > 0 else 1)
-        event.accept()
+#: how the state line shows a server state (StatusLabel kinds; others are "info")
+_STATE_KINDS = {ServerStatus.LISTENING: "ok", ServerStatus.PORT_TAKEN: "error",
+                ServerStatus.ERROR: "error"}
 
 
 class PortSpinBox(QSpinBox):
@@ -201,6 +77,7 @@ class PortSpinBox(QSpinBox):
 class ServerPanel(QWidget):
     """Start/stop form on top; archive browser and logs in tabs; preview and tags at right."""
 
+    #: the ``preview.Preview`` the preview pane just showed
     preview_ready = Signal(object)
     #: the archive browser finished a (re)load or an incremental insert
     archive_updated = Signal()
@@ -212,16 +89,10 @@ class ServerPanel(QWidget):
     def __init__(self, ctx: UiContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
-        self._preview_worker: OperationWorker | None = None
-        self._preview_pending: tuple[str, int] | None = None
-        self._image: preview.ImageData | None = None
-        self._window: tuple[float, float] | None = None
-        self._render_timer = QTimer(self)
-        self._render_timer.setSingleShot(True)
-        self._render_timer.setInterval(0)
-        self._render_timer.timeout.connect(self._render_now)
         #: a port used for this run only because the usual one was taken (see start_server)
         self.borrowed_port: int | None = None
+        #: the window's settings, once ``restore_settings`` gave them
+        self._settings: QSettings | None = None
 
         state = ctx.server.state
         self.aet_edit = QLineEdit(state.aet, self)
@@ -289,69 +160,38 @@ class ServerPanel(QWidget):
         self.deidentify_export = self.archive_browser.deidentify_export
         archive_box = self.archive_browser
 
-        self.associations = RecordTableModel(ASSOCIATION_COLUMNS, parent=self)
-        # the last STORED_LIMIT objects; older ones are in the archive browser
-        self.stored = RecordTableModel(STORED_COLUMNS, limit=STORED_LIMIT, parent=self)
-        self.association_view = self._table(self.associations)
-        self.stored_view = self._table(self.stored)
+        # the server's logs (server_logs.py): associations, received objects, forwarding
+        self.logs = ServerLogs(self)
+        self.associations, self.stored = self.logs.associations, self.logs.stored
+        self.forwarding = self.logs.forwarding
+        self.association_view = self.logs.association_view
+        self.stored_view = self.logs.stored_view
+        self.forwarding_view = self.logs.forwarding_view
         self.stored_view.selectionModel().currentRowChanged.connect(self._on_stored_selected)
-        self.stored_view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.stored_view.doubleClicked.connect(self._show_stored_in_archive)
-        self.stored_view.setToolTip(f"The last {STORED_LIMIT:,} objects received; older ones are "
-                                    "in the Archive tab. Double-click: show it there.")
-        self._open_rows: dict[tuple[str, str], _Stamped] = {}
         tabs = QTabWidget(self)
         self.tabs = tabs
         tabs.addTab(archive_box, "Archive")
         tabs.addTab(self.association_view, "Associations")
         tabs.addTab(self.stored_view, "Received objects")
-        self.forwarding = RecordTableModel(FORWARD_COLUMNS, parent=self)
-        self.forwarding_view = self._table(self.forwarding)
         tabs.addTab(self.forwarding_view, "Forwarding")
 
-        # preview: picture (with window/level drag) and tag dump
-        self.preview_label = ImageView(self)
-        self.preview_label.setText("Select an instance to preview it.")
-        self.preview_label.window_dragged.connect(self.set_window)
-        self.preview_caption = QLabel("", self)
-        self.preview_caption.setWordWrap(True)
-        self.reset_window_button = QPushButton("Reset window", self)
-        self.reset_window_button.clicked.connect(self.reset_window)
-        self.reset_window_button.setEnabled(False)
-        # multi-frame objects: a slider (and the mouse wheel over the picture) picks the frame
-        self.frame_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.frame_slider.setMinimum(1)
-        self.frame_slider.setPageStep(1)
-        self.frame_slider.setToolTip("Frame (the mouse wheel over the picture steps too)")
-        self.frame_slider.setVisible(False)
-        self.frame_slider.valueChanged.connect(self._on_frame_slider)
-        self.preview_label.frame_step.connect(
-            lambda step: self.frame_slider.setValue(self.frame_slider.value() + step))
-        self._preview_path = ""
-        image_box = QWidget(self)
-        image_layout = QVBoxLayout(image_box)
-        image_layout.addWidget(self.preview_label, 1)
-        image_layout.addWidget(self.frame_slider)
-        caption_row = QHBoxLayout()
-        caption_row.addWidget(self.preview_caption, 1)
-        caption_row.addWidget(self.reset_window_button)
-        image_layout.addLayout(caption_row)
-        self.tags_view = QPlainTextEdit(self)
-        self.tags_view.setReadOnly(True)
-        self.tags_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.tags_view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.tags_view.setPlaceholderText("The tags of the selected instance appear here.")
-        preview_tabs = QTabWidget(self)
-        self.preview_tabs = preview_tabs
-        preview_tabs.addTab(image_box, "Image")
-        preview_tabs.addTab(self.tags_view, "Tags")
+        # preview: picture (with window/level drag) and tag dump (preview_pane.py)
+        self.preview = PreviewPane(ctx, self)
+        self.preview.preview_ready.connect(self.preview_ready)
+        self.preview_tabs = self.preview
+        self.preview_label = self.preview.image_view
+        self.preview_caption = self.preview.caption
+        self.reset_window_button = self.preview.reset_window_button
+        self.frame_slider = self.preview.frame_slider
+        self.tags_view = self.preview.tags_view
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(tabs)
-        splitter.addWidget(preview_tabs)
+        splitter.addWidget(self.preview)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         self.splitter = splitter  # its position is remembered by the window
-        preview_tabs.setMinimumWidth(360)  # the tag dump's values stay readable
+        self.preview.setMinimumWidth(360)  # the tag dump's values stay readable
         splitter.setSizes([560, 460])
 
         layout = QVBoxLayout(self)
@@ -361,27 +201,15 @@ class ServerPanel(QWidget):
         layout.addWidget(splitter, 1)
 
         ctx.server.state_changed.connect(self._on_state)
-        ctx.server.associations.connect(self._on_associations)
-        ctx.server.association_progress.connect(self._on_association_progress)
+        ctx.server.state_changed.connect(self._remember)
+        ctx.server.associations.connect(self.logs.add_associations)
+        ctx.server.association_progress.connect(self.logs.update_open_associations)
         ctx.server.stored.connect(self._on_stored)
-        ctx.server.forwarded.connect(
-            lambda events: self.forwarding.append([_Stamped(e) for e in events]))
+        ctx.server.forwarded.connect(self.logs.add_forwarded)
         self._on_state(state)
         if not self.archive_browser.shown_root:
             # at once, read-only: the browser never waits for the server's start (recovery)
             self.archive_browser.reload()
-
-    def _table(self, model: RecordTableModel) -> QTableView:
-        view = QTableView(self)
-        view.setModel(model)
-        view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        view.verticalHeader().setVisible(False)
-        view.horizontalHeader().setStretchLastSection(True)
-        view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        view.setAlternatingRowColors(True)
-        view.setWordWrap(False)  # one line per row: a burst of objects stays readable
-        return view
 
     # -- server control --------------------------------------------------------------------
     def allowed_calling_aets(self) -> tuple[str, ...]:
@@ -447,25 +275,53 @@ class ServerPanel(QWidget):
         return ok
 
     def _on_state(self, state: ServerState) -> None:
-        running = state.status in ("listening", "starting", "stopping")
+        running = state.status.busy
         self.start_button.setEnabled(not running)
-        self.stop_button.setEnabled(state.status == "listening")
+        self.stop_button.setEnabled(state.status is ServerStatus.LISTENING)
         for widget in (self.aet_edit, self.port_spin, self.storage_edit, self.browse_button,
                        self.allowed_edit):
             widget.setEnabled(not running)
         if not self._form_error:
             self._show_state(state)
-        if state.status in ("listening", "stopped") and self.archive_browser.needs_reload():
+        if (state.status in (ServerStatus.LISTENING, ServerStatus.STOPPED)
+                and self.archive_browser.needs_reload()):
             self.archive_browser.follow_source()
 
     def _show_state(self, state: ServerState) -> None:
-        kind = {"listening": "ok", "port_taken": "error", "error": "error"}.get(state.status, "info")
-        if state.status == "listening" and state.message:
+        kind = _STATE_KINDS.get(state.status, "info")
+        if state.status is ServerStatus.LISTENING and state.message:
             kind = "warning"  # listening beyond this computer (ServerState.message says how)
         text = state.sentence()
-        if state.status == "port_taken" and state.suggested_port:
+        if state.status is ServerStatus.PORT_TAKEN and state.suggested_port:
             text += f" — try port {state.suggested_port} (see the status bar)."
         self.state_label.show_message(text, kind)
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        """The splitter's position; from now on a server that listens has its port and AE
+        title remembered at once (``_remember``). The fields' values came from the window's
+        ``ServerHost.configure`` (read before the panel was built)."""
+        self._settings = settings
+        restore_view_state(settings, "server_splitter", self.splitter)
+
+    def save_settings(self, settings: QSettings) -> None:
+        state = self.ctx.server.state
+        settings.setValue("server/aet", self.aet_edit.text().strip() or state.aet)
+        if self.port_spin.value() != self.borrowed_port:
+            settings.setValue("server/port", self.port_spin.value())
+        settings.setValue("server/storage_dir", self.storage_edit.text().strip())
+        save_view_state(settings, "server_splitter", self.splitter)
+
+    def _remember(self, state: ServerState) -> None:
+        """A server that listens: its port and AE title are the ones to start with next time.
+        A port borrowed because another program holds the usual one is for this run only:
+        saving it would move the server for the next start, away from the address the PACS
+        know for us (issue 17)."""
+        if self._settings is None or state.status is not ServerStatus.LISTENING:
+            return
+        if state.port != self.borrowed_port:
+            self._settings.setValue("server/port", state.port)
+        self._settings.setValue("server/aet", state.aet)
 
     def copy_command(self) -> str:
         try:
@@ -477,52 +333,17 @@ class ServerPanel(QWidget):
         copy_to_clipboard(text, self)
         return text
 
-    # -- association log and received objects --------------------------------------------
-    def _on_associations(self, records: list[Any]) -> None:
-        """An association is one row: "open" appends it, its end updates it in place."""
-        fresh: list[_Stamped] = []
-        for record in records:
-            event = getattr(record, "event", record)
-            objects = int(getattr(record, "objects", 0))
-            key = (str(event.peer_address), str(event.calling_aet))
-            if event.state == "open":
-                row = _Stamped(event, objects)
-                self._open_rows[key] = row
-                fresh.append(row)
-                continue
-            opened = self._open_rows.pop(key, None)
-            if opened is not None and opened in fresh:
-                fresh[fresh.index(opened)] = _Stamped(event, objects, opened.time)
-            elif opened is None or not self.associations.replace(
-                    opened, _Stamped(event, objects, opened.time)):
-                fresh.append(_Stamped(event, objects))
-        self.associations.append(fresh)
-
-    def _on_association_progress(self, records: list[Any]) -> None:
-        """Objects counted while the association is still open (the row updates in place)."""
-        for record in records:
-            event = record.event
-            key = (str(event.peer_address), str(event.calling_aet))
-            opened = self._open_rows.get(key)
-            if opened is None:
-                continue
-            row = _Stamped(opened.event, int(record.objects), opened.time)
-            if self.associations.replace(opened, row):
-                self._open_rows[key] = row
-
+    # -- received objects ------------------------------------------------------------------
     def request_commitment(self) -> list[str]:
         """The selected received objects (all of them when none is selected) go to the
         Commitment panel."""
-        rows = sorted({i.row() for i in self.stored_view.selectionModel().selectedRows()})
-        rows = rows or list(range(self.stored.rowCount()))
-        paths = [str(self.stored.record(r).event.path) for r in rows
-                 if getattr(self.stored.record(r).event, "path", None)]
+        paths = self.logs.stored_paths()
         if paths:
             self.commit_requested.emit(paths, "")
         return paths
 
     def _on_stored(self, objects: list[Any]) -> None:
-        self.stored.append([_Stamped(o) for o in objects])
+        self.logs.add_stored(objects)
         uids = [str(o.sop_instance_uid) for o in objects
                 if getattr(o, "error", None) is None and getattr(o, "sop_instance_uid", "")]
         if uids:
@@ -548,7 +369,7 @@ class ServerPanel(QWidget):
     def export_studies(self, studies: list[str], folder: str | Path) -> OperationWorker:
         return self.archive_browser.export_studies(studies, folder)
 
-    # -- preview ---------------------------------------------------------------------------
+    # -- preview (preview_pane.py) -----------------------------------------------------------
     def _on_stored_selected(self, current: Any, _previous: Any) -> None:
         if current.isValid():
             path = self.stored.record(current.row()).event.path
@@ -556,107 +377,17 @@ class ServerPanel(QWidget):
                 self.show_preview(str(path))
 
     def show_preview(self, path: str, frame: int = 0) -> None:
-        """Decode and dump in a worker; while one runs, only the latest request is kept."""
-        if self._preview_worker is not None:
-            self._preview_pending = (path, frame)
-            return
-        same = path == self._preview_path
-        self._preview_path = path
-        if not same:
-            self.preview_label.setText("Loading preview…")
-
-        def call(ctx: WorkerContext) -> tuple[Any, str]:
-            try:
-                image: Any = preview.load_image(path, frame=frame)
-            except preview.PreviewError as exc:
-                image = str(exc)
-            if same and frame:  # another frame of the object shown: the tags did not change
-                return image, None
-            try:
-                dump = preview.tag_dump(path)
-            except Exception as exc:  # a file pydicom cannot parse at all
-                dump = f"Cannot read the tags of {path}: {exc}"
-            return image, dump
-
-        worker = OperationWorker(call, label="preview")
-        worker.signals.finished.connect(self._preview_loaded)
-        worker.signals.failed.connect(self._no_preview)
-        worker.signals.done.connect(self._preview_done)
-        self._preview_worker = worker
-        self.ctx.tracker.start(worker, transfer=False)
-
-    def _preview_done(self) -> None:
-        self._preview_worker = None
-        pending, self._preview_pending = self._preview_pending, None
-        if pending:
-            self.show_preview(*pending)
-
-    def _on_frame_slider(self, value: int) -> None:
-        if self._preview_path and self._image is not None and value - 1 != self._image.frame:
-            self.show_preview(self._preview_path, value - 1)
-
-    def _no_preview(self, sentence: str) -> None:
-        self._image = None
-        self.reset_window_button.setEnabled(False)
-        self.preview_label.clear()
-        self.preview_label.setText(f"No preview: {sentence}")
-        self.preview_caption.setText("")
-
-    def _preview_loaded(self, outcome: tuple[Any, str | None]) -> None:
-        image, dump = outcome
-        if dump is not None:
-            self.tags_view.setPlainText(dump)
-        if isinstance(image, str):
-            self.frame_slider.setVisible(False)
-            self._no_preview(image)
-            return
-        keep_window = (self._image is not None and self._window is not None
-                       and dump is None and not image.rgb)
-        self._image = image
-        self.frame_slider.blockSignals(True)
-        self.frame_slider.setMaximum(max(image.frames, 1))
-        self.frame_slider.setValue(image.frame + 1)
-        self.frame_slider.blockSignals(False)
-        self.frame_slider.setVisible(image.frames > 1)
-        if keep_window:  # stepping frames keeps the window the user set
-            self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
-            self._render_now()
-            return
-        self.preview_label.sensitivity = max((image.high - image.low) / 512.0, 0.05)
-        self.reset_window_button.setEnabled(not image.rgb)
-        self.set_window(image.center, image.width)
-        self._render_now()
+        self.preview.show_preview(path, frame)
 
     def set_window(self, center: float, width: float) -> None:
-        """New window center/width; the picture is re-rendered once per event-loop pass."""
-        self._window = (float(center), max(float(width), 1.0))
-        self.preview_label.window = self._window
-        if not self._render_timer.isActive():
-            self._render_timer.start()
+        self.preview.set_window(center, width)
 
     def reset_window(self) -> None:
-        if self._image is not None:
-            self.set_window(self._image.center, self._image.width)
+        self.preview.reset_window()
 
-    def _render_now(self) -> None:
-        self._render_timer.stop()
-        if self._image is None or self._window is None:
-            return
-        self._show_image(preview.render(self._image, *self._window))
-
-    def _show_image(self, image: preview.Preview) -> None:
-        fmt = QImage.Format.Format_RGB888 if image.rgb else QImage.Format.Format_Grayscale8
-        stride = image.width * (3 if image.rgb else 1)
-        qimage = QImage(image.pixels, image.width, image.height, stride, fmt).copy()
-        pixmap = QPixmap.fromImage(qimage)
-        self.preview_label.setPixmap(pixmap.scaled(
-            self.preview_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
-            Qt.TransformationMode.SmoothTransformation))
-        caption = image.caption
-        if not image.rgb:
-            caption += f" — window {image.window:g} / level {image.center:g}"
-        self.preview_caption.setText(caption)
-        self.preview_ready.emit(image)
+    def shutdown(self) -> None:
+        """The window closes: the archive browser's reader thread lets go of the index."""
+        self.archive_browser.shutdown()
 
     def storage_dir(self) -> Path:
         return Path(self.storage_edit.text().strip())

@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSettings, Qt, \
+    Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -29,7 +30,8 @@ from PySide6.QtWidgets import (
 
 from dicomdesk.ui import calls, commands, query_keys
 from dicomdesk.ui.context import UiContext
-from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard
+from dicomdesk.ui.widgets import NodePicker, StatusLabel, copy_to_clipboard, restore_view_state, \
+    save_view_state
 from dicomdesk.ui.workers import OperationWorker
 
 __all__ = ["WorklistItem", "WorklistModel", "WorklistPanel", "worklist_item"]
@@ -244,16 +246,12 @@ class WorklistPanel(QWidget):
         target = calls.target_from_node(node, self.ctx.local_aet())
         self.model.clear()
         self.outcome.show_message(f"Asking {node.name} for its worklist…")
-        worker = OperationWorker(calls.worklist_call(target, self.keys(), worklist_item),
-                                 label=f"worklist {node.name}")
-        worker.signals.rows.connect(self.model.add)
-        worker.signals.finished.connect(self._on_finished)
-        worker.signals.failed.connect(self._on_failed)
-        worker.signals.done.connect(self._on_done)
-        self._search = worker
-        self.ctx.tracker.start(worker, transfer=False)
+        self._search = self.ctx.tracker.run(
+            calls.worklist_call(target, self.keys(), worklist_item), label=f"worklist {node.name}",
+            rows=self.model.add, finished=self._on_finished, failed=self._on_failed,
+            done=self._on_done)
         self._update_buttons()
-        return worker
+        return self._search
 
     def cancel(self) -> None:
         if self._search is not None:
@@ -284,6 +282,13 @@ class WorklistPanel(QWidget):
     def _update_buttons(self) -> None:
         self.search_button.setEnabled(self._search is None)
         self.cancel_button.setEnabled(self._search is not None)
+
+    # -- remembered choices (the window's QSettings, GUI thread) ------------------------------
+    def restore_settings(self, settings: QSettings) -> None:
+        restore_view_state(settings, "worklist_columns", self.table.horizontalHeader())
+
+    def save_settings(self, settings: QSettings) -> None:
+        save_view_state(settings, "worklist_columns", self.table.horizontalHeader())
 
     def copy_command(self) -> str:
         node = self.node_picker.node()
