@@ -23,26 +23,13 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dicomdesk.net.commandset import (
-    COMMAND_KEYWORDS,
-    COMMAND_VRS,
-    command_dataset,
-    encode_command,
-    encode_fields,
-    normalise_value,
-)
+from dicomdesk.net.commandset import (COMMAND_KEYWORDS, COMMAND_VRS, command_dataset, encode_command,
+                                      encode_fields, normalise_value)
 from dicomdesk.net.dataset_encoding import is_dataset
 from dicomdesk.net.exceptions import DIMSEProcessingError
 from dicomdesk.net.fragmentation import (  # noqa: F401 - chunks, fragment, fragment_file: the reference's names
-    LAST_COMMAND_FRAGMENT,  # sopclass.storage reads it from here
-    batched,
-    chunks,
-    file_region_of,
-    file_run_batches,
-    fragment,
-    fragment_file,
-    message_pdus,
-)
+    batched, chunks, file_region_of, file_run_batches, fragment, fragment_file,
+    message_pdus)
 from dicomdesk.net.statuses import Status
 
 if TYPE_CHECKING:

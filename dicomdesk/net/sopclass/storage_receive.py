@@ -10,6 +10,7 @@ from typing import Any
 from .. import dimsemessages, statuses, trace, uids
 from ..commandset import encode_fields, encode_plain
 from ..exceptions import EventHandlingError
+from ..fragmentation import LAST_COMMAND_FRAGMENT
 from ..part10 import CONVERTIBLE_TRANSFER_SYNTAXES
 from ..pdu import PDataTfPDU, PresentationDataValueItem
 from .base import sop_classes_on_first_use, store_in_file
@@ -67,7 +68,7 @@ def storage_scp(asce: Any, ctx: Any, msg: Any) -> None:
     _send_store_response(asce, ctx, msg, status)
 
 
-_LAST_COMMAND_FRAGMENT = bytes((dimsemessages.LAST_COMMAND_FRAGMENT,))
+_LAST_COMMAND_FRAGMENT = bytes((LAST_COMMAND_FRAGMENT,))
 
 
 def _store_rsp_fields(class_uid: Any, message_id: Any, status: int, instance_uid: Any) -> dict[int, Any] | None:
