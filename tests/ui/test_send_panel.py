@@ -142,3 +142,17 @@ def test_a_peer_refusing_one_sop_class_fails_that_file_with_the_reason_and_store
     assert states == {"CT_small.dcm": "stored", "MR_small.dcm": "stored", "notes.txt": "skipped"}
     assert len(list(dcmtk_storescp.output_dir.iterdir())) == 1
     assert len(received) == 1
+
+
+def test_size_column_shows_a_half_megabyte_image_size_whole(window):
+    """A typical CT image's size ("512.7 KiB") fits the Size column at its starting width
+    (it was elided to "513.0 …" at 60 px, seen in the window under Xvfb)."""
+    from dicomdesk.units import human_size
+
+    panel = window.send_panel
+    size_column = [panel.model.headerData(c, Qt.Orientation.Horizontal)
+                   for c in range(panel.model.columnCount())].index("Size")
+    text = human_size(525_000)
+    assert text.endswith("KiB") and len(text) == len("512.7 KiB")
+    needed = panel.table.fontMetrics().horizontalAdvance(text) + 12  # the cell's margins
+    assert panel.table.horizontalHeader().sectionSize(size_column) >= needed

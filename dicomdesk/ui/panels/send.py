@@ -90,7 +90,7 @@ class SendPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(6, QHeaderView.ResizeMode.Stretch)
         # fixed starting widths (resize-to-contents would read every row of a 10,000-file queue),
         # narrow enough that the State column shows at the default size and at 1024x700
-        for column, width in enumerate((130, 120, 110, 120, 120, 60)):
+        for column, width in enumerate((130, 120, 100, 120, 112, 78)):  # Size: "512.7 KiB" whole
             self.table.horizontalHeader().resizeSection(column, width)
         self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setAlternatingRowColors(True)
