@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _end_process(status: int) -> None:
     """End the ``dicomdesk`` process now, with ``status``, skipping the interpreter's
     teardown: freeing every module's objects one by one takes longer than a C-ECHO here
-    (~5 ms for echo, tens of ms once pydicom and numpy are loaded), and the OS frees the
+    (docs/internals.md, timings), and the OS frees the
     memory at once. Log handlers and stdout/stderr are flushed first; with another thread
     still running, or output that cannot be flushed, the normal exit runs instead (it
     joins threads and reports a broken pipe as Python always does)."""

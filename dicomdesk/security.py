@@ -56,7 +56,8 @@ REJECT_USER_IDENTITY = (RESULT_REJECTED_PERMANENT, SOURCE_SERVICE_USER, REASON_N
 IDENTITY_USERNAME = 1
 IDENTITY_USERNAME_AND_PASSCODE = 2
 
-# scrypt cost: 16 MiB of memory and ~50 ms per check — slow for a guesser, fine for an association.
+# scrypt cost: 16 MiB of memory per check and tens of ms (docs/internals.md, timings): slow for a
+# guesser, fine for an association.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 PBKDF2_ITERATIONS = 600_000
 SALT_BYTES = 16

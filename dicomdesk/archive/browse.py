@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 __all__ = ["PAGE", "TREE_COLUMNS", "BrowseRow", "Search", "lineage", "page", "totals", "tree_rows"]
 
-#: Rows per page: one screen and a half of a tree view, ~1 ms of SQL.
+#: Rows per page: one screen and a half of a tree view, a millisecond or so of SQL (docs/internals.md).
 PAGE = 200
 #: Sort value of a missing SeriesNumber/InstanceNumber (below any IS value, PS3.5 6.2).
 NO_NUMBER = -2147483649

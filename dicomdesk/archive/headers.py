@@ -62,8 +62,8 @@ def _header_of_scan(scan: object) -> ScannedHeader | None:
 class ScannedHeader:
     """A scanned header where the archive reads a Dataset: the raw elements (``_dict``) and
     ``file_meta.get("TransferSyntaxUID")``. Plain values are read from the raw bytes
-    (``InstanceRecord.from_dataset``); the pydicom Dataset — ~25 µs to build, once per
-    received object — is built only when a value needs pydicom's conversion (``get``)."""
+    (``InstanceRecord.from_dataset``); the pydicom Dataset (its cost per received object:
+    docs/internals.md, timings) is built only when a value needs pydicom's conversion (``get``)."""
 
     __slots__ = ("_dict", "file_meta", "_dataset", "_values", "data_offset", "stop_offset")
 

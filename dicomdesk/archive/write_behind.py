@@ -1,7 +1,7 @@
 """A write-behind queue: items handed over now, written later in batches by one thread.
 
-Why: indexing one received object costs a SQLite transaction (~0.1 ms of CPU and a dozen
-page writes to the WAL), and it sat between the last data PDU and the C-STORE response, where
+Why: indexing one received object costs a SQLite transaction (CPU and a dozen page writes to
+the WAL; docs/internals.md, timings), and it sat between the last data PDU and the C-STORE response, where
 the sending peer waits for it. The file itself is already in its final place when the response
 goes out — the index is derived from the files (``Archive.recover`` rebuilds any row a crash
 loses) — so the row can be written just after, by a helper thread, several rows per

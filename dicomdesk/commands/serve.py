@@ -124,8 +124,8 @@ WARM_UP_DELAY_S = 0.5
 
 def _load_pydicom_soon(stop: threading.Event) -> None:
     """Import pydicom, and what reads objects with it, in the background shortly after the
-    port opened. The server starts and answers C-ECHO without it (~250 ms of a start, issue
-    14), but the first object or query needs it: loaded here, they do not wait for it. The
+    port opened. The server starts and answers C-ECHO without it (most of a start, issue 14;
+    docs/internals.md, timings), but the first object or query needs it: loaded here, they do not wait for it. The
     delay leaves the first client the interpreter while it connects (an import holds the
     GIL for most of its time)."""
     def load() -> None:

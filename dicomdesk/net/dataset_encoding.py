@@ -42,7 +42,7 @@ def transfer_syntax_encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     big endian is Explicit VR Little Endian (PS3.5 A.4), so unknown (private) transfer
     syntaxes are read that way.
     """
-    # Imported here: a C-ECHO's start-up never loads the Part-10 reader (~1 ms).
+    # Imported here: a C-ECHO's start-up never loads the Part-10 reader (docs/internals.md).
     from dicomdesk.net.part10 import DEFLATED_TRANSFER_SYNTAXES, encoding_of
 
     uid = str(transfer_syntax).strip().rstrip('\x00')

@@ -3,8 +3,8 @@
 A Storage SCP accepts every Storage SOP Class and transfer syntax pydicom knows
 (``uids.STORAGE_SOP_CLASSES``, ``storage.STORAGE_SCP_TRANSFER_SYNTAXES``) and logs the names
 of the classes an association uses. Those tables live in pydicom's ``_uid_dict.py`` and
-``uid.py``, but importing them imports all of pydicom (and numpy): ~250 ms of every
-``dicomdesk serve`` start before its first C-ECHO could be answered.
+``uid.py``, but importing them imports all of pydicom (and numpy): most of a
+``dicomdesk serve`` start before its first C-ECHO could be answered (docs/internals.md, timings).
 
 ``_pydicom_tables_data.py`` holds what pydicom's tables give, with the SHA-256 of the two
 files they were read from. ``tables()`` returns them when the installed pydicom's files have

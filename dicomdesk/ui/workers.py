@@ -122,8 +122,8 @@ class ThreadRelay(QObject):
 
     #: ``list``: every value ``put`` since the last drain, in the order they were put (only
     #: when some). Declared ``object``, not ``list``: PySide converts a ``list`` argument to a
-    #: QVariantList element by element and back (~5 ms per 2,000 rows on the GUI thread,
-    #: measured); an ``object`` passes the list itself, which the relay no longer holds.
+    #: QVariantList element by element and back (GUI-thread time per row: docs/internals.md,
+    #: timings); an ``object`` passes the list itself, which the relay no longer holds.
     batch = Signal(object)
     #: the newest value of ``put_latest``; older ones not yet shown are dropped on purpose, and
     #: it is emitted at most once per ``latest_period_s`` (and at the final drain)

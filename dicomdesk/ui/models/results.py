@@ -239,7 +239,7 @@ class QueryResultsModel(QStandardItemModel):
             return
         self._local |= new
         shown = [self._rows[(uid,)] for uid in new if (uid,) in self._rows]
-        if len(shown) <= _LOOKUPS_PER_PASS:  # a C++ scan each (~1 ms per 10,000 rows)
+        if len(shown) <= _LOOKUPS_PER_PASS:  # a C++ scan each (docs/internals.md, timings)
             for row in shown:
                 first = self._index(row)
                 if first.isValid():

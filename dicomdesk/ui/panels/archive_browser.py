@@ -84,7 +84,7 @@ class ArchiveBrowser(QWidget):
         self.view.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.view.verticalScrollBar().valueChanged.connect(lambda _v: self._fetch_visible())
         # PySide creates the Python type of the viewport's wrapper (and its enums) on first
-        # use: ~7 ms of CPU paid here, not in the event-loop pass that shows the first page
+        # use (docs/internals.md, timings): paid here, not in the event-loop pass that shows the first page
         self.view.viewport()
 
         self.refresh_button = QPushButton("Refresh", self)
