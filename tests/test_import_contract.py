@@ -20,7 +20,7 @@ PACKAGE = ROOT / "dicomdesk"
 
 PURE_MODULES = ["pdu", "userdataitems", "fsm", "upperlayer", "dimsemessages", "dimsedecoder",
                 "commandset", "statuses", "uids", "exceptions", "negotiation", "dataset_encoding",
-                "fragmentation", "state_table", "storage_uids"]
+                "fragmentation", "state_table", "storage_uids", "part10", "part10_structure"]
 IO_MODULES = {"socket", "ssl", "select", "selectors", "threading", "queue", "time", "socketserver"}
 
 
