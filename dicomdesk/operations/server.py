@@ -44,9 +44,9 @@ class AssociationEvent:
 
 
 def _context_names(asce: Any) -> tuple[str, ...]:
-    from ..net.uids import sop_class_name
+    from ..naming import uid_name
 
-    return tuple(sorted({sop_class_name(c.sop_class) for c in asce.accepted_contexts.values()}))
+    return tuple(sorted({uid_name(c.sop_class) for c in asce.accepted_contexts.values()}))
 
 
 class ServerAE(AE):
